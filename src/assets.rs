@@ -1,0 +1,138 @@
+//! The package directory: the asset files to publish and the marker files the tasks share.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::commit::parse_commit;
+use crate::error::{Error, Result};
+
+/// Written by `check`: the commit the assets belong to.
+pub const COMMIT_MARKER: &str = ".commit-hash";
+/// Written by `check` when caching is on: the code hash.
+pub const CODE_HASH_MARKER: &str = ".code-hash";
+/// Written when the asset set is already complete: the pipeline skips the build.
+pub const FOUND_MARKER: &str = ".found";
+
+/// One file to publish.
+#[derive(Debug, Clone)]
+pub struct Asset {
+    /// `/`-separated path relative to the package directory.
+    pub rel: String,
+    /// Where it is on disk.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Every non-hidden regular file under `dir`, recursively, sorted by relative path.
+///
+/// Hidden files and directories (names starting with `.`) are skipped at every level.
+/// A symlink to a regular file counts as that file; symlinked directories are not entered.
+pub fn collect(dir: &Path) -> Result<Vec<Asset>> {
+    if !dir.is_dir() {
+        return Err(Error::Input(format!(
+            "package directory {} does not exist: run the build into it, or set PACKAGE_DIRECTORY (or --package-dir)",
+            dir.display()
+        )));
+    }
+    let mut out = Vec::new();
+    let walker = walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+    for entry in walker {
+        let entry = entry.map_err(|e| {
+            let p = e.path().unwrap_or(dir).to_path_buf();
+            let io = e
+                .into_io_error()
+                .unwrap_or_else(|| std::io::Error::other("filesystem loop"));
+            Error::Input(format!(
+                "cannot read {} in the package directory ({io}): fix its permissions",
+                p.display()
+            ))
+        })?;
+        if entry.depth() == 0 {
+            continue;
+        }
+        let meta = fs::metadata(entry.path()).map_err(|e| {
+            Error::Input(format!(
+                "cannot read {} in the package directory ({e}): fix it or remove it",
+                entry.path().display()
+            ))
+        })?;
+        if !meta.is_file() || entry.file_type().is_dir() {
+            continue;
+        }
+        let rel = entry.path().strip_prefix(dir).unwrap_or(entry.path());
+        let Some(rel) = rel.to_str() else {
+            return Err(Error::Input(format!(
+                "asset name {} is not UTF-8: S3 keys must be UTF-8; rename the file",
+                entry.path().display()
+            )));
+        };
+        if rel.chars().any(char::is_control) {
+            return Err(Error::Input(format!(
+                "asset name {rel:?} contains a control character: rename the file"
+            )));
+        }
+        out.push(Asset {
+            rel: rel.to_string(),
+            path: entry.path().to_path_buf(),
+            size: meta.len(),
+        });
+    }
+    out.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok(out)
+}
+
+/// Writes a marker file, creating the package directory if needed.
+pub fn write_marker(dir: &Path, name: &str, content: &str) -> Result<()> {
+    fs::create_dir_all(dir)
+        .map_err(|e| Error::io("cannot create the package directory", dir, e))?;
+    let path = dir.join(name);
+    fs::write(&path, content).map_err(|e| Error::io("cannot write", &path, e))
+}
+
+/// Whether `.found` exists in `dir`.
+pub fn is_found(dir: &Path) -> bool {
+    dir.join(FOUND_MARKER).exists()
+}
+
+/// Reads and validates `.commit-hash`.
+pub fn read_commit(dir: &Path) -> Result<String> {
+    let path = dir.join(COMMIT_MARKER);
+    let text = fs::read_to_string(&path).map_err(|e| {
+        Error::Input(format!(
+            "cannot read {} ({e}): run `check` first in the same package directory, or set PACKAGE_DIRECTORY",
+            path.display()
+        ))
+    })?;
+    parse_commit(&text).ok_or_else(|| {
+        Error::Input(format!(
+            "{} does not hold a commit id ({:?}): run `check` again to rewrite it",
+            path.display(),
+            text.trim().chars().take(80).collect::<String>()
+        ))
+    })
+}
+
+/// Reads and validates `.code-hash`, if present.
+pub fn read_code_hash(dir: &Path) -> Result<Option<String>> {
+    let path = dir.join(CODE_HASH_MARKER);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let t = text.trim();
+            if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Ok(Some(t.to_ascii_lowercase()))
+            } else {
+                Err(Error::Input(format!(
+                    "{} does not hold a code hash: run `check` again to rewrite it",
+                    path.display()
+                )))
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("cannot read", &path, e)),
+    }
+}

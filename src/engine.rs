@@ -1,0 +1,708 @@
+//! The operations every front end calls: lookup (find or restore), publish, fetch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine as _;
+use futures::{StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::assets::{self, Asset};
+use crate::codehash::{self, Patterns};
+use crate::commit;
+use crate::error::{Error, Result};
+use crate::layout::{Layout, SetLocation};
+use crate::log::{self, Progress};
+use crate::manifest::{FileEntry, Manifest};
+use crate::store::{PutOptions, Store, Tuning};
+
+/// How the cache may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheMode {
+    /// Restore from and write to `cache/`.
+    #[default]
+    ReadWrite,
+    /// Restore from `cache/` but never write it (untrusted pipelines).
+    ReadOnly,
+    /// Ignore `cache/` entirely.
+    Off,
+}
+
+impl std::str::FromStr for CacheMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "read-write" => Ok(CacheMode::ReadWrite),
+            "read-only" => Ok(CacheMode::ReadOnly),
+            "off" => Ok(CacheMode::Off),
+            other => Err(Error::Config(format!(
+                "invalid cache mode {other:?}: use read-write, read-only or off"
+            ))),
+        }
+    }
+}
+
+/// The patterns and salt that define the code hash.
+#[derive(Debug, Clone)]
+pub struct CodeHashSpec {
+    /// Which files make up the assets.
+    pub patterns: Patterns,
+    /// An optional salt mixed into the hash.
+    pub salt: String,
+}
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The set was already complete.
+    Found,
+    /// The set was restored from the cache by server-side copy.
+    Restored,
+    /// The set was uploaded.
+    Uploaded,
+    /// Nothing was done (a `.found` marker, or another pipeline completed the set first).
+    Skipped,
+    /// The set is not there: the pipeline must build.
+    Missing,
+}
+
+impl Outcome {
+    /// The outcome's name in logs and metadata.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Found => "found",
+            Outcome::Restored => "restored",
+            Outcome::Uploaded => "uploaded",
+            Outcome::Skipped => "skipped",
+            Outcome::Missing => "missing",
+        }
+    }
+}
+
+/// The result of an operation, for the summary line and resource metadata.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The commit.
+    pub commit: String,
+    /// The code hash, when known.
+    pub code_hash: Option<String>,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Files in the set (or transferred).
+    pub files: u64,
+    /// Bytes in the set (or transferred).
+    pub bytes: u64,
+    /// Wall time of the operation.
+    pub seconds: f64,
+}
+
+impl Report {
+    /// Prints the closing summary line.
+    pub fn log_summary(&self) {
+        let d = std::time::Duration::from_secs_f64(self.seconds);
+        log::phase(format!(
+            "summary: {} for commit {}: {} files, {} in {:.2} s ({})",
+            self.outcome.as_str(),
+            self.commit,
+            self.files,
+            log::bytes(self.bytes),
+            self.seconds,
+            log::rate(self.bytes, d)
+        ));
+    }
+}
+
+/// Whether a set is complete, as decided by its manifest.
+#[derive(Debug, Clone)]
+pub enum SetState {
+    /// The manifest exists.
+    Complete(Box<Manifest>),
+    /// Objects but no manifest, counted as found because `accept_legacy` is on.
+    Legacy {
+        /// The objects found.
+        objects: Vec<crate::store::ObjectInfo>,
+    },
+    /// No manifest: missing, interrupted, or legacy without `accept_legacy`.
+    Missing,
+}
+
+/// Options for a lookup (the `check` task and the resource's `put` without `path`).
+#[derive(Debug, Clone)]
+pub struct LookupOptions {
+    /// The checkout.
+    pub repo: PathBuf,
+    /// Where the markers go.
+    pub package_dir: PathBuf,
+    /// The code-hash definition; `None` turns caching off.
+    pub code_hash: Option<CodeHashSpec>,
+    /// How the cache may be used.
+    pub cache: CacheMode,
+    /// Count sets without a manifest as found.
+    pub accept_legacy: bool,
+}
+
+/// Options for a publish (the `upload` task and the resource's `put` with `path`).
+#[derive(Debug, Clone)]
+pub struct PublishOptions {
+    /// The package directory holding the assets and markers.
+    pub package_dir: PathBuf,
+    /// The commit; `None` reads `.commit-hash`.
+    pub commit: Option<String>,
+    /// The code hash; `None` reads `.code-hash` when present.
+    pub code_hash: Option<String>,
+    /// How the cache may be used.
+    pub cache: CacheMode,
+    /// Count sets without a manifest as already complete.
+    pub accept_legacy: bool,
+}
+
+/// The engine: a store and a layout.
+#[derive(Clone)]
+pub struct Engine {
+    store: Arc<dyn Store>,
+    layout: Layout,
+    tuning: Tuning,
+}
+
+fn metadata(commit: &str, sha256: &[u8; 32], code_hash: Option<&str>) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    m.insert("commit-hash".to_string(), commit.to_string());
+    m.insert(
+        "package-hash".to_string(),
+        base64::engine::general_purpose::STANDARD.encode(sha256),
+    );
+    if let Some(h) = code_hash {
+        m.insert("code-hash".to_string(), h.to_string());
+    }
+    m
+}
+
+fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    hex::decode(s).ok()?.try_into().ok()
+}
+
+impl Engine {
+    /// An engine over `store` with keys laid out by `layout`.
+    pub fn new(store: Arc<dyn Store>, layout: Layout, tuning: Tuning) -> Self {
+        Engine {
+            store,
+            layout,
+            tuning,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Reads a set's manifest; a set without one is `Missing` (or `Legacy`, logged).
+    pub async fn set_state(&self, loc: &SetLocation, accept_legacy: bool) -> Result<SetState> {
+        let key = loc.manifest_key();
+        if let Some(bytes) = self.store.get_bytes(&key).await? {
+            match Manifest::parse(&bytes, &key) {
+                Ok(m) => return Ok(SetState::Complete(Box::new(m))),
+                Err(e) => {
+                    log::warn(format!("{e}; treating {loc} as incomplete"));
+                    return Ok(SetState::Missing);
+                }
+            }
+        }
+        let objects = self.store.list(loc.root()).await?;
+        if objects.is_empty() {
+            return Ok(SetState::Missing);
+        }
+        if accept_legacy {
+            log::phase(format!(
+                "{loc} has {} objects and no manifest: a legacy set (written by the original tool, or interrupted); counted as found because accept_legacy is on",
+                objects.len()
+            ));
+            Ok(SetState::Legacy { objects })
+        } else {
+            log::warn(format!(
+                "{loc} has {} objects but no manifest: an interrupted upload, or a legacy set from the original tool; not counted as found (turn on accept_legacy to count legacy sets)",
+                objects.len()
+            ));
+            Ok(SetState::Missing)
+        }
+    }
+
+    /// The `check` task: resolve the commit, write the markers, find or restore the set.
+    pub async fn lookup(&self, opts: &LookupOptions) -> Result<Report> {
+        let started = Instant::now();
+        let commit = commit::resolve_head(&opts.repo)?;
+        assets::write_marker(&opts.package_dir, assets::COMMIT_MARKER, &commit)?;
+        log::phase(format!("commit {commit} ({})", opts.repo.display()));
+        let artifacts = self.layout.artifacts(&commit);
+        let mut report = Report {
+            commit: commit.clone(),
+            code_hash: None,
+            outcome: Outcome::Missing,
+            files: 0,
+            bytes: 0,
+            seconds: 0.0,
+        };
+        let found = |report: &mut Report, files: u64, bytes: u64| -> Result<()> {
+            assets::write_marker(&opts.package_dir, assets::FOUND_MARKER, "")?;
+            report.outcome = Outcome::Found;
+            report.files = files;
+            report.bytes = bytes;
+            Ok(())
+        };
+        match self.set_state(&artifacts, opts.accept_legacy).await? {
+            SetState::Complete(m) => {
+                log::phase(format!(
+                    "found {artifacts}: complete, {} files, {} (created {})",
+                    m.files.len(),
+                    log::bytes(m.total_bytes()),
+                    m.created
+                ));
+                report.code_hash = m.code_hash.clone();
+                if let Some(h) = &m.code_hash {
+                    assets::write_marker(&opts.package_dir, assets::CODE_HASH_MARKER, h)?;
+                }
+                found(&mut report, m.files.len() as u64, m.total_bytes())?;
+                report.seconds = started.elapsed().as_secs_f64();
+                return Ok(report);
+            }
+            SetState::Legacy { objects } => {
+                let bytes = objects.iter().map(|o| o.size).sum();
+                found(&mut report, objects.len() as u64, bytes)?;
+                report.seconds = started.elapsed().as_secs_f64();
+                return Ok(report);
+            }
+            SetState::Missing => log::phase(format!("{artifacts} is not complete")),
+        }
+        let spec = match (&opts.code_hash, opts.cache) {
+            (Some(spec), CacheMode::ReadWrite | CacheMode::ReadOnly) => spec,
+            _ => {
+                log::phase("caching is off: build needed");
+                report.seconds = started.elapsed().as_secs_f64();
+                return Ok(report);
+            }
+        };
+        let hash = self.code_hash(&opts.repo, spec).await?;
+        assets::write_marker(&opts.package_dir, assets::CODE_HASH_MARKER, &hash)?;
+        report.code_hash = Some(hash.clone());
+        let cache = self.layout.cache(&hash);
+        match self.set_state(&cache, false).await? {
+            SetState::Complete(m) => {
+                self.restore(&cache, &m, &artifacts, &commit, &hash).await?;
+                assets::write_marker(&opts.package_dir, assets::FOUND_MARKER, "")?;
+                report.outcome = Outcome::Restored;
+                report.files = m.files.len() as u64;
+                report.bytes = m.total_bytes();
+            }
+            _ => log::phase(format!("no complete cache entry {cache}: build needed")),
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    /// Computes the code hash on the blocking pool and logs it.
+    pub async fn code_hash(&self, repo: &Path, spec: &CodeHashSpec) -> Result<String> {
+        let started = Instant::now();
+        let (repo_buf, spec_c) = (repo.to_path_buf(), spec.clone());
+        let h = tokio::task::spawn_blocking(move || {
+            codehash::compute(&repo_buf, &spec_c.patterns, &spec_c.salt)
+        })
+        .await
+        .map_err(|e| Error::Store(format!("code hash task failed: {e}")))??;
+        log::phase(format!(
+            "code hash {} over {} files matching \"{}\" ({:.2} s)",
+            h.hex,
+            h.records.len(),
+            spec.patterns,
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(h.hex)
+    }
+
+    /// Copies a complete cache entry to the artifacts set server-side, manifest last.
+    async fn restore(
+        &self,
+        cache: &SetLocation,
+        m: &Manifest,
+        artifacts: &SetLocation,
+        commit: &str,
+        code_hash: &str,
+    ) -> Result<()> {
+        log::phase(format!(
+            "found {cache}: restoring {} files, {} to {artifacts} by server-side copy",
+            m.files.len(),
+            log::bytes(m.total_bytes())
+        ));
+        // Every object the manifest names must be there with its size, or the entry is damaged.
+        let present: HashMap<String, u64> = self
+            .store
+            .list(cache.root())
+            .await?
+            .into_iter()
+            .map(|o| (o.key, o.size))
+            .collect();
+        for f in &m.files {
+            match present.get(&cache.key(&f.path)) {
+                Some(&size) if size == f.size => {}
+                Some(&size) => {
+                    return Err(Error::Verify(format!(
+                        "cache entry {cache} is damaged: {} is {size} bytes but its manifest says {}; not restoring it (build, and the upload will rewrite the entry)",
+                        f.path, f.size
+                    )))
+                }
+                None => {
+                    return Err(Error::Verify(format!(
+                        "cache entry {cache} is damaged: {} is missing; not restoring it (build, and the upload will rewrite the entry)",
+                        f.path
+                    )))
+                }
+            }
+        }
+        let files: Vec<(String, u64, [u8; 32])> = m
+            .files
+            .iter()
+            .map(|f| {
+                let d = parse_hex32(&f.sha256).expect("validated by Manifest::parse");
+                (f.path.clone(), f.size, d)
+            })
+            .collect();
+        self.copy_set(
+            cache,
+            artifacts,
+            &files,
+            commit,
+            Some(code_hash),
+            "restored",
+        )
+        .await?;
+        let manifest = Manifest::new(commit, Some(code_hash), m.files.clone());
+        self.write_manifest(artifacts, &manifest).await
+    }
+
+    /// Server-side copies `files` from one set to another, with fresh metadata.
+    async fn copy_set(
+        &self,
+        from: &SetLocation,
+        to: &SetLocation,
+        files: &[(String, u64, [u8; 32])],
+        commit: &str,
+        code_hash: Option<&str>,
+        verb: &'static str,
+    ) -> Result<()> {
+        let total = files.iter().map(|f| f.1).sum();
+        let (progress, _guard) = Progress::start(verb, files.len() as u64, total);
+        futures::stream::iter(files)
+            .map(|(rel, size, sha)| {
+                let progress = progress.clone();
+                async move {
+                    let t = Instant::now();
+                    let opts = PutOptions {
+                        metadata: metadata(commit, sha, code_hash),
+                        sha256: Some(*sha),
+                    };
+                    self.store
+                        .copy(&from.key(rel), &to.key(rel), *size, &opts)
+                        .await?;
+                    progress.file_done(rel, *size, t.elapsed());
+                    Ok::<_, Error>(())
+                }
+            })
+            .buffer_unordered(self.tuning.concurrency.max(1))
+            .try_collect::<()>()
+            .await?;
+        let took = progress.elapsed();
+        log::phase(format!(
+            "{verb} {} files, {} to {to} in {:.2} s ({})",
+            files.len(),
+            log::bytes(total),
+            took.as_secs_f64(),
+            log::rate(total, took)
+        ));
+        Ok(())
+    }
+
+    async fn write_manifest(&self, loc: &SetLocation, m: &Manifest) -> Result<()> {
+        let body = m.to_bytes();
+        let opts = PutOptions {
+            metadata: BTreeMap::new(),
+            sha256: Some(Sha256::digest(&body).into()),
+        };
+        self.store
+            .put_bytes(&loc.manifest_key(), body, &opts)
+            .await?;
+        log::phase(format!(
+            "wrote manifest {}: {loc} is complete",
+            loc.manifest_key()
+        ));
+        Ok(())
+    }
+
+    /// The `upload` task: publish the package directory as the commit's asset set.
+    pub async fn publish(&self, opts: &PublishOptions) -> Result<Report> {
+        let started = Instant::now();
+        let dir = &opts.package_dir;
+        let skipped = |commit: String, code_hash: Option<String>| Report {
+            commit,
+            code_hash,
+            outcome: Outcome::Skipped,
+            files: 0,
+            bytes: 0,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        if assets::is_found(dir) {
+            log::phase(format!(
+                "{} exists: the assets were found or restored, nothing to upload",
+                dir.join(assets::FOUND_MARKER).display()
+            ));
+            let commit = assets::read_commit(dir).unwrap_or_default();
+            return Ok(skipped(commit, None));
+        }
+        let commit = match &opts.commit {
+            Some(c) => c.clone(),
+            None => assets::read_commit(dir)?,
+        };
+        let code_hash = match &opts.code_hash {
+            Some(h) => Some(h.clone()),
+            None => assets::read_code_hash(dir)?,
+        };
+        let files = assets::collect(dir)?;
+        if files.is_empty() {
+            return Err(Error::Input(format!(
+                "no files to upload in {}: the build must write its assets there (hidden files are skipped)",
+                dir.display()
+            )));
+        }
+        let artifacts = self.layout.artifacts(&commit);
+        match self.set_state(&artifacts, opts.accept_legacy).await? {
+            SetState::Complete(_) | SetState::Legacy { .. } => {
+                log::phase(format!(
+                    "{artifacts} became complete meanwhile (another pipeline published it): uploading nothing"
+                ));
+                return Ok(skipped(commit, code_hash));
+            }
+            SetState::Missing => {}
+        }
+        let entries = hash_assets(&files).await?;
+        let total: u64 = entries.iter().map(|e| e.0).sum();
+        log::phase(format!(
+            "uploading {} files, {} to {}{artifacts}",
+            files.len(),
+            log::bytes(total),
+            self.store.url().trim_end_matches('/').to_string() + "/"
+        ));
+        let (progress, guard) = Progress::start("uploaded", files.len() as u64, total);
+        futures::stream::iter(files.iter().zip(&entries))
+            .map(|(asset, (size, sha))| {
+                let progress = progress.clone();
+                let (commit, code_hash, artifacts) = (&commit, code_hash.as_deref(), &artifacts);
+                async move {
+                    let t = Instant::now();
+                    let opts = PutOptions {
+                        metadata: metadata(commit, sha, code_hash),
+                        sha256: Some(*sha),
+                    };
+                    self.store
+                        .put_file(&artifacts.key(&asset.rel), &asset.path, *size, &opts)
+                        .await?;
+                    progress.file_done(&asset.rel, *size, t.elapsed());
+                    Ok::<_, Error>(())
+                }
+            })
+            .buffer_unordered(self.tuning.concurrency.max(1))
+            .try_collect::<()>()
+            .await?;
+        drop(guard);
+        let took = progress.elapsed();
+        log::phase(format!(
+            "uploaded {} files, {} in {:.2} s ({})",
+            files.len(),
+            log::bytes(total),
+            took.as_secs_f64(),
+            log::rate(total, took)
+        ));
+        let manifest_files: Vec<FileEntry> = files
+            .iter()
+            .zip(&entries)
+            .map(|(a, (size, sha))| FileEntry {
+                path: a.rel.clone(),
+                size: *size,
+                sha256: hex::encode(sha),
+            })
+            .collect();
+        if let Some(h) = &code_hash {
+            if opts.cache == CacheMode::ReadWrite {
+                self.fill_cache(&artifacts, h, &commit, &manifest_files)
+                    .await?;
+            } else {
+                log::phase(format!(
+                    "cache is {}: not writing cache/{h}/",
+                    if opts.cache == CacheMode::Off {
+                        "off"
+                    } else {
+                        "read-only"
+                    }
+                ));
+            }
+        }
+        let manifest = Manifest::new(&commit, code_hash.as_deref(), manifest_files);
+        self.write_manifest(&artifacts, &manifest).await?;
+        Ok(Report {
+            commit,
+            code_hash,
+            outcome: Outcome::Uploaded,
+            files: files.len() as u64,
+            bytes: total,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    async fn fill_cache(
+        &self,
+        artifacts: &SetLocation,
+        code_hash: &str,
+        commit: &str,
+        files: &[FileEntry],
+    ) -> Result<()> {
+        let cache = self.layout.cache(code_hash);
+        if let SetState::Complete(_) = self.set_state(&cache, false).await? {
+            log::phase(format!("{cache} is already complete: not rewriting it"));
+            return Ok(());
+        }
+        let list: Vec<(String, u64, [u8; 32])> = files
+            .iter()
+            .map(|f| {
+                let d = parse_hex32(&f.sha256).expect("hex we wrote");
+                (f.path.clone(), f.size, d)
+            })
+            .collect();
+        self.copy_set(artifacts, &cache, &list, commit, Some(code_hash), "cached")
+            .await?;
+        let manifest = Manifest::new(commit, Some(code_hash), files.to_vec());
+        self.write_manifest(&cache, &manifest).await
+    }
+
+    /// Downloads a complete set into `dest` and verifies every file against the manifest.
+    /// Returns `None` when the set is not complete.
+    pub async fn fetch(&self, commit: &str, dest: &Path) -> Result<Option<(Manifest, Report)>> {
+        let started = Instant::now();
+        let artifacts = self.layout.artifacts(commit);
+        let m = match self.set_state(&artifacts, false).await? {
+            SetState::Complete(m) => *m,
+            _ => return Ok(None),
+        };
+        std::fs::create_dir_all(dest).map_err(|e| Error::io("cannot create", dest, e))?;
+        let total = m.total_bytes();
+        log::phase(format!(
+            "downloading {} files, {} from {artifacts} to {}",
+            m.files.len(),
+            log::bytes(total),
+            dest.display()
+        ));
+        let (progress, guard) = Progress::start("downloaded", m.files.len() as u64, total);
+        futures::stream::iter(&m.files)
+            .map(|f| {
+                let progress = progress.clone();
+                let key = artifacts.key(&f.path);
+                async move {
+                    let t = Instant::now();
+                    self.download_verified(&key, f, dest).await?;
+                    progress.file_done(&f.path, f.size, t.elapsed());
+                    Ok::<_, Error>(())
+                }
+            })
+            .buffer_unordered(self.tuning.concurrency.max(1))
+            .try_collect::<()>()
+            .await?;
+        drop(guard);
+        let report = Report {
+            commit: commit.to_string(),
+            code_hash: m.code_hash.clone(),
+            outcome: Outcome::Found,
+            files: m.files.len() as u64,
+            bytes: total,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        log::phase(format!(
+            "verified {} files against the manifest (size and SHA-256)",
+            m.files.len()
+        ));
+        Ok(Some((m, report)))
+    }
+
+    async fn download_verified(&self, key: &str, f: &FileEntry, dest: &Path) -> Result<()> {
+        let target = dest.join(&f.path);
+        let parent = target.parent().unwrap_or(dest).to_path_buf();
+        tokio::fs::create_dir_all(&parent)
+            .await
+            .map_err(|e| Error::io("cannot create", &parent, e))?;
+        let tmp = parent.join(format!(
+            ".{}.s3am-partial",
+            target.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        let result = async {
+            let mut body = self.store.get(key, None).await?.ok_or_else(|| {
+                Error::Verify(format!(
+                    "{key} is listed in the manifest but missing from {}: the set is damaged; publish it again",
+                    self.store.url()
+                ))
+            })?;
+            let mut out = tokio::fs::File::create(&tmp)
+                .await
+                .map_err(|e| Error::io("cannot create", &tmp, e))?;
+            let mut h = Sha256::new();
+            let mut size = 0u64;
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = body
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| Error::Store(format!("downloading {key} failed: {e}")))?;
+                if n == 0 {
+                    break;
+                }
+                size += n as u64;
+                h.update(&buf[..n]);
+                out.write_all(&buf[..n])
+                    .await
+                    .map_err(|e| Error::io("cannot write", &tmp, e))?;
+            }
+            out.flush().await.map_err(|e| Error::io("cannot write", &tmp, e))?;
+            let got = hex::encode(h.finalize());
+            if size != f.size || got != f.sha256 {
+                return Err(Error::Verify(format!(
+                    "{key} does not match its manifest (got {size} bytes, SHA-256 {got}; expected {} bytes, {}): the object was changed after publishing; refusing it",
+                    f.size, f.sha256
+                )));
+            }
+            tokio::fs::rename(&tmp, &target)
+                .await
+                .map_err(|e| Error::io("cannot write", &target, e))
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+}
+
+/// Hashes every asset on the blocking pool, in parallel: (size, SHA-256) per asset.
+async fn hash_assets(files: &[Asset]) -> Result<Vec<(u64, [u8; 32])>> {
+    let paths: Vec<PathBuf> = files.iter().map(|a| a.path.clone()).collect();
+    tokio::task::spawn_blocking(move || {
+        use rayon::prelude::*;
+        paths
+            .par_iter()
+            .map(|p| codehash::sha256_file(p))
+            .collect::<Result<Vec<_>>>()
+    })
+    .await
+    .map_err(|e| Error::Store(format!("hashing task failed: {e}")))?
+}

@@ -1,0 +1,167 @@
+//! Logs on stderr: one line per phase, one per transfer, progress and a summary.
+//! Colour only on a terminal, and never when `NO_COLOR` is set.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+fn colour() -> bool {
+    static C: OnceLock<bool> = OnceLock::new();
+    *C.get_or_init(|| {
+        std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+    })
+}
+
+fn paint(code: &str, s: &str) -> String {
+    if colour() {
+        format!("\x1b[{code}m{s}\x1b[0m")
+    } else {
+        s.to_string()
+    }
+}
+
+/// Silences info lines (warnings and errors still print).
+pub fn set_quiet(q: bool) {
+    QUIET.store(q, Ordering::Relaxed);
+}
+
+/// A phase line: what the tool is doing or has decided.
+pub fn phase(msg: impl AsRef<str>) {
+    if !QUIET.load(Ordering::Relaxed) {
+        eprintln!("{} {}", paint("1;36", "==>"), msg.as_ref());
+    }
+}
+
+/// A detail line, e.g. one transfer.
+pub fn detail(msg: impl AsRef<str>) {
+    if !QUIET.load(Ordering::Relaxed) {
+        eprintln!("    {}", msg.as_ref());
+    }
+}
+
+/// A warning: something the user should know about but that does not stop the run.
+pub fn warn(msg: impl AsRef<str>) {
+    eprintln!("{} {}", paint("1;33", "warning:"), msg.as_ref());
+}
+
+/// The one line printed for a fatal error.
+pub fn error(msg: impl AsRef<str>) {
+    eprintln!("{} {}", paint("1;31", "error:"), msg.as_ref());
+}
+
+/// Bytes in decimal units, e.g. `12.3 MB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < UNITS.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// Throughput in MB/s.
+pub fn rate(n: u64, d: Duration) -> String {
+    let secs = d.as_secs_f64().max(1e-6);
+    format!("{:.1} MB/s", n as f64 / 1e6 / secs)
+}
+
+/// Counts a transfer of many files and prints a progress line every few seconds.
+#[derive(Debug)]
+pub struct Progress {
+    verb: &'static str,
+    files: u64,
+    bytes: u64,
+    done_files: AtomicU64,
+    done_bytes: AtomicU64,
+    started: Instant,
+}
+
+impl Progress {
+    /// Starts counting; the returned guard prints progress until it is dropped.
+    pub fn start(verb: &'static str, files: u64, bytes: u64) -> (Arc<Self>, ProgressGuard) {
+        let p = Arc::new(Progress {
+            verb,
+            files,
+            bytes,
+            done_files: AtomicU64::new(0),
+            done_bytes: AtomicU64::new(0),
+            started: Instant::now(),
+        });
+        let ticker = p.clone();
+        let handle = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let (f, b) = ticker.done();
+                detail(format!(
+                    "progress: {} {f}/{} files, {} of {} ({})",
+                    ticker.verb,
+                    ticker.files,
+                    crate::log::bytes(b),
+                    crate::log::bytes(ticker.bytes),
+                    rate(b, ticker.started.elapsed())
+                ));
+            }
+        });
+        (p, ProgressGuard(handle))
+    }
+
+    /// Records one finished file and prints its transfer line.
+    pub fn file_done(&self, name: &str, size: u64, took: Duration) {
+        self.done_files.fetch_add(1, Ordering::Relaxed);
+        self.done_bytes.fetch_add(size, Ordering::Relaxed);
+        detail(format!(
+            "{} {name} {} in {:.2} s ({})",
+            self.verb,
+            bytes(size),
+            took.as_secs_f64(),
+            rate(size, took)
+        ));
+    }
+
+    /// Files and bytes done so far.
+    pub fn done(&self) -> (u64, u64) {
+        (
+            self.done_files.load(Ordering::Relaxed),
+            self.done_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// Stops the progress ticker when dropped.
+#[derive(Debug)]
+pub struct ProgressGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for ProgressGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_sizes() {
+        assert_eq!(bytes(999), "999 B");
+        assert_eq!(bytes(1_500), "1.5 kB");
+        assert_eq!(bytes(12_345_678), "12.3 MB");
+        assert_eq!(rate(10_000_000, Duration::from_secs(2)), "5.0 MB/s");
+    }
+}

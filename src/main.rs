@@ -1,0 +1,391 @@
+//! The `s3-asset-manager` command line: the `check` and `upload` tasks, `hash` and `fetch`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use s3_asset_manager::codehash::{self, Patterns};
+use s3_asset_manager::engine::{LookupOptions, PublishOptions};
+use s3_asset_manager::error::{exit, Error, Result};
+use s3_asset_manager::layout::Layout;
+use s3_asset_manager::store::{self, Bucket, StoreConfig, Tuning};
+use s3_asset_manager::{log, CacheMode, CodeHashSpec, Engine};
+
+/// Build each CI asset set once: find a commit's assets in S3, restore them from a
+/// code-hash cache, or publish them.
+///
+/// Every flag can also be set by the environment variable shown with it; `check` and
+/// `upload` read the same variables as the original Python tool.
+#[derive(Parser, Debug)]
+#[command(name = "s3-asset-manager", version, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Find the commit's asset set, or restore it from the cache; write .commit-hash,
+    /// .code-hash and .found into the package directory (the `check` task).
+    Check {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        package: PackageArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Publish the package directory as the commit's asset set, unless .found exists
+    /// (the `upload` task).
+    Upload {
+        #[command(flatten)]
+        package: PackageArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print the code hash of the repository's files matched by the filter.
+    Hash {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Print every record that went into the hash: type, size, SHA-256, path.
+        #[arg(long)]
+        list: bool,
+    },
+    /// Download a complete asset set and verify every file against its manifest.
+    Fetch {
+        /// The commit whose set to fetch (default: HEAD of --repo).
+        #[arg(long)]
+        commit: Option<String>,
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Where to write the files.
+        #[arg(long, value_name = "DIR")]
+        dest: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RepoArgs {
+    /// The git checkout.
+    #[arg(
+        long = "repo",
+        env = "GIT_REPO_PATH",
+        default_value = "./repo",
+        value_name = "DIR"
+    )]
+    repo: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct PackageArgs {
+    /// The package directory: assets to publish, and the marker files.
+    #[arg(
+        long,
+        env = "PACKAGE_DIRECTORY",
+        default_value = "./packages",
+        value_name = "DIR"
+    )]
+    package_dir: PathBuf,
+    /// How to use cache/: read-write, read-only (never write it) or off.
+    #[arg(
+        long,
+        env = "S3AM_CACHE",
+        default_value = "read-write",
+        value_name = "MODE"
+    )]
+    cache: String,
+    /// Count sets without a manifest (written by the original tool) as found.
+    #[arg(long, env = "S3AM_ACCEPT_LEGACY")]
+    accept_legacy: bool,
+}
+
+#[derive(Args, Debug)]
+struct FilterArgs {
+    /// Space-separated globs (relative to the repository) of the files the assets are built
+    /// from; turns caching on.
+    #[arg(long, env = "CODE_HASH_FIND_FILTER", value_name = "PATTERNS")]
+    filter: Option<String>,
+    /// A salt mixed into the code hash (change it to invalidate the cache).
+    #[arg(
+        long,
+        env = "CODE_HASH_SALT",
+        default_value = "",
+        hide_default_value = true
+    )]
+    salt: String,
+}
+
+#[derive(Args, Debug)]
+struct StoreArgs {
+    /// The bucket: a name, s3://bucket/prefix, or file:///abs/dir.
+    #[arg(long, env = "PACKAGE_ASSETS_BUCKET", value_name = "BUCKET")]
+    bucket: Option<String>,
+    /// A key prefix inside the bucket.
+    #[arg(long, env = "S3AM_PREFIX", value_name = "PREFIX")]
+    prefix: Option<String>,
+    /// A custom S3 endpoint URL (MinIO, Garage, Ceph, R2); AWS_ENDPOINT_URL works too.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// The region (otherwise AWS_REGION / AWS_DEFAULT_REGION / the profile, then us-east-1).
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
+    /// Use path-style addressing (most S3-compatible stores need it).
+    #[arg(long, env = "S3AM_PATH_STYLE")]
+    path_style: bool,
+    /// Skip the SDK's default checksums and the SHA-256 upload checksum, for stores that
+    /// reject them.
+    #[arg(long, env = "S3AM_SKIP_CHECKSUMS")]
+    skip_checksums: bool,
+    /// A role ARN to assume on top of the default credentials.
+    #[arg(long, env = "AWS_ROLE", value_name = "ARN")]
+    role: Option<String>,
+    /// Server-side encryption: AES256 or aws:kms.
+    #[arg(long, env = "S3AM_SSE", value_name = "ALGORITHM")]
+    sse: Option<String>,
+    /// The KMS key id for aws:kms.
+    #[arg(long, env = "S3AM_SSE_KMS_KEY_ID", value_name = "KEY")]
+    sse_kms_key_id: Option<String>,
+    /// Files transferred at once.
+    #[arg(long, env = "S3AM_CONCURRENCY", default_value_t = Tuning::default().concurrency)]
+    concurrency: usize,
+    /// Files at least this large upload multipart (bytes; K, M, G suffixes are binary).
+    #[arg(long, env = "S3AM_MULTIPART_THRESHOLD", default_value = "16M", value_parser = parse_size)]
+    multipart_threshold: u64,
+    /// Part size for multipart uploads.
+    #[arg(long, env = "S3AM_PART_SIZE", default_value = "8M", value_parser = parse_size)]
+    part_size: u64,
+    /// Objects larger than this are copied server-side in parts (S3 allows 5G in one copy).
+    #[arg(long, env = "S3AM_COPY_MULTIPART_THRESHOLD", default_value = "5G", value_parser = parse_size)]
+    copy_multipart_threshold: u64,
+    /// Part size for multipart copies.
+    #[arg(long, env = "S3AM_COPY_PART_SIZE", default_value = "512M", value_parser = parse_size)]
+    copy_part_size: u64,
+    /// Seconds to wait for a response before retrying.
+    #[arg(long, env = "S3AM_TIMEOUT", default_value_t = 60)]
+    timeout: u64,
+    /// Print only warnings and errors.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        None => (t, 1),
+        Some((i, _)) => {
+            let mult = match t[i..].trim().to_ascii_uppercase().as_str() {
+                "B" => 1,
+                "K" | "KB" | "KIB" => 1 << 10,
+                "M" | "MB" | "MIB" => 1 << 20,
+                "G" | "GB" | "GIB" => 1 << 30,
+                _ => {
+                    return Err(format!(
+                        "{s:?} is not a size: use bytes or a K, M or G suffix"
+                    ))
+                }
+            };
+            (&t[..i], mult)
+        }
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: use bytes or a K, M or G suffix"))?;
+    if n == 0 {
+        return Err(format!("{s:?}: the size must be positive"));
+    }
+    Ok(n * mult)
+}
+
+impl StoreArgs {
+    async fn engine(&self) -> Result<Engine> {
+        log::set_quiet(self.quiet);
+        let (bucket, url_prefix) = match &self.bucket {
+            Some(b) => Bucket::parse(b)?,
+            None => {
+                return Err(Error::Config(
+                    "PACKAGE_ASSETS_BUCKET is not set: set it (or --bucket) to an S3 bucket name, s3://bucket/prefix, or file:///abs/dir".into(),
+                ))
+            }
+        };
+        let prefix = match (&self.prefix, url_prefix.is_empty()) {
+            (Some(p), true) => p.clone(),
+            (None, _) => url_prefix,
+            (Some(_), false) => {
+                return Err(Error::Config(
+                    "the prefix is given twice, in the bucket URL and in S3AM_PREFIX / --prefix: keep one".into(),
+                ))
+            }
+        };
+        if self.concurrency == 0 {
+            return Err(Error::Config(
+                "--concurrency / S3AM_CONCURRENCY must be at least 1".into(),
+            ));
+        }
+        if self.part_size < 5 << 20 || self.copy_part_size < 5 << 20 {
+            log::warn("part sizes under 5 MiB are rejected by AWS S3 (fine for some other stores)");
+        }
+        let cfg = StoreConfig {
+            bucket: Some(bucket),
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            path_style: self.path_style,
+            role_arn: self.role.clone().filter(|r| !r.is_empty()),
+            skip_checksums: self.skip_checksums,
+            server_side_encryption: self.sse.clone(),
+            sse_kms_key_id: self.sse_kms_key_id.clone(),
+            ..StoreConfig::default()
+        };
+        let tuning = Tuning {
+            concurrency: self.concurrency,
+            multipart_threshold: self.multipart_threshold,
+            part_size: self.part_size,
+            copy_multipart_threshold: self.copy_multipart_threshold,
+            copy_part_size: self.copy_part_size,
+            timeout: Duration::from_secs(self.timeout.max(1)),
+        };
+        let store = store::open(&cfg, &tuning).await?;
+        Ok(Engine::new(store, Layout::new(&prefix)?, tuning))
+    }
+}
+
+impl FilterArgs {
+    fn spec(&self) -> Result<Option<CodeHashSpec>> {
+        match self.filter.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(f) => Ok(Some(CodeHashSpec {
+                patterns: Patterns::from_spaced(f)?,
+                salt: self.salt.clone(),
+            })),
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Check {
+            repo,
+            package,
+            filter,
+            store,
+        } => {
+            let cache: CacheMode = package.cache.parse()?;
+            let opts = LookupOptions {
+                repo: repo.repo,
+                package_dir: package.package_dir,
+                code_hash: filter.spec()?,
+                cache,
+                accept_legacy: package.accept_legacy,
+            };
+            // The original tool writes .commit-hash before touching S3; so does lookup, but
+            // a bad bucket setting must still be reported before anything else happens.
+            let engine = store.engine().await?;
+            engine.lookup(&opts).await?.log_summary();
+        }
+        Command::Upload { package, store } => {
+            let opts = PublishOptions {
+                package_dir: package.package_dir,
+                commit: None,
+                code_hash: None,
+                cache: package.cache.parse()?,
+                accept_legacy: package.accept_legacy,
+            };
+            let engine = store.engine().await?;
+            engine.publish(&opts).await?.log_summary();
+        }
+        Command::Hash { repo, filter, list } => {
+            let Some(spec) = filter.spec()? else {
+                return Err(Error::Config(
+                    "no code-hash filter: set CODE_HASH_FIND_FILTER (or --filter) to space-separated globs, e.g. \"src/** package.json\"".into(),
+                ));
+            };
+            let h = codehash::compute(&repo.repo, &spec.patterns, &spec.salt)?;
+            if list {
+                for r in &h.records {
+                    println!("{r}");
+                }
+            }
+            println!("{}", h.hex);
+        }
+        Command::Fetch {
+            commit,
+            repo,
+            dest,
+            store,
+        } => {
+            let commit = match commit {
+                Some(c) => s3_asset_manager::commit::parse_commit(&c).ok_or_else(|| {
+                    Error::Config(format!(
+                        "--commit {c:?} is not a full commit id: give all 40 hex digits"
+                    ))
+                })?,
+                None => s3_asset_manager::commit::resolve_head(&repo.repo)?,
+            };
+            let engine = store.engine().await?;
+            match engine.fetch(&commit, &dest).await? {
+                Some((_, report)) => report.log_summary(),
+                None => {
+                    return Err(Error::Input(format!(
+                        "no complete asset set for commit {commit}: publish it first (its manifest is missing)"
+                    )))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        log::error(format!(
+            "internal error ({info}): this is a bug in s3-asset-manager; please report it with the command you ran"
+        ));
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || matches!(
+                    e.kind(),
+                    ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                )
+            {
+                let _ = e.print();
+                return ExitCode::from(if e.use_stderr() {
+                    exit::CONFIG as u8
+                } else {
+                    0
+                });
+            }
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.trim_start_matches("error: ");
+            log::error(format!("{first} (see s3-asset-manager --help)"));
+            return ExitCode::from(exit::CONFIG as u8);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            log::error(format!("cannot start the async runtime: {e}"));
+            return ExitCode::from(exit::RUNTIME as u8);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error(e.to_string());
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! A local directory used as a bucket (`file:///abs/dir`): the same keys as files.
+//!
+//! Writes go to a temporary file under `<root>/.s3am/tmp` and are renamed into place, so
+//! a reader never sees a half-written object. User metadata lives in a JSON sidecar under
+//! `<root>/.s3am/meta/<key>`. Neither directory is a key: listings skip `.s3am`.
+
+use std::collections::BTreeMap;
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::{ObjectHead, ObjectInfo, PutOptions, Reader, Store};
+use crate::error::{Error, Result};
+
+const INTERNAL: &str = ".s3am";
+
+/// A bucket kept in a local directory.
+#[derive(Debug)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl LocalStore {
+    /// Opens the directory `root`, which must exist.
+    pub fn open(root: &Path) -> Result<Self> {
+        if !root.is_dir() {
+            return Err(Error::StoreRefused(format!(
+                "bucket directory {} does not exist: create it (mkdir -p {}) or fix PACKAGE_ASSETS_BUCKET",
+                root.display(),
+                root.display()
+            )));
+        }
+        Ok(LocalStore {
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn path_of(&self, key: &str) -> Result<PathBuf> {
+        let ok = !key.is_empty()
+            && !key.starts_with('/')
+            && !key.contains('\0')
+            && key
+                .split('/')
+                .all(|s| !s.is_empty() && s != "." && s != "..")
+            && key.split('/').next() != Some(INTERNAL);
+        if !ok {
+            return Err(Error::Store(format!(
+                "key {key:?} cannot be stored in a file bucket: it has an empty, '.', '..' or reserved segment"
+            )));
+        }
+        Ok(self.root.join(key))
+    }
+
+    fn meta_path(&self, key: &str) -> PathBuf {
+        self.root.join(INTERNAL).join("meta").join(key)
+    }
+
+    fn tmp_path(&self) -> Result<PathBuf> {
+        let dir = self.root.join(INTERNAL).join("tmp");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        Ok(dir.join(format!("{}-{n}-{nanos}", std::process::id())))
+    }
+
+    /// Writes metadata, then moves `tmp` into place at `key`.
+    fn commit(&self, tmp: &Path, key: &str, opts: &PutOptions) -> Result<()> {
+        let dest = self.path_of(key)?;
+        let meta = self.meta_path(key);
+        for p in [&dest, &meta] {
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::io("cannot create", parent, e))?;
+            }
+        }
+        let json = serde_json::to_vec(&opts.metadata).expect("metadata serialises");
+        std::fs::write(&meta, json).map_err(|e| Error::io("cannot write", &meta, e))?;
+        std::fs::rename(tmp, &dest).map_err(|e| {
+            let _ = std::fs::remove_file(tmp);
+            Error::io("cannot write", &dest, e)
+        })
+    }
+
+    fn list_sync(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
+        let start = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(dir_part)
+        };
+        let mut out = Vec::new();
+        if !start.is_dir() {
+            return Ok(out);
+        }
+        let internal = self.root.join(INTERNAL);
+        let walker = walkdir::WalkDir::new(&start)
+            .follow_links(false)
+            .into_iter()
+            .filter_entry(|e| e.path() != internal);
+        for entry in walker {
+            let entry = entry.map_err(|e| {
+                let p = e.path().unwrap_or(&start).to_path_buf();
+                Error::io(
+                    "cannot list",
+                    p,
+                    e.into_io_error()
+                        .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
+                )
+            })?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let rel = entry
+                .path()
+                .strip_prefix(&self.root)
+                .unwrap_or(entry.path());
+            let Some(key) = rel.to_str() else { continue };
+            if key.starts_with(prefix) {
+                let size = entry
+                    .metadata()
+                    .map_err(|e| Error::Store(format!("cannot stat {key}: {e}")))?
+                    .len();
+                out.push(ObjectInfo {
+                    key: key.to_string(),
+                    size,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+}
+
+fn not_found(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+    )
+}
+
+#[async_trait]
+impl Store for LocalStore {
+    fn url(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        self.list_sync(prefix)
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectHead>> {
+        let path = self.path_of(key)?;
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => return Ok(None),
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) => return Err(Error::io("cannot stat", &path, e)),
+        };
+        let metadata = match std::fs::read(self.meta_path(key)) {
+            Ok(bytes) => {
+                serde_json::from_slice::<BTreeMap<String, String>>(&bytes).unwrap_or_default()
+            }
+            Err(_) => BTreeMap::new(),
+        };
+        Ok(Some(ObjectHead {
+            size: meta.len(),
+            metadata,
+        }))
+    }
+
+    async fn get(&self, key: &str, range: Option<(u64, u64)>) -> Result<Option<Reader>> {
+        let path = self.path_of(key)?;
+        let mut f = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) => return Err(Error::io("cannot open", &path, e)),
+        };
+        if !f
+            .metadata()
+            .await
+            .map_err(|e| Error::io("cannot stat", &path, e))?
+            .is_file()
+        {
+            return Ok(None);
+        }
+        match range {
+            None => Ok(Some(Box::pin(f))),
+            Some((first, last)) => {
+                f.seek(SeekFrom::Start(first))
+                    .await
+                    .map_err(|e| Error::io("cannot seek", &path, e))?;
+                Ok(Some(Box::pin(f.take(last + 1 - first))))
+            }
+        }
+    }
+
+    async fn put_file(&self, key: &str, path: &Path, _size: u64, opts: &PutOptions) -> Result<()> {
+        self.path_of(key)?;
+        let tmp = self.tmp_path()?;
+        tokio::fs::copy(path, &tmp)
+            .await
+            .map_err(|e| Error::io("cannot copy", path, e))?;
+        self.commit(&tmp, key, opts)
+    }
+
+    async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<()> {
+        self.path_of(key)?;
+        let tmp = self.tmp_path()?;
+        tokio::fs::write(&tmp, body)
+            .await
+            .map_err(|e| Error::io("cannot write", &tmp, e))?;
+        self.commit(&tmp, key, opts)
+    }
+
+    async fn copy(&self, src: &str, dst: &str, _size: u64, opts: &PutOptions) -> Result<()> {
+        let from = self.path_of(src)?;
+        self.path_of(dst)?;
+        let tmp = self.tmp_path()?;
+        tokio::fs::copy(&from, &tmp).await.map_err(|e| {
+            if not_found(&e) {
+                Error::Store(format!(
+                    "cannot copy {src}: it does not exist in {}",
+                    self.url()
+                ))
+            } else {
+                Error::io("cannot copy", &from, e)
+            }
+        })?;
+        self.commit(&tmp, dst, opts)
+    }
+}

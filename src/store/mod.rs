@@ -1,0 +1,221 @@
+//! The object store behind one small trait: S3 (any compatible service) or a local directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::error::{Error, Result};
+
+pub mod local;
+pub mod s3;
+
+/// A listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The full key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// What a HEAD returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    /// Size in bytes.
+    pub size: u64,
+    /// User metadata, keys lowercased.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Options for a write.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    /// User metadata to store with the object.
+    pub metadata: BTreeMap<String, String>,
+    /// The content's SHA-256, sent as an S3 checksum where the store takes one.
+    pub sha256: Option<[u8; 32]>,
+}
+
+/// A streaming object body.
+pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// The operations the engine needs from a bucket.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// A URL naming the bucket, for logs (`s3://bucket`, `file:///dir`).
+    fn url(&self) -> String;
+
+    /// Every object whose key starts with `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+
+    /// Size and metadata of an object, or `None` if it does not exist.
+    async fn head(&self, key: &str) -> Result<Option<ObjectHead>>;
+
+    /// The object's content (or the inclusive byte range `first..=last`), or `None` if it
+    /// does not exist.
+    async fn get(&self, key: &str, range: Option<(u64, u64)>) -> Result<Option<Reader>>;
+
+    /// Uploads a local file of `size` bytes, streaming it (multipart when large).
+    async fn put_file(&self, key: &str, path: &Path, size: u64, opts: &PutOptions) -> Result<()>;
+
+    /// Uploads a small in-memory body.
+    async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<()>;
+
+    /// Copies `src` to `dst` inside the bucket without downloading it, replacing the metadata.
+    async fn copy(&self, src: &str, dst: &str, size: u64, opts: &PutOptions) -> Result<()>;
+
+    /// Reads a whole (small) object into memory, or `None` if it does not exist.
+    async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let Some(mut r) = self.get(key, None).await? else {
+            return Ok(None);
+        };
+        let mut buf = Vec::new();
+        r.read_to_end(&mut buf)
+            .await
+            .map_err(|e| Error::Store(format!("reading {key} from {} failed: {e}", self.url())))?;
+        Ok(Some(buf))
+    }
+}
+
+/// Where the bucket is: S3 or a local directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bucket {
+    /// An S3 bucket by name.
+    S3(String),
+    /// A local directory used as a bucket (`file:///abs/path`).
+    Local(PathBuf),
+}
+
+impl Bucket {
+    /// Parses `name`, `s3://name[/prefix]` or `file:///abs/path`, returning any prefix in the URL.
+    pub fn parse(s: &str) -> Result<(Bucket, String)> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(Error::Config(
+                "the bucket is empty: set PACKAGE_ASSETS_BUCKET (or --bucket) to an S3 bucket name or file:///abs/dir".into(),
+            ));
+        }
+        if let Some(path) = s.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(Error::Config(format!(
+                    "invalid bucket {s:?}: a file bucket needs an absolute path, e.g. file:///tmp/assets"
+                )));
+            }
+            return Ok((Bucket::Local(PathBuf::from(path)), String::new()));
+        }
+        let (name, prefix) = match s.strip_prefix("s3://") {
+            Some(rest) => rest.split_once('/').unwrap_or((rest, "")),
+            None => (s, ""),
+        };
+        let valid = (3..=63).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
+        if !valid {
+            return Err(Error::Config(format!(
+                "invalid bucket name {name:?}: use 3-63 lowercase letters, digits, '.', '-' (or s3://bucket/prefix, file:///abs/dir)"
+            )));
+        }
+        Ok((Bucket::S3(name.to_string()), prefix.to_string()))
+    }
+}
+
+/// Everything needed to open a store.
+#[derive(Debug, Clone, Default)]
+pub struct StoreConfig {
+    /// The bucket, with any `s3://bucket/prefix` prefix already split off.
+    pub bucket: Option<Bucket>,
+    /// A custom endpoint URL (otherwise `AWS_ENDPOINT_URL` or AWS).
+    pub endpoint: Option<String>,
+    /// The region (otherwise the default chain, then `us-east-1`).
+    pub region: Option<String>,
+    /// Use path-style addressing (MinIO, Garage, Ceph).
+    pub path_style: bool,
+    /// Explicit access key id (otherwise the default credential chain).
+    pub access_key_id: Option<String>,
+    /// Explicit secret access key.
+    pub secret_access_key: Option<String>,
+    /// Explicit session token.
+    pub session_token: Option<String>,
+    /// A role to assume on top of the base credentials.
+    pub role_arn: Option<String>,
+    /// Skip the SDK's default checksums and the SHA-256 upload checksum (stores that reject them).
+    pub skip_checksums: bool,
+    /// Server-side encryption (`AES256` or `aws:kms`).
+    pub server_side_encryption: Option<String>,
+    /// The KMS key id for `aws:kms`.
+    pub sse_kms_key_id: Option<String>,
+}
+
+/// Transfer knobs; the defaults suit CI workers, tests shrink them to reach multipart paths.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Files transferred at once.
+    pub concurrency: usize,
+    /// Files at least this large upload multipart.
+    pub multipart_threshold: u64,
+    /// Part size for multipart uploads.
+    pub part_size: u64,
+    /// Objects larger than this copy multipart (S3's single-copy limit is 5 GiB).
+    pub copy_multipart_threshold: u64,
+    /// Part size for multipart copies.
+    pub copy_part_size: u64,
+    /// How long to wait for a response before retrying.
+    pub timeout: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            concurrency: 16,
+            multipart_threshold: 16 * MIB,
+            part_size: 8 * MIB,
+            copy_multipart_threshold: 5 * 1024 * MIB,
+            copy_part_size: 512 * MIB,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One mebibyte.
+pub const MIB: u64 = 1024 * 1024;
+
+/// Opens the configured store.
+pub async fn open(cfg: &StoreConfig, tuning: &Tuning) -> Result<Arc<dyn Store>> {
+    match &cfg.bucket {
+        None => Err(Error::Config(
+            "no bucket given: set PACKAGE_ASSETS_BUCKET (or --bucket) to an S3 bucket name or file:///abs/dir".into(),
+        )),
+        Some(Bucket::Local(dir)) => Ok(Arc::new(local::LocalStore::open(dir)?)),
+        Some(Bucket::S3(name)) => Ok(Arc::new(s3::S3Store::open(name, cfg, tuning).await?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_buckets() {
+        assert_eq!(
+            Bucket::parse("my-assets").unwrap(),
+            (Bucket::S3("my-assets".into()), String::new())
+        );
+        assert_eq!(
+            Bucket::parse("s3://my-assets/team/a").unwrap(),
+            (Bucket::S3("my-assets".into()), "team/a".into())
+        );
+        assert_eq!(
+            Bucket::parse("file:///tmp/b").unwrap(),
+            (Bucket::Local("/tmp/b".into()), String::new())
+        );
+        for bad in ["", "file://rel", "My_Bucket!", "ab"] {
+            assert!(matches!(Bucket::parse(bad), Err(Error::Config(_))), "{bad}");
+        }
+    }
+}
