@@ -123,17 +123,60 @@ fn normalise(raw: &str) -> Result<String> {
     if raw.starts_with('/') {
         return Err(bad("it is absolute"));
     }
-    let parts: Vec<&str> = raw
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect();
-    if parts.contains(&"..") {
-        return Err(bad("it leaves the repository with '..'"));
+    check_brackets(raw).map_err(bad)?;
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in raw.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        if seg == ".." {
+            return Err(bad("it leaves the repository with '..'"));
+        }
+        if seg != "**" && seg.contains("**") {
+            return Err(bad("'**' must be a whole path segment, as in src/**/*.py"));
+        }
+        // `a/**/**/b` means the same as `a/**/b`.
+        if seg == "**" && parts.last() == Some(&"**") {
+            continue;
+        }
+        parts.push(seg);
     }
     if parts.is_empty() {
         return Ok("**".into());
     }
     Ok(parts.join("/"))
+}
+
+/// Rejects the glob forms the written spec leaves out: `/` inside `[...]` or `{...}`, and
+/// nested braces.
+fn check_brackets(raw: &str) -> std::result::Result<(), &'static str> {
+    let (mut in_class, mut in_brace) = (false, false);
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '[' if !in_class => {
+                in_class = true;
+                // A `]` right after `[`, `[!` or `[^` is a literal member.
+                if matches!(chars.peek(), Some('!' | '^')) {
+                    chars.next();
+                }
+                if chars.peek() == Some(&']') {
+                    chars.next();
+                }
+            }
+            ']' if in_class => in_class = false,
+            '/' if in_class || in_brace => return Err("'/' inside [...] or {...}"),
+            '{' if !in_class => {
+                if in_brace {
+                    return Err("nested {...}");
+                }
+                in_brace = true;
+            }
+            '}' if in_brace && !in_class => in_brace = false,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// What kind of file a record describes.
@@ -346,13 +389,24 @@ mod tests {
 
     #[test]
     fn normalises_patterns() {
-        let p = Patterns::new(["./src/", "src", "a//b", ".", "x/./y"]).unwrap();
-        assert_eq!(p.as_slice(), ["**", "a/b", "src", "x/y"]);
+        let p = Patterns::new(["./src/", "src", "a//b", ".", "x/./y", "k/**/**/z"]).unwrap();
+        assert_eq!(p.as_slice(), ["**", "a/b", "k/**/z", "src", "x/y"]);
     }
 
     #[test]
     fn rejects_bad_patterns() {
-        for bad in ["/abs", "../up", "a/../../b", "a[", "{a"] {
+        for bad in [
+            "/abs",
+            "../up",
+            "a/../../b",
+            "a[",
+            "{a",
+            "a**",
+            "**b/c",
+            "{a/b,c}",
+            "[/]",
+            "{a,{b}}",
+        ] {
             let e = Patterns::new([bad]).unwrap_err();
             assert!(matches!(e, Error::Config(_)), "{bad}: {e}");
         }

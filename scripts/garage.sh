@@ -1,0 +1,99 @@
+# Garage (a real S3-compatible store) for tests and benchmarks. Source this file, then:
+#   garage_install   build Garage 2.5.0 once into the cache (about 9 minutes), reuse it after
+#   garage_start     start a single node on 127.0.0.1 on free ports, create a key that may
+#                    create buckets and a bucket "s3am-test", export S3AM_TEST_* variables
+#   garage_stop      stop the node and delete its data
+# The cache lives in $S3AM_CACHE_DIR (default ~/.cache/s3-asset-manager).
+
+GARAGE_VERSION=2.5.0
+S3AM_CACHE_DIR=${S3AM_CACHE_DIR:-$HOME/.cache/s3-asset-manager}
+GARAGE_ROOT=$S3AM_CACHE_DIR/garage-$GARAGE_VERSION
+GARAGE_BIN=$GARAGE_ROOT/bin/garage
+
+garage_install() {
+  if [ -x "$GARAGE_BIN" ] && "$GARAGE_BIN" --version >/dev/null 2>&1; then
+    return 0
+  fi
+  echo "garage: building Garage $GARAGE_VERSION into $GARAGE_ROOT (once; about 9 minutes)" >&2
+  mkdir -p "$S3AM_CACHE_DIR"
+  # A kept target dir lets an interrupted build resume instead of starting over.
+  cargo install garage --version "$GARAGE_VERSION" --locked --root "$GARAGE_ROOT" \
+    --target-dir "$S3AM_CACHE_DIR/garage-build" >&2
+  rm -rf "$S3AM_CACHE_DIR/garage-build"
+}
+
+_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+garage_start() {
+  GARAGE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/s3am-garage.XXXXXX")
+  local rpc s3 admin
+  rpc=$(_free_port); s3=$(_free_port); admin=$(_free_port)
+  cat >"$GARAGE_DIR/garage.toml" <<TOML
+metadata_dir = "$GARAGE_DIR/meta"
+data_dir = "$GARAGE_DIR/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$rpc"
+rpc_public_addr = "127.0.0.1:$rpc"
+rpc_secret = "$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:$s3"
+
+[admin]
+api_bind_addr = "127.0.0.1:$admin"
+admin_token = "$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+TOML
+  local g="$GARAGE_BIN -c $GARAGE_DIR/garage.toml"
+  RUST_LOG=warn $GARAGE_BIN -c "$GARAGE_DIR/garage.toml" server >"$GARAGE_DIR/server.log" 2>&1 &
+  GARAGE_PID=$!
+  local id="" i
+  for i in $(seq 1 100); do
+    id=$($g node id -q 2>/dev/null) && break
+    if ! kill -0 "$GARAGE_PID" 2>/dev/null; then
+      echo "garage: the server exited; its log:" >&2; cat "$GARAGE_DIR/server.log" >&2; return 1
+    fi
+    sleep 0.2
+  done
+  [ -n "$id" ] || { echo "garage: no answer on RPC after 20 s" >&2; return 1; }
+  $g layout assign -z dc1 -c 1G "${id%%@*}" >/dev/null
+  $g layout apply --version 1 >/dev/null
+  local key_id secret
+  key_id=GK$(python3 -c 'import secrets; print(secrets.token_hex(12))')
+  secret=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+  $g key import --yes "$key_id" "$secret" -n s3am-test >/dev/null
+  $g key allow --create-bucket s3am-test >/dev/null
+  $g bucket create s3am-test >/dev/null
+  $g bucket allow --read --write --owner s3am-test --key s3am-test >/dev/null
+  export S3AM_TEST_ENDPOINT="http://127.0.0.1:$s3"
+  export S3AM_TEST_REGION=garage
+  export S3AM_TEST_ACCESS_KEY=$key_id
+  export S3AM_TEST_SECRET_KEY=$secret
+  export S3AM_TEST_BUCKET=s3am-test
+  export GARAGE_DIR GARAGE_PID
+  # S3 is ready once an authenticated request succeeds.
+  for i in $(seq 1 100); do
+    if python3 - "$S3AM_TEST_ENDPOINT" <<'PY' 2>/dev/null; then break; fi
+import sys, urllib.request, urllib.error
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=1)
+except urllib.error.HTTPError:
+    sys.exit(0)
+sys.exit(1)
+PY
+    sleep 0.2
+  done
+  echo "garage: running at $S3AM_TEST_ENDPOINT (data in $GARAGE_DIR)" >&2
+}
+
+garage_stop() {
+  if [ -n "${GARAGE_PID:-}" ]; then
+    kill "$GARAGE_PID" 2>/dev/null || true
+    wait "$GARAGE_PID" 2>/dev/null || true
+  fi
+  [ -n "${GARAGE_DIR:-}" ] && rm -rf "$GARAGE_DIR"
+  GARAGE_PID=""
+}

@@ -1,0 +1,278 @@
+//! Test support: real git repositories, the built binary, and the Garage server that
+//! `scripts/test` starts (its address and key arrive in `S3AM_TEST_*` variables).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The Garage server the test script started.
+#[derive(Debug, Clone)]
+pub struct Garage {
+    pub endpoint: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl Garage {
+    /// The running server. Fails the test with a clear message when the tests were not
+    /// started by `scripts/test`; `S3AM_TEST_SKIP_S3=1` skips instead (returns `None`).
+    pub fn get() -> Option<Garage> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        match var("S3AM_TEST_ENDPOINT") {
+            Some(endpoint) => Some(Garage {
+                endpoint,
+                region: var("S3AM_TEST_REGION").unwrap_or_else(|| "garage".into()),
+                access_key: var("S3AM_TEST_ACCESS_KEY").expect("S3AM_TEST_ACCESS_KEY"),
+                secret_key: var("S3AM_TEST_SECRET_KEY").expect("S3AM_TEST_SECRET_KEY"),
+            }),
+            None if var("S3AM_TEST_SKIP_S3").as_deref() == Some("1") => None,
+            None => panic!(
+                "S3AM_TEST_ENDPOINT is not set: run the tests with ./scripts/test, which starts Garage (or set S3AM_TEST_SKIP_S3=1 to skip the S3 tests)"
+            ),
+        }
+    }
+
+    /// An SDK client for arranging and inspecting buckets directly.
+    pub async fn client(&self) -> aws_sdk_s3::Client {
+        let creds = aws_sdk_s3::config::Credentials::new(
+            &self.access_key,
+            &self.secret_key,
+            None,
+            None,
+            "test",
+        );
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new(self.region.clone()))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(creds)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// Creates a fresh bucket with a unique name and returns the name.
+    pub fn new_bucket(&self, tag: &str) -> String {
+        let name = unique_name(tag);
+        rt().block_on(async {
+            self.client()
+                .await
+                .create_bucket()
+                .bucket(&name)
+                .send()
+                .await
+                .expect("create bucket");
+        });
+        name
+    }
+
+    /// The environment a task process needs to reach this server.
+    pub fn env(&self, bucket: &str) -> BTreeMap<String, String> {
+        let mut e = BTreeMap::new();
+        e.insert("PACKAGE_ASSETS_BUCKET".into(), bucket.into());
+        e.insert("AWS_ENDPOINT_URL".into(), self.endpoint.clone());
+        e.insert("AWS_REGION".into(), self.region.clone());
+        e.insert("AWS_ACCESS_KEY_ID".into(), self.access_key.clone());
+        e.insert("AWS_SECRET_ACCESS_KEY".into(), self.secret_key.clone());
+        e.insert("S3AM_PATH_STYLE".into(), "true".into());
+        e
+    }
+
+    /// Every key in a bucket.
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        rt().block_on(async {
+            let c = self.client().await;
+            let mut out = Vec::new();
+            let mut pages = c.list_objects_v2().bucket(bucket).into_paginator().send();
+            while let Some(p) = pages.next().await {
+                for o in p.expect("list").contents() {
+                    out.push(o.key().unwrap().to_string());
+                }
+            }
+            out
+        })
+    }
+
+    /// Puts an object directly, bypassing the tool.
+    pub fn put(&self, bucket: &str, key: &str, body: &[u8]) {
+        let body = body.to_vec();
+        rt().block_on(async {
+            self.client()
+                .await
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(body.into())
+                .send()
+                .await
+                .expect("put object");
+        });
+    }
+
+    /// Reads an object's user metadata.
+    pub fn metadata(&self, bucket: &str, key: &str) -> BTreeMap<String, String> {
+        rt().block_on(async {
+            let o = self
+                .client()
+                .await
+                .head_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .expect("head object");
+            o.metadata()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default()
+        })
+    }
+}
+
+/// A current-thread runtime for the SDK calls the tests make themselves.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A name unique to this process and call, usable as a bucket name.
+pub fn unique_name(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("t-{tag}-{}-{n}-{nanos:x}", std::process::id())
+}
+
+/// A real git repository in a temporary directory.
+pub struct Repo {
+    pub dir: PathBuf,
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+impl Repo {
+    /// `git init` in `dir`.
+    pub fn init(dir: &Path) -> Repo {
+        std::fs::create_dir_all(dir).unwrap();
+        git(dir, &["init", "-q", "-b", "main"]);
+        Repo {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Writes a file (creating parents).
+    pub fn write(&self, rel: &str, content: &str) -> &Self {
+        let p = self.dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+        self
+    }
+
+    /// Commits everything and returns the new HEAD.
+    pub fn commit(&self, msg: &str) -> String {
+        git(&self.dir, &["add", "-A"]);
+        git(&self.dir, &["commit", "-q", "--allow-empty", "-m", msg]);
+        self.head()
+    }
+
+    pub fn head(&self) -> String {
+        git(&self.dir, &["rev-parse", "HEAD"])
+    }
+}
+
+/// What a process printed and how it ended.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(&self) -> &Self {
+        assert_eq!(self.code, 0, "expected success; stderr:\n{}", self.stderr);
+        self
+    }
+
+    /// Asserts a failure with `code`, one error line naming `needle`, no panic or backtrace.
+    pub fn fails(&self, code: i32, needle: &str) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}; stderr:\n{}",
+            self.stderr
+        );
+        let errors: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect();
+        assert_eq!(
+            errors.len(),
+            1,
+            "want one error line; stderr:\n{}",
+            self.stderr
+        );
+        assert!(
+            errors[0].contains(needle),
+            "error line lacks {needle:?}: {}",
+            errors[0]
+        );
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        assert!(!self.stderr.contains("RUST_BACKTRACE"), "{}", self.stderr);
+        self
+    }
+}
+
+/// Runs a built binary with a clean environment plus `env`, in `cwd`.
+pub fn run_bin(bin: &str, args: &[&str], cwd: &Path, env: &BTreeMap<String, String>) -> Run {
+    let mut cmd = Command::new(bin);
+    cmd.args(args).current_dir(cwd).env_clear();
+    for k in ["PATH", "TMPDIR"] {
+        if let Ok(v) = std::env::var(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env("HOME", cwd)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+    cmd.envs(env);
+    let out: Output = cmd.output().expect("run binary");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The CLI binary.
+pub const CLI: &str = env!("CARGO_BIN_EXE_s3-asset-manager");
+
+/// Runs the CLI.
+pub fn cli(args: &[&str], cwd: &Path, env: &BTreeMap<String, String>) -> Run {
+    run_bin(CLI, args, cwd, env)
+}

@@ -1,0 +1,258 @@
+//! One conformance suite for every store backend: the local directory and real S3 (Garage).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use s3_asset_manager::store::{self, Bucket, PutOptions, Store, StoreConfig, Tuning};
+use tokio::io::AsyncReadExt;
+
+fn small_tuning() -> Tuning {
+    Tuning {
+        concurrency: 8,
+        multipart_threshold: 6 << 20,
+        part_size: 5 << 20,
+        copy_multipart_threshold: 6 << 20,
+        copy_part_size: 5 << 20,
+        timeout: Duration::from_secs(30),
+    }
+}
+
+fn opts(k: &str, v: &str) -> PutOptions {
+    let mut metadata = BTreeMap::new();
+    metadata.insert(k.to_string(), v.to_string());
+    PutOptions {
+        metadata,
+        sha256: None,
+    }
+}
+
+async fn read_all(s: &dyn Store, key: &str, range: Option<(u64, u64)>) -> Option<Vec<u8>> {
+    let mut r = s.get(key, range).await.unwrap()?;
+    let mut v = Vec::new();
+    r.read_to_end(&mut v).await.unwrap();
+    Some(v)
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32 * 31 + seed as u32) as u8)
+        .collect()
+}
+
+async fn conformance(s: Arc<dyn Store>) {
+    let s = s.as_ref();
+    // Missing objects.
+    assert!(s.head("nope/x").await.unwrap().is_none());
+    assert!(s.get("nope/x", None).await.unwrap().is_none());
+    assert!(s.get_bytes("nope/x").await.unwrap().is_none());
+    assert!(s.list("nope/").await.unwrap().is_empty());
+
+    // put_bytes, head with metadata, get, ranges.
+    s.put_bytes(
+        "a/b/one.txt",
+        b"hello world".to_vec(),
+        &opts("commit-hash", "c1"),
+    )
+    .await
+    .unwrap();
+    let h = s.head("a/b/one.txt").await.unwrap().unwrap();
+    assert_eq!(h.size, 11);
+    assert_eq!(
+        h.metadata.get("commit-hash").map(String::as_str),
+        Some("c1")
+    );
+    assert_eq!(
+        read_all(s, "a/b/one.txt", None).await.unwrap(),
+        b"hello world"
+    );
+    assert_eq!(
+        read_all(s, "a/b/one.txt", Some((6, 10))).await.unwrap(),
+        b"world"
+    );
+    // Overwrite replaces content and metadata.
+    s.put_bytes("a/b/one.txt", b"bye".to_vec(), &opts("commit-hash", "c2"))
+        .await
+        .unwrap();
+    let h = s.head("a/b/one.txt").await.unwrap().unwrap();
+    assert_eq!((h.size, h.metadata["commit-hash"].as_str()), (3, "c2"));
+
+    // Listing is by key prefix, not by directory, and sorted.
+    s.put_bytes("a/b2", b"x".to_vec(), &PutOptions::default())
+        .await
+        .unwrap();
+    s.put_bytes("a/b/z", b"zz".to_vec(), &PutOptions::default())
+        .await
+        .unwrap();
+    let keys: Vec<String> = s
+        .list("a/b")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(keys, ["a/b/one.txt", "a/b/z", "a/b2"]);
+    let listed = s.list("a/b/").await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1].size, 2);
+
+    // Small and multipart file uploads, with checksums.
+    let dir = tempfile::tempdir().unwrap();
+    let small = pattern(1000, 1);
+    let big = pattern((13 << 20) + 123, 2);
+    std::fs::write(dir.path().join("small"), &small).unwrap();
+    std::fs::write(dir.path().join("big"), &big).unwrap();
+    for (name, body) in [("small", &small), ("big", &big)] {
+        let sha: [u8; 32] = {
+            use sha2::Digest;
+            sha2::Sha256::digest(body).into()
+        };
+        let o = PutOptions {
+            sha256: Some(sha),
+            ..opts("package-hash", name)
+        };
+        s.put_file(
+            &format!("f/{name}"),
+            &dir.path().join(name),
+            body.len() as u64,
+            &o,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            &read_all(s, &format!("f/{name}"), None).await.unwrap(),
+            body
+        );
+        let h = s.head(&format!("f/{name}")).await.unwrap().unwrap();
+        assert_eq!(h.size, body.len() as u64);
+        assert_eq!(h.metadata["package-hash"], name);
+    }
+    // A range inside the second part of the multipart object.
+    let (a, b) = (6u64 << 20, (6u64 << 20) + 99);
+    assert_eq!(
+        read_all(s, "f/big", Some((a, b))).await.unwrap(),
+        &big[a as usize..=b as usize]
+    );
+
+    // Server-side copy, single and multipart, replacing metadata.
+    s.copy(
+        "f/small",
+        "g/small",
+        small.len() as u64,
+        &opts("commit-hash", "new"),
+    )
+    .await
+    .unwrap();
+    s.copy(
+        "f/big",
+        "g/dir/big",
+        big.len() as u64,
+        &opts("commit-hash", "new"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(read_all(s, "g/small", None).await.unwrap(), small);
+    assert_eq!(read_all(s, "g/dir/big", None).await.unwrap(), big);
+    let h = s.head("g/dir/big").await.unwrap().unwrap();
+    assert_eq!(
+        h.metadata.get("commit-hash").map(String::as_str),
+        Some("new")
+    );
+    assert!(
+        !h.metadata.contains_key("package-hash"),
+        "metadata is replaced"
+    );
+    assert!(s
+        .copy("f/missing", "g/x", 1, &PutOptions::default())
+        .await
+        .is_err());
+
+    // Listings paginate past 1,000 keys.
+    futures_lite_for_each(s, 1100).await;
+    let many = s.list("many/").await.unwrap();
+    assert_eq!(many.len(), 1100);
+    assert!(many.windows(2).all(|w| w[0].key < w[1].key));
+
+    // Odd but legal key characters survive a round trip and a copy.
+    let odd = "odd/sp ace+plus%pct&amp=é.zip";
+    s.put_bytes(odd, b"odd".to_vec(), &PutOptions::default())
+        .await
+        .unwrap();
+    s.copy(odd, "odd/copy of é", 3, &PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(read_all(s, "odd/copy of é", None).await.unwrap(), b"odd");
+    assert_eq!(s.list("odd/").await.unwrap().len(), 2);
+}
+
+async fn futures_lite_for_each(s: &dyn Store, n: usize) {
+    use futures::StreamExt;
+    futures::stream::iter(0..n)
+        .for_each_concurrent(32, |i| async move {
+            s.put_bytes(&format!("many/{i:05}"), vec![b'x'], &PutOptions::default())
+                .await
+                .unwrap();
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        bucket: Some(Bucket::Local(dir.path().to_path_buf())),
+        ..StoreConfig::default()
+    };
+    let s = store::open(&cfg, &small_tuning()).await.unwrap();
+    conformance(s.clone()).await;
+    // The store's own bookkeeping never shows up as keys.
+    assert!(s
+        .list("")
+        .await
+        .unwrap()
+        .iter()
+        .all(|o| !o.key.starts_with(".s3am")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_store_conforms() {
+    let Some(g) = common::Garage::get() else {
+        return;
+    };
+    let bucket = tokio::task::spawn_blocking({
+        let g = g.clone();
+        move || g.new_bucket("conf")
+    })
+    .await
+    .unwrap();
+    for skip_checksums in [false, true] {
+        let cfg = StoreConfig {
+            bucket: Some(Bucket::S3(bucket.clone())),
+            endpoint: Some(g.endpoint.clone()),
+            region: Some(g.region.clone()),
+            path_style: true,
+            access_key_id: Some(g.access_key.clone()),
+            secret_access_key: Some(g.secret_key.clone()),
+            skip_checksums,
+            ..StoreConfig::default()
+        };
+        let s = store::open(&cfg, &small_tuning()).await.unwrap();
+        conformance(s).await;
+    }
+}
+
+#[tokio::test]
+async fn a_missing_local_bucket_is_refused() {
+    let cfg = StoreConfig {
+        bucket: Some(Bucket::Local("/nonexistent/s3am-bucket".into())),
+        ..StoreConfig::default()
+    };
+    let e = match store::open(&cfg, &small_tuning()).await {
+        Err(e) => e,
+        Ok(_) => panic!("opened a missing directory"),
+    };
+    assert_eq!(e.exit_code(), s3_asset_manager::error::exit::STORE_REFUSED);
+    assert!(e.to_string().contains("mkdir -p"), "{e}");
+}
