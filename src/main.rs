@@ -102,7 +102,7 @@ struct PackageArgs {
     )]
     cache: String,
     /// Count sets without a manifest (written by the original tool) as found.
-    #[arg(long, env = "S3AM_ACCEPT_LEGACY")]
+    #[arg(long, env = "S3AM_ACCEPT_LEGACY", value_parser = clap::builder::BoolishValueParser::new())]
     accept_legacy: bool,
 }
 
@@ -137,11 +137,11 @@ struct StoreArgs {
     #[arg(long, value_name = "REGION")]
     region: Option<String>,
     /// Use path-style addressing (most S3-compatible stores need it).
-    #[arg(long, env = "S3AM_PATH_STYLE")]
+    #[arg(long, env = "S3AM_PATH_STYLE", value_parser = clap::builder::BoolishValueParser::new())]
     path_style: bool,
     /// Skip the SDK's default checksums and the SHA-256 upload checksum, for stores that
     /// reject them.
-    #[arg(long, env = "S3AM_SKIP_CHECKSUMS")]
+    #[arg(long, env = "S3AM_SKIP_CHECKSUMS", value_parser = clap::builder::BoolishValueParser::new())]
     skip_checksums: bool,
     /// A role ARN to assume on top of the default credentials.
     #[arg(long, env = "AWS_ROLE", value_name = "ARN")]

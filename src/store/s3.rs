@@ -175,6 +175,10 @@ impl S3Store {
                     | "InvalidToken" | "InvalidClientTokenId" => Error::StoreRefused(format!(
                         "{endpoint} rejected the credentials while {what} ({code}): check AWS_ACCESS_KEY_ID / the secret key / the session token or profile"
                     )),
+                    // Some stores (Garage) answer a bad key or signature with a plain AccessDenied.
+                    _ if status == 403 && is_credential_message(&msg) => Error::StoreRefused(format!(
+                        "{endpoint} rejected the credentials while {what} ({code}): check AWS_ACCESS_KEY_ID / the secret key / the session token or profile"
+                    )),
                     _ if code == "AccessDenied" || status == 403 => Error::StoreRefused(format!(
                         "access denied to bucket {bucket:?} at {endpoint} while {what} ({code} {msg}): grant the credentials s3:ListBucket, s3:GetObject and s3:PutObject on it"
                     )),
@@ -186,9 +190,14 @@ impl S3Store {
             SdkError::TimeoutError(_) => Error::Store(format!(
                 "{what} timed out at {endpoint}: check the endpoint and network, or raise S3AM_TIMEOUT"
             )),
+            SdkError::DispatchFailure(_) if root_cause(&err).contains("no credentials") => {
+                Error::Config(format!(
+                    "no AWS credentials found while {what}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or AWS_WEB_IDENTITY_TOKEN_FILE, or run where an instance or task role is available"
+                ))
+            }
             SdkError::DispatchFailure(_) => Error::Store(format!(
                 "cannot reach {endpoint} while {what} ({}): check the endpoint (AWS_ENDPOINT_URL / --endpoint), the network and HTTPS_PROXY/NO_PROXY",
-                one_line(&DisplayErrorContext(&err).to_string())
+                root_cause(&err)
             )),
             SdkError::ConstructionFailure(_) => {
                 let text = one_line(&DisplayErrorContext(&err).to_string());
@@ -385,6 +394,28 @@ impl S3Store {
 /// The part size to use: at least `preferred`, and large enough for S3's 10,000-part limit.
 fn part_size_for(size: u64, preferred: u64) -> u64 {
     preferred.max(size.div_ceil(10_000)).max(1)
+}
+
+/// The innermost error's message, e.g. "Connection refused (os error 111)".
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = err;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    one_line(&cur.to_string())
+}
+
+fn is_credential_message(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    [
+        "signature",
+        "access key",
+        "no such key id",
+        "credential",
+        "token",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
 }
 
 fn one_line(s: &str) -> String {

@@ -1,0 +1,422 @@
+//! The standalone `check`/`upload` tasks and `fetch`, run as the built binary against a real
+//! S3 server (Garage, started by scripts/test) and against the embedded file:// store.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{cli, git, Garage, Repo, Run};
+
+type Env = BTreeMap<String, String>;
+
+/// A work directory laid out like a Concourse task: ./repo and ./packages.
+struct Task {
+    _tmp: tempfile::TempDir,
+    root: std::path::PathBuf,
+    repo: Repo,
+    env: Env,
+}
+
+impl Task {
+    fn new(env: Env) -> Task {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let repo = Repo::init(&root.join("repo"));
+        repo.write("src/handler.py", "def handler(): pass\n")
+            .write("package.json", "{}\n")
+            .write("README.md", "readme\n");
+        repo.commit("first");
+        Task {
+            _tmp: tmp,
+            root,
+            repo,
+            env,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        cli(args, &self.root, &self.env)
+    }
+
+    fn packages(&self) -> std::path::PathBuf {
+        self.root.join("packages")
+    }
+
+    fn marker(&self, name: &str) -> Option<String> {
+        std::fs::read_to_string(self.packages().join(name)).ok()
+    }
+
+    fn found(&self) -> bool {
+        self.packages().join(".found").exists()
+    }
+
+    /// A fresh package directory, as a new build would have.
+    fn reset_packages(&self) {
+        let _ = std::fs::remove_dir_all(self.packages());
+    }
+
+    /// "Builds" the assets into ./packages.
+    fn build(&self, files: &[(&str, &str)]) {
+        for (rel, content) in files {
+            let p = self.packages().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+    }
+}
+
+fn garage_env(g: &Garage, tag: &str) -> (Env, String) {
+    let bucket = g.new_bucket(tag);
+    (g.env(&bucket), bucket)
+}
+
+fn file_env() -> (Env, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = Env::new();
+    env.insert(
+        "PACKAGE_ASSETS_BUCKET".into(),
+        format!("file://{}", dir.path().display()),
+    );
+    (env, dir)
+}
+
+/// The main job: miss, build, upload, found; a new commit with unchanged code is restored
+/// from the cache; a changed, renamed or chmod +x file gives a new code hash and a miss.
+fn full_flow(mut env: Env) {
+    env.insert("CODE_HASH_FIND_FILTER".into(), "src package.json".into());
+    let t = Task::new(env);
+    let c1 = t.repo.head();
+
+    t.run(&["check"]).ok();
+    assert!(!t.found(), "a miss must not write .found");
+    assert_eq!(t.marker(".commit-hash").unwrap(), c1);
+    let h1 = t.marker(".code-hash").unwrap();
+    assert_eq!(h1.len(), 64);
+
+    t.build(&[("fn.zip", "zip-bytes"), ("web/site.tgz", "tgz-bytes")]);
+    let up = t.run(&["upload"]);
+    up.ok();
+    assert!(up.stderr.contains("summary: uploaded"), "{}", up.stderr);
+    assert!(
+        up.stderr.contains("MB/s"),
+        "transfer lines carry throughput"
+    );
+
+    t.reset_packages();
+    let r = t.run(&["check"]);
+    r.ok();
+    assert!(t.found(), "the published set must be found: {}", r.stderr);
+    // upload after a find does nothing
+    let r = t.run(&["upload"]);
+    r.ok();
+    assert!(r.stderr.contains(".found exists"), "{}", r.stderr);
+
+    // A new commit that touches no matched file: restored from the cache.
+    t.reset_packages();
+    t.repo.write("README.md", "more docs\n");
+    let c2 = t.repo.commit("docs");
+    let r = t.run(&["check"]);
+    r.ok();
+    assert!(t.found(), "restored from the cache: {}", r.stderr);
+    assert!(r.stderr.contains("summary: restored"), "{}", r.stderr);
+    assert_eq!(t.marker(".commit-hash").unwrap(), c2);
+    assert_eq!(t.marker(".code-hash").unwrap(), h1);
+    let dest = t.root.join("fetched");
+    t.run(&["fetch", "--dest", dest.to_str().unwrap()]).ok();
+    assert_eq!(
+        std::fs::read_to_string(dest.join("fn.zip")).unwrap(),
+        "zip-bytes"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("web/site.tgz")).unwrap(),
+        "tgz-bytes"
+    );
+
+    // Each change to the code gives a new hash and a miss.
+    let mut hashes = vec![h1];
+    let changes: [(&str, &dyn Fn(&Path)); 3] = [
+        ("content", &|r| {
+            std::fs::write(r.join("src/handler.py"), "changed\n").unwrap()
+        }),
+        ("rename", &|r| {
+            std::fs::rename(r.join("src/handler.py"), r.join("src/main.py")).unwrap()
+        }),
+        ("chmod +x", &|r| {
+            std::fs::set_permissions(
+                r.join("src/main.py"),
+                std::fs::Permissions::from_mode(0o755),
+            )
+            .unwrap()
+        }),
+    ];
+    for (what, change) in changes {
+        t.reset_packages();
+        change(&t.repo.dir);
+        t.repo.commit(what);
+        t.run(&["check"]).ok();
+        assert!(!t.found(), "{what}: must miss");
+        let h = t.marker(".code-hash").unwrap();
+        assert!(!hashes.contains(&h), "{what}: the code hash must change");
+        hashes.push(h);
+    }
+}
+
+#[test]
+fn full_flow_on_garage() {
+    let Some(g) = Garage::get() else { return };
+    let (env, bucket) = garage_env(&g, "flow");
+    full_flow(env);
+    let keys = g.keys(&bucket);
+    let manifests = keys
+        .iter()
+        .filter(|k| k.ends_with("/.manifest.json"))
+        .count();
+    assert_eq!(
+        manifests, 3,
+        "two artifacts sets and one cache entry: {keys:?}"
+    );
+    let fnzip = keys
+        .iter()
+        .find(|k| k.starts_with("artifacts/") && k.ends_with("/fn.zip"))
+        .unwrap();
+    let meta = g.metadata(&bucket, fnzip);
+    assert!(
+        meta.contains_key("commit-hash") && meta.contains_key("code-hash"),
+        "{meta:?}"
+    );
+    assert_eq!(
+        meta["package-hash"], "S5pKxZ88OqMicyYN9s9L81jRxG+EFRJqo1tjgNCruPc=",
+        "base64 SHA-256 of the content, Lambda's CodeSha256 format"
+    );
+}
+
+#[test]
+fn full_flow_on_the_file_store() {
+    let (env, _dir) = file_env();
+    full_flow(env);
+}
+
+#[test]
+fn nested_hidden_many_and_large_assets_with_multipart_paths() {
+    let Some(g) = Garage::get() else { return };
+    let (mut env, bucket) = garage_env(&g, "big");
+    for (k, v) in [
+        ("CODE_HASH_FIND_FILTER", "src"),
+        ("S3AM_MULTIPART_THRESHOLD", "6M"),
+        ("S3AM_PART_SIZE", "5M"),
+        ("S3AM_COPY_MULTIPART_THRESHOLD", "6M"),
+        ("S3AM_COPY_PART_SIZE", "5M"),
+    ] {
+        env.insert(k.into(), v.into());
+    }
+    let t = Task::new(env);
+    t.run(&["check"]).ok();
+    let mut files: Vec<(String, String)> = (0..1100)
+        .map(|i| {
+            (
+                format!("many/{:02}/f{i}.txt", i % 7),
+                format!("content {i}"),
+            )
+        })
+        .collect();
+    files.push(("a/b/c/deep.zip".into(), "deep".into()));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    t.build(&refs);
+    t.build(&[
+        (".hidden", "no"),
+        ("dir/.hidden", "no"),
+        (".git/config", "no"),
+        ("x/.cache/y", "no"),
+    ]);
+    let big: Vec<u8> = (0..(13u32 << 20) + 7).map(|i| (i % 251) as u8).collect();
+    std::fs::write(t.packages().join("big.bin"), &big).unwrap();
+    let r = t.run(&["upload"]);
+    r.ok();
+    let keys = g.keys(&bucket);
+    let c1 = t.repo.head();
+    let art: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.starts_with(&format!("artifacts/{c1}/")))
+        .collect();
+    assert_eq!(
+        art.len(),
+        1100 + 2 + 1,
+        "every asset plus the manifest, no hidden file"
+    );
+    assert!(keys
+        .iter()
+        .all(|k| !k.contains(".hidden") && !k.contains(".cache") && !k.contains(".git/")));
+    assert!(keys.contains(&format!("artifacts/{c1}/a/b/c/deep.zip")));
+
+    // Restore through multipart copy, then fetch and compare byte for byte.
+    t.reset_packages();
+    t.repo.write("README.md", "x\n");
+    let c2 = t.repo.commit("docs");
+    let r = t.run(&["check"]);
+    r.ok();
+    assert!(t.found(), "{}", r.stderr);
+    let dest = t.root.join("out");
+    t.run(&["fetch", "--commit", &c2, "--dest", dest.to_str().unwrap()])
+        .ok();
+    assert_eq!(std::fs::read(dest.join("big.bin")).unwrap(), big);
+    assert_eq!(
+        std::fs::read_to_string(dest.join("many/03/f1102.txt")).ok(),
+        None
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("many/03/f3.txt")).unwrap(),
+        "content 3"
+    );
+    assert!(!dest.join(".hidden").exists());
+}
+
+#[test]
+fn a_set_without_manifest_is_legacy() {
+    let Some(g) = Garage::get() else { return };
+    let (env, bucket) = garage_env(&g, "legacy");
+    let t = Task::new(env);
+    let c = t.repo.head();
+    g.put(&bucket, &format!("artifacts/{c}/fn.zip"), b"old tool");
+    let r = t.run(&["check"]);
+    r.ok();
+    assert!(!t.found(), "not found by default");
+    assert!(
+        r.stderr.contains("no manifest"),
+        "the log names it: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&format!("artifacts/{c}/")),
+        "{}",
+        r.stderr
+    );
+
+    let mut env = t.env.clone();
+    env.insert("S3AM_ACCEPT_LEGACY".into(), "true".into());
+    let r = cli(&["check"], &t.root, &env);
+    r.ok();
+    assert!(t.found(), "found with accept_legacy: {}", r.stderr);
+    assert!(r.stderr.contains("legacy"), "{}", r.stderr);
+    let r = cli(&["check", "--accept-legacy"], &t.root, &t.env);
+    r.ok();
+}
+
+#[test]
+fn commit_hash_is_written_before_any_s3_call() {
+    let t = Task::new(unreachable_env());
+    let r = t.run(&["check"]);
+    assert_ne!(r.code, 0);
+    assert_eq!(t.marker(".commit-hash").unwrap(), t.repo.head());
+}
+
+#[test]
+fn upload_does_nothing_when_found_exists() {
+    let (env, dir) = file_env();
+    let t = Task::new(env);
+    t.build(&[(".found", ""), ("fn.zip", "x")]);
+    t.run(&["upload"]).ok();
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing written"
+    );
+}
+
+#[test]
+fn detached_head_works() {
+    let (env, _dir) = file_env();
+    let t = Task::new(env);
+    let first = t.repo.head();
+    t.repo.write("b", "b");
+    t.repo.commit("second");
+    git(&t.repo.dir, &["checkout", "-q", "--detach", &first]);
+    t.run(&["check"]).ok();
+    assert_eq!(t.marker(".commit-hash").unwrap(), first);
+}
+
+fn unreachable_env() -> Env {
+    let mut env = Env::new();
+    env.insert("PACKAGE_ASSETS_BUCKET".into(), "assets".into());
+    env.insert("AWS_ENDPOINT_URL".into(), "http://127.0.0.1:9".into());
+    env.insert("AWS_REGION".into(), "us-east-1".into());
+    env.insert("AWS_ACCESS_KEY_ID".into(), "AKIDEXAMPLE".into());
+    env.insert("AWS_SECRET_ACCESS_KEY".into(), "unreachable-secret".into());
+    env.insert("S3AM_PATH_STYLE".into(), "1".into());
+    env
+}
+
+#[test]
+fn bad_input_gives_one_line_and_a_documented_exit_code() {
+    let (env, _dir) = file_env();
+    let t = Task::new(env.clone());
+
+    // A missing bucket setting.
+    cli(&["check"], &t.root, &Env::new()).fails(2, "PACKAGE_ASSETS_BUCKET is not set");
+    // Repository problems.
+    let mut e = env.clone();
+    e.insert("GIT_REPO_PATH".into(), "./nope".into());
+    cli(&["check"], &t.root, &e).fails(3, "does not exist");
+    std::fs::create_dir_all(t.root.join("plain")).unwrap();
+    e.insert("GIT_REPO_PATH".into(), "./plain".into());
+    cli(&["check"], &t.root, &e).fails(3, "not a git repository");
+    git(&t.root, &["init", "-q", "--bare", "bare.git"]);
+    e.insert("GIT_REPO_PATH".into(), "./bare.git".into());
+    cli(&["check"], &t.root, &e).fails(3, "bare repository");
+    // Upload problems.
+    t.run(&["upload"]).fails(3, ".commit-hash");
+    t.run(&["check"]).ok();
+    t.run(&["upload"]).fails(3, "no files to upload");
+    std::fs::write(t.packages().join(".commit-hash"), "not-a-commit").unwrap();
+    t.build(&[("fn.zip", "x")]);
+    t.run(&["upload"]).fails(3, "does not hold a commit id");
+    // A filter that matches nothing.
+    let mut e = env.clone();
+    e.insert("CODE_HASH_FIND_FILTER".into(), "nothing/**".into());
+    cli(&["check"], &t.root, &e).fails(3, "match no file");
+    // Bad flags and values.
+    t.run(&["check", "--bogus"]).fails(2, "--bogus");
+    let mut e = env.clone();
+    e.insert("S3AM_CACHE".into(), "sometimes".into());
+    cli(&["check"], &t.root, &e).fails(2, "invalid cache mode");
+    let mut e = env.clone();
+    e.insert("PACKAGE_ASSETS_BUCKET".into(), "file://relative".into());
+    cli(&["check"], &t.root, &e).fails(2, "absolute path");
+}
+
+#[test]
+fn store_failures_are_clear_and_keep_secrets() {
+    let Some(g) = Garage::get() else { return };
+    let (env, _bucket) = garage_env(&g, "fail");
+    let t = Task::new(env.clone());
+
+    let mut e = env.clone();
+    let secret = "wrong-secret-9f8e7d6c5b4a";
+    e.insert("AWS_SECRET_ACCESS_KEY".into(), secret.into());
+    let r = cli(&["check"], &t.root, &e);
+    r.fails(4, "rejected the credentials");
+    assert!(!r.stderr.contains(secret) && !r.stdout.contains(secret));
+
+    let mut e = env.clone();
+    e.insert("PACKAGE_ASSETS_BUCKET".into(), "no-such-bucket-s3am".into());
+    cli(&["check"], &t.root, &e).fails(4, "does not exist");
+
+    let started = Instant::now();
+    let r = cli(&["check"], &t.root, &unreachable_env());
+    r.fails(1, "cannot reach");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(!r.stderr.contains("unreachable-secret"));
+
+    let mut e = unreachable_env();
+    e.remove("AWS_ACCESS_KEY_ID");
+    e.remove("AWS_SECRET_ACCESS_KEY");
+    cli(&["check"], &t.root, &e).fails(2, "no AWS credentials found");
+}
