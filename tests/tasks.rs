@@ -137,7 +137,8 @@ fn full_flow(mut env: Env) {
 
     // Each change to the code gives a new hash and a miss.
     let mut hashes = vec![h1];
-    let changes: [(&str, &dyn Fn(&Path)); 3] = [
+    type Change<'a> = (&'a str, &'a dyn Fn(&Path));
+    let changes: [Change; 3] = [
         ("content", &|r| {
             std::fs::write(r.join("src/handler.py"), "changed\n").unwrap()
         }),
