@@ -101,10 +101,15 @@ pub struct Report {
 
 impl Report {
     /// Prints the closing summary line.
-    pub fn log_summary(&self) {
+    pub fn log_summary(&self, store: &dyn Store) {
         let d = std::time::Duration::from_secs_f64(self.seconds);
+        let requests = match store.requests() {
+            0 => String::new(),
+            1 => ", 1 S3 request".to_string(),
+            n => format!(", {n} S3 requests"),
+        };
         log::phase(format!(
-            "summary: {} for commit {}: {} files, {} in {:.2} s ({})",
+            "summary: {} for commit {}: {} files, {} in {:.2} s ({}{requests})",
             self.outcome.as_str(),
             self.commit,
             self.files,
@@ -134,8 +139,8 @@ pub enum SetState {
 pub struct LookupOptions {
     /// The checkout.
     pub repo: PathBuf,
-    /// Where the markers go.
-    pub package_dir: PathBuf,
+    /// Where the markers go; `None` writes none (the resource's `put`, whose `get` writes them).
+    pub markers: Option<PathBuf>,
     /// The code-hash definition; `None` turns caching off.
     pub code_hash: Option<CodeHashSpec>,
     /// How the cache may be used.
@@ -178,6 +183,14 @@ fn metadata(commit: &str, sha256: &[u8; 32], code_hash: Option<&str>) -> BTreeMa
         m.insert("code-hash".to_string(), h.to_string());
     }
     m
+}
+
+/// Writes a marker when there is a marker directory.
+fn mark(dir: Option<&Path>, name: &str, content: &str) -> Result<()> {
+    match dir {
+        Some(d) => assets::write_marker(d, name, content),
+        None => Ok(()),
+    }
 }
 
 fn parse_hex32(s: &str) -> Option<[u8; 32]> {
@@ -239,7 +252,7 @@ impl Engine {
     pub async fn lookup(&self, opts: &LookupOptions) -> Result<Report> {
         let started = Instant::now();
         let commit = commit::resolve_head(&opts.repo)?;
-        assets::write_marker(&opts.package_dir, assets::COMMIT_MARKER, &commit)?;
+        mark(opts.markers.as_deref(), assets::COMMIT_MARKER, &commit)?;
         log::phase(format!("commit {commit} ({})", opts.repo.display()));
         let artifacts = self.layout.artifacts(&commit);
         let mut report = Report {
@@ -251,7 +264,7 @@ impl Engine {
             seconds: 0.0,
         };
         let found = |report: &mut Report, files: u64, bytes: u64| -> Result<()> {
-            assets::write_marker(&opts.package_dir, assets::FOUND_MARKER, "")?;
+            mark(opts.markers.as_deref(), assets::FOUND_MARKER, "")?;
             report.outcome = Outcome::Found;
             report.files = files;
             report.bytes = bytes;
@@ -267,7 +280,7 @@ impl Engine {
                 ));
                 report.code_hash = m.code_hash.clone();
                 if let Some(h) = &m.code_hash {
-                    assets::write_marker(&opts.package_dir, assets::CODE_HASH_MARKER, h)?;
+                    mark(opts.markers.as_deref(), assets::CODE_HASH_MARKER, h)?;
                 }
                 found(&mut report, m.files.len() as u64, m.total_bytes())?;
                 report.seconds = started.elapsed().as_secs_f64();
@@ -290,13 +303,13 @@ impl Engine {
             }
         };
         let hash = self.code_hash(&opts.repo, spec).await?;
-        assets::write_marker(&opts.package_dir, assets::CODE_HASH_MARKER, &hash)?;
+        mark(opts.markers.as_deref(), assets::CODE_HASH_MARKER, &hash)?;
         report.code_hash = Some(hash.clone());
         let cache = self.layout.cache(&hash);
         match self.set_state(&cache, false).await? {
             SetState::Complete(m) => {
                 self.restore(&cache, &m, &artifacts, &commit, &hash).await?;
-                assets::write_marker(&opts.package_dir, assets::FOUND_MARKER, "")?;
+                mark(opts.markers.as_deref(), assets::FOUND_MARKER, "")?;
                 report.outcome = Outcome::Restored;
                 report.files = m.files.len() as u64;
                 report.bytes = m.total_bytes();
@@ -383,7 +396,7 @@ impl Engine {
         )
         .await?;
         let manifest = Manifest::new(commit, Some(code_hash), m.files.clone());
-        self.write_manifest(artifacts, &manifest).await
+        self.complete_artifacts(commit, manifest).await
     }
 
     /// Server-side copies `files` from one set to another, with fresh metadata.
@@ -426,6 +439,117 @@ impl Engine {
             log::rate(total, took)
         ));
         Ok(())
+    }
+
+    /// Completes an artifacts set: its manifest, then its index entry for the resource's check.
+    async fn complete_artifacts(&self, commit: &str, mut m: Manifest) -> Result<()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        m.completed_ms = Some(now);
+        self.write_manifest(&self.layout.artifacts(commit), &m)
+            .await?;
+        self.write_index_entry(commit, now).await
+    }
+
+    async fn write_index_entry(&self, commit: &str, completed_ms: u64) -> Result<()> {
+        let key = self.layout.index_key(completed_ms, commit);
+        self.store
+            .put_bytes(&key, Vec::new(), &PutOptions::default())
+            .await
+    }
+
+    /// Writes a complete set's index entry if an interrupted publish left it out.
+    async fn ensure_indexed(&self, commit: &str, m: &Manifest) -> Result<()> {
+        let Some(ms) = m.completed_ms else {
+            return Ok(());
+        };
+        if self
+            .store
+            .head(&self.layout.index_key(ms, commit))
+            .await?
+            .is_none()
+        {
+            log::phase(format!(
+                "indexing {commit}, which was complete but not indexed"
+            ));
+            self.write_index_entry(commit, ms).await?;
+        }
+        Ok(())
+    }
+
+    /// The complete artifacts sets for the resource's `check`, oldest first: the latest only
+    /// when `since` is `None`; otherwise `since` (if it still exists) and every newer set.
+    pub async fn versions(&self, since: Option<&str>) -> Result<Vec<String>> {
+        let prefix = self.layout.index_prefix();
+        let Some(since) = since else {
+            return Ok(self.latest_version(&prefix).await?.into_iter().collect());
+        };
+        let key = self.layout.artifacts(since).manifest_key();
+        let Some(bytes) = self.store.get_bytes(&key).await? else {
+            log::phase(format!(
+                "version {since} no longer exists: reporting the latest set"
+            ));
+            return Ok(self.latest_version(&prefix).await?.into_iter().collect());
+        };
+        let m = Manifest::parse(&bytes, &key)?;
+        let Some(ms) = m.completed_ms else {
+            // A set completed without an index entry cannot be placed in the order.
+            return Ok(vec![since.to_string()]);
+        };
+        let stop = self.layout.index_key(ms, since);
+        let mut newer: Vec<String> = Vec::new();
+        let mut after: Option<String> = None;
+        'pages: loop {
+            let page = self
+                .store
+                .list_page(&prefix, after.as_deref(), 1000)
+                .await?;
+            for o in &page {
+                if o.key >= stop {
+                    break 'pages;
+                }
+                if let Some(c) = self.layout.index_commit(&o.key) {
+                    newer.push(c.to_string());
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == 1000 => after = Some(last.key.clone()),
+                _ => break,
+            }
+        }
+        // Oldest first; a commit indexed twice (two racing publishers) counts once, at its
+        // first completion.
+        let mut out = vec![since.to_string()];
+        for c in newer.into_iter().rev() {
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest indexed set whose manifest still exists.
+    async fn latest_version(&self, prefix: &str) -> Result<Option<String>> {
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.list_page(prefix, after.as_deref(), 1).await?;
+            let Some(entry) = page.first() else {
+                return Ok(None);
+            };
+            if let Some(c) = self.layout.index_commit(&entry.key) {
+                if self
+                    .store
+                    .head(&self.layout.artifacts(c).manifest_key())
+                    .await?
+                    .is_some()
+                {
+                    return Ok(Some(c.to_string()));
+                }
+            }
+            after = Some(entry.key.clone());
+        }
     }
 
     async fn write_manifest(&self, loc: &SetLocation, m: &Manifest) -> Result<()> {
@@ -481,9 +605,16 @@ impl Engine {
         }
         let artifacts = self.layout.artifacts(&commit);
         match self.set_state(&artifacts, opts.accept_legacy).await? {
-            SetState::Complete(_) | SetState::Legacy { .. } => {
+            SetState::Complete(m) => {
                 log::phase(format!(
-                    "{artifacts} became complete meanwhile (another pipeline published it): uploading nothing"
+                    "{artifacts} is already complete (another pipeline published it): uploading nothing"
+                ));
+                self.ensure_indexed(&commit, &m).await?;
+                return Ok(skipped(commit, code_hash));
+            }
+            SetState::Legacy { .. } => {
+                log::phase(format!(
+                    "{artifacts} holds a legacy set, accepted as complete: uploading nothing"
                 ));
                 return Ok(skipped(commit, code_hash));
             }
@@ -552,7 +683,7 @@ impl Engine {
             }
         }
         let manifest = Manifest::new(&commit, code_hash.as_deref(), manifest_files);
-        self.write_manifest(&artifacts, &manifest).await?;
+        self.complete_artifacts(&commit, manifest).await?;
         Ok(Report {
             commit,
             code_hash,
@@ -636,6 +767,55 @@ impl Engine {
         Ok(Some((m, report)))
     }
 
+    /// Downloads a legacy set (no manifest), refusing unsafe keys and checking each file's
+    /// size against the listing and its SHA-256 against the `package-hash` metadata.
+    pub async fn fetch_legacy(
+        &self,
+        loc: &SetLocation,
+        objects: &[crate::store::ObjectInfo],
+        dest: &Path,
+    ) -> Result<()> {
+        std::fs::create_dir_all(dest).map_err(|e| Error::io("cannot create", dest, e))?;
+        log::phase(format!(
+            "downloading legacy set {loc}: {} objects, verified against their package-hash metadata",
+            objects.len()
+        ));
+        futures::stream::iter(objects)
+            .map(|o| async move {
+                let rel = o.key.strip_prefix(loc.root()).unwrap_or(&o.key);
+                crate::manifest::check_asset_path(rel).map_err(|why| {
+                    Error::Verify(format!(
+                        "refusing object {:?} of legacy set {loc}: unsafe path ({why})",
+                        o.key
+                    ))
+                })?;
+                let head = self.store.head(&o.key).await?;
+                let sha = head
+                    .and_then(|h| h.metadata.get("package-hash").cloned())
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .filter(|d| d.len() == 32)
+                    .map(hex::encode);
+                let entry = FileEntry {
+                    path: rel.to_string(),
+                    size: o.size,
+                    sha256: sha.unwrap_or_default(),
+                };
+                let t = Instant::now();
+                self.download_verified(&o.key, &entry, dest).await?;
+                log::detail(format!(
+                    "downloaded {rel} {} in {:.2} s",
+                    log::bytes(o.size),
+                    t.elapsed().as_secs_f64()
+                ));
+                Ok::<_, Error>(())
+            })
+            .buffer_unordered(self.tuning.concurrency.max(1))
+            .try_collect::<()>()
+            .await
+    }
+
+    /// Streams `key` to `dest/<f.path>` through a temporary file, renamed into place only when
+    /// the size (and the SHA-256, unless `f.sha256` is empty) match.
     async fn download_verified(&self, key: &str, f: &FileEntry, dest: &Path) -> Result<()> {
         let target = dest.join(&f.path);
         let parent = target.parent().unwrap_or(dest).to_path_buf();
@@ -675,7 +855,7 @@ impl Engine {
             }
             out.flush().await.map_err(|e| Error::io("cannot write", &tmp, e))?;
             let got = hex::encode(h.finalize());
-            if size != f.size || got != f.sha256 {
+            if size != f.size || (!f.sha256.is_empty() && got != f.sha256) {
                 return Err(Error::Verify(format!(
                     "{key} does not match its manifest (got {size} bytes, SHA-256 {got}; expected {} bytes, {}): the object was changed after publishing; refusing it",
                     f.size, f.sha256

@@ -5,6 +5,9 @@ use crate::error::{Error, Result};
 /// The manifest's name inside a set. It starts with `.`, so it never collides with an asset.
 pub const MANIFEST_NAME: &str = ".manifest.json";
 
+/// Index times count down from here (milliseconds; the year 2286).
+const INDEX_EPOCH_END: u64 = 9_999_999_999_999;
+
 /// The key layout under an optional prefix.
 #[derive(Debug, Clone, Default)]
 pub struct Layout {
@@ -41,6 +44,28 @@ impl Layout {
         SetLocation {
             root: format!("{}artifacts/{commit}/", self.prefix),
         }
+    }
+
+    /// Where completed artifacts sets are indexed for the resource's `check`.
+    pub fn index_prefix(&self) -> String {
+        format!("{}index/", self.prefix)
+    }
+
+    /// The index entry of a set completed at `completed_ms` (Unix milliseconds).
+    ///
+    /// Keys hold the time inverted, so a plain ascending listing yields the newest set first:
+    /// finding the latest set, or every set newer than a known one, costs one listing request
+    /// per 1,000 new sets however long the history is.
+    pub fn index_key(&self, completed_ms: u64, commit: &str) -> String {
+        let inverted = INDEX_EPOCH_END.saturating_sub(completed_ms);
+        format!("{}{inverted:013}-{commit}", self.index_prefix())
+    }
+
+    /// The commit named by an index key, if it is one.
+    pub fn index_commit<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let rest = key.strip_prefix(&self.index_prefix())?;
+        let (time, commit) = rest.split_once('-')?;
+        (time.len() == 13 && time.bytes().all(|b| b.is_ascii_digit())).then_some(commit)
     }
 
     /// The cache entry for a code hash: `[prefix/]cache/<code-hash>/`.
@@ -96,6 +121,12 @@ mod tests {
         let l = Layout::new("/team/x/").unwrap();
         assert_eq!(l.artifacts("abc").root(), "team/x/artifacts/abc/");
         assert!(Layout::new("a/../b").is_err());
+        let newer = l.index_key(1_800_000_000_001, "c2");
+        let older = l.index_key(1_800_000_000_000, "c1");
+        assert!(newer < older, "newest sorts first");
+        assert_eq!(older, "team/x/index/8199999999999-c1");
+        assert_eq!(l.index_commit(&older), Some("c1"));
+        assert_eq!(l.index_commit("team/x/index/junk"), None);
         assert!(Layout::new("a//b").is_err());
     }
 }

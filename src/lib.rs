@@ -12,6 +12,7 @@ pub mod error;
 pub mod layout;
 pub mod log;
 pub mod manifest;
+pub mod resource;
 pub mod store;
 
 pub use engine::{CacheMode, CodeHashSpec, Engine, Outcome, Report};

@@ -278,7 +278,7 @@ async fn run(cli: Cli) -> Result<()> {
             let cache: CacheMode = package.cache.parse()?;
             let opts = LookupOptions {
                 repo: repo.repo,
-                package_dir: package.package_dir,
+                markers: Some(package.package_dir),
                 code_hash: filter.spec()?,
                 cache,
                 accept_legacy: package.accept_legacy,
@@ -286,7 +286,10 @@ async fn run(cli: Cli) -> Result<()> {
             // The original tool writes .commit-hash before touching S3; so does lookup, but
             // a bad bucket setting must still be reported before anything else happens.
             let engine = store.engine().await?;
-            engine.lookup(&opts).await?.log_summary();
+            engine
+                .lookup(&opts)
+                .await?
+                .log_summary(engine.store().as_ref());
         }
         Command::Upload { package, store } => {
             let opts = PublishOptions {
@@ -297,7 +300,10 @@ async fn run(cli: Cli) -> Result<()> {
                 accept_legacy: package.accept_legacy,
             };
             let engine = store.engine().await?;
-            engine.publish(&opts).await?.log_summary();
+            engine
+                .publish(&opts)
+                .await?
+                .log_summary(engine.store().as_ref());
         }
         Command::Hash { repo, filter, list } => {
             let Some(spec) = filter.spec()? else {
@@ -329,7 +335,7 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let engine = store.engine().await?;
             match engine.fetch(&commit, &dest).await? {
-                Some((_, report)) => report.log_summary(),
+                Some((_, report)) => report.log_summary(engine.store().as_ref()),
                 None => {
                     return Err(Error::Input(format!(
                         "no complete asset set for commit {commit}: publish it first (its manifest is missing)"

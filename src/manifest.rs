@@ -21,6 +21,9 @@ pub struct Manifest {
     pub tool_version: String,
     /// When the set was completed (RFC 3339, UTC).
     pub created: String,
+    /// When an artifacts set was completed (Unix milliseconds): names its index entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_ms: Option<u64>,
     /// The Concourse build that produced the set, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<BuildIdentity>,
@@ -88,6 +91,7 @@ impl Manifest {
             code_hash: code_hash.map(str::to_string),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            completed_ms: None,
             build: BuildIdentity::from_env(),
             files,
         }

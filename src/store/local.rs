@@ -156,6 +156,20 @@ impl Store for LocalStore {
         self.list_sync(prefix)
     }
 
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max_keys: usize,
+    ) -> Result<Vec<ObjectInfo>> {
+        let mut all = self.list_sync(prefix)?;
+        if let Some(after) = start_after {
+            all.retain(|o| o.key.as_str() > after);
+        }
+        all.truncate(max_keys);
+        Ok(all)
+    }
+
     async fn head(&self, key: &str) -> Result<Option<ObjectHead>> {
         let path = self.path_of(key)?;
         let meta = match std::fs::metadata(&path) {

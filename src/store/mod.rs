@@ -53,6 +53,20 @@ pub trait Store: Send + Sync {
     /// Every object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
 
+    /// Up to `max_keys` objects whose key starts with `prefix` and sorts after `start_after`,
+    /// sorted by key (one listing request).
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max_keys: usize,
+    ) -> Result<Vec<ObjectInfo>>;
+
+    /// How many requests this store has sent (S3 only; 0 elsewhere).
+    fn requests(&self) -> u64 {
+        0
+    }
+
     /// Size and metadata of an object, or `None` if it does not exist.
     async fn head(&self, key: &str) -> Result<Option<ObjectHead>>;
 

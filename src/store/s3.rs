@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -22,6 +25,7 @@ use aws_sdk_s3::types::{
 use aws_sdk_s3::Client;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+use aws_smithy_runtime_api::box_error::BoxError;
 use base64::Engine as _;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
@@ -39,6 +43,27 @@ pub struct S3Store {
     sse: Option<ServerSideEncryption>,
     sse_kms_key_id: Option<String>,
     tuning: Tuning,
+    requests: Arc<AtomicU64>,
+}
+
+/// Counts every request attempt the client sends (retries included), for the logs and tests.
+#[derive(Debug)]
+struct CountRequests(Arc<AtomicU64>);
+
+impl Intercept for CountRequests {
+    fn name(&self) -> &'static str {
+        "CountRequests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 /// Builds the HTTP client: rustls, the system's roots plus `AWS_CA_BUNDLE`, and
@@ -135,7 +160,10 @@ impl S3Store {
             .endpoint_url()
             .map(str::to_string)
             .unwrap_or_else(|| "AWS S3".to_string());
-        let mut s3 = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(cfg.path_style);
+        let requests = Arc::new(AtomicU64::new(0));
+        let mut s3 = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(cfg.path_style)
+            .interceptor(CountRequests(requests.clone()));
         if cfg.skip_checksums {
             s3 = s3
                 .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
@@ -152,6 +180,7 @@ impl S3Store {
                 .map(ServerSideEncryption::from),
             sse_kms_key_id: cfg.sse_kms_key_id.clone(),
             tuning: tuning.clone(),
+            requests,
         })
     }
 
@@ -462,6 +491,38 @@ impl Store for S3Store {
             }
         }
         Ok(out)
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max_keys: usize,
+    ) -> Result<Vec<ObjectInfo>> {
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_start_after(start_after.map(str::to_string))
+            .max_keys(max_keys.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(|e| self.fail(&format!("listing {prefix}"), e))?;
+        Ok(page
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(ObjectInfo {
+                    key: o.key()?.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                })
+            })
+            .collect())
+    }
+
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectHead>> {

@@ -1,0 +1,521 @@
+//! The Concourse resource type: every request, response and `source` type in one place,
+//! and the `check`, `in` and `out` operations over the engine.
+//!
+//! Requests are JSON on stdin; unknown keys are rejected by name. Responses are JSON on stdout,
+//! written by the binaries only on success.
+
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::commit;
+use crate::engine::{
+    CacheMode, CodeHashSpec, Engine, LookupOptions, Outcome, PublishOptions, Report, SetState,
+};
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::log;
+use crate::store::{self, Bucket, StoreConfig, Tuning};
+use crate::{assets, codehash::Patterns};
+
+/// A secret string: never printed by `Debug`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// One pattern string (space-separated) or a list of patterns.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum PatternList {
+    /// `"src/** package.json"`
+    Spaced(String),
+    /// `["src/**", "package.json"]`
+    List(Vec<String>),
+}
+
+/// The resource's `source`; names follow concourse/s3-resource where they overlap.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// The bucket name, or `file:///abs/dir`.
+    pub bucket: String,
+    /// A key prefix inside the bucket.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// The region.
+    #[serde(default)]
+    pub region_name: Option<String>,
+    /// A custom endpoint URL.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Path-style addressing (MinIO, Garage, Ceph).
+    #[serde(default)]
+    pub use_path_style: bool,
+    /// Explicit access key id; otherwise the default credential chain.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// Explicit secret access key.
+    #[serde(default)]
+    pub secret_access_key: Option<Secret>,
+    /// Explicit session token.
+    #[serde(default)]
+    pub session_token: Option<Secret>,
+    /// A role to assume.
+    #[serde(default)]
+    pub aws_role_arn: Option<String>,
+    /// `AES256` or `aws:kms`.
+    #[serde(default)]
+    pub server_side_encryption: Option<String>,
+    /// The KMS key for `aws:kms`.
+    #[serde(default)]
+    pub sse_kms_key_id: Option<String>,
+    /// Skip the SDK's default checksums (stores that reject them).
+    #[serde(default)]
+    pub skip_s3_checksums: bool,
+    /// The code-hash patterns: a space-separated string or a list. Unset: caching off.
+    #[serde(default)]
+    pub code_hash_filter: Option<PatternList>,
+    /// A salt mixed into the code hash.
+    #[serde(default)]
+    pub code_hash_salt: Option<String>,
+    /// `read-write` (default), `read-only` or `off`.
+    #[serde(default)]
+    pub cache: Option<String>,
+    /// Count sets without a manifest as found.
+    #[serde(default)]
+    pub accept_legacy: bool,
+}
+
+/// A version: one complete asset set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Version {
+    /// The commit, full hex.
+    pub commit: String,
+}
+
+/// The `check` request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    /// The source.
+    pub source: Source,
+    /// The last version seen, if any.
+    #[serde(default)]
+    pub version: Option<Version>,
+}
+
+/// `get` params.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InParams {
+    /// Write the markers only; download nothing.
+    #[serde(default)]
+    pub skip_download: bool,
+    /// Fail when the set is not complete (instead of writing `.commit-hash` only).
+    #[serde(default)]
+    pub require: bool,
+}
+
+/// The `in` request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InRequest {
+    /// The source.
+    pub source: Source,
+    /// The version to fetch.
+    pub version: Version,
+    /// The params.
+    #[serde(default)]
+    pub params: Option<InParams>,
+}
+
+/// `put` params.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutParams {
+    /// The git checkout, relative to the put's directory.
+    pub repo: String,
+    /// The package directory to publish; without it the put is a lookup.
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+/// The `out` request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutRequest {
+    /// The source.
+    pub source: Source,
+    /// The params.
+    pub params: OutParams,
+}
+
+/// One metadata entry shown in the Concourse UI.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MetadataField {
+    /// The name.
+    pub name: String,
+    /// The value.
+    pub value: String,
+}
+
+/// The `in` and `out` response.
+#[derive(Debug, Clone, Serialize)]
+pub struct Response {
+    /// The version fetched or produced.
+    pub version: Version,
+    /// What the UI shows.
+    pub metadata: Vec<MetadataField>,
+}
+
+/// Parses a request, turning serde's message into one actionable line.
+pub fn parse_request<T: serde::de::DeserializeOwned>(input: &str) -> Result<T> {
+    serde_json::from_str(input).map_err(|e| {
+        let text = e.to_string();
+        // serde lists every expected key after an unknown one; the key itself is what matters.
+        let text = match text.split_once(", expected one of") {
+            Some((head, tail)) => match tail.rfind(" at line ") {
+                Some(i) => format!("{head}{}", &tail[i..]),
+                None => head.to_string(),
+            },
+            None => text,
+        };
+        Error::Config(format!(
+            "invalid payload: {}; see the README's \"Concourse resource\" section for the source and params keys",
+            one_line(&text)
+        ))
+    })
+}
+
+fn one_line(s: &str) -> String {
+    let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.chars().count() > 300 {
+        s.chars().take(300).collect::<String>() + "…"
+    } else {
+        s
+    }
+}
+
+impl Source {
+    /// The cache mode.
+    pub fn cache_mode(&self) -> Result<CacheMode> {
+        match self.cache.as_deref() {
+            None => Ok(CacheMode::ReadWrite),
+            Some(m) => m.parse(),
+        }
+    }
+
+    /// The code-hash definition, or `None` when caching is off.
+    pub fn code_hash_spec(&self) -> Result<Option<CodeHashSpec>> {
+        if self.cache_mode()? == CacheMode::Off {
+            return Ok(None);
+        }
+        let patterns = match &self.code_hash_filter {
+            None => return Ok(None),
+            Some(PatternList::Spaced(s)) => Patterns::from_spaced(s)?,
+            Some(PatternList::List(l)) => Patterns::new(l)?,
+        };
+        Ok(Some(CodeHashSpec {
+            patterns,
+            salt: self.code_hash_salt.clone().unwrap_or_default(),
+        }))
+    }
+
+    /// Checks every setting that can be checked without the network.
+    pub fn validate(&self) -> Result<()> {
+        self.cache_mode()?;
+        self.code_hash_spec()?;
+        let (_, url_prefix) = Bucket::parse(&self.bucket)?;
+        if !url_prefix.is_empty() {
+            return Err(Error::Config(
+                "source.bucket is a bucket name (or file:///abs/dir); put the key prefix in source.prefix".into(),
+            ));
+        }
+        Layout::new(self.prefix.as_deref().unwrap_or(""))?;
+        if let Some(sse) = &self.server_side_encryption {
+            if sse != "AES256" && sse != "aws:kms" {
+                return Err(Error::Config(format!(
+                    "invalid source.server_side_encryption {sse:?}: use AES256 or aws:kms"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the store and builds the engine.
+    pub async fn engine(&self) -> Result<Engine> {
+        self.validate()?;
+        let (bucket, _) = Bucket::parse(&self.bucket)?;
+        let empty = |s: &Option<String>| s.clone().filter(|v| !v.is_empty());
+        let cfg = StoreConfig {
+            bucket: Some(bucket),
+            endpoint: empty(&self.endpoint),
+            region: empty(&self.region_name),
+            path_style: self.use_path_style,
+            access_key_id: empty(&self.access_key_id),
+            secret_access_key: self.secret_access_key.as_ref().map(|s| s.0.clone()),
+            session_token: self.session_token.as_ref().map(|s| s.0.clone()),
+            role_arn: empty(&self.aws_role_arn),
+            skip_checksums: self.skip_s3_checksums,
+            server_side_encryption: empty(&self.server_side_encryption),
+            sse_kms_key_id: empty(&self.sse_kms_key_id),
+        };
+        let tuning = Tuning::default();
+        let store = store::open(&cfg, &tuning).await?;
+        Ok(Engine::new(
+            store,
+            Layout::new(self.prefix.as_deref().unwrap_or(""))?,
+            tuning,
+        ))
+    }
+}
+
+fn valid_commit(v: &Version) -> Result<String> {
+    commit::parse_commit(&v.commit).ok_or_else(|| {
+        Error::Config(format!(
+            "invalid version: commit {:?} is not a full hex commit id",
+            v.commit.chars().take(80).collect::<String>()
+        ))
+    })
+}
+
+fn field(name: &str, value: impl ToString) -> MetadataField {
+    MetadataField {
+        name: name.to_string(),
+        value: value.to_string(),
+    }
+}
+
+fn metadata(r: &Report) -> Vec<MetadataField> {
+    let mut m = vec![field("commit", &r.commit)];
+    if let Some(h) = &r.code_hash {
+        m.push(field("code_hash", h));
+    }
+    m.push(field("outcome", r.outcome.as_str()));
+    m.push(field("files", r.files));
+    m.push(field("bytes", r.bytes));
+    m.push(field("seconds", format!("{:.2}", r.seconds)));
+    m
+}
+
+/// Resolves a relative path param inside `base`, refusing anything that escapes it.
+fn inside(base: &Path, rel: &str, what: &str) -> Result<PathBuf> {
+    let p = Path::new(rel);
+    let escapes = rel.is_empty()
+        || p.is_absolute()
+        || p.components()
+            .any(|c| matches!(c, Component::ParentDir | Component::RootDir));
+    if escapes {
+        return Err(Error::Config(format!(
+            "params.{what} {rel:?} must be a relative path inside the put's directory (an input name such as \"repo\")"
+        )));
+    }
+    Ok(base.join(p))
+}
+
+/// `check`: complete asset sets in order of completion.
+pub async fn check(req: CheckRequest) -> Result<Vec<Version>> {
+    let since = match &req.version {
+        Some(v) => Some(valid_commit(v)?),
+        None => None,
+    };
+    let engine = req.source.engine().await?;
+    let versions = engine.versions(since.as_deref()).await?;
+    let requests = match engine.store().requests() {
+        0 => String::new(),
+        n => format!(" ({n} S3 requests)"),
+    };
+    log::phase(format!("check: {} version(s){requests}", versions.len()));
+    Ok(versions
+        .into_iter()
+        .map(|commit| Version { commit })
+        .collect())
+}
+
+/// `in`: download and verify a complete set into `dest`, with the markers.
+pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
+    let commit = valid_commit(&req.version)?;
+    let params = req.params.clone().unwrap_or_default();
+    let engine = req.source.engine().await?;
+    std::fs::create_dir_all(dest).map_err(|e| Error::io("cannot create", dest, e))?;
+    assets::write_marker(dest, assets::COMMIT_MARKER, &commit)?;
+    let artifacts = engine.layout().artifacts(&commit);
+    let state = engine
+        .set_state(&artifacts, req.source.accept_legacy)
+        .await?;
+    let report = match state {
+        SetState::Missing => {
+            if params.require {
+                return Err(Error::Input(format!(
+                    "no complete asset set for commit {commit} in {}: it was never published, or its upload was interrupted (params.require is true)",
+                    engine.store().url()
+                )));
+            }
+            log::phase(format!(
+                "{artifacts} is not complete: wrote .commit-hash only"
+            ));
+            Report {
+                commit: commit.clone(),
+                code_hash: None,
+                outcome: Outcome::Missing,
+                files: 0,
+                bytes: 0,
+                seconds: 0.0,
+            }
+        }
+        SetState::Complete(m) if params.skip_download => Report {
+            commit: commit.clone(),
+            code_hash: m.code_hash.clone(),
+            outcome: Outcome::Found,
+            files: m.files.len() as u64,
+            bytes: m.total_bytes(),
+            seconds: 0.0,
+        },
+        SetState::Complete(_) => match engine.fetch(&commit, dest).await? {
+            Some((_, report)) => report,
+            None => {
+                return Err(Error::Verify(format!(
+                    "{artifacts} disappeared while downloading it: retry the get"
+                )))
+            }
+        },
+        SetState::Legacy { objects } => {
+            if !params.skip_download {
+                engine.fetch_legacy(&artifacts, &objects, dest).await?;
+            }
+            Report {
+                commit: commit.clone(),
+                code_hash: None,
+                outcome: Outcome::Found,
+                files: objects.len() as u64,
+                bytes: objects.iter().map(|o| o.size).sum(),
+                seconds: 0.0,
+            }
+        }
+    };
+    if report.outcome == Outcome::Found {
+        if let Some(h) = &report.code_hash {
+            assets::write_marker(dest, assets::CODE_HASH_MARKER, h)?;
+        }
+        assets::write_marker(dest, assets::FOUND_MARKER, "")?;
+    }
+    report.log_summary(engine.store().as_ref());
+    Ok(Response {
+        version: Version { commit },
+        metadata: metadata(&report),
+    })
+}
+
+/// `out`: a lookup (no `path`) or a publish (with `path`).
+pub async fn put(req: OutRequest, base: &Path) -> Result<Response> {
+    let repo = inside(base, &req.params.repo, "repo")?;
+    let path = match &req.params.path {
+        Some(p) => Some(inside(base, p, "path")?),
+        None => None,
+    };
+    let cache = req.source.cache_mode()?;
+    let spec = req.source.code_hash_spec()?;
+    let commit = commit::resolve_head(&repo)?;
+    let engine = req.source.engine().await?;
+    let report = match path {
+        None => {
+            let opts = LookupOptions {
+                repo,
+                markers: None,
+                code_hash: spec,
+                cache,
+                accept_legacy: req.source.accept_legacy,
+            };
+            engine.lookup(&opts).await?
+        }
+        Some(dir) => {
+            let code_hash = match (assets::read_code_hash(&dir)?, &spec) {
+                (Some(h), _) => Some(h),
+                (None, Some(spec)) if !assets::is_found(&dir) => {
+                    Some(engine.code_hash(&repo, spec).await?)
+                }
+                _ => None,
+            };
+            let opts = PublishOptions {
+                package_dir: dir,
+                commit: Some(commit.clone()),
+                code_hash,
+                cache,
+                accept_legacy: req.source.accept_legacy,
+            };
+            let mut r = engine.publish(&opts).await?;
+            r.commit = commit.clone();
+            r
+        }
+    };
+    report.log_summary(engine.store().as_ref());
+    Ok(Response {
+        version: Version { commit },
+        metadata: metadata(&report),
+    })
+}
+
+/// Reads all of stdin, bounded so a runaway producer cannot exhaust memory.
+pub fn read_stdin() -> Result<String> {
+    use std::io::Read;
+    let mut s = String::new();
+    std::io::stdin()
+        .take(16 << 20)
+        .read_to_string(&mut s)
+        .map_err(|e| Error::Config(format!("invalid payload: cannot read stdin as UTF-8 ({e})")))?;
+    Ok(s)
+}
+
+/// Runs a resource operation on a fresh runtime, with the process-level conventions shared
+/// by the three binaries: the response on stdout only on success, one error line and exit 1.
+pub fn main<F, Fut, T>(op: F) -> std::process::ExitCode
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+    T: Serialize,
+{
+    std::panic::set_hook(Box::new(|info| {
+        log::error(format!(
+            "internal error ({info}): this is a bug in s3-asset-manager; please report it"
+        ));
+    }));
+    let result = read_stdin().and_then(|input| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Store(format!("cannot start the async runtime: {e}")))?;
+        rt.block_on(op(input))
+    });
+    match result.and_then(|v| {
+        serde_json::to_string(&v)
+            .map_err(|e| Error::Store(format!("cannot encode the response: {e}")))
+    }) {
+        Ok(json) => {
+            println!("{json}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error(e.to_string());
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The directory argument of `in` and `out`.
+pub fn dir_arg() -> Result<PathBuf> {
+    std::env::args_os()
+        .nth(1)
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            Error::Config(
+                "usage: in|out <directory> (Concourse passes it as the first argument)".into(),
+            )
+        })
+}
