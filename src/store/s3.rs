@@ -303,6 +303,40 @@ impl S3Store {
         Ok(())
     }
 
+    /// Completes a multipart upload from its parts, or aborts it when the parts failed or
+    /// completion fails, so no half-written object ever appears.
+    async fn finish_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Result<Vec<CompletedPart>>,
+    ) -> Result<()> {
+        let done = match parts {
+            Ok(parts) => self.complete_multipart(key, upload_id, parts).await,
+            Err(e) => Err(e),
+        };
+        if done.is_err() {
+            self.abort_multipart(key, upload_id).await;
+        }
+        done
+    }
+
+    async fn put_object(&self, key: &str, body: ByteStream, opts: &PutOptions) -> Result<()> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_metadata(Some(Self::metadata(opts)))
+            .set_checksum_sha256(self.checksum(opts.sha256))
+            .set_server_side_encryption(self.sse.clone())
+            .set_ssekms_key_id(self.sse_kms_key_id.clone())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.fail(&format!("uploading {key}"), e))?;
+        Ok(())
+    }
+
     async fn abort_multipart(&self, key: &str, upload_id: &str) {
         // Best effort: an unfinished multipart upload is invisible to readers either way.
         let _ = self
@@ -569,50 +603,15 @@ impl Store for S3Store {
             let body = ByteStream::from_path(path)
                 .await
                 .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
-            self.client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .set_metadata(Some(Self::metadata(opts)))
-                .set_checksum_sha256(self.checksum(opts.sha256))
-                .set_server_side_encryption(self.sse.clone())
-                .set_ssekms_key_id(self.sse_kms_key_id.clone())
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| self.fail(&format!("uploading {key}"), e))?;
-            return Ok(());
+            return self.put_object(key, body, opts).await;
         }
         let upload_id = self.create_multipart(key, opts).await?;
-        match self.upload_parts(key, path, size, &upload_id).await {
-            Ok(parts) => match self.complete_multipart(key, &upload_id, parts).await {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    self.abort_multipart(key, &upload_id).await;
-                    Err(e)
-                }
-            },
-            Err(e) => {
-                self.abort_multipart(key, &upload_id).await;
-                Err(e)
-            }
-        }
+        let parts = self.upload_parts(key, path, size, &upload_id).await;
+        self.finish_multipart(key, &upload_id, parts).await
     }
 
     async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<()> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .set_metadata(Some(Self::metadata(opts)))
-            .set_checksum_sha256(self.checksum(opts.sha256))
-            .set_server_side_encryption(self.sse.clone())
-            .set_ssekms_key_id(self.sse_kms_key_id.clone())
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| self.fail(&format!("uploading {key}"), e))?;
-        Ok(())
+        self.put_object(key, ByteStream::from(body), opts).await
     }
 
     async fn copy(&self, src: &str, dst: &str, size: u64, opts: &PutOptions) -> Result<()> {
@@ -632,19 +631,8 @@ impl Store for S3Store {
             return Ok(());
         }
         let upload_id = self.create_multipart(dst, opts).await?;
-        match self.copy_parts(src, dst, size, &upload_id).await {
-            Ok(parts) => match self.complete_multipart(dst, &upload_id, parts).await {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    self.abort_multipart(dst, &upload_id).await;
-                    Err(e)
-                }
-            },
-            Err(e) => {
-                self.abort_multipart(dst, &upload_id).await;
-                Err(e)
-            }
-        }
+        let parts = self.copy_parts(src, dst, size, &upload_id).await;
+        self.finish_multipart(dst, &upload_id, parts).await
     }
 }
 

@@ -36,7 +36,7 @@ impl Garage {
     }
 
     /// An SDK client for arranging and inspecting buckets directly.
-    pub async fn client(&self) -> aws_sdk_s3::Client {
+    pub fn client(&self) -> aws_sdk_s3::Client {
         let creds = aws_sdk_s3::config::Credentials::new(
             &self.access_key,
             &self.secret_key,
@@ -59,7 +59,6 @@ impl Garage {
         let name = unique_name(tag);
         rt().block_on(async {
             self.client()
-                .await
                 .create_bucket()
                 .bucket(&name)
                 .send()
@@ -84,7 +83,7 @@ impl Garage {
     /// Every key in a bucket.
     pub fn keys(&self, bucket: &str) -> Vec<String> {
         rt().block_on(async {
-            let c = self.client().await;
+            let c = self.client();
             let mut out = Vec::new();
             let mut pages = c.list_objects_v2().bucket(bucket).into_paginator().send();
             while let Some(p) = pages.next().await {
@@ -101,7 +100,6 @@ impl Garage {
         let body = body.to_vec();
         rt().block_on(async {
             self.client()
-                .await
                 .put_object()
                 .bucket(bucket)
                 .key(key)
@@ -112,12 +110,27 @@ impl Garage {
         });
     }
 
+    /// Reads an object as text.
+    pub fn get_string(&self, bucket: &str, key: &str) -> String {
+        rt().block_on(async {
+            let o = self
+                .client()
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .expect("get object");
+            let b = o.body.collect().await.unwrap().into_bytes();
+            String::from_utf8(b.to_vec()).unwrap()
+        })
+    }
+
     /// Reads an object's user metadata.
     pub fn metadata(&self, bucket: &str, key: &str) -> BTreeMap<String, String> {
         rt().block_on(async {
             let o = self
                 .client()
-                .await
                 .head_object()
                 .bucket(bucket)
                 .key(key)
@@ -249,6 +262,18 @@ impl Run {
 
 /// Runs a built binary with a clean environment plus `env`, in `cwd`.
 pub fn run_bin(bin: &str, args: &[&str], cwd: &Path, env: &BTreeMap<String, String>) -> Run {
+    run_bin_stdin(bin, args, cwd, env, "")
+}
+
+/// Like [`run_bin`], feeding `stdin`.
+pub fn run_bin_stdin(
+    bin: &str,
+    args: &[&str],
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+    stdin: &str,
+) -> Run {
+    use std::io::Write;
     let mut cmd = Command::new(bin);
     cmd.args(args).current_dir(cwd).env_clear();
     for k in ["PATH", "TMPDIR"] {
@@ -261,7 +286,17 @@ pub fn run_bin(bin: &str, args: &[&str], cwd: &Path, env: &BTreeMap<String, Stri
         .env("AWS_CONFIG_FILE", "/nonexistent")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
     cmd.envs(env);
-    let out: Output = cmd.output().expect("run binary");
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("run binary");
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.as_bytes().to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    });
+    let out: Output = child.wait_with_output().expect("wait for binary");
+    writer.join().unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -275,4 +310,58 @@ pub const CLI: &str = env!("CARGO_BIN_EXE_s3-asset-manager");
 /// Runs the CLI.
 pub fn cli(args: &[&str], cwd: &Path, env: &BTreeMap<String, String>) -> Run {
     run_bin(CLI, args, cwd, env)
+}
+
+/// The image's filesystem layout (scripts/image-layout), staged once per test process.
+pub fn image_root() -> &'static Path {
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let root = tempfile::tempdir().unwrap().keep();
+        let bin_dir = Path::new(CLI).parent().unwrap();
+        let out = Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/image-layout"))
+            .arg(&root)
+            .arg(bin_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run scripts/image-layout");
+        assert!(
+            out.status.success(),
+            "scripts/image-layout failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        root
+    })
+}
+
+/// A resource binary at its path in the staged image: `check`, `in` or `out`.
+pub fn resource_bin(name: &str) -> String {
+    image_root()
+        .join("opt/resource")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Runs a resource binary as Concourse does: request on stdin, `dir` as argv[1] and cwd
+/// (`check` takes no argument), and the build's `BUILD_*` variables set.
+pub fn resource(name: &str, dir: &Path, request: &serde_json::Value) -> Run {
+    let mut env = BTreeMap::new();
+    for (k, v) in [
+        ("BUILD_TEAM_NAME", "main"),
+        ("BUILD_PIPELINE_NAME", "app"),
+        ("BUILD_JOB_NAME", "build"),
+        ("BUILD_NAME", "42"),
+        ("BUILD_ID", "4242"),
+        ("ATC_EXTERNAL_URL", "https://ci.example.com"),
+    ] {
+        env.insert(k.to_string(), v.to_string());
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let args: Vec<&str> = if name == "check" {
+        vec![]
+    } else {
+        vec![dir.to_str().unwrap()]
+    };
+    run_bin_stdin(&resource_bin(name), &args, dir, &env, &request.to_string())
 }

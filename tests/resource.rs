@@ -1,0 +1,497 @@
+//! The Concourse resource, run as Concourse runs it: the binaries at their paths in the staged
+//! image layout, JSON on stdin, the directory as argv[1] and cwd, `BUILD_*` set; against Garage.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{resource, Garage, Repo, Run};
+use serde_json::{json, Value};
+
+struct Fixture {
+    g: Garage,
+    bucket: String,
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    repo: Repo,
+}
+
+impl Fixture {
+    fn new(tag: &str) -> Option<Fixture> {
+        let g = Garage::get()?;
+        let bucket = g.new_bucket(tag);
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let repo = Repo::init(&root.join("put/repo"));
+        repo.write("src/handler.py", "def handler(): pass\n")
+            .write("README.md", "r\n");
+        repo.commit("first");
+        Some(Fixture {
+            g,
+            bucket,
+            _tmp: tmp,
+            root,
+            repo,
+        })
+    }
+
+    fn source(&self) -> Value {
+        json!({
+            "bucket": self.bucket,
+            "endpoint": self.g.endpoint,
+            "region_name": self.g.region,
+            "use_path_style": true,
+            "access_key_id": self.g.access_key,
+            "secret_access_key": self.g.secret_key,
+            "code_hash_filter": ["src"],
+        })
+    }
+
+    fn source_with(&self, extra: Value) -> Value {
+        let mut s = self.source();
+        for (k, v) in extra.as_object().unwrap() {
+            s[k] = v.clone();
+        }
+        s
+    }
+
+    fn put_dir(&self) -> PathBuf {
+        self.root.join("put")
+    }
+
+    fn build(&self, files: &[(&str, &str)]) {
+        let pkg = self.put_dir().join("packages");
+        let _ = std::fs::remove_dir_all(&pkg);
+        for (rel, content) in files {
+            let p = pkg.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+    }
+
+    fn publish(&self, source: &Value) -> Run {
+        let r = resource(
+            "out",
+            &self.put_dir(),
+            &json!({"source": source, "params": {"repo": "repo", "path": "packages"}}),
+        );
+        r
+    }
+
+    fn lookup(&self, source: &Value) -> Run {
+        resource(
+            "out",
+            &self.put_dir(),
+            &json!({"source": source, "params": {"repo": "repo"}}),
+        )
+    }
+
+    fn check(&self, version: Option<&str>) -> Vec<String> {
+        let mut req = json!({"source": self.source()});
+        if let Some(v) = version {
+            req["version"] = json!({"commit": v});
+        }
+        let r = resource("check", &self.root.join("check"), &req);
+        r.ok();
+        let versions: Vec<Value> = serde_json::from_str(&r.stdout).expect("check prints JSON");
+        versions
+            .iter()
+            .map(|v| v["commit"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn get(&self, dir: &str, commit: &str, params: Value) -> Run {
+        resource(
+            "in",
+            &self.root.join(dir),
+            &json!({"source": self.source(), "version": {"commit": commit}, "params": params}),
+        )
+    }
+
+    /// Publishes a new commit whose code differs, returning the commit.
+    fn publish_new(&self, n: usize) -> String {
+        self.repo.write("src/handler.py", &format!("v{n}\n"));
+        let c = self.repo.commit(&format!("v{n}"));
+        self.build(&[("fn.zip", &format!("zip {n}"))]);
+        self.publish(&self.source()).ok();
+        c
+    }
+}
+
+fn response(r: &Run) -> Value {
+    r.ok();
+    serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", r.stdout))
+}
+
+fn meta(resp: &Value, name: &str) -> String {
+    resp["metadata"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .map(|m| m["value"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn check_discovers_complete_sets_in_order() {
+    let Some(f) = Fixture::new("chk") else { return };
+    assert!(f.check(None).is_empty(), "an empty bucket gives []");
+    let c1 = f.publish_new(1);
+    assert_eq!(f.check(None), [c1.clone()]);
+    let c2 = f.publish_new(2);
+    let c3 = f.publish_new(3);
+    assert_eq!(
+        f.check(None),
+        [c3.clone()],
+        "the first run returns the latest only"
+    );
+    assert_eq!(f.check(Some(&c1)), [c1.clone(), c2.clone(), c3.clone()]);
+    assert_eq!(f.check(Some(&c2)), [c2.clone(), c3.clone()]);
+    assert_eq!(f.check(Some(&c3)), [c3.clone()]);
+    // A lookup that restores from the cache completes a set too.
+    f.repo.write("README.md", "docs\n");
+    let c4 = f.repo.commit("docs");
+    let r = response(&f.lookup(&f.source()));
+    assert_eq!(meta(&r, "outcome"), "restored");
+    assert_eq!(f.check(Some(&c3)), [c3.clone(), c4.clone()]);
+    // A deleted version: the latest is reported.
+    let c = f.g.client();
+    common::rt().block_on(async {
+        c.delete_object()
+            .bucket(&f.bucket)
+            .key(format!("artifacts/{c4}/.manifest.json"))
+            .send()
+            .await
+            .unwrap();
+    });
+    assert_eq!(f.check(Some(&c4)), [c3.clone()]);
+    assert_eq!(f.check(None), [c3]);
+}
+
+#[test]
+fn check_cost_does_not_grow_with_history() {
+    let Some(f) = Fixture::new("many") else {
+        return;
+    };
+    let old = f.publish_new(1);
+    // 10,000 older sets in the index (their entries are what check would have to wade through).
+    let client = f.g.client();
+    common::rt().block_on(async {
+        use futures::StreamExt;
+        futures::stream::iter(0..10_000u64)
+            .for_each_concurrent(64, |i| {
+                let client = client.clone();
+                let bucket = f.bucket.clone();
+                async move {
+                    let key = format!("index/{:013}-{:040x}", 9_000_000_000_000u64 + i, i);
+                    client
+                        .put_object()
+                        .bucket(bucket)
+                        .key(key)
+                        .body(Vec::new().into())
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            })
+            .await;
+    });
+    let latest = f.publish_new(2);
+    for (version, want) in [
+        (Some(latest.as_str()), vec![latest.clone()]),
+        (None, vec![latest.clone()]),
+    ] {
+        let mut req = json!({"source": f.source()});
+        if let Some(v) = version {
+            req["version"] = json!({"commit": v});
+        }
+        let started = std::time::Instant::now();
+        let r = resource("check", &f.root.join("check"), &req);
+        r.ok();
+        let got: Vec<Value> = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(got.len(), want.len());
+        assert_eq!(got[0]["commit"], want[0].as_str());
+        let requests: u64 = r
+            .stderr
+            .split(" S3 requests")
+            .next()
+            .and_then(|s| s.rsplit('(').next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no request count in: {}", r.stderr));
+        eprintln!(
+            "check {version:?}: {requests} S3 requests, {:?}",
+            started.elapsed()
+        );
+        assert!(
+            requests <= 3,
+            "{requests} requests with 10,000 sets: {}",
+            r.stderr
+        );
+    }
+    assert_eq!(f.check(Some(&old)).last(), Some(&latest));
+}
+
+#[test]
+fn get_downloads_verifies_and_writes_markers() {
+    let Some(f) = Fixture::new("get") else { return };
+    f.build(&[("fn.zip", "zip"), ("nested/dir/site.tgz", "tgz")]);
+    let c = f.repo.head();
+    let out = response(&f.publish(&f.source()));
+    assert_eq!(meta(&out, "outcome"), "uploaded");
+    assert_eq!(meta(&out, "files"), "2");
+    assert_eq!(out["version"]["commit"], c.as_str());
+
+    let r = response(&f.get("get1", &c, json!({})));
+    let dir = f.root.join("get1");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("nested/dir/site.tgz")).unwrap(),
+        "tgz"
+    );
+    assert!(dir.join(".found").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".commit-hash")).unwrap(),
+        c
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".code-hash")).unwrap(),
+        meta(&r, "code_hash")
+    );
+    assert_eq!(meta(&r, "files"), "2");
+    assert_eq!(meta(&r, "bytes"), "6");
+
+    // skip_download: markers only.
+    response(&f.get("get2", &c, json!({"skip_download": true})));
+    let dir = f.root.join("get2");
+    assert!(dir.join(".found").exists() && !dir.join("fn.zip").exists());
+
+    // The manifest records the build.
+    let m =
+        f.g.get_string(&f.bucket, &format!("artifacts/{c}/.manifest.json"));
+    let m: Value = serde_json::from_str(&m).unwrap();
+    assert_eq!(m["build"]["pipeline"], "app");
+    assert_eq!(m["build"]["job"], "build");
+    assert_eq!(m["build"]["name"], "42");
+    assert_eq!(m["build"]["url"], "https://ci.example.com");
+
+    // A missing set: .commit-hash only, or an error with require.
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    let r = response(&f.get("get3", missing, json!({})));
+    assert_eq!(meta(&r, "outcome"), "missing");
+    let dir = f.root.join("get3");
+    assert!(dir.join(".commit-hash").exists() && !dir.join(".found").exists());
+    let r = f.get("get4", missing, json!({"require": true}));
+    r.fails(1, "no complete asset set");
+    assert!(r.stdout.is_empty());
+
+    // A tampered object fails the get and leaves no file behind.
+    f.g.put(&f.bucket, &format!("artifacts/{c}/fn.zip"), b"evil");
+    let r = f.get("get5", &c, json!({}));
+    r.fails(1, "does not match its manifest");
+    assert!(r.stdout.is_empty());
+    assert!(!f.root.join("get5/fn.zip").exists());
+    assert!(!f.root.join("get5/.found").exists());
+}
+
+#[test]
+fn put_lookup_and_publish() {
+    let Some(f) = Fixture::new("put") else { return };
+    let c1 = f.repo.head();
+    let r = response(&f.lookup(&f.source()));
+    assert_eq!(meta(&r, "outcome"), "missing");
+    assert_eq!(r["version"]["commit"], c1.as_str());
+
+    f.build(&[("a/b/c.zip", "deep"), ("top.zip", "top"), (".hidden", "no")]);
+    let r = response(&f.publish(&f.source()));
+    assert_eq!(meta(&r, "outcome"), "uploaded");
+    let keys = f.g.keys(&f.bucket);
+    assert!(
+        keys.contains(&format!("artifacts/{c1}/a/b/c.zip")),
+        "{keys:?}"
+    );
+    assert!(!keys.iter().any(|k| k.ends_with(".hidden")));
+
+    let r = response(&f.lookup(&f.source()));
+    assert_eq!(meta(&r, "outcome"), "found");
+    // Publishing a complete set again uploads nothing.
+    let r = response(&f.publish(&f.source()));
+    assert_eq!(meta(&r, "outcome"), "skipped");
+    // A .found in the path skips too.
+    f.repo.write("src/handler.py", "v2\n");
+    let c2 = f.repo.commit("v2");
+    f.build(&[(".found", ""), ("x.zip", "x")]);
+    let r = response(&f.publish(&f.source()));
+    assert_eq!(meta(&r, "outcome"), "skipped");
+    assert_eq!(r["version"]["commit"], c2.as_str());
+    assert!(!f.g.keys(&f.bucket).iter().any(|k| k.contains(&c2)));
+
+    // A new commit with the same code: the lookup restores from the cache.
+    f.repo.write("src/handler.py", "def handler(): pass\n");
+    let c3 = f.repo.commit("back");
+    let r = response(&f.lookup(&f.source()));
+    assert_eq!(meta(&r, "outcome"), "restored");
+    assert!(f
+        .g
+        .keys(&f.bucket)
+        .contains(&format!("artifacts/{c3}/.manifest.json")));
+}
+
+#[test]
+fn read_only_and_off_caches_never_write_cache() {
+    let Some(f) = Fixture::new("ro") else { return };
+    for mode in ["read-only", "off"] {
+        f.repo.write("src/handler.py", &format!("{mode}\n"));
+        f.repo.commit(mode);
+        f.build(&[("fn.zip", mode)]);
+        let src = f.source_with(json!({"cache": mode}));
+        response(&f.lookup(&src));
+        let r = response(&f.publish(&src));
+        assert_eq!(meta(&r, "outcome"), "uploaded");
+        let keys = f.g.keys(&f.bucket);
+        assert!(
+            !keys.iter().any(|k| k.starts_with("cache/")),
+            "{mode}: {keys:?}"
+        );
+        if mode == "off" {
+            assert_eq!(meta(&r, "code_hash"), "", "cache off computes no code hash");
+        }
+    }
+    // A read-only cache still restores what a trusted pipeline cached.
+    f.repo.write("src/handler.py", "trusted\n");
+    f.repo.commit("trusted");
+    f.build(&[("fn.zip", "trusted")]);
+    response(&f.publish(&f.source()));
+    f.repo.write("README.md", "pr\n");
+    f.repo.commit("pr");
+    let r = response(&f.lookup(&f.source_with(json!({"cache": "read-only"}))));
+    assert_eq!(meta(&r, "outcome"), "restored");
+}
+
+fn bad(name: &str, dir: &Path, request: &str, needle: &str, secret: &str) {
+    let r = common::run_bin_stdin(
+        &common::resource_bin(name),
+        &[dir.to_str().unwrap()],
+        dir,
+        &Default::default(),
+        request,
+    );
+    r.fails(1, needle);
+    assert!(r.stdout.is_empty(), "stdout must stay empty: {}", r.stdout);
+    assert!(
+        !r.stderr.contains(secret) && !r.stdout.contains(secret),
+        "the secret leaked: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn bad_requests_fail_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("notrepo")).unwrap();
+    let secret = "SECRETxSECRETxSECRET";
+    let src = format!(
+        r#"{{"bucket":"file://{}","access_key_id":"AKID","secret_access_key":"{secret}"}}"#,
+        dir.display()
+    );
+    for name in ["check", "in", "out"] {
+        bad(name, dir, "{\"source\": {", "invalid payload", secret);
+        bad(name, dir, "[]", "invalid payload", secret);
+        bad(
+            name,
+            dir,
+            r#"{"source": {}}"#,
+            "missing field `bucket`",
+            secret,
+        );
+        bad(
+            name,
+            dir,
+            &format!(r#"{{"source": {}, "surprise": 1}}"#, src),
+            "unknown field `surprise`",
+            secret,
+        );
+    }
+    bad(
+        "check",
+        dir,
+        &format!(
+            r#"{{"source":{{"bucket":"b","secret_access_key":"{secret}","use_path_style":"yes"}}}}"#
+        ),
+        "invalid type",
+        secret,
+    );
+    bad(
+        "check",
+        dir,
+        &format!(
+            r#"{{"source":{{"bucket":"b","secret_access_key":"{secret}","bucket_name":"x"}}}}"#
+        ),
+        "unknown field `bucket_name`",
+        secret,
+    );
+    bad(
+        "out",
+        dir,
+        &format!(r#"{{"source":{src},"params":{{}}}}"#),
+        "missing field `repo`",
+        secret,
+    );
+    bad(
+        "out",
+        dir,
+        &format!(r#"{{"source":{src},"params":{{"repo":"notrepo"}}}}"#),
+        "not a git repository",
+        secret,
+    );
+    bad(
+        "out",
+        dir,
+        &format!(r#"{{"source":{src},"params":{{"repo":"../outside"}}}}"#),
+        "must be a relative path inside",
+        secret,
+    );
+    bad(
+        "in",
+        dir,
+        &format!(r#"{{"source":{src},"version":{{"commit":"../../etc"}}}}"#),
+        "not a full hex commit id",
+        secret,
+    );
+    bad(
+        "check",
+        dir,
+        &format!(
+            r#"{{"source":{{"bucket":"b","secret_access_key":"{secret}","cache":"sometimes"}}}}"#
+        ),
+        "invalid cache mode",
+        secret,
+    );
+}
+
+#[test]
+fn wrong_credentials_never_leak() {
+    let Some(f) = Fixture::new("cred") else {
+        return;
+    };
+    let secret = "wrongSECRETwrongSECRET";
+    let token = "TOKENtokenTOKENtoken";
+    let src = f.source_with(json!({"secret_access_key": secret, "session_token": token}));
+    let runs = [
+        resource("check", &f.root.join("c"), &json!({"source": src})),
+        resource(
+            "in",
+            &f.root.join("i"),
+            &json!({"source": src, "version": {"commit": f.repo.head()}}),
+        ),
+        f.lookup(&src),
+    ];
+    for r in runs {
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(r.stdout.is_empty());
+        for s in [secret, token] {
+            assert!(!r.stderr.contains(s), "leaked: {}", r.stderr);
+        }
+    }
+}
