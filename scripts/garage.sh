@@ -50,15 +50,17 @@ TOML
   local g="$GARAGE_BIN -c $GARAGE_DIR/garage.toml"
   RUST_LOG=warn $GARAGE_BIN -c "$GARAGE_DIR/garage.toml" server >"$GARAGE_DIR/server.log" 2>&1 &
   GARAGE_PID=$!
-  local id="" i
-  for i in $(seq 1 100); do
-    id=$($g node id -q 2>/dev/null) && break
+  local id="" i up=""
+  # `node id` reads the key from disk; `status` proves the server answers on RPC.
+  for i in $(seq 1 150); do
+    if $g status >/dev/null 2>&1; then up=1; break; fi
     if ! kill -0 "$GARAGE_PID" 2>/dev/null; then
       echo "garage: the server exited; its log:" >&2; cat "$GARAGE_DIR/server.log" >&2; return 1
     fi
     sleep 0.2
   done
-  [ -n "$id" ] || { echo "garage: no answer on RPC after 20 s" >&2; return 1; }
+  [ -n "$up" ] || { echo "garage: no answer on RPC after 30 s; its log:" >&2; cat "$GARAGE_DIR/server.log" >&2; return 1; }
+  id=$($g node id -q)
   $g layout assign -z dc1 -c 1G "${id%%@*}" >/dev/null
   $g layout apply --version 1 >/dev/null
   local key_id secret
