@@ -421,3 +421,28 @@ fn store_failures_are_clear_and_keep_secrets() {
     e.remove("AWS_SECRET_ACCESS_KEY");
     cli(&["check"], &t.root, &e).fails(2, "no AWS credentials found");
 }
+
+#[test]
+fn the_image_task_entrypoints_use_the_original_defaults() {
+    let (env, dir) = file_env();
+    let t = Task::new(env);
+    let bin = common::image_root().join("usr/local/bin");
+    let mut env = t.env.clone();
+    env.insert(
+        "PATH".into(),
+        format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+    );
+    env.insert("CODE_HASH_FIND_FILTER".into(), "src".into());
+    let check = bin.join("check");
+    let upload = bin.join("upload");
+    common::run_bin(check.to_str().unwrap(), &[], &t.root, &env).ok();
+    assert_eq!(t.marker(".commit-hash").unwrap(), t.repo.head());
+    assert!(t.marker(".code-hash").is_some());
+    t.build(&[("fn.zip", "zip")]);
+    common::run_bin(upload.to_str().unwrap(), &[], &t.root, &env).ok();
+    let c = t.repo.head();
+    assert!(dir
+        .path()
+        .join(format!("artifacts/{c}/.manifest.json"))
+        .exists());
+}

@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1
+#
+# The s3-asset-manager image: the Concourse resource type (/opt/resource/check, in, out) and
+# the standalone `check` and `upload` task entrypoints on PATH.
+#
+# Checked without Docker: scripts/lint-dockerfile runs hadolint on this file, and
+# scripts/image-layout stages the runtime stage's layout from a local cargo build by reading
+# its COPY lines. Keep every file of the layout in a COPY line of the form that script reads:
+#   COPY --from=builder /out/NAME... DEST/   (NAME: a binary the builder copied to /out)
+#   COPY PATH... DEST/                       (PATH: relative to the repository)
+
+# Bookworm on both sides: the binaries link against this glibc.
+FROM rust:1-bookworm AS builder
+WORKDIR /src
+# Only what the build reads, so edits elsewhere (docs, tests, pipelines) reuse the cache.
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+# --locked: exactly the dependency versions CI tested. The cache mounts keep the registry and
+# the target directory between builds, so the binaries are copied out of the mount to /out.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bins \
+    && mkdir -p /out \
+    && cp target/release/check target/release/in target/release/out \
+          target/release/s3-asset-manager /out/
+
+FROM debian:bookworm-slim
+# ca-certificates: the AWS SDK's TLS trusts the system store. No git: libgit2 is built in.
+# Not pinned (DL3008): the CA list should be the current one, and a pinned Debian package
+# version stops building as soon as the archive moves on to the next one.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=builder /out/check /out/in /out/out /opt/resource/
+COPY --from=builder /out/s3-asset-manager /usr/local/bin/
+COPY assets/check assets/upload /usr/local/bin/
+ENV GIT_REPO_PATH=./repo PACKAGE_DIRECTORY=./packages

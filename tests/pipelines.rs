@@ -1,0 +1,507 @@
+//! Parses every pipeline in `pipeline-examples/` with the resource's own config types.
+//!
+//! Each resource whose type runs the s3-asset-manager image has its `source` deserialised
+//! into `Source` (and validated), each `get` of it its `params` into `InParams`, and each
+//! `put` of it its `params` into `OutParams` and its `get_params` into `InParams`. YAML is
+//! converted to JSON first, so these are the same deserialisers the binaries use on stdin.
+//!
+//! A whole-value `((var))` reads as a string here; the examples use them for strings only.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use s3_asset_manager::resource::{InParams, OutParams, Source, Version};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// The image name that identifies this resource type in `resource_types`.
+const IMAGE_NAME: &str = "s3-asset-manager";
+
+/// Hooks that any step, and any job, may carry; each holds one step.
+const HOOKS: [&str; 5] = ["on_success", "on_failure", "on_error", "on_abort", "ensure"];
+
+fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("pipeline-examples")
+}
+
+/// Parses a pipeline, applying YAML merge keys (`<<: *anchor`) as Concourse does.
+fn load(text: &str) -> Result<Value, String> {
+    let mut yaml: serde_norway::Value =
+        serde_norway::from_str(text).map_err(|e| format!("invalid YAML: {e}"))?;
+    yaml.apply_merge()
+        .map_err(|e| format!("invalid merge key: {e}"))?;
+    serde_json::to_value(yaml).map_err(|e| format!("not representable as JSON: {e}"))
+}
+
+/// One `get` or `put` step, wherever it sits in a job.
+struct StepRef<'a> {
+    /// Where it is, e.g. `jobs.build.plan[1].in_parallel.steps[0]`.
+    at: String,
+    job: String,
+    put: bool,
+    /// The resource it uses: `resource:` if given, else the step's name.
+    resource: String,
+    step: &'a Value,
+}
+
+/// What checking one pipeline found.
+#[derive(Default, Debug)]
+struct Checked {
+    /// Blocks deserialised successfully (sources, params, get_params, versions).
+    blocks: usize,
+    /// Resources of this type.
+    resources: usize,
+    /// `get`/`put` steps of such resources.
+    steps: usize,
+    errors: Vec<String>,
+}
+
+/// The names of the resource types that run this project's image.
+fn asset_manager_types(pipeline: &Value) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for rt in array(pipeline.get("resource_types")) {
+        let image = matches!(str_at(rt, "type"), Some("registry-image" | "docker-image"));
+        let repo = rt.pointer("/source/repository").and_then(Value::as_str);
+        if let (true, Some(repo), Some(name)) = (image, repo, str_at(rt, "name")) {
+            if image_name(repo) == IMAGE_NAME {
+                names.insert(name.to_string());
+            }
+        }
+    }
+    names
+}
+
+/// `registry.example.com:5000/team/s3-asset-manager:1.2@sha256:…` → `s3-asset-manager`.
+fn image_name(repository: &str) -> &str {
+    let repo = repository.split('@').next().unwrap_or(repository);
+    let last = repo.rsplit('/').next().unwrap_or(repo);
+    last.split(':').next().unwrap_or(last)
+}
+
+fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn array(v: Option<&Value>) -> &[Value] {
+    v.and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+/// Collects every `get`/`put` step under `step`, recursing through every step that holds
+/// others. A mapping that is no known kind of step is an error, so a nesting this walker
+/// does not understand cannot hide steps from the checks.
+fn collect<'a>(
+    step: &'a Value,
+    at: String,
+    job: &str,
+    out: &mut Vec<StepRef<'a>>,
+    errors: &mut Vec<String>,
+) {
+    let Some(map) = step.as_object() else {
+        errors.push(format!("{at}: a step must be a mapping"));
+        return;
+    };
+    let mut kinds = 0;
+    for kind in ["get", "put"] {
+        if let Some(name) = map.get(kind) {
+            kinds += 1;
+            let resource = map.get("resource").unwrap_or(name);
+            match resource.as_str() {
+                Some(resource) => out.push(StepRef {
+                    at: format!("{at} ({kind}: {})", name.as_str().unwrap_or("?")),
+                    job: job.to_string(),
+                    put: kind == "put",
+                    resource: resource.to_string(),
+                    step,
+                }),
+                None => errors.push(format!("{at}: `{kind}` names no resource")),
+            }
+        }
+    }
+    for kind in ["task", "set_pipeline", "load_var"] {
+        if map.contains_key(kind) {
+            kinds += 1;
+        }
+    }
+    if let Some(list) = map.get("do") {
+        kinds += 1;
+        collect_list(list, &format!("{at}.do"), job, out, errors);
+    }
+    for kind in ["in_parallel", "aggregate"] {
+        match map.get(kind) {
+            None => {}
+            Some(Value::Object(o)) => {
+                kinds += 1;
+                match o.get("steps") {
+                    Some(list) => {
+                        collect_list(list, &format!("{at}.{kind}.steps"), job, out, errors)
+                    }
+                    None => errors.push(format!("{at}.{kind}: has no `steps`")),
+                }
+            }
+            Some(list) => {
+                kinds += 1;
+                collect_list(list, &format!("{at}.{kind}"), job, out, errors);
+            }
+        }
+    }
+    if let Some(inner) = map.get("try") {
+        kinds += 1;
+        collect(inner, format!("{at}.try"), job, out, errors);
+    }
+    if kinds != 1 {
+        let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+        errors.push(format!(
+            "{at}: expected exactly one kind of step (get, put, task, do, in_parallel, try, ...), found keys {keys:?}"
+        ));
+    }
+    // `across`, `timeout`, `attempts` and `tags` modify this step and hold no other step.
+    for hook in HOOKS {
+        if let Some(inner) = map.get(hook) {
+            collect(inner, format!("{at}.{hook}"), job, out, errors);
+        }
+    }
+}
+
+fn collect_list<'a>(
+    list: &'a Value,
+    at: &str,
+    job: &str,
+    out: &mut Vec<StepRef<'a>>,
+    errors: &mut Vec<String>,
+) {
+    match list.as_array() {
+        Some(steps) => {
+            for (i, s) in steps.iter().enumerate() {
+                collect(s, format!("{at}[{i}]"), job, out, errors);
+            }
+        }
+        None => errors.push(format!("{at}: expected a list of steps")),
+    }
+}
+
+/// Deserialises one block with the protocol's own types, counting it or recording why not.
+fn parse<T: DeserializeOwned>(block: &Value, what: &str, checked: &mut Checked) -> Option<T> {
+    match serde_json::from_value::<T>(block.clone()) {
+        Ok(v) => {
+            checked.blocks += 1;
+            Some(v)
+        }
+        Err(e) => {
+            checked.errors.push(format!("{what}: {e}"));
+            None
+        }
+    }
+}
+
+/// Checks one parsed pipeline.
+fn check(pipeline: &Value) -> Checked {
+    let mut checked = Checked::default();
+    let ours = asset_manager_types(pipeline);
+    if ours.is_empty() {
+        checked.errors.push(format!(
+            "no entry in resource_types runs the {IMAGE_NAME} image (type: registry-image, source.repository: .../{IMAGE_NAME})"
+        ));
+    }
+
+    let mut resource_types = BTreeMap::new();
+    for r in array(pipeline.get("resources")) {
+        let (Some(name), Some(ty)) = (str_at(r, "name"), str_at(r, "type")) else {
+            checked
+                .errors
+                .push(format!("resources: an entry without name or type: {r}"));
+            continue;
+        };
+        resource_types.insert(name.to_string(), ty.to_string());
+        if !ours.contains(ty) {
+            continue;
+        }
+        checked.resources += 1;
+        let what = format!("resources.{name}.source");
+        let source = r
+            .get("source")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        if let Some(source) = parse::<Source>(&source, &what, &mut checked) {
+            if let Err(e) = source.validate() {
+                checked.errors.push(format!("{what}: {e}"));
+            }
+        }
+        if let Some(pin) = r.get("version").filter(|v| v.is_object()) {
+            parse::<Version>(pin, &format!("resources.{name}.version"), &mut checked);
+        }
+    }
+    if checked.resources == 0 && !ours.is_empty() {
+        checked.errors.push(format!(
+            "no resource has type {}",
+            ours.iter().cloned().collect::<Vec<_>>().join(" or ")
+        ));
+    }
+
+    let mut steps = Vec::new();
+    let mut job_names = BTreeSet::new();
+    for job in array(pipeline.get("jobs")) {
+        let name = str_at(job, "name").unwrap_or("?");
+        job_names.insert(name.to_string());
+        collect_list(
+            job.get("plan").unwrap_or(&Value::Null),
+            &format!("jobs.{name}.plan"),
+            name,
+            &mut steps,
+            &mut checked.errors,
+        );
+        for hook in HOOKS {
+            if let Some(step) = job.get(hook) {
+                collect(
+                    step,
+                    format!("jobs.{name}.{hook}"),
+                    name,
+                    &mut steps,
+                    &mut checked.errors,
+                );
+            }
+        }
+    }
+
+    // Concourse refuses a `passed:` job that never uses the resource.
+    let mut used: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for s in &steps {
+        used.entry(&s.job).or_default().insert(&s.resource);
+    }
+    for s in &steps {
+        let Some(ty) = resource_types.get(&s.resource) else {
+            checked
+                .errors
+                .push(format!("{}: no resource named {:?}", s.at, s.resource));
+            continue;
+        };
+        for upstream in array(s.step.get("passed")) {
+            let upstream = upstream.as_str().unwrap_or("?");
+            if !job_names.contains(upstream) {
+                checked
+                    .errors
+                    .push(format!("{}: passed: no job named {upstream:?}", s.at));
+            } else if !used
+                .get(upstream)
+                .is_some_and(|r| r.contains(s.resource.as_str()))
+            {
+                checked.errors.push(format!(
+                    "{}: passed: job {upstream:?} does not use {:?}",
+                    s.at, s.resource
+                ));
+            }
+        }
+        if !ours.contains(ty) {
+            continue;
+        }
+        checked.steps += 1;
+        let empty = Value::Object(Default::default());
+        if s.put {
+            // `out` always receives params, and `repo` is required, so a missing block is an error.
+            parse::<OutParams>(
+                s.step.get("params").unwrap_or(&empty),
+                &format!("{}: params", s.at),
+                &mut checked,
+            );
+            if let Some(p) = s.step.get("get_params") {
+                parse::<InParams>(p, &format!("{}: get_params", s.at), &mut checked);
+            }
+        } else {
+            if let Some(p) = s.step.get("params") {
+                parse::<InParams>(p, &format!("{}: params", s.at), &mut checked);
+            }
+            if let Some(v) = s.step.get("version").filter(|v| v.is_object()) {
+                parse::<Version>(v, &format!("{}: version", s.at), &mut checked);
+            }
+        }
+    }
+    if checked.steps == 0 && checked.resources > 0 {
+        checked.errors.push(
+            "no get or put step uses an s3-asset-manager resource, so no params were checked"
+                .into(),
+        );
+    }
+    checked
+}
+
+fn check_text(text: &str) -> Checked {
+    match load(text) {
+        Ok(pipeline) => check(&pipeline),
+        Err(e) => Checked {
+            errors: vec![e],
+            ..Checked::default()
+        },
+    }
+}
+
+#[test]
+fn every_example_pipeline_parses_with_the_resource_types() {
+    let dir = examples_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no pipelines in {}", dir.display());
+
+    let mut failures = Vec::new();
+    for file in &files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let text =
+            std::fs::read_to_string(file).unwrap_or_else(|e| panic!("cannot read {name}: {e}"));
+        let checked = check_text(&text);
+        println!(
+            "{name}: {} resource(s), {} step(s), {} block(s) checked",
+            checked.resources, checked.steps, checked.blocks
+        );
+        if checked.blocks == 0 {
+            failures.push(format!("{name}: no block was checked"));
+        }
+        failures.extend(checked.errors.iter().map(|e| format!("{name}: {e}")));
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// A minimal pipeline around one resource source and one job plan, for the negative checks.
+fn pipeline(source: &str, plan: &str) -> String {
+    format!(
+        "resource_types:
+- {{name: am, type: registry-image, source: {{repository: registry.example.com/ci/s3-asset-manager:1}}}}
+resources:
+- {{name: repo, type: git, source: {{uri: https://example.com/r.git}}}}
+- {{name: assets, type: am, source: {source}}}
+jobs:
+- name: build
+  plan:
+{plan}
+"
+    )
+}
+
+#[test]
+fn a_well_formed_snippet_passes() {
+    let checked = check_text(&pipeline(
+        "{bucket: ci-assets}",
+        "  - get: repo\n  - put: assets\n    params: {repo: repo}\n    get_params: {skip_download: true}",
+    ));
+    assert!(checked.errors.is_empty(), "{:?}", checked.errors);
+    assert_eq!(
+        (checked.resources, checked.steps, checked.blocks),
+        (1, 1, 3)
+    );
+}
+
+#[test]
+fn misspelled_or_missing_keys_fail_and_are_named() {
+    let put = "  - get: repo\n  - put: assets\n    params: {repo: repo}";
+    let cases = [
+        // (source, plan, text the error must contain)
+        ("{bukcet: ci-assets}", put, "bukcet"),
+        ("{bucket: ci-assets, code_hash_filtr: src}", put, "code_hash_filtr"),
+        ("{bucket: ci-assets, cache: sometimes}", put, "sometimes"),
+        ("{bucket: ci-assets}", "  - get: repo\n  - put: assets\n    params: {repo: repo, pth: packages}", "pth"),
+        ("{bucket: ci-assets}", "  - get: repo\n  - put: assets", "missing field `repo`"),
+        (
+            "{bucket: ci-assets}",
+            "  - get: repo\n  - put: assets\n    params: {repo: repo}\n    get_params: {skip_donwload: true}",
+            "skip_donwload",
+        ),
+        ("{bucket: ci-assets}", "  - get: assets\n    params: {requier: true}", "requier"),
+        ("{bucket: ci-assets}", "  - get: assets\n    version: {sha: abc}", "sha"),
+        ("{bucket: ci-assets}", "  - get: assets\n    passed: [deploy]", "deploy"),
+        ("{bucket: ci-assets}", "  - get: repo\n  - gett: assets", "gett"),
+    ];
+    for (source, plan, needle) in cases {
+        let checked = check_text(&pipeline(source, plan));
+        assert!(
+            checked.errors.iter().any(|e| e.contains(needle)),
+            "expected an error naming {needle:?} for source {source} and plan\n{plan}\ngot {:?}",
+            checked.errors
+        );
+    }
+}
+
+#[test]
+fn a_pipeline_without_the_resource_type_fails() {
+    let checked = check_text("resources:\n- {name: repo, type: git, source: {uri: x}}\njobs: []\n");
+    assert!(
+        checked.errors.iter().any(|e| e.contains("resource_types")),
+        "{:?}",
+        checked.errors
+    );
+    let unused = pipeline("{bucket: ci-assets}", "  - get: repo");
+    assert!(
+        check_text(&unused)
+            .errors
+            .iter()
+            .any(|e| e.contains("no get or put step")),
+        "a pipeline whose asset resource no step uses must fail"
+    );
+}
+
+#[test]
+fn steps_are_found_in_every_nesting() {
+    let plan = "
+  - in_parallel:
+      fail_fast: true
+      steps:
+        - get: repo
+        - get: a1
+          resource: assets
+          params: {skip_download: true}
+  - in_parallel:
+      - do:
+          - put: assets
+            params: {repo: repo}
+  - try:
+      put: assets
+      params: {repo: repo}
+      no_get: true
+  - task: t
+    file: repo/t.yml
+    across:
+      - {var: x, values: [a, b]}
+    on_success: {get: assets, params: {require: true}}
+    on_failure: {put: assets, params: {repo: repo}, get_params: {require: true}}
+    on_error: {get: assets}
+    on_abort: {get: assets}
+    ensure:
+      do:
+        - get: assets
+  on_success: {get: assets}
+  ensure: {try: {get: assets}}";
+    let checked = check_text(&pipeline("{bucket: ci-assets}", plan));
+    assert!(checked.errors.is_empty(), "{:?}", checked.errors);
+    // 10 steps of `assets`; blocks: the source, 5 put/get params, 1 get_params.
+    assert_eq!((checked.steps, checked.blocks), (10, 7));
+}
+
+#[test]
+fn merge_keys_are_applied_before_checking() {
+    let text = "resource_types:
+- {name: am, type: registry-image, source: {repository: example/s3-asset-manager}}
+resources:
+- {name: repo, type: git, source: {uri: https://example.com/r.git}}
+- name: assets
+  type: am
+  source: &source {bucket: ci-assets, cache: read-write}
+- name: pr-assets
+  type: am
+  source:
+    <<: *source
+    cache: read-only
+jobs:
+- name: build
+  plan:
+  - get: repo
+  - put: assets
+    params: {repo: repo}
+  - put: pr-assets
+    params: {repo: repo}
+";
+    let checked = check_text(text);
+    assert!(checked.errors.is_empty(), "{:?}", checked.errors);
+    assert_eq!((checked.resources, checked.blocks), (2, 4));
+}
