@@ -193,6 +193,36 @@ fn mark(dir: Option<&Path>, name: &str, content: &str) -> Result<()> {
     }
 }
 
+/// How many times a set is rewritten while concurrent publishers overwrite it.
+const CONFLICT_ROUNDS: u32 = 5;
+
+/// Where the files of a set being written come from, so that one a concurrent publisher
+/// replaced can be written again.
+enum Origin {
+    /// Local files by relative path (a publish).
+    Files(HashMap<String, PathBuf>),
+    /// Another set in the bucket (a cache restore or fill), with the entity tag each source
+    /// object must still have.
+    Set {
+        from: SetLocation,
+        etags: HashMap<String, Option<String>>,
+    },
+}
+
+fn jitter(round: u32) -> std::time::Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    std::time::Duration::from_millis(50 * u64::from(round) + u64::from(nanos % 200))
+}
+
+fn conflict(loc: &SetLocation) -> Error {
+    Error::Verify(format!(
+        "conflict: concurrent publishers kept replacing each other's objects under {loc}, so no consistent set could be written; downloads verify against the manifest and will refuse a mixed set: run the publish again"
+    ))
+}
+
 fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     hex::decode(s).ok()?.try_into().ok()
 }
@@ -353,82 +383,123 @@ impl Engine {
             m.files.len(),
             log::bytes(m.total_bytes())
         ));
-        // Every object the manifest names must be there with its size, or the entry is damaged.
-        let present: HashMap<String, u64> = self
+        // Every object the manifest names must be there, unchanged since the manifest was
+        // written (same size and entity tag), or the entry is not restored.
+        let present: HashMap<String, (u64, Option<String>)> = self
             .store
             .list(cache.root())
             .await?
             .into_iter()
-            .map(|o| (o.key, o.size))
+            .map(|o| (o.key, (o.size, o.etag)))
             .collect();
         for f in &m.files {
+            let damaged = |why: String| {
+                Error::Verify(format!(
+                    "cache entry {cache} is damaged: {} {why}; not restoring it (build, and the upload will rewrite the entry)",
+                    f.path
+                ))
+            };
             match present.get(&cache.key(&f.path)) {
-                Some(&size) if size == f.size => {}
-                Some(&size) => {
-                    return Err(Error::Verify(format!(
-                        "cache entry {cache} is damaged: {} is {size} bytes but its manifest says {}; not restoring it (build, and the upload will rewrite the entry)",
-                        f.path, f.size
+                None => return Err(damaged("is missing".into())),
+                Some((size, _)) if *size != f.size => {
+                    return Err(damaged(format!(
+                        "is {size} bytes but its manifest says {}",
+                        f.size
                     )))
                 }
-                None => {
-                    return Err(Error::Verify(format!(
-                        "cache entry {cache} is damaged: {} is missing; not restoring it (build, and the upload will rewrite the entry)",
-                        f.path
-                    )))
+                Some((_, Some(etag))) if f.etag.as_ref().is_some_and(|e| e != etag) => {
+                    return Err(damaged(
+                        "was modified after its manifest was written".into(),
+                    ))
                 }
+                Some(_) => {}
             }
         }
-        let files: Vec<(String, u64, [u8; 32])> = m
-            .files
-            .iter()
-            .map(|f| {
-                let d = parse_hex32(&f.sha256).expect("validated by Manifest::parse");
-                (f.path.clone(), f.size, d)
-            })
-            .collect();
-        self.copy_set(
-            cache,
-            artifacts,
-            &files,
-            commit,
-            Some(code_hash),
-            "restored",
-        )
-        .await?;
-        let manifest = Manifest::new(commit, Some(code_hash), m.files.clone());
-        self.complete_artifacts(commit, manifest).await
+        let origin = Origin::Set {
+            from: cache.clone(),
+            etags: m
+                .files
+                .iter()
+                .map(|f| (f.path.clone(), f.etag.clone()))
+                .collect(),
+        };
+        let files = self
+            .write_files(
+                artifacts,
+                &origin,
+                &m.files,
+                commit,
+                Some(code_hash),
+                "restored",
+            )
+            .await?;
+        let files = self
+            .converge(artifacts, &origin, files, commit, Some(code_hash))
+            .await?;
+        let manifest = Manifest::new(commit, Some(code_hash), files);
+        self.complete_set(artifacts, manifest, &origin, true).await
     }
 
-    /// Server-side copies `files` from one set to another, with fresh metadata.
-    async fn copy_set(
+    /// Writes one file of a set from its origin, with fresh metadata; returns its entity tag.
+    async fn write_one(
         &self,
-        from: &SetLocation,
         to: &SetLocation,
-        files: &[(String, u64, [u8; 32])],
+        origin: &Origin,
+        f: &FileEntry,
+        commit: &str,
+        code_hash: Option<&str>,
+    ) -> Result<String> {
+        let sha = parse_hex32(&f.sha256).ok_or_else(|| {
+            Error::Verify(format!("invalid SHA-256 for {} in a manifest", f.path))
+        })?;
+        let opts = PutOptions {
+            metadata: metadata(commit, &sha, code_hash),
+            sha256: Some(sha),
+        };
+        let key = to.key(&f.path);
+        match origin {
+            Origin::Files(paths) => {
+                let path = paths.get(&f.path).ok_or_else(|| {
+                    Error::Input(format!("{} vanished from the package directory", f.path))
+                })?;
+                self.store.put_file(&key, path, f.size, &opts).await
+            }
+            Origin::Set { from, etags } => {
+                let if_match = etags.get(&f.path).cloned().flatten();
+                self.store
+                    .copy(&from.key(&f.path), &key, f.size, &opts, if_match.as_deref())
+                    .await
+            }
+        }
+    }
+
+    /// Writes `files` into `to` concurrently; returns them with their new entity tags.
+    async fn write_files(
+        &self,
+        to: &SetLocation,
+        origin: &Origin,
+        files: &[FileEntry],
         commit: &str,
         code_hash: Option<&str>,
         verb: &'static str,
-    ) -> Result<()> {
-        let total = files.iter().map(|f| f.1).sum();
+    ) -> Result<Vec<FileEntry>> {
+        let total = files.iter().map(|f| f.size).sum();
         let (progress, _guard) = Progress::start(verb, files.len() as u64, total);
-        futures::stream::iter(files)
-            .map(|(rel, size, sha)| {
+        let written: Vec<FileEntry> = futures::stream::iter(files)
+            .map(|f| {
                 let progress = progress.clone();
                 async move {
                     let t = Instant::now();
-                    let opts = PutOptions {
-                        metadata: metadata(commit, sha, code_hash),
-                        sha256: Some(*sha),
-                    };
-                    self.store
-                        .copy(&from.key(rel), &to.key(rel), *size, &opts)
-                        .await?;
-                    progress.file_done(rel, *size, t.elapsed());
-                    Ok::<_, Error>(())
+                    let etag = self.write_one(to, origin, f, commit, code_hash).await?;
+                    progress.file_done(&f.path, f.size, t.elapsed());
+                    Ok::<_, Error>(FileEntry {
+                        etag: Some(etag),
+                        ..f.clone()
+                    })
                 }
             })
-            .buffer_unordered(self.tuning.concurrency.max(1))
-            .try_collect::<()>()
+            .buffered(self.tuning.concurrency.max(1))
+            .try_collect()
             .await?;
         let took = progress.elapsed();
         log::phase(format!(
@@ -438,26 +509,125 @@ impl Engine {
             took.as_secs_f64(),
             log::rate(total, took)
         ));
-        Ok(())
+        Ok(written)
     }
 
-    /// Completes an artifacts set: its manifest, then its index entry for the resource's check.
-    async fn complete_artifacts(&self, commit: &str, mut m: Manifest) -> Result<()> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        m.completed_ms = Some(now);
-        self.write_manifest(&self.layout.artifacts(commit), &m)
-            .await?;
-        self.write_index_entry(commit, now).await
+    /// The files whose object in `loc` is missing or no longer carries the entity tag we
+    /// wrote: a concurrent writer replaced them.
+    async fn overwritten(&self, loc: &SetLocation, files: &[FileEntry]) -> Result<Vec<FileEntry>> {
+        let now: HashMap<String, Option<String>> = self
+            .store
+            .list(loc.root())
+            .await?
+            .into_iter()
+            .map(|o| (o.key, o.etag))
+            .collect();
+        Ok(files
+            .iter()
+            .filter(|f| match now.get(&loc.key(&f.path)) {
+                None => true,
+                Some(etag) => etag.is_some() && f.etag.is_some() && *etag != f.etag,
+            })
+            .cloned()
+            .collect())
+    }
+
+    /// Makes `loc` hold exactly our files: while a concurrent writer has replaced some, writes
+    /// them again (a few rounds, with jitter), or reports the conflict.
+    async fn converge(
+        &self,
+        loc: &SetLocation,
+        origin: &Origin,
+        mut files: Vec<FileEntry>,
+        commit: &str,
+        code_hash: Option<&str>,
+    ) -> Result<Vec<FileEntry>> {
+        for round in 1..=CONFLICT_ROUNDS {
+            let bad = self.overwritten(loc, &files).await?;
+            if bad.is_empty() {
+                return Ok(files);
+            }
+            log::warn(format!(
+                "{} objects of {loc} were replaced by a concurrent publisher; writing ours again (round {round} of {CONFLICT_ROUNDS})",
+                bad.len()
+            ));
+            tokio::time::sleep(jitter(round)).await;
+            let redone = self
+                .write_files(loc, origin, &bad, commit, code_hash, "rewrote")
+                .await?;
+            for r in redone {
+                if let Some(f) = files.iter_mut().find(|f| f.path == r.path) {
+                    *f = r;
+                }
+            }
+        }
+        Err(conflict(loc))
+    }
+
+    /// Writes a set's manifest last, then checks that no concurrent writer replaced an object
+    /// meanwhile (repairing if so); an artifacts set is then indexed for the resource's check.
+    async fn complete_set(
+        &self,
+        loc: &SetLocation,
+        mut m: Manifest,
+        origin: &Origin,
+        artifacts: bool,
+    ) -> Result<()> {
+        let code_hash = m.code_hash.clone();
+        for round in 1..=CONFLICT_ROUNDS {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            if artifacts {
+                m.completed_ms = Some(now_ms);
+            }
+            let body = self.write_manifest(loc, &m).await?;
+            let bad = self.overwritten(loc, &m.files).await?;
+            if bad.is_empty() {
+                if artifacts {
+                    self.write_index_entry(&m.commit, now_ms).await?;
+                }
+                return Ok(());
+            }
+            let current = self.store.get_bytes(&loc.manifest_key()).await?;
+            if current.as_deref() != Some(body.as_slice()) {
+                // A later publisher wrote its own manifest; it checks its own objects.
+                log::phase(format!(
+                    "a concurrent publisher completed {loc} after us; it verifies its own set"
+                ));
+                return Ok(());
+            }
+            log::warn(format!(
+                "{} objects of {loc} were replaced by a concurrent publisher after its manifest was written; writing ours again (round {round} of {CONFLICT_ROUNDS})",
+                bad.len()
+            ));
+            tokio::time::sleep(jitter(round)).await;
+            let redone = self
+                .write_files(
+                    loc,
+                    origin,
+                    &bad,
+                    &m.commit,
+                    code_hash.as_deref(),
+                    "rewrote",
+                )
+                .await?;
+            for r in redone {
+                if let Some(f) = m.files.iter_mut().find(|f| f.path == r.path) {
+                    *f = r;
+                }
+            }
+        }
+        Err(conflict(loc))
     }
 
     async fn write_index_entry(&self, commit: &str, completed_ms: u64) -> Result<()> {
         let key = self.layout.index_key(completed_ms, commit);
         self.store
             .put_bytes(&key, Vec::new(), &PutOptions::default())
-            .await
+            .await?;
+        Ok(())
     }
 
     /// Writes a complete set's index entry if an interrupted publish left it out.
@@ -552,20 +722,20 @@ impl Engine {
         }
     }
 
-    async fn write_manifest(&self, loc: &SetLocation, m: &Manifest) -> Result<()> {
+    async fn write_manifest(&self, loc: &SetLocation, m: &Manifest) -> Result<Vec<u8>> {
         let body = m.to_bytes();
         let opts = PutOptions {
             metadata: BTreeMap::new(),
             sha256: Some(Sha256::digest(&body).into()),
         };
         self.store
-            .put_bytes(&loc.manifest_key(), body, &opts)
+            .put_bytes(&loc.manifest_key(), body.clone(), &opts)
             .await?;
         log::phase(format!(
             "wrote manifest {}: {loc} is complete",
             loc.manifest_key()
         ));
-        Ok(())
+        Ok(body)
     }
 
     /// The `upload` task: publish the package directory as the commit's asset set.
@@ -628,49 +798,37 @@ impl Engine {
             log::bytes(total),
             self.store.url().trim_end_matches('/').to_string() + "/"
         ));
-        let (progress, guard) = Progress::start("uploaded", files.len() as u64, total);
-        futures::stream::iter(files.iter().zip(&entries))
-            .map(|(asset, (size, sha))| {
-                let progress = progress.clone();
-                let (commit, code_hash, artifacts) = (&commit, code_hash.as_deref(), &artifacts);
-                async move {
-                    let t = Instant::now();
-                    let opts = PutOptions {
-                        metadata: metadata(commit, sha, code_hash),
-                        sha256: Some(*sha),
-                    };
-                    self.store
-                        .put_file(&artifacts.key(&asset.rel), &asset.path, *size, &opts)
-                        .await?;
-                    progress.file_done(&asset.rel, *size, t.elapsed());
-                    Ok::<_, Error>(())
-                }
-            })
-            .buffer_unordered(self.tuning.concurrency.max(1))
-            .try_collect::<()>()
-            .await?;
-        drop(guard);
-        let took = progress.elapsed();
-        log::phase(format!(
-            "uploaded {} files, {} in {:.2} s ({})",
-            files.len(),
-            log::bytes(total),
-            took.as_secs_f64(),
-            log::rate(total, took)
-        ));
-        let manifest_files: Vec<FileEntry> = files
+        let entries: Vec<FileEntry> = files
             .iter()
             .zip(&entries)
             .map(|(a, (size, sha))| FileEntry {
                 path: a.rel.clone(),
                 size: *size,
                 sha256: hex::encode(sha),
+                etag: None,
             })
             .collect();
+        let origin = Origin::Files(
+            files
+                .iter()
+                .map(|a| (a.rel.clone(), a.path.clone()))
+                .collect(),
+        );
+        let ch = code_hash.as_deref();
+        let written = self
+            .write_files(&artifacts, &origin, &entries, &commit, ch, "uploaded")
+            .await?;
+        let written = self
+            .converge(&artifacts, &origin, written, &commit, ch)
+            .await?;
         if let Some(h) = &code_hash {
             if opts.cache == CacheMode::ReadWrite {
-                self.fill_cache(&artifacts, h, &commit, &manifest_files)
-                    .await?;
+                match self.fill_cache(&artifacts, h, &commit, &written).await {
+                    Err(Error::Verify(e)) => log::warn(format!(
+                        "cache/{h}/ not filled: {e} (a concurrent publisher); the next build fills it"
+                    )),
+                    other => other?,
+                }
             } else {
                 log::phase(format!(
                     "cache is {}: not writing cache/{h}/",
@@ -682,8 +840,9 @@ impl Engine {
                 ));
             }
         }
-        let manifest = Manifest::new(&commit, code_hash.as_deref(), manifest_files);
-        self.complete_artifacts(&commit, manifest).await?;
+        let manifest = Manifest::new(&commit, code_hash.as_deref(), written);
+        self.complete_set(&artifacts, manifest, &origin, true)
+            .await?;
         Ok(Report {
             commit,
             code_hash,
@@ -706,17 +865,18 @@ impl Engine {
             log::phase(format!("{cache} is already complete: not rewriting it"));
             return Ok(());
         }
-        let list: Vec<(String, u64, [u8; 32])> = files
-            .iter()
-            .map(|f| {
-                let d = parse_hex32(&f.sha256).expect("hex we wrote");
-                (f.path.clone(), f.size, d)
-            })
-            .collect();
-        self.copy_set(artifacts, &cache, &list, commit, Some(code_hash), "cached")
+        let origin = Origin::Set {
+            from: artifacts.clone(),
+            etags: files
+                .iter()
+                .map(|f| (f.path.clone(), f.etag.clone()))
+                .collect(),
+        };
+        let written = self
+            .write_files(&cache, &origin, files, commit, Some(code_hash), "cached")
             .await?;
-        let manifest = Manifest::new(commit, Some(code_hash), files.to_vec());
-        self.write_manifest(&cache, &manifest).await
+        let manifest = Manifest::new(commit, Some(code_hash), written);
+        self.complete_set(&cache, manifest, &origin, false).await
     }
 
     /// Downloads a complete set into `dest` and verifies every file against the manifest.
@@ -799,6 +959,7 @@ impl Engine {
                     path: rel.to_string(),
                     size: o.size,
                     sha256: sha.unwrap_or_default(),
+                    etag: None,
                 };
                 let t = Instant::now();
                 self.download_verified(&o.key, &entry, dest).await?;

@@ -40,6 +40,9 @@ pub struct FileEntry {
     pub size: u64,
     /// Lowercase hex SHA-256 of the content.
     pub sha256: String,
+    /// The object's entity tag when the manifest was written: a later rewrite changes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
 }
 
 /// The Concourse build identity from the `BUILD_*` variables.
@@ -180,11 +183,13 @@ mod tests {
                     path: "b/x.zip".into(),
                     size: 3,
                     sha256: "0".repeat(64),
+                    etag: None,
                 },
                 FileEntry {
                     path: "a.zip".into(),
                     size: 4,
                     sha256: "1".repeat(64),
+                    etag: Some("abc".into()),
                 },
             ],
         );

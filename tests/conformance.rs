@@ -136,23 +136,42 @@ async fn conformance(s: Arc<dyn Store>) {
         &big[a as usize..=b as usize]
     );
 
-    // Server-side copy, single and multipart, replacing metadata.
-    s.copy(
-        "f/small",
-        "g/small",
-        small.len() as u64,
-        &opts("commit-hash", "new"),
-    )
-    .await
-    .unwrap();
-    s.copy(
-        "f/big",
-        "g/dir/big",
-        big.len() as u64,
-        &opts("commit-hash", "new"),
-    )
-    .await
-    .unwrap();
+    // Entity tags: what a write returns is what a listing shows.
+    let listed = |key: &'static str| async move {
+        s.list(key)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|o| o.key == key)
+            .and_then(|o| o.etag)
+            .expect("listed with an etag")
+    };
+    let small_tag = listed("f/small").await;
+    let big_tag = listed("f/big").await;
+
+    // Server-side copy, single and multipart, replacing metadata, guarded by the source's tag.
+    let copied = s
+        .copy(
+            "f/small",
+            "g/small",
+            small.len() as u64,
+            &opts("commit-hash", "new"),
+            Some(&small_tag),
+        )
+        .await
+        .unwrap();
+    assert_eq!(copied, listed("g/small").await);
+    let copied = s
+        .copy(
+            "f/big",
+            "g/dir/big",
+            big.len() as u64,
+            &opts("commit-hash", "new"),
+            Some(&big_tag),
+        )
+        .await
+        .unwrap();
+    assert_eq!(copied, listed("g/dir/big").await);
     assert_eq!(read_all(s, "g/small", None).await.unwrap(), small);
     assert_eq!(read_all(s, "g/dir/big", None).await.unwrap(), big);
     let h = s.head("g/dir/big").await.unwrap().unwrap();
@@ -165,9 +184,30 @@ async fn conformance(s: Arc<dyn Store>) {
         "metadata is replaced"
     );
     assert!(s
-        .copy("f/missing", "g/x", 1, &PutOptions::default())
+        .copy("f/missing", "g/x", 1, &PutOptions::default(), None)
         .await
         .is_err());
+    // A rewritten source has a new tag, and a copy guarded by the old one is refused.
+    let rewritten = s
+        .put_bytes("f/small", b"rewritten".to_vec(), &PutOptions::default())
+        .await
+        .unwrap();
+    assert_ne!(rewritten, small_tag);
+    assert_eq!(rewritten, listed("f/small").await);
+    for (src, size, tag) in [
+        ("f/small", 9, &small_tag),
+        ("f/big", big.len() as u64, &"0".repeat(32)),
+    ] {
+        let e = s
+            .copy(src, "g/refused", size, &PutOptions::default(), Some(tag))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, s3_asset_manager::Error::Verify(_)),
+            "{src}: {e}"
+        );
+    }
+    assert!(s.head("g/refused").await.unwrap().is_none());
 
     // Listings paginate past 1,000 keys.
     futures_lite_for_each(s, 1100).await;
@@ -180,7 +220,7 @@ async fn conformance(s: Arc<dyn Store>) {
     s.put_bytes(odd, b"odd".to_vec(), &PutOptions::default())
         .await
         .unwrap();
-    s.copy(odd, "odd/copy of é", 3, &PutOptions::default())
+    s.copy(odd, "odd/copy of é", 3, &PutOptions::default(), None)
         .await
         .unwrap();
     assert_eq!(read_all(s, "odd/copy of é", None).await.unwrap(), b"odd");

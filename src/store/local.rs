@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::{ObjectHead, ObjectInfo, PutOptions, Reader, Store};
+use super::{bare_etag, ObjectHead, ObjectInfo, PutOptions, Reader, Store};
 use crate::error::{Error, Result};
 
 const INTERNAL: &str = ".s3am";
@@ -71,8 +71,8 @@ impl LocalStore {
         Ok(dir.join(format!("{}-{n}-{nanos}", std::process::id())))
     }
 
-    /// Writes metadata, then moves `tmp` into place at `key`.
-    fn commit(&self, tmp: &Path, key: &str, opts: &PutOptions) -> Result<()> {
+    /// Writes metadata, then moves `tmp` into place at `key`; returns the new entity tag.
+    fn commit(&self, tmp: &Path, key: &str, opts: &PutOptions) -> Result<String> {
         let dest = self.path_of(key)?;
         let meta = self.meta_path(key);
         for p in [&dest, &meta] {
@@ -86,7 +86,9 @@ impl LocalStore {
         std::fs::rename(tmp, &dest).map_err(|e| {
             let _ = std::fs::remove_file(tmp);
             Error::io("cannot write", &dest, e)
-        })
+        })?;
+        let meta = std::fs::metadata(&dest).map_err(|e| Error::io("cannot stat", &dest, e))?;
+        Ok(etag_of(&meta))
     }
 
     fn list_sync(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
@@ -124,19 +126,31 @@ impl LocalStore {
                 .unwrap_or(entry.path());
             let Some(key) = rel.to_str() else { continue };
             if key.starts_with(prefix) {
-                let size = entry
+                let meta = entry
                     .metadata()
-                    .map_err(|e| Error::Store(format!("cannot stat {key}: {e}")))?
-                    .len();
+                    .map_err(|e| Error::Store(format!("cannot stat {key}: {e}")))?;
                 out.push(ObjectInfo {
                     key: key.to_string(),
-                    size,
+                    size: meta.len(),
+                    etag: Some(etag_of(&meta)),
                 });
             }
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
+}
+
+/// A local entity tag: every write is a rename of a new file, so its inode and time change.
+fn etag_of(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!(
+        "{:x}-{:x}{:09}-{:x}",
+        meta.ino(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.len()
+    )
 }
 
 fn not_found(e: &std::io::Error) -> bool {
@@ -216,7 +230,13 @@ impl Store for LocalStore {
         }
     }
 
-    async fn put_file(&self, key: &str, path: &Path, _size: u64, opts: &PutOptions) -> Result<()> {
+    async fn put_file(
+        &self,
+        key: &str,
+        path: &Path,
+        _size: u64,
+        opts: &PutOptions,
+    ) -> Result<String> {
         self.path_of(key)?;
         let tmp = self.tmp_path()?;
         tokio::fs::copy(path, &tmp)
@@ -225,7 +245,7 @@ impl Store for LocalStore {
         self.commit(&tmp, key, opts)
     }
 
-    async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<()> {
+    async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<String> {
         self.path_of(key)?;
         let tmp = self.tmp_path()?;
         tokio::fs::write(&tmp, body)
@@ -234,20 +254,49 @@ impl Store for LocalStore {
         self.commit(&tmp, key, opts)
     }
 
-    async fn copy(&self, src: &str, dst: &str, _size: u64, opts: &PutOptions) -> Result<()> {
+    async fn copy(
+        &self,
+        src: &str,
+        dst: &str,
+        _size: u64,
+        opts: &PutOptions,
+        if_match: Option<&str>,
+    ) -> Result<String> {
         let from = self.path_of(src)?;
         self.path_of(dst)?;
         let tmp = self.tmp_path()?;
-        tokio::fs::copy(&from, &tmp).await.map_err(|e| {
+        let missing = || {
+            Error::Store(format!(
+                "cannot copy {src}: it does not exist in {}",
+                self.url()
+            ))
+        };
+        let src_file = std::fs::File::open(&from).map_err(|e| {
             if not_found(&e) {
-                Error::Store(format!(
-                    "cannot copy {src}: it does not exist in {}",
-                    self.url()
-                ))
+                missing()
             } else {
                 Error::io("cannot copy", &from, e)
             }
         })?;
+        // Compare the tag of the very file we copy from, so a rewrite in between is caught.
+        let meta = src_file
+            .metadata()
+            .map_err(|e| Error::io("cannot stat", &from, e))?;
+        if let Some(want) = if_match {
+            if etag_of(&meta) != bare_etag(want) {
+                return Err(Error::Verify(format!(
+                    "{src} changed after its manifest was written (entity tag differs): not copying it"
+                )));
+            }
+        }
+        let mut reader = tokio::fs::File::from_std(src_file);
+        let mut out = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| Error::io("cannot create", &tmp, e))?;
+        tokio::io::copy(&mut reader, &mut out)
+            .await
+            .map_err(|e| Error::io("cannot copy", &from, e))?;
+        drop(out);
         self.commit(&tmp, dst, opts)
     }
 }

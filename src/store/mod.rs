@@ -21,6 +21,8 @@ pub struct ObjectInfo {
     pub key: String,
     /// Size in bytes.
     pub size: u64,
+    /// The entity tag, without quotes: changes whenever the object is rewritten.
+    pub etag: Option<String>,
 }
 
 /// What a HEAD returns.
@@ -74,14 +76,30 @@ pub trait Store: Send + Sync {
     /// does not exist.
     async fn get(&self, key: &str, range: Option<(u64, u64)>) -> Result<Option<Reader>>;
 
-    /// Uploads a local file of `size` bytes, streaming it (multipart when large).
-    async fn put_file(&self, key: &str, path: &Path, size: u64, opts: &PutOptions) -> Result<()>;
+    /// Uploads a local file of `size` bytes, streaming it (multipart when large); returns
+    /// the new object's entity tag.
+    async fn put_file(
+        &self,
+        key: &str,
+        path: &Path,
+        size: u64,
+        opts: &PutOptions,
+    ) -> Result<String>;
 
-    /// Uploads a small in-memory body.
-    async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<()>;
+    /// Uploads a small in-memory body; returns the entity tag.
+    async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<String>;
 
-    /// Copies `src` to `dst` inside the bucket without downloading it, replacing the metadata.
-    async fn copy(&self, src: &str, dst: &str, size: u64, opts: &PutOptions) -> Result<()>;
+    /// Copies `src` to `dst` inside the bucket without downloading it, replacing the metadata;
+    /// returns the copy's entity tag. With `if_match`, the copy fails with [`Error::Verify`]
+    /// unless `src` still has that entity tag.
+    async fn copy(
+        &self,
+        src: &str,
+        dst: &str,
+        size: u64,
+        opts: &PutOptions,
+        if_match: Option<&str>,
+    ) -> Result<String>;
 
     /// Reads a whole (small) object into memory, or `None` if it does not exist.
     async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -194,6 +212,11 @@ impl Default for Tuning {
             timeout: Duration::from_secs(60),
         }
     }
+}
+
+/// An entity tag without its quotes.
+pub fn bare_etag(e: &str) -> String {
+    e.trim().trim_matches('"').to_string()
 }
 
 /// One mebibyte.

@@ -30,7 +30,7 @@ use base64::Engine as _;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
-use super::{ObjectHead, ObjectInfo, PutOptions, Reader, Store, StoreConfig, Tuning};
+use super::{bare_etag, ObjectHead, ObjectInfo, PutOptions, Reader, Store, StoreConfig, Tuning};
 use crate::error::{Error, Result};
 
 /// An S3 bucket.
@@ -245,6 +245,21 @@ impl S3Store {
         }
     }
 
+    /// A failed copy; a failed `x-amz-copy-source-if-match` means the source was rewritten.
+    fn fail_copy<E>(&self, src: &str, dst: &str, err: SdkError<E, HttpResponse>) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        if let SdkError::ServiceError(se) = &err {
+            if se.raw().status().as_u16() == 412 {
+                return Error::Verify(format!(
+                    "{src} changed after its manifest was written (entity tag differs): not copying it"
+                ));
+            }
+        }
+        self.fail(&format!("copying {src} to {dst}"), err)
+    }
+
     fn checksum(&self, sha256: Option<[u8; 32]>) -> Option<String> {
         sha256
             .filter(|_| self.checksums)
@@ -285,9 +300,10 @@ impl S3Store {
         key: &str,
         upload_id: &str,
         mut parts: Vec<CompletedPart>,
-    ) -> Result<()> {
+    ) -> Result<String> {
         parts.sort_by_key(|p| p.part_number());
-        self.client
+        let out = self
+            .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -300,7 +316,7 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| self.fail(&format!("completing the multipart upload of {key}"), e))?;
-        Ok(())
+        Ok(out.e_tag().map(bare_etag).unwrap_or_default())
     }
 
     /// Completes a multipart upload from its parts, or aborts it when the parts failed or
@@ -310,7 +326,7 @@ impl S3Store {
         key: &str,
         upload_id: &str,
         parts: Result<Vec<CompletedPart>>,
-    ) -> Result<()> {
+    ) -> Result<String> {
         let done = match parts {
             Ok(parts) => self.complete_multipart(key, upload_id, parts).await,
             Err(e) => Err(e),
@@ -321,8 +337,9 @@ impl S3Store {
         done
     }
 
-    async fn put_object(&self, key: &str, body: ByteStream, opts: &PutOptions) -> Result<()> {
-        self.client
+    async fn put_object(&self, key: &str, body: ByteStream, opts: &PutOptions) -> Result<String> {
+        let out = self
+            .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
@@ -334,7 +351,7 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| self.fail(&format!("uploading {key}"), e))?;
-        Ok(())
+        Ok(out.e_tag().map(bare_etag).unwrap_or_default())
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) {
@@ -411,6 +428,7 @@ impl S3Store {
         dst: &str,
         size: u64,
         upload_id: &str,
+        if_match: Option<&str>,
     ) -> Result<Vec<CompletedPart>> {
         let part_size = part_size_for(size, self.tuning.copy_part_size);
         let count = size.div_ceil(part_size).max(1);
@@ -431,11 +449,10 @@ impl S3Store {
                         .part_number(number)
                         .copy_source(source)
                         .copy_source_range(format!("bytes={first}-{last}"))
+                        .set_copy_source_if_match(if_match.map(str::to_string))
                         .send()
                         .await
-                        .map_err(|e| {
-                            self.fail(&format!("copying part {number} of {src} to {dst}"), e)
-                        })?;
+                        .map_err(|e| self.fail_copy(src, dst, e))?;
                     let result = resp.copy_part_result();
                     Ok::<_, Error>(
                         CompletedPart::builder()
@@ -520,6 +537,7 @@ impl Store for S3Store {
                     out.push(ObjectInfo {
                         key: key.to_string(),
                         size: o.size().unwrap_or(0).max(0) as u64,
+                        etag: o.e_tag().map(bare_etag),
                     });
                 }
             }
@@ -550,6 +568,7 @@ impl Store for S3Store {
                 Some(ObjectInfo {
                     key: o.key()?.to_string(),
                     size: o.size().unwrap_or(0).max(0) as u64,
+                    etag: o.e_tag().map(bare_etag),
                 })
             })
             .collect())
@@ -598,7 +617,13 @@ impl Store for S3Store {
         }
     }
 
-    async fn put_file(&self, key: &str, path: &Path, size: u64, opts: &PutOptions) -> Result<()> {
+    async fn put_file(
+        &self,
+        key: &str,
+        path: &Path,
+        size: u64,
+        opts: &PutOptions,
+    ) -> Result<String> {
         if size < self.tuning.multipart_threshold {
             let body = ByteStream::from_path(path)
                 .await
@@ -610,28 +635,44 @@ impl Store for S3Store {
         self.finish_multipart(key, &upload_id, parts).await
     }
 
-    async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<()> {
+    async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<String> {
         self.put_object(key, ByteStream::from(body), opts).await
     }
 
-    async fn copy(&self, src: &str, dst: &str, size: u64, opts: &PutOptions) -> Result<()> {
+    async fn copy(
+        &self,
+        src: &str,
+        dst: &str,
+        size: u64,
+        opts: &PutOptions,
+        if_match: Option<&str>,
+    ) -> Result<String> {
+        let if_match = if_match.map(|e| format!("\"{}\"", bare_etag(e)));
         if size <= self.tuning.copy_multipart_threshold {
-            self.client
+            let out = self
+                .client
                 .copy_object()
                 .bucket(&self.bucket)
                 .key(dst)
                 .copy_source(self.copy_source(src))
+                .set_copy_source_if_match(if_match)
                 .metadata_directive(MetadataDirective::Replace)
                 .set_metadata(Some(Self::metadata(opts)))
                 .set_server_side_encryption(self.sse.clone())
                 .set_ssekms_key_id(self.sse_kms_key_id.clone())
                 .send()
                 .await
-                .map_err(|e| self.fail(&format!("copying {src} to {dst}"), e))?;
-            return Ok(());
+                .map_err(|e| self.fail_copy(src, dst, e))?;
+            return Ok(out
+                .copy_object_result()
+                .and_then(|r| r.e_tag())
+                .map(bare_etag)
+                .unwrap_or_default());
         }
         let upload_id = self.create_multipart(dst, opts).await?;
-        let parts = self.copy_parts(src, dst, size, &upload_id).await;
+        let parts = self
+            .copy_parts(src, dst, size, &upload_id, if_match.as_deref())
+            .await;
         self.finish_multipart(dst, &upload_id, parts).await
     }
 }
