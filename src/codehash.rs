@@ -14,7 +14,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use crate::error::{clip, Error, Result};
 
 /// The version tag that starts the hashed byte stream.
 pub const VERSION_TAG: &[u8] = b"s3-asset-manager code-hash v1\0";
@@ -58,7 +58,8 @@ impl Patterns {
                     .build()
                     .map_err(|e| {
                         Error::Config(format!(
-                            "invalid code-hash pattern {p:?}: {}; fix its glob syntax",
+                            "invalid code-hash pattern {}: {}; fix its glob syntax",
+                            clip(p),
                             e.kind()
                         ))
                     })?;
@@ -114,7 +115,7 @@ impl fmt::Display for Patterns {
 fn normalise(raw: &str) -> Result<String> {
     let bad = |why: &str| {
         Error::Config(format!(
-            "invalid code-hash pattern {raw:?}: {why}; patterns are globs relative to the repository root"
+            "invalid code-hash pattern {}: {why}; patterns are globs relative to the repository root", clip(raw)
         ))
     };
     if raw.contains('\0') {

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::assets::{self, Asset};
 use crate::codehash::{self, Patterns};
 use crate::commit;
-use crate::error::{Error, Result};
+use crate::error::{clip, Error, Result};
 use crate::layout::{Layout, SetLocation};
 use crate::log::{self, Progress};
 use crate::manifest::{FileEntry, Manifest};
@@ -39,7 +39,8 @@ impl std::str::FromStr for CacheMode {
             "read-only" => Ok(CacheMode::ReadOnly),
             "off" => Ok(CacheMode::Off),
             other => Err(Error::Config(format!(
-                "invalid cache mode {other:?}: use read-write, read-only or off"
+                "invalid cache mode {}: use read-write, read-only or off",
+                clip(other)
             ))),
         }
     }

@@ -73,5 +73,17 @@ impl Error {
     }
 }
 
+/// Quotes a user-supplied value for an error message, cut to 60 characters so that a huge
+/// or hostile value still gives a one-line message.
+pub fn clip(value: &str) -> String {
+    let mut chars = value.chars();
+    let head: String = chars.by_ref().take(60).collect();
+    if chars.next().is_some() {
+        format!("{head:?}…")
+    } else {
+        format!("{head:?}")
+    }
+}
+
 /// The engine's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

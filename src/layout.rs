@@ -1,6 +1,6 @@
 //! Bucket layout: where asset sets, cache entries and manifests live.
 
-use crate::error::{Error, Result};
+use crate::error::{clip, Error, Result};
 
 /// The manifest's name inside a set. It starts with `.`, so it never collides with an asset.
 pub const MANIFEST_NAME: &str = ".manifest.json";
@@ -26,7 +26,7 @@ impl Layout {
             .any(|c| c.is_empty() || c == "." || c == ".." || c.chars().any(char::is_control))
         {
             return Err(Error::Config(format!(
-                "invalid prefix {prefix:?}: use '/'-separated names without '.', '..', empty or control characters"
+                "invalid prefix {}: use '/'-separated names without '.', '..', empty or control characters", clip(prefix)
             )));
         }
         Ok(Layout {

@@ -328,7 +328,8 @@ async fn run(cli: Cli) -> Result<()> {
             let commit = match commit {
                 Some(c) => s3_asset_manager::commit::parse_commit(&c).ok_or_else(|| {
                     Error::Config(format!(
-                        "--commit {c:?} is not a full commit id: give all 40 hex digits"
+                        "--commit {} is not a full commit id: give all 40 hex digits",
+                        s3_asset_manager::error::clip(&c)
                     ))
                 })?,
                 None => s3_asset_manager::commit::resolve_head(&repo.repo)?,

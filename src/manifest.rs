@@ -116,14 +116,14 @@ impl Manifest {
         for f in &m.files {
             check_asset_path(&f.path).map_err(|why| {
                 Error::Verify(format!(
-                    "manifest {key} lists an unsafe path {:?} ({why}): refusing the set",
-                    f.path
+                    "manifest {key} lists an unsafe path {} ({why}): refusing the set",
+                    crate::error::clip(&f.path)
                 ))
             })?;
             if f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(Error::Verify(format!(
-                    "manifest {key} has an invalid SHA-256 for {:?}: refusing the set",
-                    f.path
+                    "manifest {key} has an invalid SHA-256 for {}: refusing the set",
+                    crate::error::clip(&f.path)
                 )));
             }
         }

@@ -12,7 +12,7 @@ use crate::commit;
 use crate::engine::{
     CacheMode, CodeHashSpec, Engine, LookupOptions, Outcome, PublishOptions, Report, SetState,
 };
-use crate::error::{Error, Result};
+use crate::error::{clip, Error, Result};
 use crate::layout::Layout;
 use crate::log;
 use crate::store::{self, Bucket, StoreConfig, Tuning};
@@ -242,7 +242,8 @@ impl Source {
         if let Some(sse) = &self.server_side_encryption {
             if sse != "AES256" && sse != "aws:kms" {
                 return Err(Error::Config(format!(
-                    "invalid source.server_side_encryption {sse:?}: use AES256 or aws:kms"
+                    "invalid source.server_side_encryption {}: use AES256 or aws:kms",
+                    clip(sse)
                 )));
             }
         }
@@ -314,7 +315,7 @@ fn inside(base: &Path, rel: &str, what: &str) -> Result<PathBuf> {
             .any(|c| matches!(c, Component::ParentDir | Component::RootDir));
     if escapes {
         return Err(Error::Config(format!(
-            "params.{what} {rel:?} must be a relative path inside the put's directory (an input name such as \"repo\")"
+            "params.{what} {} must be a relative path inside the put's directory (an input name such as \"repo\")", clip(rel)
         )));
     }
     Ok(base.join(p))

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::error::{Error, Result};
+use crate::error::{clip, Error, Result};
 
 pub mod local;
 pub mod s3;
@@ -135,7 +135,7 @@ impl Bucket {
         if let Some(path) = s.strip_prefix("file://") {
             if !path.starts_with('/') {
                 return Err(Error::Config(format!(
-                    "invalid bucket {s:?}: a file bucket needs an absolute path, e.g. file:///tmp/assets"
+                    "invalid bucket {}: a file bucket needs an absolute path, e.g. file:///tmp/assets", clip(s)
                 )));
             }
             return Ok((Bucket::Local(PathBuf::from(path)), String::new()));
@@ -150,7 +150,7 @@ impl Bucket {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
         if !valid {
             return Err(Error::Config(format!(
-                "invalid bucket name {name:?}: use 3-63 lowercase letters, digits, '.', '-' (or s3://bucket/prefix, file:///abs/dir)"
+                "invalid bucket name {}: use 3-63 lowercase letters, digits, '.', '-' (or s3://bucket/prefix, file:///abs/dir)", clip(name)
             )));
         }
         Ok((Bucket::S3(name.to_string()), prefix.to_string()))
