@@ -241,7 +241,7 @@ pub struct CodeHash {
 pub fn compute(repo: &Path, patterns: &Patterns, salt: &str) -> Result<CodeHash> {
     if !repo.is_dir() {
         return Err(Error::Input(format!(
-            "repository {} is not a directory: set GIT_REPO_PATH (or --repo) to the checkout's directory",
+            "repository {} is not a directory: set the repository (GIT_REPO_PATH, --repo or params.repo) to the checkout's directory",
             repo.display()
         )));
     }
@@ -253,7 +253,7 @@ pub fn compute(repo: &Path, patterns: &Patterns, salt: &str) -> Result<CodeHash>
     let found = collect(repo, patterns)?;
     if found.is_empty() {
         return Err(Error::Input(format!(
-            "the code-hash patterns \"{patterns}\" match no file in {}: fix CODE_HASH_FIND_FILTER (or --filter); patterns are globs relative to the repository root",
+            "the code-hash patterns \"{patterns}\" match no file in {}: fix the filter (CODE_HASH_FIND_FILTER, --filter or source.code_hash_filter); patterns are globs relative to the repository root",
             repo.display()
         )));
     }

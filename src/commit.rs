@@ -11,20 +11,20 @@ use crate::error::{Error, Result};
 pub fn resolve_head(repo: &Path) -> Result<String> {
     if !repo.exists() {
         return Err(Error::Input(format!(
-            "repository {} does not exist: set GIT_REPO_PATH (or --repo) to the checkout's directory",
+            "repository {} does not exist: set the repository (GIT_REPO_PATH, --repo or params.repo) to the checkout's directory",
             repo.display()
         )));
     }
     let git = git2::Repository::open(repo).map_err(|e| {
         Error::Input(format!(
-            "{} is not a git repository ({}): point GIT_REPO_PATH (or --repo) at the root of a checkout",
+            "{} is not a git repository ({}): point the repository (GIT_REPO_PATH, --repo or params.repo) at the root of a checkout",
             repo.display(),
             e.message()
         ))
     })?;
     if git.is_bare() {
         return Err(Error::Input(format!(
-            "{} is a bare repository: it has no checked-out files; point GIT_REPO_PATH (or --repo) at a work tree",
+            "{} is a bare repository: it has no checked-out files; point the repository (GIT_REPO_PATH, --repo or params.repo) at a work tree",
             repo.display()
         )));
     }

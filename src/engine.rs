@@ -171,6 +171,9 @@ pub struct Engine {
     store: Arc<dyn Store>,
     layout: Layout,
     tuning: Tuning,
+    /// A random id stamped on every object this process writes into a set: when publishers
+    /// race on one set, the smallest id keeps writing and the others wait for it.
+    publisher: String,
 }
 
 fn metadata(commit: &str, sha256: &[u8; 32], code_hash: Option<&str>) -> BTreeMap<String, String> {
@@ -194,8 +197,14 @@ fn mark(dir: Option<&Path>, name: &str, content: &str) -> Result<()> {
     }
 }
 
+/// Attempts to stream one object's body when the connection breaks mid-body.
+const BODY_ATTEMPTS: u32 = 4;
+
 /// How many times a set is rewritten while concurrent publishers overwrite it.
-const CONFLICT_ROUNDS: u32 = 5;
+const CONFLICT_ROUNDS: u32 = 8;
+
+/// The object metadata key naming the publisher that wrote it.
+const PUBLISHER_KEY: &str = "publisher-id";
 
 /// Where the files of a set being written come from, so that one a concurrent publisher
 /// replaced can be written again.
@@ -210,12 +219,13 @@ enum Origin {
     },
 }
 
+/// A random pause that grows with the round, so racing publishers fall out of step.
 fn jitter(round: u32) -> std::time::Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    std::time::Duration::from_millis(50 * u64::from(round) + u64::from(nanos % 200))
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(round);
+    let spread = 400 * u64::from(round);
+    std::time::Duration::from_millis(100 + h.finish() % spread)
 }
 
 fn conflict(loc: &SetLocation) -> Error {
@@ -231,10 +241,14 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 impl Engine {
     /// An engine over `store` with keys laid out by `layout`.
     pub fn new(store: Arc<dyn Store>, layout: Layout, tuning: Tuning) -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
         Engine {
             store,
             layout,
             tuning,
+            publisher: format!("{:016x}", h.finish()),
         }
     }
 
@@ -338,13 +352,18 @@ impl Engine {
         report.code_hash = Some(hash.clone());
         let cache = self.layout.cache(&hash);
         match self.set_state(&cache, false).await? {
-            SetState::Complete(m) => {
-                self.restore(&cache, &m, &artifacts, &commit, &hash).await?;
-                mark(opts.markers.as_deref(), assets::FOUND_MARKER, "")?;
-                report.outcome = Outcome::Restored;
-                report.files = m.files.len() as u64;
-                report.bytes = m.total_bytes();
-            }
+            SetState::Complete(m) => match self.damage(&cache, &m).await? {
+                Some(problem) => log::warn(format!(
+                    "{problem}; not restoring it: build needed (the upload rewrites the entry)"
+                )),
+                None => {
+                    self.restore(&cache, &m, &artifacts, &commit, &hash).await?;
+                    mark(opts.markers.as_deref(), assets::FOUND_MARKER, "")?;
+                    report.outcome = Outcome::Restored;
+                    report.files = m.files.len() as u64;
+                    report.bytes = m.total_bytes();
+                }
+            },
             _ => log::phase(format!("no complete cache entry {cache}: build needed")),
         }
         report.seconds = started.elapsed().as_secs_f64();
@@ -384,38 +403,6 @@ impl Engine {
             m.files.len(),
             log::bytes(m.total_bytes())
         ));
-        // Every object the manifest names must be there, unchanged since the manifest was
-        // written (same size and entity tag), or the entry is not restored.
-        let present: HashMap<String, (u64, Option<String>)> = self
-            .store
-            .list(cache.root())
-            .await?
-            .into_iter()
-            .map(|o| (o.key, (o.size, o.etag)))
-            .collect();
-        for f in &m.files {
-            let damaged = |why: String| {
-                Error::Verify(format!(
-                    "cache entry {cache} is damaged: {} {why}; not restoring it (build, and the upload will rewrite the entry)",
-                    f.path
-                ))
-            };
-            match present.get(&cache.key(&f.path)) {
-                None => return Err(damaged("is missing".into())),
-                Some((size, _)) if *size != f.size => {
-                    return Err(damaged(format!(
-                        "is {size} bytes but its manifest says {}",
-                        f.size
-                    )))
-                }
-                Some((_, Some(etag))) if f.etag.as_ref().is_some_and(|e| e != etag) => {
-                    return Err(damaged(
-                        "was modified after its manifest was written".into(),
-                    ))
-                }
-                Some(_) => {}
-            }
-        }
         let origin = Origin::Set {
             from: cache.clone(),
             etags: m
@@ -434,11 +421,40 @@ impl Engine {
                 "restored",
             )
             .await?;
-        let files = self
+        let Some(files) = self
             .converge(artifacts, &origin, files, commit, Some(code_hash))
-            .await?;
+            .await?
+        else {
+            return Ok(());
+        };
         let manifest = Manifest::new(commit, Some(code_hash), files);
         self.complete_set(artifacts, manifest, &origin, true).await
+    }
+
+    /// Why a complete set cannot be trusted, if it cannot: an object its manifest names is
+    /// missing, has another size, or was rewritten after the manifest (its entity tag differs).
+    pub async fn damage(&self, loc: &SetLocation, m: &Manifest) -> Result<Option<String>> {
+        let present: HashMap<String, (u64, Option<String>)> = self
+            .store
+            .list(loc.root())
+            .await?
+            .into_iter()
+            .map(|o| (o.key, (o.size, o.etag)))
+            .collect();
+        for f in &m.files {
+            let why = match present.get(&loc.key(&f.path)) {
+                None => "is missing".to_string(),
+                Some((size, _)) if *size != f.size => {
+                    format!("is {size} bytes but its manifest says {}", f.size)
+                }
+                Some((_, Some(etag))) if f.etag.as_ref().is_some_and(|e| e != etag) => {
+                    "was modified after the manifest was written".to_string()
+                }
+                Some(_) => continue,
+            };
+            return Ok(Some(format!("{loc} is damaged: {} {why}", f.path)));
+        }
+        Ok(None)
     }
 
     /// Writes one file of a set from its origin, with fresh metadata; returns its entity tag.
@@ -454,7 +470,11 @@ impl Engine {
             Error::Verify(format!("invalid SHA-256 for {} in a manifest", f.path))
         })?;
         let opts = PutOptions {
-            metadata: metadata(commit, &sha, code_hash),
+            metadata: {
+                let mut m = metadata(commit, &sha, code_hash);
+                m.insert(PUBLISHER_KEY.to_string(), self.publisher.clone());
+                m
+            },
             sha256: Some(sha),
         };
         let key = to.key(&f.path);
@@ -533,8 +553,9 @@ impl Engine {
             .collect())
     }
 
-    /// Makes `loc` hold exactly our files: while a concurrent writer has replaced some, writes
-    /// them again (a few rounds, with jitter), or reports the conflict.
+    /// Makes `loc` hold exactly our files. When a concurrent publisher has replaced some, the
+    /// one with the smallest publisher id wins: a loser waits for the winner to complete the
+    /// set (ours is then superseded: `None`), and takes over only if it never does.
     async fn converge(
         &self,
         loc: &SetLocation,
@@ -542,11 +563,14 @@ impl Engine {
         mut files: Vec<FileEntry>,
         commit: &str,
         code_hash: Option<&str>,
-    ) -> Result<Vec<FileEntry>> {
+    ) -> Result<Option<Vec<FileEntry>>> {
         for round in 1..=CONFLICT_ROUNDS {
             let bad = self.overwritten(loc, &files).await?;
             if bad.is_empty() {
-                return Ok(files);
+                return Ok(Some(files));
+            }
+            if self.yield_to_winner(loc, &bad).await? {
+                return Ok(None);
             }
             log::warn(format!(
                 "{} objects of {loc} were replaced by a concurrent publisher; writing ours again (round {round} of {CONFLICT_ROUNDS})",
@@ -563,6 +587,46 @@ impl Engine {
             }
         }
         Err(conflict(loc))
+    }
+
+    /// If a publisher with a smaller id wrote some of `bad`, waits for it to complete `loc`
+    /// with a set that verifies; true when it did. False when we are the winner, or it gave
+    /// no sign of finishing within the timeout (we then take over).
+    async fn yield_to_winner(&self, loc: &SetLocation, bad: &[FileEntry]) -> Result<bool> {
+        let mut winner: Option<String> = None;
+        for f in bad.iter().take(3) {
+            if let Some(h) = self.store.head(&loc.key(&f.path)).await? {
+                if let Some(id) = h.metadata.get(PUBLISHER_KEY) {
+                    if *id < self.publisher && winner.as_ref().is_none_or(|w| id < w) {
+                        winner = Some(id.clone());
+                    }
+                }
+            }
+        }
+        let Some(winner) = winner else {
+            return Ok(false);
+        };
+        log::phase(format!(
+            "publisher {winner} is writing {loc} at the same time; waiting for it to complete the set (we are {})",
+            self.publisher
+        ));
+        let deadline = Instant::now() + self.tuning.timeout;
+        while Instant::now() < deadline {
+            if let SetState::Complete(m) = self.set_state(loc, false).await? {
+                if self.damage(loc, &m).await?.is_none() {
+                    log::phase(format!(
+                        "publisher {winner} completed {loc}: keeping its set, which verifies"
+                    ));
+                    return Ok(true);
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        log::warn(format!(
+            "publisher {winner} did not complete {loc} within {} s: taking over",
+            self.tuning.timeout.as_secs()
+        ));
+        Ok(false)
     }
 
     /// Writes a set's manifest last, then checks that no concurrent writer replaced an object
@@ -597,6 +661,9 @@ impl Engine {
                 log::phase(format!(
                     "a concurrent publisher completed {loc} after us; it verifies its own set"
                 ));
+                return Ok(());
+            }
+            if self.yield_to_winner(loc, &bad).await? {
                 return Ok(());
             }
             log::warn(format!(
@@ -819,9 +886,12 @@ impl Engine {
         let written = self
             .write_files(&artifacts, &origin, &entries, &commit, ch, "uploaded")
             .await?;
-        let written = self
+        let Some(written) = self
             .converge(&artifacts, &origin, written, &commit, ch)
-            .await?;
+            .await?
+        else {
+            return Ok(skipped(commit, code_hash));
+        };
         if let Some(h) = &code_hash {
             if opts.cache == CacheMode::ReadWrite {
                 match self.fill_cache(&artifacts, h, &commit, &written).await {
@@ -862,9 +932,14 @@ impl Engine {
         files: &[FileEntry],
     ) -> Result<()> {
         let cache = self.layout.cache(code_hash);
-        if let SetState::Complete(_) = self.set_state(&cache, false).await? {
-            log::phase(format!("{cache} is already complete: not rewriting it"));
-            return Ok(());
+        if let SetState::Complete(m) = self.set_state(&cache, false).await? {
+            match self.damage(&cache, &m).await? {
+                None => {
+                    log::phase(format!("{cache} is already complete: not rewriting it"));
+                    return Ok(());
+                }
+                Some(problem) => log::warn(format!("{problem}; rewriting it")),
+            }
         }
         let origin = Origin::Set {
             from: artifacts.clone(),
@@ -979,6 +1054,22 @@ impl Engine {
     /// Streams `key` to `dest/<f.path>` through a temporary file, renamed into place only when
     /// the size (and the SHA-256, unless `f.sha256` is empty) match.
     async fn download_verified(&self, key: &str, f: &FileEntry, dest: &Path) -> Result<()> {
+        // The SDK retries a request until its response starts; a body cut off mid-stream is
+        // retried here, from the start of the file.
+        let mut attempt = 1;
+        loop {
+            match self.download_once(key, f, dest).await {
+                Err(Error::Store(e)) if attempt < BODY_ATTEMPTS => {
+                    log::warn(format!("{e}; retrying ({attempt} of {BODY_ATTEMPTS})"));
+                    tokio::time::sleep(jitter(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn download_once(&self, key: &str, f: &FileEntry, dest: &Path) -> Result<()> {
         let target = dest.join(&f.path);
         let parent = target.parent().unwrap_or(dest).to_path_buf();
         tokio::fs::create_dir_all(&parent)

@@ -85,5 +85,102 @@ pub fn clip(value: &str) -> String {
     }
 }
 
+/// The longest error message the front ends print, in characters (after `error: `).
+pub const MAX_MESSAGE: usize = 360;
+
+/// Makes a message safe to print as the one error line: control characters (a newline in a
+/// path, say) are escaped, and a message longer than [`MAX_MESSAGE`] keeps its start (what
+/// failed) and its end (what to do), joined by `…`, so a huge value cannot flood the log.
+pub fn one_line(msg: &str) -> String {
+    let mut s = String::with_capacity(msg.len().min(4 * MAX_MESSAGE));
+    for c in msg.chars() {
+        if c.is_control() {
+            s.extend(c.escape_default());
+        } else {
+            s.push(c);
+        }
+    }
+    let n = s.chars().count();
+    if n <= MAX_MESSAGE {
+        return s;
+    }
+    let head = MAX_MESSAGE * 2 / 5;
+    let tail = MAX_MESSAGE - head - 1;
+    let mut out: String = s.chars().take(head).collect();
+    out.push('…');
+    out.extend(s.chars().skip(n - tail));
+    out
+}
+
+/// Shortens every span of `text` quoted by one of `delims` (as serde and clap quote the
+/// values they echo) to 60 characters, like [`clip`], keeping the words around it.
+pub fn clip_quoted(text: &str, delims: &[char]) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len().min(4096));
+    let mut i = 0;
+    while i < chars.len() {
+        let d = chars[i];
+        out.push(d);
+        i += 1;
+        if !delims.contains(&d) {
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && chars[i] != d {
+            i += if chars[i] == '\\' && d == '"' { 2 } else { 1 };
+        }
+        if i >= chars.len() {
+            // No closing quote: copy the rest as it is; one_line still bounds it.
+            out.extend(&chars[start..]);
+            break;
+        }
+        let inner = &chars[start..i];
+        if inner.len() > 60 {
+            out.extend(&inner[..60]);
+            out.push('…');
+        } else {
+            out.extend(inner);
+        }
+        out.push(d);
+        i += 1;
+    }
+    out
+}
+
 /// The engine's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_escapes_and_bounds() {
+        assert_eq!(one_line("a\nb"), "a\\nb");
+        let long = format!("start {} end: what to do", "x".repeat(100_000));
+        let s = one_line(&long);
+        assert_eq!(s.chars().count(), MAX_MESSAGE);
+        assert!(
+            s.starts_with("start ") && s.ends_with("end: what to do"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn clip_quoted_keeps_the_words_around() {
+        let big = "a".repeat(1000);
+        let s = clip_quoted(
+            &format!("invalid type: string \"{big}\", expected a boolean"),
+            &['"'],
+        );
+        assert_eq!(
+            s,
+            format!(
+                "invalid type: string \"{}…\", expected a boolean",
+                &big[..60]
+            )
+        );
+        assert_eq!(clip_quoted("x \"a\\\"b\" y", &['"']), "x \"a\\\"b\" y");
+        assert_eq!(clip_quoted("README's", &['\'']), "README's");
+    }
+}

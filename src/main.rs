@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use s3_asset_manager::codehash::{self, Patterns};
 use s3_asset_manager::engine::{LookupOptions, PublishOptions};
-use s3_asset_manager::error::{exit, Error, Result};
+use s3_asset_manager::error::{clip_quoted, exit, one_line, Error, Result};
 use s3_asset_manager::layout::Layout;
 use s3_asset_manager::store::{self, Bucket, StoreConfig, Tuning};
 use s3_asset_manager::{log, CacheMode, CodeHashSpec, Engine};
@@ -161,14 +161,16 @@ struct StoreArgs {
     /// Part size for multipart uploads.
     #[arg(long, env = "S3AM_PART_SIZE", default_value = "8M", value_parser = parse_size)]
     part_size: u64,
-    /// Objects larger than this are copied server-side in parts (S3 allows 5G in one copy).
-    #[arg(long, env = "S3AM_COPY_MULTIPART_THRESHOLD", default_value = "5G", value_parser = parse_size)]
+    /// Objects larger than this are copied server-side in parts, concurrently (S3 allows
+    /// at most 5G in one copy).
+    #[arg(long, env = "S3AM_COPY_MULTIPART_THRESHOLD", default_value = "1G", value_parser = parse_size)]
     copy_multipart_threshold: u64,
     /// Part size for multipart copies.
     #[arg(long, env = "S3AM_COPY_PART_SIZE", default_value = "512M", value_parser = parse_size)]
     copy_part_size: u64,
-    /// Seconds to wait for a response before retrying.
-    #[arg(long, env = "S3AM_TIMEOUT", default_value_t = 60)]
+    /// The longest one S3 request may take, retries included, in seconds; a silent store is
+    /// retried after a quarter of it (at most 30 s).
+    #[arg(long, env = "S3AM_TIMEOUT", default_value_t = 120)]
     timeout: u64,
     /// Print only warnings and errors.
     #[arg(long, short)]
@@ -200,7 +202,8 @@ fn parse_size(s: &str) -> std::result::Result<u64, String> {
     if n == 0 {
         return Err(format!("{s:?}: the size must be positive"));
     }
-    Ok(n * mult)
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large: sizes go up to 16 EiB"))
 }
 
 impl StoreArgs {
@@ -223,9 +226,24 @@ impl StoreArgs {
                 ))
             }
         };
+        let sse = self.sse.clone().filter(|s| !s.is_empty());
+        if let Some(s) = sse
+            .as_deref()
+            .filter(|s| !["AES256", "aws:kms"].contains(s))
+        {
+            return Err(Error::Config(format!(
+                "invalid S3AM_SSE / --sse {}: use AES256 or aws:kms",
+                s3_asset_manager::error::clip(s)
+            )));
+        }
         if self.concurrency == 0 {
             return Err(Error::Config(
                 "--concurrency / S3AM_CONCURRENCY must be at least 1".into(),
+            ));
+        }
+        if self.copy_multipart_threshold > 5 << 30 {
+            return Err(Error::Config(
+                "--copy-multipart-threshold / S3AM_COPY_MULTIPART_THRESHOLD may be at most 5G, S3's limit for one copy".into(),
             ));
         }
         if self.part_size < 5 << 20 || self.copy_part_size < 5 << 20 {
@@ -238,8 +256,8 @@ impl StoreArgs {
             path_style: self.path_style,
             role_arn: self.role.clone().filter(|r| !r.is_empty()),
             skip_checksums: self.skip_checksums,
-            server_side_encryption: self.sse.clone(),
-            sse_kms_key_id: self.sse_kms_key_id.clone(),
+            server_side_encryption: sse,
+            sse_kms_key_id: self.sse_kms_key_id.clone().filter(|k| !k.is_empty()),
             ..StoreConfig::default()
         };
         let tuning = Tuning {
@@ -350,9 +368,9 @@ async fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
-        log::error(format!(
+        log::error(one_line(&format!(
             "internal error ({info}): this is a bug in s3-asset-manager; please report it with the command you ran"
-        ));
+        )));
     }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -372,9 +390,19 @@ fn main() -> ExitCode {
                 });
             }
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            let first = first.trim_start_matches("error: ");
-            log::error(format!("{first} (see s3-asset-manager --help)"));
+            let mut lines = text.lines();
+            let mut first = lines
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ")
+                .to_string();
+            // clap names what is missing on the indented lines that follow the first.
+            for l in lines.take_while(|l| l.starts_with("  ") && !l.trim().is_empty()) {
+                first.push(' ');
+                first.push_str(l.trim());
+            }
+            let first = clip_quoted(&first, &['\'', '"']);
+            log::error(one_line(&format!("{first} (see s3-asset-manager --help)")));
             return ExitCode::from(exit::CONFIG as u8);
         }
     };
@@ -391,7 +419,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error(e.to_string());
+            log::error(one_line(&e.to_string()));
             ExitCode::from(e.exit_code() as u8)
         }
     }

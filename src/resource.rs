@@ -12,7 +12,7 @@ use crate::commit;
 use crate::engine::{
     CacheMode, CodeHashSpec, Engine, LookupOptions, Outcome, PublishOptions, Report, SetState,
 };
-use crate::error::{clip, Error, Result};
+use crate::error::{clip, clip_quoted, one_line, Error, Result};
 use crate::layout::Layout;
 use crate::log;
 use crate::store::{self, Bucket, StoreConfig, Tuning};
@@ -30,13 +30,40 @@ impl std::fmt::Debug for Secret {
 }
 
 /// One pattern string (space-separated) or a list of patterns.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PatternList {
     /// `"src/** package.json"`
     Spaced(String),
     /// `["src/**", "package.json"]`
     List(Vec<String>),
+}
+
+// By hand rather than `#[serde(untagged)]`, whose only message for a wrong type is "data did
+// not match any variant of untagged enum PatternList".
+impl<'de> Deserialize<'de> for PatternList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = PatternList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<PatternList, E> {
+                Ok(PatternList::Spaced(s.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<PatternList, A::Error> {
+                let mut list = Vec::new();
+                while let Some(p) = seq.next_element::<String>()? {
+                    list.push(p);
+                }
+                Ok(PatternList::List(list))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// The resource's `source`; names follow concourse/s3-resource where they overlap.
@@ -177,6 +204,39 @@ pub struct Response {
 
 /// Parses a request, turning serde's message into one actionable line.
 pub fn parse_request<T: serde::de::DeserializeOwned>(input: &str) -> Result<T> {
+    let invalid = |why: &str| {
+        Error::Config(format!(
+            "invalid payload: {}; see the README's \"Concourse resource\" section for the source and params keys",
+            tidy(why)
+        ))
+    };
+    // serde reads a struct from a JSON array too (its fields in order), so `[{"bucket": ...}]`
+    // would pass for a request and `"params": [true, true]` for params: every request and
+    // each of its parts is an object.
+    let value: serde_json::Value =
+        serde_json::from_str(input).map_err(|e| invalid(&e.to_string()))?;
+    let kind = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    };
+    let Some(top) = value.as_object() else {
+        return Err(invalid(&format!(
+            "the request must be a JSON object such as {{\"source\": {{\"bucket\": ...}}}}, not {}",
+            kind(&value)
+        )));
+    };
+    for key in ["source", "version", "params"] {
+        if let Some(v) = top.get(key).filter(|v| v.is_array()) {
+            return Err(invalid(&format!(
+                "`{key}` must be a JSON object, not {}",
+                kind(v)
+            )));
+        }
+    }
     serde_json::from_str(input).map_err(|e| {
         let text = e.to_string();
         // serde lists every expected key after an unknown one; the key itself is what matters.
@@ -187,17 +247,16 @@ pub fn parse_request<T: serde::de::DeserializeOwned>(input: &str) -> Result<T> {
             },
             None => text,
         };
-        Error::Config(format!(
-            "invalid payload: {}; see the README's \"Concourse resource\" section for the source and params keys",
-            one_line(&text)
-        ))
+        invalid(&text)
     })
 }
 
-fn one_line(s: &str) -> String {
+/// serde's message on one line, with the values it echoes (a key, a string) clipped.
+fn tidy(s: &str) -> String {
     let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if s.chars().count() > 300 {
-        s.chars().take(300).collect::<String>() + "…"
+    let s = clip_quoted(&s, &['"', '`']);
+    if s.chars().count() > 240 {
+        s.chars().take(240).collect::<String>() + "…"
     } else {
         s
     }
@@ -309,10 +368,12 @@ fn metadata(r: &Report) -> Vec<MetadataField> {
 /// Resolves a relative path param inside `base`, refusing anything that escapes it.
 fn inside(base: &Path, rel: &str, what: &str) -> Result<PathBuf> {
     let p = Path::new(rel);
+    // Also refused: "." and the like, which would name the whole put directory.
     let escapes = rel.is_empty()
         || p.is_absolute()
         || p.components()
-            .any(|c| matches!(c, Component::ParentDir | Component::RootDir));
+            .any(|c| matches!(c, Component::ParentDir | Component::RootDir))
+        || !p.components().any(|c| matches!(c, Component::Normal(_)));
     if escapes {
         return Err(Error::Config(format!(
             "params.{what} {} must be a relative path inside the put's directory (an input name such as \"repo\")", clip(rel)
@@ -466,11 +527,17 @@ pub async fn put(req: OutRequest, base: &Path) -> Result<Response> {
 /// Reads all of stdin, bounded so a runaway producer cannot exhaust memory.
 pub fn read_stdin() -> Result<String> {
     use std::io::Read;
+    const LIMIT: u64 = 16 << 20;
     let mut s = String::new();
     std::io::stdin()
-        .take(16 << 20)
+        .take(LIMIT + 1)
         .read_to_string(&mut s)
         .map_err(|e| Error::Config(format!("invalid payload: cannot read stdin as UTF-8 ({e})")))?;
+    if s.len() as u64 > LIMIT {
+        return Err(Error::Config(
+            "invalid payload: the request is over 16 MiB; a request holds only source, version and params".into(),
+        ));
+    }
     Ok(s)
 }
 
@@ -483,9 +550,9 @@ where
     T: Serialize,
 {
     std::panic::set_hook(Box::new(|info| {
-        log::error(format!(
+        log::error(one_line(&format!(
             "internal error ({info}): this is a bug in s3-asset-manager; please report it"
-        ));
+        )));
     }));
     let result = read_stdin().and_then(|input| {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -503,7 +570,7 @@ where
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
-            log::error(e.to_string());
+            log::error(one_line(&e.to_string()));
             std::process::ExitCode::FAILURE
         }
     }

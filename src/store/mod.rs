@@ -197,7 +197,8 @@ pub struct Tuning {
     pub copy_multipart_threshold: u64,
     /// Part size for multipart copies.
     pub copy_part_size: u64,
-    /// How long to wait for a response before retrying.
+    /// The longest one request may take, retries included (a silent store is retried after a
+    /// quarter of it, at most 30 s).
     pub timeout: Duration,
 }
 
@@ -207,9 +208,9 @@ impl Default for Tuning {
             concurrency: 16,
             multipart_threshold: 16 * MIB,
             part_size: 8 * MIB,
-            copy_multipart_threshold: 5 * 1024 * MIB,
+            copy_multipart_threshold: 1024 * MIB,
             copy_part_size: 512 * MIB,
-            timeout: Duration::from_secs(60),
+            timeout: Duration::from_secs(120),
         }
     }
 }

@@ -14,6 +14,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_s3::config::retry::{RetryPartition, TokenBucket};
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -32,6 +33,10 @@ use sha2::{Digest, Sha256};
 
 use super::{bare_etag, ObjectHead, ObjectInfo, PutOptions, Reader, Store, StoreConfig, Tuning};
 use crate::error::{Error, Result};
+
+/// Attempts per request (the first try and its retries) on throttling, 5xx, resets and
+/// timeouts, with exponential backoff and jitter.
+pub const MAX_ATTEMPTS: u32 = 8;
 
 /// An S3 bucket.
 #[derive(Debug, Clone)]
@@ -108,18 +113,29 @@ impl S3Store {
             .http_client(http_client(ca_bundle))
             .retry_config(
                 RetryConfig::standard()
-                    .with_max_attempts(5)
-                    .with_initial_backoff(Duration::from_millis(200))
+                    .with_max_attempts(MAX_ATTEMPTS)
+                    .with_initial_backoff(Duration::from_millis(100))
                     .with_max_backoff(Duration::from_secs(5)),
             )
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5))
-                    .read_timeout(tuning.timeout)
+                    // A store silent this long gets the request retried...
+                    .read_timeout(
+                        (tuning.timeout / 4).clamp(Duration::from_secs(2), Duration::from_secs(30)),
+                    )
+                    // ...and no request, retries included, outlives the configured timeout.
+                    .operation_timeout(tuning.timeout)
                     .build(),
             );
         if let Some(r) = &cfg.region {
             loader = loader.region(Region::new(r.clone()));
+        }
+        let env_endpoint = std::env::var("AWS_ENDPOINT_URL")
+            .ok()
+            .filter(|v| !v.is_empty());
+        for ep in cfg.endpoint.iter().chain(env_endpoint.iter()) {
+            check_endpoint(ep)?;
         }
         if let Some(ep) = &cfg.endpoint {
             loader = loader.endpoint_url(ep.clone());
@@ -163,7 +179,14 @@ impl S3Store {
         let requests = Arc::new(AtomicU64::new(0));
         let mut s3 = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(cfg.path_style)
-            .interceptor(CountRequests(requests.clone()));
+            .interceptor(CountRequests(requests.clone()))
+            // The default retry quota runs dry after ~100 retries in a run, which a large
+            // transfer through a flaky store reaches; every request still stops at MAX_ATTEMPTS.
+            .retry_partition(
+                RetryPartition::custom("s3-asset-manager")
+                    .token_bucket(TokenBucket::unlimited())
+                    .build(),
+            );
         if cfg.skip_checksums {
             s3 = s3
                 .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
@@ -217,7 +240,8 @@ impl S3Store {
                 }
             }
             SdkError::TimeoutError(_) => Error::Store(format!(
-                "{what} timed out at {endpoint}: check the endpoint and network, or raise S3AM_TIMEOUT"
+                "{what} timed out after {} s at {endpoint}: the store does not answer; check the endpoint, the network and HTTPS_PROXY, or raise S3AM_TIMEOUT",
+                self.tuning.timeout.as_secs()
             )),
             SdkError::DispatchFailure(_) if root_cause(&err).contains("no credentials") => {
                 Error::Config(format!(
@@ -468,6 +492,22 @@ impl S3Store {
             .buffer_unordered(self.tuning.concurrency.clamp(1, 8))
             .try_collect()
             .await
+    }
+}
+
+/// An endpoint must be an http(s) URL with a host, or the SDK fails later with a vaguer
+/// "dispatch failure".
+fn check_endpoint(ep: &str) -> Result<()> {
+    let rest = ep
+        .strip_prefix("https://")
+        .or_else(|| ep.strip_prefix("http://"));
+    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+    match host {
+        Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) => Ok(()),
+        _ => Err(Error::Config(format!(
+            "invalid endpoint {}: use an http:// or https:// URL such as https://s3.example.com:9000",
+            crate::error::clip(ep)
+        ))),
     }
 }
 

@@ -1,0 +1,301 @@
+//! A fault-injecting HTTP/1.1 proxy between the tool and Garage, on 127.0.0.1 only.
+//!
+//! It understands just enough HTTP to count requests and to fail chosen ones: answer with a
+//! 503 SlowDown or a 500, reset the connection partway through a request or response body,
+//! add latency, or accept connections and never answer (a blackhole). Every connection thread
+//! ends when either side closes, and the listener thread ends when the proxy is dropped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the proxy does to each request.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Fraction of requests answered with 503 SlowDown (half) or 500 InternalError (half).
+    pub error_rate: f64,
+    /// Fraction of requests whose connection is reset partway through a body.
+    pub reset_rate: f64,
+    /// Delay before forwarding each request.
+    pub latency: Duration,
+    /// Accept connections and never answer.
+    pub blackhole: bool,
+}
+
+/// Counters of what happened.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub errors_injected: AtomicU64,
+    pub resets_injected: AtomicU64,
+}
+
+/// A running proxy.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub faults: Arc<Mutex<Faults>>,
+    pub stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    /// Starts a proxy in front of `upstream` (e.g. `127.0.0.1:3900`).
+    pub fn start(upstream: SocketAddr, faults: Faults) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let faults = Arc::new(Mutex::new(faults));
+        let stats = Arc::new(Stats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (f, s, st) = (faults.clone(), stats.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let seed = AtomicU64::new(0x2545_f491_4f6c_dd1d);
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let (f, s, st) = (f.clone(), s.clone(), st.clone());
+                        let conn_seed = seed.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+                        std::thread::spawn(move || {
+                            let _ = serve(client, upstream, &f, &s, &st, conn_seed);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Proxy {
+            addr,
+            faults,
+            stats,
+            stop,
+        }
+    }
+
+    /// The endpoint URL to hand the tool.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Changes the faults from now on.
+    pub fn set(&self, faults: Faults) {
+        *self.faults.lock().unwrap() = faults;
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next_f64(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// An HTTP message head: the start line and headers, raw, plus what framing it declares.
+struct Head {
+    raw: Vec<u8>,
+    start: String,
+    content_length: Option<u64>,
+    chunked: bool,
+}
+
+fn read_head(r: &mut impl BufRead) -> std::io::Result<Option<Head>> {
+    let mut raw = Vec::new();
+    let mut start = String::new();
+    let (mut content_length, mut chunked) = (None, false);
+    loop {
+        let mut line = Vec::new();
+        let n = r.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        raw.extend_from_slice(&line);
+        let text = String::from_utf8_lossy(&line).trim_end().to_string();
+        if start.is_empty() {
+            start = text;
+            continue;
+        }
+        if text.is_empty() {
+            return Ok(Some(Head {
+                raw,
+                start,
+                content_length,
+                chunked,
+            }));
+        }
+        if let Some((k, v)) = text.split_once(':') {
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+            if k == "content-length" {
+                content_length = v.parse().ok();
+            } else if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
+                chunked = true;
+            }
+        }
+    }
+}
+
+/// Copies a body framed as `head` declares, stopping after `limit` bytes when given (then
+/// returns false: the body was cut).
+fn copy_body(
+    r: &mut impl BufRead,
+    w: &mut impl Write,
+    head: &Head,
+    limit: Option<u64>,
+) -> std::io::Result<bool> {
+    let mut budget = limit.unwrap_or(u64::MAX);
+    let copy_n = |r: &mut dyn BufRead, w: &mut dyn Write, n: u64, budget: &mut u64| {
+        let take = n.min(*budget);
+        let copied = std::io::copy(&mut r.take(take), w)?;
+        *budget -= copied;
+        Ok::<bool, std::io::Error>(copied == n)
+    };
+    if head.chunked {
+        loop {
+            let mut size_line = String::new();
+            r.read_line(&mut size_line)?;
+            w.write_all(size_line.as_bytes())?;
+            let size = u64::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
+            if !copy_n(r, w, size, &mut budget)? {
+                return Ok(false);
+            }
+            if size == 0 {
+                // Trailers, then the final empty line.
+                loop {
+                    let mut line = String::new();
+                    r.read_line(&mut line)?;
+                    w.write_all(line.as_bytes())?;
+                    if line.trim().is_empty() {
+                        return Ok(true);
+                    }
+                }
+            }
+            let mut crlf = [0u8; 2];
+            r.read_exact(&mut crlf)?;
+            w.write_all(&crlf)?;
+        }
+    }
+    match head.content_length {
+        Some(n) => copy_n(r, w, n, &mut budget),
+        None => Ok(true),
+    }
+}
+
+fn response_has_body(method: &str, status: u16) -> bool {
+    method != "HEAD" && status != 204 && status != 304 && !(100..200).contains(&status)
+}
+
+fn serve(
+    client: TcpStream,
+    upstream: SocketAddr,
+    faults: &Mutex<Faults>,
+    stats: &Stats,
+    stop: &AtomicBool,
+    seed: u64,
+) -> std::io::Result<()> {
+    client.set_nonblocking(false)?;
+    client.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut rng = Rng(seed | 1);
+    let mut from_client = BufReader::new(client.try_clone()?);
+    let mut to_client = client.try_clone()?;
+    let mut server: Option<(BufReader<TcpStream>, TcpStream)> = None;
+    loop {
+        let f = faults.lock().unwrap().clone();
+        if f.blackhole {
+            // Hold the connection open, answer nothing, until the client gives up.
+            let mut sink = [0u8; 4096];
+            while !stop.load(Ordering::Relaxed) {
+                match from_client.get_mut().read(&mut sink) {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => {}
+                    Err(_) => return Ok(()),
+                }
+            }
+            return Ok(());
+        }
+        let Some(req) = read_head(&mut from_client)? else {
+            return Ok(());
+        };
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        let method = req.start.split(' ').next().unwrap_or("").to_string();
+        if !f.latency.is_zero() {
+            std::thread::sleep(f.latency);
+        }
+        let roll = rng.next_f64();
+        if roll < f.error_rate {
+            copy_body(&mut from_client, &mut std::io::sink(), &req, None)?;
+            stats.errors_injected.fetch_add(1, Ordering::Relaxed);
+            let (status, code) = if rng.next_f64() < 0.5 {
+                ("503 Slow Down", "SlowDown")
+            } else {
+                ("500 Internal Server Error", "InternalError")
+            };
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>"
+            );
+            write!(
+                to_client,
+                "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )?;
+            continue;
+        }
+        let reset = roll < f.error_rate + f.reset_rate;
+        if server.is_none() {
+            let s = TcpStream::connect(upstream)?;
+            server = Some((BufReader::new(s.try_clone()?), s));
+        }
+        let (from_server, to_server) = server.as_mut().unwrap();
+        to_server.write_all(&req.raw)?;
+        let reset_in_request = reset && rng.next_f64() < 0.5 && req.content_length.unwrap_or(0) > 1;
+        if reset_in_request {
+            let cut = req.content_length.unwrap_or(2) / 2;
+            copy_body(&mut from_client, to_server, &req, Some(cut))?;
+            stats.resets_injected.fetch_add(1, Ordering::Relaxed);
+            return abort(&client, to_server);
+        }
+        copy_body(&mut from_client, to_server, &req, None)?;
+        to_server.flush()?;
+        let Some(resp) = read_head(from_server)? else {
+            return Ok(());
+        };
+        let status: u16 = resp
+            .start
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        to_client.write_all(&resp.raw)?;
+        if response_has_body(&method, status) {
+            if reset {
+                let cut = resp.content_length.unwrap_or(2) / 2;
+                copy_body(from_server, &mut to_client, &resp, Some(cut))?;
+                stats.resets_injected.fetch_add(1, Ordering::Relaxed);
+                return abort(&client, to_server);
+            }
+            copy_body(from_server, &mut to_client, &resp, None)?;
+        } else if reset {
+            stats.resets_injected.fetch_add(1, Ordering::Relaxed);
+            return abort(&client, to_server);
+        }
+        to_client.flush()?;
+    }
+}
+
+/// Drops both connections mid-message.
+fn abort(client: &TcpStream, server: &TcpStream) -> std::io::Result<()> {
+    let _ = client.shutdown(Shutdown::Both);
+    let _ = server.shutdown(Shutdown::Both);
+    Ok(())
+}

@@ -1,0 +1,443 @@
+//! Faults against the real Garage server: injected 503/500s, connection resets mid-body, a
+//! blackholed endpoint, SIGKILL at random points, four concurrent publishers of one commit,
+//! and a cache entry modified after its manifest. Each test bounds its own time.
+
+mod common;
+#[path = "common/proxy.rs"]
+mod proxy;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{cli, Garage, Repo, Run};
+use proxy::{Faults, Proxy};
+
+type Env = BTreeMap<String, String>;
+
+fn upstream(g: &Garage) -> SocketAddr {
+    g.endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .expect("Garage listens on an IP:port")
+}
+
+/// A task directory: ./repo with one commit, ./packages, and an environment for `g`.
+struct Task {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    repo: Repo,
+    env: Env,
+}
+
+impl Task {
+    fn new(g: &Garage, bucket: &str, endpoint: &str) -> Task {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let repo = Repo::init(&root.join("repo"));
+        repo.write("src/main.py", "print(1)\n");
+        repo.commit("first");
+        let mut env = g.env(bucket);
+        env.insert("AWS_ENDPOINT_URL".into(), endpoint.into());
+        for (k, v) in [
+            ("CODE_HASH_FIND_FILTER", "src"),
+            ("S3AM_MULTIPART_THRESHOLD", "6M"),
+            ("S3AM_PART_SIZE", "5M"),
+            ("S3AM_COPY_MULTIPART_THRESHOLD", "6M"),
+            ("S3AM_COPY_PART_SIZE", "5M"),
+            ("S3AM_TIMEOUT", "60"),
+        ] {
+            env.insert(k.into(), v.into());
+        }
+        Task {
+            _tmp: tmp,
+            root,
+            repo,
+            env,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        cli(args, &self.root, &self.env)
+    }
+
+    fn packages(&self) -> PathBuf {
+        self.root.join("packages")
+    }
+
+    fn found(&self) -> bool {
+        self.packages().join(".found").exists()
+    }
+
+    /// Writes `n` assets of varied sizes, `big` of them over the multipart threshold; returns
+    /// their contents by relative path.
+    fn build(&self, n: usize, big: usize, tag: &str) -> BTreeMap<String, Vec<u8>> {
+        let mut files = BTreeMap::new();
+        for i in 0..n {
+            let len = if i < big {
+                (7 << 20) + i * 4099
+            } else {
+                1 + (i * 7919) % 65_536
+            };
+            let body: Vec<u8> = (0..len)
+                .map(|j| {
+                    (j as u32)
+                        .wrapping_mul(2_654_435_761)
+                        .wrapping_add(i as u32) as u8
+                })
+                .chain(tag.bytes())
+                .collect();
+            let rel = format!("d{}/f{i}.bin", i % 5);
+            let p = self.packages().join(&rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, &body).unwrap();
+            files.insert(rel, body);
+        }
+        files
+    }
+
+    /// Fetches the set of HEAD into a fresh directory and compares it byte for byte.
+    fn fetch_and_compare(&self, files: &BTreeMap<String, Vec<u8>>) {
+        let dest = self
+            .root
+            .join(format!("fetched-{}", common::unique_name("f")));
+        self.run(&["fetch", "--dest", dest.to_str().unwrap()]).ok();
+        for (rel, body) in files {
+            let got = std::fs::read(dest.join(rel)).unwrap();
+            assert!(got == *body, "{rel} differs after a verified download");
+        }
+    }
+}
+
+fn assert_clean_failure(r: &Run) {
+    assert_ne!(r.code, 0);
+    let errors = r.stderr.lines().filter(|l| l.starts_with("error:")).count();
+    assert_eq!(errors, 1, "one error line: {}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+}
+
+#[test]
+fn transfers_survive_30_percent_server_errors() {
+    let Some(g) = Garage::get() else { return };
+    let bucket = g.new_bucket("err");
+    let p = Proxy::start(
+        upstream(&g),
+        Faults {
+            error_rate: 0.3,
+            ..Faults::default()
+        },
+    );
+    let t = Task::new(&g, &bucket, &p.url());
+    t.run(&["check"]).ok();
+    let files = t.build(200, 3, "a");
+    let up = t.run(&["upload"]);
+    up.ok();
+    t.fetch_and_compare(&files);
+    // A new commit with the same code: restored by (multipart) server-side copy through faults.
+    std::fs::remove_dir_all(t.packages()).unwrap();
+    t.repo.write("README.md", "docs\n");
+    t.repo.commit("docs");
+    let r = t.run(&["check"]);
+    r.ok();
+    assert!(t.found(), "{}", r.stderr);
+    t.fetch_and_compare(&files);
+    let injected = p
+        .stats
+        .errors_injected
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let total = p.stats.requests.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("30% errors: {injected} injected over {total} requests");
+    assert!(
+        injected >= 100,
+        "only {injected} faults injected of {total}"
+    );
+}
+
+#[test]
+fn transfers_survive_or_fail_cleanly_on_connection_resets() {
+    let Some(g) = Garage::get() else { return };
+    let bucket = g.new_bucket("reset");
+    let p = Proxy::start(
+        upstream(&g),
+        Faults {
+            reset_rate: 0.1,
+            ..Faults::default()
+        },
+    );
+    let t = Task::new(&g, &bucket, &p.url());
+    t.run(&["check"]).ok();
+    let files = t.build(120, 2, "r");
+    let up = t.run(&["upload"]);
+    let resets = p
+        .stats
+        .resets_injected
+        .load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("resets injected during upload: {resets}; exit {}", up.code);
+    assert!(resets > 0);
+    if up.code != 0 {
+        eprintln!(
+            "the upload failed cleanly: {}",
+            up.stderr.lines().last().unwrap_or("")
+        );
+        assert_clean_failure(&up);
+        // Nothing half-written reads as found.
+        let c = t.repo.head();
+        assert!(!g
+            .keys(&bucket)
+            .contains(&format!("artifacts/{c}/.manifest.json")));
+        return;
+    }
+    // Downloads through resets: retried from the start of the file, or a clean failure.
+    let dest = t.root.join("fetched");
+    let r = t.run(&["fetch", "--dest", dest.to_str().unwrap()]);
+    if r.code == 0 {
+        for (rel, body) in &files {
+            assert!(std::fs::read(dest.join(rel)).unwrap() == *body, "{rel}");
+        }
+    } else {
+        assert_clean_failure(&r);
+    }
+    // Without faults the same set verifies.
+    p.set(Faults::default());
+    t.fetch_and_compare(&files);
+}
+
+#[test]
+fn a_blackholed_endpoint_fails_within_the_timeout() {
+    let Some(g) = Garage::get() else { return };
+    let bucket = g.new_bucket("hole");
+    let p = Proxy::start(
+        upstream(&g),
+        Faults {
+            blackhole: true,
+            ..Faults::default()
+        },
+    );
+    let mut t = Task::new(&g, &bucket, &p.url());
+    t.env.insert("S3AM_TIMEOUT".into(), "8".into());
+    for args in [&["check"][..], &["upload"][..]] {
+        if args[0] == "upload" {
+            t.build(3, 0, "h");
+            std::fs::write(t.packages().join(".commit-hash"), t.repo.head()).unwrap();
+        }
+        let started = Instant::now();
+        let r = t.run(args);
+        let took = started.elapsed();
+        assert_clean_failure(&r);
+        assert!(r.stderr.contains("timed out after 8 s"), "{}", r.stderr);
+        assert!(took < Duration::from_secs(20), "{args:?} took {took:?}");
+    }
+    assert!(g
+        .keys(&bucket)
+        .iter()
+        .all(|k| !k.ends_with(".manifest.json")));
+}
+
+#[test]
+fn sigkill_at_random_points_never_leaves_a_complete_looking_set() {
+    let Some(g) = Garage::get() else { return };
+    // A little latency stretches the upload so the kills land in every phase.
+    let p = Proxy::start(
+        upstream(&g),
+        Faults {
+            latency: Duration::from_millis(3),
+            ..Faults::default()
+        },
+    );
+    let trials = 12;
+    let mut outcomes = Vec::new();
+    let mut full = Duration::from_secs(3);
+    for trial in 0..trials {
+        let bucket = g.new_bucket("kill");
+        let t = Task::new(&g, &bucket, &p.url());
+        t.run(&["check"]).ok();
+        let files = t.build(150, 1, &format!("k{trial}"));
+        let mut env = t.env.clone();
+        env.insert("PATH".into(), std::env::var("PATH").unwrap());
+        if trial == 0 {
+            // Measure a whole upload first to spread the kill points over it.
+            let started = Instant::now();
+            spawn_upload(&t.root, &env).wait().unwrap();
+            full = started.elapsed();
+            eprintln!("a whole upload takes {full:?}");
+            continue;
+        }
+        let delay = full.mul_f64(trial as f64 / trials as f64);
+        let mut child = spawn_upload(&t.root, &env);
+        std::thread::sleep(delay);
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        // What the next check sees must be true: found only if a verified download succeeds.
+        std::fs::remove_file(t.packages().join(".found")).ok();
+        t.run(&["check"]).ok();
+        let found = t.found();
+        outcomes.push((delay, status.success(), found));
+        if !found {
+            std::fs::remove_file(t.packages().join(".found")).ok();
+            // The rerun completes the set.
+            std::fs::write(t.packages().join(".commit-hash"), t.repo.head()).unwrap();
+            t.run(&["upload"]).ok();
+            std::fs::remove_file(t.packages().join(".found")).ok();
+            t.run(&["check"]).ok();
+            assert!(t.found(), "trial {trial}: the rerun must complete the set");
+        }
+        t.fetch_and_compare(&files);
+    }
+    eprintln!("kill trials (delay, finished before the kill, found after): {outcomes:?}");
+    assert!(
+        outcomes.iter().any(|o| !o.2),
+        "no kill landed before the manifest"
+    );
+}
+
+fn spawn_upload(root: &Path, env: &Env) -> std::process::Child {
+    Command::new(common::CLI)
+        .arg("upload")
+        .current_dir(root)
+        .env_clear()
+        .envs(env)
+        .env("HOME", root)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn four_concurrent_publishers_leave_one_consistent_set() {
+    let Some(g) = Garage::get() else { return };
+    for round in 0..3 {
+        let bucket = g.new_bucket("race");
+        let p = Proxy::start(
+            upstream(&g),
+            Faults {
+                latency: Duration::from_millis(1),
+                ..Faults::default()
+            },
+        );
+        let t = Task::new(&g, &bucket, &p.url());
+        t.run(&["check"]).ok();
+        let commit = t.repo.head();
+        let code_hash = std::fs::read_to_string(t.packages().join(".code-hash")).unwrap();
+        // Four package directories with different content for the same commit.
+        let mut dirs = Vec::new();
+        let mut contents = Vec::new();
+        for i in 0..4 {
+            let dir = t.root.join(format!("pkg{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(".commit-hash"), &commit).unwrap();
+            std::fs::write(dir.join(".code-hash"), &code_hash).unwrap();
+            let mut files = BTreeMap::new();
+            for f in 0..40 {
+                let body = format!("publisher {i} file {f} {}", "x".repeat(f * 100));
+                let rel = format!("f{f:02}.txt");
+                std::fs::write(dir.join(&rel), &body).unwrap();
+                files.insert(rel, body.into_bytes());
+            }
+            dirs.push(dir);
+            contents.push(files);
+        }
+        let children: Vec<_> = dirs
+            .iter()
+            .map(|d| {
+                let mut env = t.env.clone();
+                env.insert("PACKAGE_DIRECTORY".into(), d.to_str().unwrap().into());
+                Command::new(common::CLI)
+                    .arg("upload")
+                    .current_dir(&t.root)
+                    .env_clear()
+                    .envs(&env)
+                    .env("PATH", std::env::var("PATH").unwrap())
+                    .env("AWS_EC2_METADATA_DISABLED", "true")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut codes = Vec::new();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            if !out.status.success() {
+                eprintln!("a publisher failed:\n{stderr}");
+                assert!(
+                    stderr.contains("conflict"),
+                    "a failure must be a reported conflict: {stderr}"
+                );
+            }
+            assert!(!stderr.contains("panicked"));
+            codes.push(out.status.code().unwrap_or(-1));
+        }
+        assert!(
+            codes.contains(&0),
+            "at least one publisher succeeds: {codes:?}"
+        );
+        // The set verifies, and it is one publisher's, never a mix.
+        let dest = t.root.join("fetched");
+        t.run(&["fetch", "--dest", dest.to_str().unwrap()]).ok();
+        let got: BTreeMap<String, Vec<u8>> = contents[0]
+            .keys()
+            .map(|rel| (rel.clone(), std::fs::read(dest.join(rel)).unwrap()))
+            .collect();
+        let winner = contents.iter().position(|c| *c == got);
+        assert!(winner.is_some(), "round {round}: the set mixes publishers");
+        eprintln!("round {round}: exit codes {codes:?}, publisher {winner:?}'s set won");
+        // The cache entry, if filled, verifies as well.
+        std::fs::remove_dir_all(t.packages()).unwrap();
+        t.repo.write("README.md", format!("{round}\n").as_str());
+        t.repo.commit("docs");
+        let r = t.run(&["check"]);
+        r.ok();
+        if t.found() {
+            let dest = t.root.join("fetched2");
+            t.run(&["fetch", "--dest", dest.to_str().unwrap()]).ok();
+        }
+    }
+}
+
+#[test]
+fn a_cache_entry_modified_after_its_manifest_is_not_restored() {
+    let Some(g) = Garage::get() else { return };
+    let bucket = g.new_bucket("tamper");
+    let t = Task::new(&g, &bucket, &g.endpoint.clone());
+    t.run(&["check"]).ok();
+    let files = t.build(5, 0, "t");
+    t.run(&["upload"]).ok();
+    let code_hash = std::fs::read_to_string(t.packages().join(".code-hash")).unwrap();
+    // Same size, other content: only the entity tag gives it away.
+    let (rel, body) = files.iter().next().unwrap();
+    let mut evil = body.clone();
+    evil[0] ^= 0xff;
+    g.put(&bucket, &format!("cache/{code_hash}/{rel}"), &evil);
+
+    std::fs::remove_dir_all(t.packages()).unwrap();
+    t.repo.write("README.md", "docs\n");
+    let c2 = t.repo.commit("docs");
+    let r = t.run(&["check"]);
+    r.ok();
+    assert!(!t.found(), "a tampered entry must not be restored");
+    assert!(
+        r.stderr.contains("was modified after the manifest"),
+        "{}",
+        r.stderr
+    );
+    assert!(!g
+        .keys(&bucket)
+        .iter()
+        .any(|k| k.starts_with(&format!("artifacts/{c2}/"))));
+    // The build runs, and its upload rewrites the damaged entry.
+    let files = t.build(5, 0, "t");
+    let r = t.run(&["upload"]);
+    r.ok();
+    assert!(r.stderr.contains("rewriting it"), "{}", r.stderr);
+    std::fs::remove_dir_all(t.packages()).unwrap();
+    t.repo.write("README.md", "more docs\n");
+    t.repo.commit("docs 2");
+    t.run(&["check"]).ok();
+    assert!(t.found(), "the rewritten entry restores");
+    t.fetch_and_compare(&files);
+}
