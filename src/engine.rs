@@ -266,13 +266,9 @@ impl Engine {
     pub async fn set_state(&self, loc: &SetLocation, accept_legacy: bool) -> Result<SetState> {
         let key = loc.manifest_key();
         if let Some(bytes) = self.store.get_bytes(&key).await? {
-            match Manifest::parse(&bytes, &key) {
-                Ok(m) => return Ok(SetState::Complete(Box::new(m))),
-                Err(e) => {
-                    log::warn(format!("{e}; treating {loc} as incomplete"));
-                    return Ok(SetState::Missing);
-                }
-            }
+            // Writes are atomic, so an unreadable or unsafe manifest was put there by hand
+            // (or by an attacker): refuse the set loudly rather than guess.
+            return Ok(SetState::Complete(Box::new(Manifest::parse(&bytes, &key)?)));
         }
         let objects = self.store.list(loc.root()).await?;
         if objects.is_empty() {
@@ -1070,15 +1066,21 @@ impl Engine {
     }
 
     async fn download_once(&self, key: &str, f: &FileEntry, dest: &Path) -> Result<()> {
+        crate::manifest::check_asset_path(&f.path).map_err(|why| {
+            Error::Verify(format!(
+                "refusing to download {}: unsafe path ({why})",
+                crate::error::clip(&f.path)
+            ))
+        })?;
         let target = dest.join(&f.path);
         let parent = target.parent().unwrap_or(dest).to_path_buf();
-        tokio::fs::create_dir_all(&parent)
-            .await
-            .map_err(|e| Error::io("cannot create", &parent, e))?;
+        create_dirs_inside(dest, &f.path)?;
         let tmp = parent.join(format!(
             ".{}.s3am-partial",
             target.file_name().unwrap_or_default().to_string_lossy()
         ));
+        // A leftover (or planted) temporary name is removed, never followed.
+        let _ = tokio::fs::remove_file(&tmp).await;
         let result = async {
             let mut body = self.store.get(key, None).await?.ok_or_else(|| {
                 Error::Verify(format!(
@@ -1086,7 +1088,10 @@ impl Engine {
                     self.store.url()
                 ))
             })?;
-            let mut out = tokio::fs::File::create(&tmp)
+            let mut out = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
                 .await
                 .map_err(|e| Error::io("cannot create", &tmp, e))?;
             let mut h = Sha256::new();
@@ -1124,6 +1129,37 @@ impl Engine {
         }
         result
     }
+}
+
+/// Creates the directories of `rel` (a checked asset path) under `dest`, refusing to pass
+/// through anything that is not a real directory, such as a symlink planted in `dest`: a
+/// download never writes outside its destination.
+fn create_dirs_inside(dest: &Path, rel: &str) -> Result<()> {
+    let mut dir = dest.to_path_buf();
+    let segments: Vec<&str> = rel.split('/').collect();
+    for seg in &segments[..segments.len() - 1] {
+        dir.push(seg);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::Verify(format!(
+                    "refusing to download {}: {} exists and is not a directory (a symlink or a file); the destination must not redirect writes",
+                    crate::error::clip(rel),
+                    dir.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::create_dir(&dir) {
+                Ok(()) => {}
+                // Another download of the same set created it meanwhile.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AlreadyExists
+                        && std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) => {}
+                Err(e) => return Err(Error::io("cannot create", &dir, e)),
+            },
+            Err(e) => return Err(Error::io("cannot stat", &dir, e)),
+        }
+    }
+    Ok(())
 }
 
 /// Hashes every asset on the blocking pool, in parallel: (size, SHA-256) per asset.

@@ -234,6 +234,10 @@ impl S3Store {
                     _ if code == "AccessDenied" || status == 403 => Error::StoreRefused(format!(
                         "access denied to bucket {bucket:?} at {endpoint} while {what} ({code} {msg}): grant the credentials s3:ListBucket, s3:GetObject and s3:PutObject on it"
                     )),
+                    _ if (200..300).contains(&status) => Error::Store(format!(
+                        "{what} failed at {endpoint}: its answer (HTTP {status}) could not be read ({})",
+                        root_cause(&err)
+                    )),
                     _ => Error::Store(format!(
                         "{what} failed at {endpoint}: HTTP {status} {code} {msg}"
                     )),
