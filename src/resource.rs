@@ -105,6 +105,9 @@ pub struct Source {
     /// Skip the SDK's default checksums (stores that reject them).
     #[serde(default)]
     pub skip_s3_checksums: bool,
+    /// Extra CA certificates (PEM text) to trust, for an endpoint with a private CA.
+    #[serde(default)]
+    pub ca_bundle: Option<String>,
     /// The code-hash patterns: a space-separated string or a list. Unset: caching off.
     #[serde(default)]
     pub code_hash_filter: Option<PatternList>,
@@ -326,6 +329,7 @@ impl Source {
             skip_checksums: self.skip_s3_checksums,
             server_side_encryption: empty(&self.server_side_encryption),
             sse_kms_key_id: empty(&self.sse_kms_key_id),
+            ca_bundle: empty(&self.ca_bundle),
         };
         let tuning = Tuning::default();
         let store = store::open(&cfg, &tuning).await?;

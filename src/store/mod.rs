@@ -182,6 +182,9 @@ pub struct StoreConfig {
     pub server_side_encryption: Option<String>,
     /// The KMS key id for `aws:kms`.
     pub sse_kms_key_id: Option<String>,
+    /// Extra CA certificates (PEM) to trust, for an endpoint with a private CA; `AWS_CA_BUNDLE`
+    /// (a file) is read too.
+    pub ca_bundle: Option<String>,
 }
 
 /// Transfer knobs; the defaults suit CI workers, tests shrink them to reach multipart paths.

@@ -100,7 +100,7 @@ fn http_client(
 impl S3Store {
     /// Opens `bucket` with the given settings; nothing is sent until the first request.
     pub async fn open(bucket: &str, cfg: &StoreConfig, tuning: &Tuning) -> Result<Self> {
-        let ca_bundle = match std::env::var_os("AWS_CA_BUNDLE").filter(|v| !v.is_empty()) {
+        let mut ca_bundle = match std::env::var_os("AWS_CA_BUNDLE").filter(|v| !v.is_empty()) {
             Some(path) => Some(std::fs::read(&path).map_err(|e| {
                 Error::Config(format!(
                     "cannot read AWS_CA_BUNDLE {}: {e}; point it at a PEM file of CA certificates",
@@ -109,6 +109,17 @@ impl S3Store {
             })?),
             None => None,
         };
+        if let Some(pem) = &cfg.ca_bundle {
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(Error::Config(
+                    "the CA bundle holds no PEM certificate: give the CA certificate's text, from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----".into(),
+                ));
+            }
+            let mut all = ca_bundle.unwrap_or_default();
+            all.push(b'\n');
+            all.extend_from_slice(pem.as_bytes());
+            ca_bundle = Some(all);
+        }
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(http_client(ca_bundle))
             .retry_config(
