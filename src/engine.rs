@@ -839,13 +839,16 @@ impl Engine {
         }
         let artifacts = self.layout.artifacts(&commit);
         match self.set_state(&artifacts, opts.accept_legacy).await? {
-            SetState::Complete(m) => {
-                log::phase(format!(
-                    "{artifacts} is already complete (another pipeline published it): uploading nothing"
-                ));
-                self.ensure_indexed(&commit, &m).await?;
-                return Ok(skipped(commit, code_hash));
-            }
+            SetState::Complete(m) => match self.damage(&artifacts, &m).await? {
+                None => {
+                    log::phase(format!(
+                        "{artifacts} is already complete (another pipeline published it): uploading nothing"
+                    ));
+                    self.ensure_indexed(&commit, &m).await?;
+                    return Ok(skipped(commit, code_hash));
+                }
+                Some(problem) => log::warn(format!("{problem}; publishing it again")),
+            },
             SetState::Legacy { .. } => {
                 log::phase(format!(
                     "{artifacts} holds a legacy set, accepted as complete: uploading nothing"

@@ -441,3 +441,27 @@ fn a_cache_entry_modified_after_its_manifest_is_not_restored() {
     assert!(t.found(), "the rewritten entry restores");
     t.fetch_and_compare(&files);
 }
+
+#[test]
+fn a_publish_repairs_a_complete_set_whose_objects_changed() {
+    let Some(g) = Garage::get() else { return };
+    let bucket = g.new_bucket("repair");
+    let t = Task::new(&g, &bucket, &g.endpoint.clone());
+    t.run(&["check"]).ok();
+    let files = t.build(4, 0, "r");
+    t.run(&["upload"]).ok();
+    let c = t.repo.head();
+    let rel = files.keys().next().unwrap();
+    g.put(
+        &bucket,
+        &format!("artifacts/{c}/{rel}"),
+        b"overwritten by hand",
+    );
+    let dest = t.root.join("bad");
+    t.run(&["fetch", "--dest", dest.to_str().unwrap()])
+        .fails(1, "does not match its manifest");
+    let r = t.run(&["upload"]);
+    r.ok();
+    assert!(r.stderr.contains("publishing it again"), "{}", r.stderr);
+    t.fetch_and_compare(&files);
+}
