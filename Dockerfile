@@ -5,9 +5,11 @@
 #
 # Checked without Docker: scripts/lint-dockerfile runs hadolint on this file, and
 # scripts/image-layout stages the runtime stage's layout from a local cargo build by reading
-# its COPY lines. Keep every file of the layout in a COPY line of the form that script reads:
+# its COPY lines and its link-making RUN lines. Keep every file of the layout in a line of a
+# form that script reads:
 #   COPY --from=builder /out/NAME... DEST/   (NAME: a binary the builder copied to /out)
 #   COPY PATH... DEST/                       (PATH: relative to the repository)
+#   RUN mkdir -p DIR && ln -s TARGET LINK ...  (only mkdir -p and ln -s, joined by &&)
 
 # Bookworm on both sides: the binaries link against this glibc.
 FROM rust:1-bookworm AS builder
@@ -19,10 +21,9 @@ COPY src ./src
 # the target directory between builds, so the binaries are copied out of the mount to /out.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bins \
+    cargo build --release --locked --bin s3-asset-manager \
     && mkdir -p /out \
-    && cp target/release/check target/release/in target/release/out \
-          target/release/s3-asset-manager /out/
+    && cp target/release/s3-asset-manager /out/
 
 FROM debian:bookworm-slim
 # ca-certificates: the AWS SDK's TLS trusts the system store. No git: libgit2 is built in.
@@ -32,7 +33,11 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/*
-COPY --from=builder /out/check /out/in /out/out /opt/resource/
 COPY --from=builder /out/s3-asset-manager /usr/local/bin/
 COPY assets/check assets/upload /usr/local/bin/
+# One multi-call binary: invoked as check, in or out, it is the Concourse resource.
+RUN mkdir -p /opt/resource \
+    && ln -s /usr/local/bin/s3-asset-manager /opt/resource/check \
+    && ln -s /usr/local/bin/s3-asset-manager /opt/resource/in \
+    && ln -s /usr/local/bin/s3-asset-manager /opt/resource/out
 ENV GIT_REPO_PATH=./repo PACKAGE_DIRECTORY=./packages

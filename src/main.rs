@@ -367,6 +367,11 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    // One binary for the whole image: invoked as check, in or out (the links under
+    // /opt/resource), it is the Concourse resource.
+    if let Some(run) = s3_asset_manager::resource::invoked_as() {
+        return run();
+    }
     std::panic::set_hook(Box::new(|info| {
         log::error(one_line(&format!(
             "internal error ({info}): this is a bug in s3-asset-manager; please report it with the command you ran"

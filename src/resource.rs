@@ -580,6 +580,39 @@ where
     }
 }
 
+/// The `check` binary: the request on stdin, the versions on stdout.
+pub fn run_check() -> std::process::ExitCode {
+    main(|input| async move { check(parse_request(&input)?).await })
+}
+
+/// The `in` binary: the request on stdin, the destination directory as argv[1].
+pub fn run_in() -> std::process::ExitCode {
+    main(|input| async move {
+        let dest = dir_arg()?;
+        fetch(parse_request(&input)?, &dest).await
+    })
+}
+
+/// The `out` binary: the request on stdin, the build's directory as argv[1].
+pub fn run_out() -> std::process::ExitCode {
+    main(|input| async move {
+        let base = dir_arg()?;
+        put(parse_request(&input)?, &base).await
+    })
+}
+
+/// The resource operation a multi-call binary was invoked as (`/opt/resource/check` is a
+/// link to `s3-asset-manager`), from the file name of argv[0].
+pub fn invoked_as() -> Option<fn() -> std::process::ExitCode> {
+    let argv0 = std::env::args_os().next()?;
+    match Path::new(&argv0).file_name()?.to_str()? {
+        "check" => Some(run_check),
+        "in" => Some(run_in),
+        "out" => Some(run_out),
+        _ => None,
+    }
+}
+
 /// The directory argument of `in` and `out`.
 pub fn dir_arg() -> Result<PathBuf> {
     std::env::args_os()

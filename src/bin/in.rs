@@ -1,9 +1,7 @@
 //! Concourse `in` (`get`): JSON on stdin, the destination directory as argv[1].
-use s3_asset_manager::resource;
+//! The image links `/opt/resource/in` to the multi-call `s3-asset-manager` instead, which
+//! runs the same function; this binary serves `cargo install` and local use.
 
 fn main() -> std::process::ExitCode {
-    resource::main(|input| async move {
-        let dest = resource::dir_arg()?;
-        resource::fetch(resource::parse_request(&input)?, &dest).await
-    })
+    s3_asset_manager::resource::run_in()
 }

@@ -1,9 +1,7 @@
 //! Concourse `out` (`put`): JSON on stdin, the build's directory as argv[1].
-use s3_asset_manager::resource;
+//! The image links `/opt/resource/out` to the multi-call `s3-asset-manager` instead, which
+//! runs the same function; this binary serves `cargo install` and local use.
 
 fn main() -> std::process::ExitCode {
-    resource::main(|input| async move {
-        let base = resource::dir_arg()?;
-        resource::put(resource::parse_request(&input)?, &base).await
-    })
+    s3_asset_manager::resource::run_out()
 }
