@@ -18,7 +18,7 @@ use aws_sdk_s3::config::retry::{RetryPartition, TokenBucket};
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, MetadataDirective,
     ServerSideEncryption,
@@ -424,15 +424,37 @@ impl S3Store {
                     let offset = i * part_size;
                     let len = part_size.min(size - offset) as usize;
                     let p = path.to_path_buf();
-                    let (buf, digest) = tokio::task::spawn_blocking(move || {
-                        let mut buf = vec![0u8; len];
-                        file.read_exact_at(&mut buf, offset)
-                            .map_err(|e| Error::io("cannot read", &p, e))?;
-                        let digest: [u8; 32] = Sha256::digest(&buf).into();
-                        Ok::<_, Error>((buf, digest))
+                    // Hash the part through a small buffer, then stream it from the file: memory
+                    // stays a few MiB whatever the part size and the parts in flight.
+                    let checksums = self.checksums;
+                    let digest = tokio::task::spawn_blocking(move || {
+                        if !checksums {
+                            return Ok::<_, Error>([0u8; 32]);
+                        }
+                        let mut h = Sha256::new();
+                        let mut buf = vec![0u8; 256 * 1024];
+                        let mut done = 0usize;
+                        while done < len {
+                            let n = (len - done).min(buf.len());
+                            file.read_exact_at(&mut buf[..n], offset + done as u64)
+                                .map_err(|e| Error::io("cannot read", &p, e))?;
+                            h.update(&buf[..n]);
+                            done += n;
+                        }
+                        Ok(h.finalize().into())
                     })
                     .await
                     .map_err(|e| Error::Store(format!("reading part of {key}: {e}")))??;
+                    let body = ByteStream::read_from()
+                        .path(path)
+                        .offset(offset)
+                        .length(Length::Exact(len as u64))
+                        .buffer_size(256 * 1024)
+                        .build()
+                        .await
+                        .map_err(|e| {
+                            Error::Input(format!("cannot read {}: {e}", path.display()))
+                        })?;
                     let number = (i + 1) as i32;
                     let checksum = self.checksum(Some(digest));
                     let resp = self
@@ -443,7 +465,7 @@ impl S3Store {
                         .upload_id(upload_id)
                         .part_number(number)
                         .set_checksum_sha256(checksum.clone())
-                        .body(ByteStream::from(buf))
+                        .body(body)
                         .send()
                         .await
                         .map_err(|e| self.fail(&format!("uploading part {number} of {key}"), e))?;
