@@ -60,7 +60,8 @@ impl Patterns {
                         Error::Config(format!(
                             "invalid code-hash pattern {}: {}; fix its glob syntax",
                             clip(p),
-                            e.kind()
+                            // globset quotes raw characters, a newline among them.
+                            crate::error::one_line(&e.kind().to_string())
                         ))
                     })?;
                 builder.add(g);
@@ -412,6 +413,9 @@ mod tests {
             assert!(matches!(e, Error::Config(_)), "{bad}: {e}");
         }
         assert!(Patterns::from_spaced("   ").is_err());
+        // Found by the fuzzer: globset's message quoted a raw newline.
+        let e = Patterns::new(["[a-\n"]).unwrap_err().to_string();
+        assert!(!e.contains('\n'), "{e}");
     }
 
     #[test]

@@ -101,6 +101,18 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report with nothing transferred yet.
+    pub fn new(commit: &str, outcome: Outcome) -> Self {
+        Report {
+            commit: commit.to_string(),
+            code_hash: None,
+            outcome,
+            files: 0,
+            bytes: 0,
+            seconds: 0.0,
+        }
+    }
+
     /// Prints the closing summary line.
     pub fn log_summary(&self, store: &dyn Store) {
         let d = std::time::Duration::from_secs_f64(self.seconds);
@@ -296,14 +308,7 @@ impl Engine {
         mark(opts.markers.as_deref(), assets::COMMIT_MARKER, &commit)?;
         log::phase(format!("commit {commit} ({})", opts.repo.display()));
         let artifacts = self.layout.artifacts(&commit);
-        let mut report = Report {
-            commit: commit.clone(),
-            code_hash: None,
-            outcome: Outcome::Missing,
-            files: 0,
-            bytes: 0,
-            seconds: 0.0,
-        };
+        let mut report = Report::new(&commit, Outcome::Missing);
         let found = |report: &mut Report, files: u64, bytes: u64| -> Result<()> {
             mark(opts.markers.as_deref(), assets::FOUND_MARKER, "")?;
             report.outcome = Outcome::Found;

@@ -103,8 +103,10 @@ impl Manifest {
     /// Parses and validates a manifest read from `key`.
     pub fn parse(bytes: &[u8], key: &str) -> Result<Self> {
         let m: Manifest = serde_json::from_slice(bytes).map_err(|e| {
+            // serde quotes the offending value in full: keep it short.
+            let why = crate::error::clip_quoted(&e.to_string(), &['"', '`']);
             Error::Verify(format!(
-                "manifest {key} is not valid JSON ({e}): the set cannot be trusted; delete the manifest and publish again"
+                "manifest {key} is not valid JSON ({why}): the set cannot be trusted; delete the manifest and publish again"
             ))
         })?;
         if m.format != FORMAT {
@@ -197,6 +199,15 @@ mod tests {
         assert_eq!(m.total_bytes(), 7);
         let back = Manifest::parse(&m.to_bytes(), "k").unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn parse_errors_are_one_short_line() {
+        let long = format!("{{\"format\":\"{}\"}}", "x".repeat(850));
+        let e = Manifest::parse(long.as_bytes(), "k")
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 300 && !e.contains('\n'), "{e}");
     }
 
     #[test]

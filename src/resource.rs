@@ -427,14 +427,7 @@ pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
             log::phase(format!(
                 "{artifacts} is not complete: wrote .commit-hash only"
             ));
-            Report {
-                commit: commit.clone(),
-                code_hash: None,
-                outcome: Outcome::Missing,
-                files: 0,
-                bytes: 0,
-                seconds: 0.0,
-            }
+            Report::new(&commit, Outcome::Missing)
         }
         SetState::Complete(m) if params.skip_download => Report {
             commit: commit.clone(),
