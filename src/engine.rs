@@ -209,7 +209,8 @@ fn mark(dir: Option<&Path>, name: &str, content: &str) -> Result<()> {
     }
 }
 
-/// Attempts to stream one object's body when the connection breaks mid-body.
+/// Attempts at one object's transfer (each made of the SDK's own retried requests): a body
+/// cut off mid-stream, or a request that failed every SDK attempt, is tried again from the start.
 const BODY_ATTEMPTS: u32 = 4;
 
 /// How many times a set is rewritten while concurrent publishers overwrite it.
@@ -512,7 +513,23 @@ impl Engine {
                 let progress = progress.clone();
                 async move {
                     let t = Instant::now();
-                    let etag = self.write_one(to, origin, f, commit, code_hash).await?;
+                    // The SDK retries each request; a file whose request still failed after
+                    // all of them is written again from the start, a few times, before the
+                    // whole publish gives up.
+                    let mut attempt = 1;
+                    let etag = loop {
+                        match self.write_one(to, origin, f, commit, code_hash).await {
+                            Err(Error::Store(e)) if attempt < BODY_ATTEMPTS => {
+                                log::warn(format!(
+                                    "{e}; writing {} again ({attempt} of {BODY_ATTEMPTS})",
+                                    f.path
+                                ));
+                                tokio::time::sleep(jitter(attempt)).await;
+                                attempt += 1;
+                            }
+                            other => break other?,
+                        }
+                    };
                     progress.file_done(&f.path, f.size, t.elapsed());
                     Ok::<_, Error>(FileEntry {
                         etag: Some(etag),

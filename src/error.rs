@@ -35,6 +35,11 @@ pub enum Error {
     #[error("{0}")]
     Store(String),
 
+    /// The store did not answer within the configured timeout (not retried: the timeout is
+    /// the user's bound on how long a silent store may hold the build).
+    #[error("{0}")]
+    Timeout(String),
+
     /// Downloaded or copied content does not match its manifest.
     #[error("{0}")]
     Verify(String),
@@ -59,7 +64,9 @@ impl Error {
             Error::Config(_) => exit::CONFIG,
             Error::Input(_) => exit::INPUT,
             Error::StoreRefused(_) => exit::STORE_REFUSED,
-            Error::Store(_) | Error::Verify(_) | Error::Io { .. } => exit::RUNTIME,
+            Error::Store(_) | Error::Timeout(_) | Error::Verify(_) | Error::Io { .. } => {
+                exit::RUNTIME
+            }
         }
     }
 

@@ -254,7 +254,7 @@ impl S3Store {
                     )),
                 }
             }
-            SdkError::TimeoutError(_) => Error::Store(format!(
+            SdkError::TimeoutError(_) => Error::Timeout(format!(
                 "{what} timed out after {} s at {endpoint}: the store does not answer; check the endpoint, the network and HTTPS_PROXY, or raise S3AM_TIMEOUT",
                 self.tuning.timeout.as_secs()
             )),
