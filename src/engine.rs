@@ -213,6 +213,9 @@ fn mark(dir: Option<&Path>, name: &str, content: &str) -> Result<()> {
 /// cut off mid-stream, or a request that failed every SDK attempt, is tried again from the start.
 const BODY_ATTEMPTS: u32 = 4;
 
+/// Ranges of one large object downloaded at once.
+const RANGES_IN_FLIGHT: usize = 4;
+
 /// How many times a set is rewritten while concurrent publishers overwrite it.
 const CONFLICT_ROUNDS: u32 = 8;
 
@@ -1107,12 +1110,12 @@ impl Engine {
         // A leftover (or planted) temporary name is removed, never followed.
         let _ = tokio::fs::remove_file(&tmp).await;
         let result = async {
-            let mut body = self.store.get(key, None).await?.ok_or_else(|| {
+            let missing = || {
                 Error::Verify(format!(
                     "{key} is listed in the manifest but missing from {}: the set is damaged; publish it again",
                     self.store.url()
                 ))
-            })?;
+            };
             let mut out = tokio::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -1121,20 +1124,48 @@ impl Engine {
                 .map_err(|e| Error::io("cannot create", &tmp, e))?;
             let mut h = Sha256::new();
             let mut size = 0u64;
-            let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                let n = body
-                    .read(&mut buf)
-                    .await
-                    .map_err(|e| Error::Store(format!("downloading {key} failed: {e}")))?;
-                if n == 0 {
-                    break;
+            if f.size >= self.tuning.multipart_threshold {
+                // A large object comes in ranges, several at once, hashed and written in order
+                // as they land.
+                let part = self.tuning.part_size.max(1);
+                let ranges: Vec<(u64, u64)> = (0..f.size.div_ceil(part))
+                    .map(|i| (i * part, ((i + 1) * part).min(f.size) - 1))
+                    .collect();
+                let mut chunks = futures::stream::iter(ranges)
+                    .map(|(first, last)| async move {
+                        let mut body = self.store.get(key, Some((first, last))).await?.ok_or_else(missing)?;
+                        let mut buf = Vec::with_capacity((last + 1 - first) as usize);
+                        body.read_to_end(&mut buf)
+                            .await
+                            .map_err(|e| Error::Store(format!("downloading {key} failed: {e}")))?;
+                        Ok::<_, Error>(buf)
+                    })
+                    .buffered(RANGES_IN_FLIGHT);
+                while let Some(buf) = chunks.next().await {
+                    let buf = buf?;
+                    size += buf.len() as u64;
+                    h.update(&buf);
+                    out.write_all(&buf)
+                        .await
+                        .map_err(|e| Error::io("cannot write", &tmp, e))?;
                 }
-                size += n as u64;
-                h.update(&buf[..n]);
-                out.write_all(&buf[..n])
-                    .await
-                    .map_err(|e| Error::io("cannot write", &tmp, e))?;
+            } else {
+                let mut body = self.store.get(key, None).await?.ok_or_else(missing)?;
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    let n = body
+                        .read(&mut buf)
+                        .await
+                        .map_err(|e| Error::Store(format!("downloading {key} failed: {e}")))?;
+                    if n == 0 {
+                        break;
+                    }
+                    size += n as u64;
+                    h.update(&buf[..n]);
+                    out.write_all(&buf[..n])
+                        .await
+                        .map_err(|e| Error::io("cannot write", &tmp, e))?;
+                }
             }
             out.flush().await.map_err(|e| Error::io("cannot write", &tmp, e))?;
             let got = hex::encode(h.finalize());
