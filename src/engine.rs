@@ -171,6 +171,9 @@ pub struct PublishOptions {
     pub commit: Option<String>,
     /// The code hash; `None` reads `.code-hash` when present.
     pub code_hash: Option<String>,
+    /// Without a code hash from either, compute one from this checkout and definition (only
+    /// when something is actually uploaded).
+    pub compute_code_hash: Option<(PathBuf, CodeHashSpec)>,
     /// How the cache may be used.
     pub cache: CacheMode,
     /// Count sets without a manifest as already complete.
@@ -844,7 +847,10 @@ impl Engine {
                 "{} exists: the assets were found or restored, nothing to upload",
                 dir.join(assets::FOUND_MARKER).display()
             ));
-            let commit = assets::read_commit(dir).unwrap_or_default();
+            let commit = match &opts.commit {
+                Some(c) => c.clone(),
+                None => assets::read_commit(dir).unwrap_or_default(),
+            };
             return Ok(skipped(commit, None));
         }
         let commit = match &opts.commit {
@@ -882,6 +888,10 @@ impl Engine {
             }
             SetState::Missing => {}
         }
+        let code_hash = match (code_hash, &opts.compute_code_hash) {
+            (None, Some((repo, spec))) => Some(self.code_hash(repo, spec).await?),
+            (h, _) => h,
+        };
         let entries = hash_assets(&files).await?;
         let total: u64 = entries.iter().map(|e| e.0).sum();
         log::phase(format!(

@@ -314,6 +314,7 @@ async fn run(cli: Cli) -> Result<()> {
                 package_dir: package.package_dir,
                 commit: None,
                 code_hash: None,
+                compute_code_hash: None,
                 cache: package.cache.parse()?,
                 accept_legacy: package.accept_legacy,
             };

@@ -495,23 +495,15 @@ pub async fn put(req: OutRequest, base: &Path) -> Result<Response> {
             engine.lookup(&opts).await?
         }
         Some(dir) => {
-            let code_hash = match (assets::read_code_hash(&dir)?, &spec) {
-                (Some(h), _) => Some(h),
-                (None, Some(spec)) if !assets::is_found(&dir) => {
-                    Some(engine.code_hash(&repo, spec).await?)
-                }
-                _ => None,
-            };
             let opts = PublishOptions {
                 package_dir: dir,
                 commit: Some(commit.clone()),
-                code_hash,
+                code_hash: None,
+                compute_code_hash: spec.map(|s| (repo, s)),
                 cache,
                 accept_legacy: req.source.accept_legacy,
             };
-            let mut r = engine.publish(&opts).await?;
-            r.commit = commit.clone();
-            r
+            engine.publish(&opts).await?
         }
     };
     report.log_summary(engine.store().as_ref());
