@@ -385,6 +385,23 @@ pub fn sha256_file(path: &Path) -> Result<(u64, [u8; 32])> {
     Ok((size, h.finalize().into()))
 }
 
+/// The SHA-256 of `len` bytes of `path` from `offset`.
+pub fn sha256_range(path: &Path, offset: u64, len: u64) -> Result<[u8; 32]> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(buf.len() as u64) as usize;
+        f.read_exact_at(&mut buf[..n], offset + done)
+            .map_err(|e| Error::io("cannot read", path, e))?;
+        h.update(&buf[..n]);
+        done += n as u64;
+    }
+    Ok(h.finalize().into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

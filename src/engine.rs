@@ -8,7 +8,7 @@ use std::time::Instant;
 use base64::Engine as _;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use crate::assets::{self, Asset};
 use crate::codehash::{self, Patterns};
@@ -17,6 +17,7 @@ use crate::error::{clip, Error, Result};
 use crate::layout::{Layout, SetLocation};
 use crate::log::{self, Progress};
 use crate::manifest::{FileEntry, Manifest};
+use crate::sink::{Sink, WRITE_SLICE};
 use crate::store::{PutOptions, Store, Tuning};
 
 /// How the cache may be used.
@@ -219,6 +220,9 @@ const BODY_ATTEMPTS: u32 = 4;
 /// Ranges of one large object downloaded at once.
 const RANGES_IN_FLIGHT: usize = 4;
 
+/// The most server-side copies in flight at once.
+const COPIES_IN_FLIGHT: usize = 256;
+
 /// How many times a set is rewritten while concurrent publishers overwrite it.
 const CONFLICT_ROUNDS: u32 = 8;
 
@@ -229,13 +233,20 @@ const PUBLISHER_KEY: &str = "publisher-id";
 /// replaced can be written again.
 enum Origin {
     /// Local files by relative path (a publish).
-    Files(HashMap<String, PathBuf>),
+    Files(HashMap<String, Local>),
     /// Another set in the bucket (a cache restore or fill), with the entity tag each source
     /// object must still have.
     Set {
         from: SetLocation,
         etags: HashMap<String, Option<String>>,
     },
+}
+
+/// A local file to upload, with the SHA-256 of each of its parts when the store checksums
+/// parts and the file was hashed in them.
+struct Local {
+    path: PathBuf,
+    part_sha256: Vec<[u8; 32]>,
 }
 
 /// A random pause that grows with the round, so racing publishers fall out of step.
@@ -484,14 +495,19 @@ impl Engine {
                 m
             },
             sha256: Some(sha),
+            part_sha256: Vec::new(),
         };
         let key = to.key(&f.path);
         match origin {
             Origin::Files(paths) => {
-                let path = paths.get(&f.path).ok_or_else(|| {
+                let local = paths.get(&f.path).ok_or_else(|| {
                     Error::Input(format!("{} vanished from the package directory", f.path))
                 })?;
-                self.store.put_file(&key, path, f.size, &opts).await
+                let opts = PutOptions {
+                    part_sha256: local.part_sha256.clone(),
+                    ..opts
+                };
+                self.store.put_file(&key, &local.path, f.size, &opts).await
             }
             Origin::Set { from, etags } => {
                 let if_match = etags.get(&f.path).cloned().flatten();
@@ -514,8 +530,19 @@ impl Engine {
     ) -> Result<Vec<FileEntry>> {
         let total = files.iter().map(|f| f.size).sum();
         let (progress, _guard) = Progress::start(verb, files.len() as u64, total);
-        let written: Vec<FileEntry> = futures::stream::iter(files)
-            .map(|f| {
+        // Server-side copies move no bytes through this process, and the store handles many
+        // at once more cheaply than a few at a time (Garage: 2,000 copies take 3.8 s at 16 in
+        // flight, 2.5 s at 256), so a copy keeps more requests in flight than an upload.
+        let window = match origin {
+            Origin::Files(_) => self.tuning.concurrency,
+            Origin::Set { .. } => self
+                .tuning
+                .concurrency
+                .saturating_mul(16)
+                .min(COPIES_IN_FLIGHT),
+        };
+        let mut written: Vec<(usize, FileEntry)> = futures::stream::iter(files.iter().enumerate())
+            .map(|(i, f)| {
                 let progress = progress.clone();
                 async move {
                     let t = Instant::now();
@@ -537,15 +564,20 @@ impl Engine {
                         }
                     };
                     progress.file_done(&f.path, f.size, t.elapsed());
-                    Ok::<_, Error>(FileEntry {
-                        etag: Some(etag),
-                        ..f.clone()
-                    })
+                    Ok::<_, Error>((
+                        i,
+                        FileEntry {
+                            etag: Some(etag),
+                            ..f.clone()
+                        },
+                    ))
                 }
             })
-            .buffered(self.tuning.concurrency.max(1))
+            .buffer_unordered(window.max(1))
             .try_collect()
             .await?;
+        written.sort_unstable_by_key(|(i, _)| *i);
+        let written: Vec<FileEntry> = written.into_iter().map(|(_, f)| f).collect();
         let took = progress.elapsed();
         log::phase(format!(
             "{verb} {} files, {} to {to} in {:.2} s ({})",
@@ -819,6 +851,7 @@ impl Engine {
         let opts = PutOptions {
             metadata: BTreeMap::new(),
             sha256: Some(Sha256::digest(&body).into()),
+            part_sha256: Vec::new(),
         };
         self.store
             .put_bytes(&loc.manifest_key(), body.clone(), &opts)
@@ -892,8 +925,12 @@ impl Engine {
             (None, Some((repo, spec))) => Some(self.code_hash(repo, spec).await?),
             (h, _) => h,
         };
-        let entries = hash_assets(&files).await?;
-        let total: u64 = entries.iter().map(|e| e.0).sum();
+        let parts: Vec<Option<u64>> = files
+            .iter()
+            .map(|a| self.store.checksum_parts(a.size))
+            .collect();
+        let hashed = hash_assets(&files, parts).await?;
+        let total: u64 = hashed.iter().map(|h| h.size).sum();
         log::phase(format!(
             "uploading {} files, {} to {}{artifacts}",
             files.len(),
@@ -902,18 +939,25 @@ impl Engine {
         ));
         let entries: Vec<FileEntry> = files
             .iter()
-            .zip(&entries)
-            .map(|(a, (size, sha))| FileEntry {
+            .zip(&hashed)
+            .map(|(a, h)| FileEntry {
                 path: a.rel.clone(),
-                size: *size,
-                sha256: hex::encode(sha),
+                size: h.size,
+                sha256: hex::encode(h.sha256),
                 etag: None,
             })
             .collect();
         let origin = Origin::Files(
             files
                 .iter()
-                .map(|a| (a.rel.clone(), a.path.clone()))
+                .zip(hashed)
+                .map(|(a, h)| {
+                    let local = Local {
+                        path: a.path.clone(),
+                        part_sha256: h.parts,
+                    };
+                    (a.rel.clone(), local)
+                })
                 .collect(),
         );
         let ch = code_hash.as_deref();
@@ -1117,83 +1161,79 @@ impl Engine {
             ".{}.s3am-partial",
             target.file_name().unwrap_or_default().to_string_lossy()
         ));
-        // A leftover (or planted) temporary name is removed, never followed.
-        let _ = tokio::fs::remove_file(&tmp).await;
-        let result = async {
-            let missing = || {
-                Error::Verify(format!(
-                    "{key} is listed in the manifest but missing from {}: the set is damaged; publish it again",
-                    self.store.url()
-                ))
-            };
-            let mut out = tokio::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .await
-                .map_err(|e| Error::io("cannot create", &tmp, e))?;
-            let mut h = Sha256::new();
-            let mut size = 0u64;
-            if f.size >= self.tuning.multipart_threshold {
-                // A large object comes in ranges, several at once, hashed and written in order
-                // as they land.
-                let part = self.tuning.part_size.max(1);
-                let ranges: Vec<(u64, u64)> = (0..f.size.div_ceil(part))
-                    .map(|i| (i * part, ((i + 1) * part).min(f.size) - 1))
-                    .collect();
+        let missing = || {
+            Error::Verify(format!(
+                "{key} is listed in the manifest but missing from {}: the set is damaged; publish it again",
+                self.store.url()
+            ))
+        };
+        let failed = |e: std::io::Error| Error::Store(format!("downloading {key} failed: {e}"));
+        let mut sink = Sink::new(tmp);
+        if f.size >= self.tuning.multipart_threshold {
+            // A large object comes in ranges, several at once. The ranges land in a channel
+            // that the writer drains in order, so the transfers go on while a chunk is being
+            // hashed and written.
+            let part = self.tuning.part_size.max(1);
+            let ranges: Vec<(u64, u64)> = (0..f.size.div_ceil(part))
+                .map(|i| (i * part, ((i + 1) * part).min(f.size) - 1))
+                .collect();
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+            let fetch = async move {
                 let mut chunks = futures::stream::iter(ranges)
                     .map(|(first, last)| async move {
-                        let mut body = self.store.get(key, Some((first, last))).await?.ok_or_else(missing)?;
+                        let mut body = self
+                            .store
+                            .get(key, Some((first, last)))
+                            .await?
+                            .ok_or_else(missing)?;
                         let mut buf = Vec::with_capacity((last + 1 - first) as usize);
-                        body.read_to_end(&mut buf)
-                            .await
-                            .map_err(|e| Error::Store(format!("downloading {key} failed: {e}")))?;
+                        body.read_to_end(&mut buf).await.map_err(failed)?;
                         Ok::<_, Error>(buf)
                     })
                     .buffered(RANGES_IN_FLIGHT);
                 while let Some(buf) = chunks.next().await {
-                    let buf = buf?;
-                    size += buf.len() as u64;
-                    h.update(&buf);
-                    out.write_all(&buf)
-                        .await
-                        .map_err(|e| Error::io("cannot write", &tmp, e))?;
-                }
-            } else {
-                let mut body = self.store.get(key, None).await?.ok_or_else(missing)?;
-                let mut buf = vec![0u8; 256 * 1024];
-                loop {
-                    let n = body
-                        .read(&mut buf)
-                        .await
-                        .map_err(|e| Error::Store(format!("downloading {key} failed: {e}")))?;
-                    if n == 0 {
-                        break;
+                    if tx.send(buf?).await.is_err() {
+                        break; // the writer failed; its error is the one reported
                     }
-                    size += n as u64;
-                    h.update(&buf[..n]);
-                    out.write_all(&buf[..n])
-                        .await
-                        .map_err(|e| Error::io("cannot write", &tmp, e))?;
+                }
+                Ok::<_, Error>(())
+            };
+            let write = async {
+                while let Some(buf) = rx.recv().await {
+                    sink = sink.write(buf).await?;
+                }
+                Ok::<_, Error>(sink)
+            };
+            sink = tokio::try_join!(fetch, write)?.1;
+        } else {
+            let mut body = self.store.get(key, None).await?.ok_or_else(missing)?;
+            // Small objects (most of them) take one chunk: one blocking call writes the file.
+            let chunk = (f.size + 1).clamp(64 * 1024, 4 * WRITE_SLICE as u64);
+            loop {
+                let mut buf = Vec::with_capacity(chunk as usize);
+                (&mut body)
+                    .take(chunk)
+                    .read_to_end(&mut buf)
+                    .await
+                    .map_err(failed)?;
+                let more = buf.len() as u64 == chunk;
+                if !buf.is_empty() {
+                    sink = sink.write(buf).await?;
+                }
+                if !more {
+                    break;
                 }
             }
-            out.flush().await.map_err(|e| Error::io("cannot write", &tmp, e))?;
-            let got = hex::encode(h.finalize());
-            if size != f.size || (!f.sha256.is_empty() && got != f.sha256) {
-                return Err(Error::Verify(format!(
-                    "{key} does not match its manifest (got {size} bytes, SHA-256 {got}; expected {} bytes, {}): the object was changed after publishing; refusing it",
-                    f.size, f.sha256
-                )));
-            }
-            tokio::fs::rename(&tmp, &target)
-                .await
-                .map_err(|e| Error::io("cannot write", &target, e))
         }
-        .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-        result
+        let expected = f.sha256.clone();
+        let want_size = f.size;
+        let key = key.to_string();
+        sink.finish(target, f.size, f.sha256.clone(), move |size, got| {
+            Error::Verify(format!(
+                "{key} does not match its manifest (got {size} bytes, SHA-256 {got}; expected {want_size} bytes, {expected}): the object was changed after publishing; refusing it"
+            ))
+        })
+        .await
     }
 }
 
@@ -1228,14 +1268,56 @@ fn create_dirs_inside(dest: &Path, rel: &str) -> Result<()> {
     Ok(())
 }
 
-/// Hashes every asset on the blocking pool, in parallel: (size, SHA-256) per asset.
-async fn hash_assets(files: &[Asset]) -> Result<Vec<(u64, [u8; 32])>> {
-    let paths: Vec<PathBuf> = files.iter().map(|a| a.path.clone()).collect();
+/// One asset's size and SHA-256, and the SHA-256 of each of its parts when it was hashed in
+/// parts.
+struct Hashed {
+    size: u64,
+    sha256: [u8; 32],
+    parts: Vec<[u8; 32]>,
+}
+
+/// Hashes every asset on the blocking pool, in parallel: its size and SHA-256, and where
+/// `parts[i]` gives a part size, the SHA-256 of each part too. The parts of a large file are
+/// hashed on other cores while one core hashes the whole file, so the upload that follows
+/// reads each part once, to send it.
+async fn hash_assets(files: &[Asset], parts: Vec<Option<u64>>) -> Result<Vec<Hashed>> {
+    let work: Vec<(PathBuf, u64, Option<u64>)> = files
+        .iter()
+        .zip(parts)
+        .map(|(a, p)| (a.path.clone(), a.size, p))
+        .collect();
     tokio::task::spawn_blocking(move || {
         use rayon::prelude::*;
-        paths
-            .par_iter()
-            .map(|p| codehash::sha256_file(p))
+        work.par_iter()
+            .map(|(path, size, part)| {
+                let Some(part) = part.filter(|p| *p > 0) else {
+                    let (size, sha256) = codehash::sha256_file(path)?;
+                    return Ok(Hashed {
+                        size,
+                        sha256,
+                        parts: Vec::new(),
+                    });
+                };
+                let (whole, parts) = rayon::join(
+                    || codehash::sha256_file(path),
+                    || {
+                        (0..size.div_ceil(part))
+                            .into_par_iter()
+                            .map(|i| {
+                                codehash::sha256_range(path, i * part, part.min(size - i * part))
+                            })
+                            .collect::<Result<Vec<_>>>()
+                    },
+                );
+                let (got, sha256) = whole?;
+                // A file that changed size since it was listed is hashed again by the store.
+                let parts = if got == *size { parts? } else { Vec::new() };
+                Ok(Hashed {
+                    size: got,
+                    sha256,
+                    parts,
+                })
+            })
             .collect::<Result<Vec<_>>>()
     })
     .await

@@ -26,6 +26,7 @@ fn opts(k: &str, v: &str) -> PutOptions {
     PutOptions {
         metadata,
         sha256: None,
+        part_sha256: Vec::new(),
     }
 }
 
@@ -128,6 +129,27 @@ async fn conformance(s: Arc<dyn Store>) {
         let h = s.head(&format!("f/{name}")).await.unwrap().unwrap();
         assert_eq!(h.size, body.len() as u64);
         assert_eq!(h.metadata["package-hash"], name);
+    }
+    // Parts hashed by the caller are sent as they are: right ones store the file, and a
+    // wrong one is refused where the store checks part checksums.
+    if let Some(part) = s.checksum_parts(big.len() as u64) {
+        use sha2::Digest;
+        let digest = |b: &[u8]| -> [u8; 32] { sha2::Sha256::digest(b).into() };
+        let mut o = PutOptions {
+            sha256: Some(digest(&big)),
+            part_sha256: big.chunks(part as usize).map(digest).collect(),
+            ..opts("package-hash", "parts")
+        };
+        assert_eq!(o.part_sha256.len(), 3);
+        let path = dir.path().join("big");
+        let size = big.len() as u64;
+        s.put_file("f/parts", &path, size, &o).await.unwrap();
+        assert_eq!(read_all(s, "f/parts", None).await.unwrap(), big);
+        o.part_sha256[1] = [0; 32];
+        s.put_file("f/parts-wrong", &path, size, &o)
+            .await
+            .expect_err("a wrong part checksum is refused");
+        assert!(s.head("f/parts-wrong").await.unwrap().is_none());
     }
     // A range inside the second part of the multipart object.
     let (a, b) = (6u64 << 20, (6u64 << 20) + 99);

@@ -290,6 +290,7 @@ fn get_downloads_verifies_and_writes_markers() {
     r.fails(1, "does not match its manifest");
     assert!(r.stdout.is_empty());
     assert!(!f.root.join("get5/fn.zip").exists());
+    assert!(!f.root.join("get5/.fn.zip.s3am-partial").exists());
     assert!(!f.root.join("get5/.found").exists());
 }
 

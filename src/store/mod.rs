@@ -41,6 +41,9 @@ pub struct PutOptions {
     pub metadata: BTreeMap<String, String>,
     /// The content's SHA-256, sent as an S3 checksum where the store takes one.
     pub sha256: Option<[u8; 32]>,
+    /// The SHA-256 of each part, in order, when the caller already hashed the file in the
+    /// parts [`Store::checksum_parts`] gave; empty otherwise (the store hashes them itself).
+    pub part_sha256: Vec<[u8; 32]>,
 }
 
 /// A streaming object body.
@@ -85,6 +88,13 @@ pub trait Store: Send + Sync {
         size: u64,
         opts: &PutOptions,
     ) -> Result<String>;
+
+    /// The part size when this store uploads a file of `size` bytes in parts, each with its
+    /// own SHA-256 checksum: a caller that hashes the file anyway can hash the parts at the
+    /// same time, on other cores, and pass them in [`PutOptions::part_sha256`].
+    fn checksum_parts(&self, _size: u64) -> Option<u64> {
+        None
+    }
 
     /// Uploads a small in-memory body; returns the entity tag.
     async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<String>;
@@ -216,6 +226,12 @@ impl Default for Tuning {
             timeout: Duration::from_secs(120),
         }
     }
+}
+
+/// The part size for `size` bytes: `preferred`, raised so that no upload needs more than
+/// S3's 10,000 parts.
+pub fn part_size_for(size: u64, preferred: u64) -> u64 {
+    preferred.max(size.div_ceil(10_000)).max(1)
 }
 
 /// An entity tag without its quotes.

@@ -31,7 +31,10 @@ use base64::Engine as _;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
-use super::{bare_etag, ObjectHead, ObjectInfo, PutOptions, Reader, Store, StoreConfig, Tuning};
+use super::{
+    bare_etag, part_size_for, ObjectHead, ObjectInfo, PutOptions, Reader, Store, StoreConfig,
+    Tuning,
+};
 use crate::error::{Error, Result};
 
 /// Attempts per request (the first try and its retries) on throttling, 5xx, resets and
@@ -410,10 +413,14 @@ impl S3Store {
         key: &str,
         path: &Path,
         size: u64,
+        opts: &PutOptions,
         upload_id: &str,
     ) -> Result<Vec<CompletedPart>> {
         let part_size = part_size_for(size, self.tuning.part_size);
         let count = size.div_ceil(part_size).max(1);
+        // Parts the caller hashed already (with the whole file, on other cores) are sent
+        // without another pass over them.
+        let known = (opts.part_sha256.len() as u64 == count).then_some(&opts.part_sha256);
         let file =
             Arc::new(std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?);
         let parallel = self.tuning.concurrency.clamp(1, 4);
@@ -427,9 +434,13 @@ impl S3Store {
                     // Hash the part through a small buffer, then stream it from the file: memory
                     // stays a few MiB whatever the part size and the parts in flight.
                     let checksums = self.checksums;
+                    let known = known.map(|k| k[i as usize]);
                     let digest = tokio::task::spawn_blocking(move || {
                         if !checksums {
                             return Ok::<_, Error>([0u8; 32]);
+                        }
+                        if let Some(d) = known {
+                            return Ok(d);
                         }
                         let mut h = Sha256::new();
                         let mut buf = vec![0u8; 256 * 1024];
@@ -549,10 +560,6 @@ fn check_endpoint(ep: &str) -> Result<()> {
 }
 
 /// The part size to use: at least `preferred`, and large enough for S3's 10,000-part limit.
-fn part_size_for(size: u64, preferred: u64) -> u64 {
-    preferred.max(size.div_ceil(10_000)).max(1)
-}
-
 /// The innermost error's message, e.g. "Connection refused (os error 111)".
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = err;
@@ -708,8 +715,13 @@ impl Store for S3Store {
             return self.put_object(key, body, opts).await;
         }
         let upload_id = self.create_multipart(key, opts).await?;
-        let parts = self.upload_parts(key, path, size, &upload_id).await;
+        let parts = self.upload_parts(key, path, size, opts, &upload_id).await;
         self.finish_multipart(key, &upload_id, parts).await
+    }
+
+    fn checksum_parts(&self, size: u64) -> Option<u64> {
+        (self.checksums && size >= self.tuning.multipart_threshold)
+            .then(|| part_size_for(size, self.tuning.part_size))
     }
 
     async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<String> {
