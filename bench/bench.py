@@ -70,6 +70,8 @@ class Env:
         self.ours = dict(self.base, AWS_ENDPOINT_URL=self.endpoint, S3AM_PATH_STYLE="true", **knobs)
 
     def bucket(self, name):
+        # A fresh name per run, so bench.py can run again against the same Garage.
+        name = f"{name}-{random.getrandbits(32):08x}"
         self.aws(["s3", "mb", f"s3://{name}"], quiet=True)
         return name
 

@@ -33,7 +33,7 @@ garage_start() {
   cat >"$GARAGE_DIR/garage.toml" <<TOML
 metadata_dir = "$GARAGE_DIR/meta"
 data_dir = "$GARAGE_DIR/data"
-db_engine = "sqlite"
+db_engine = "lmdb"
 replication_factor = 1
 rpc_bind_addr = "127.0.0.1:$rpc"
 rpc_public_addr = "127.0.0.1:$rpc"
