@@ -476,7 +476,8 @@ impl Engine {
         Ok(None)
     }
 
-    /// Writes one file of a set from its origin, with fresh metadata; returns its entity tag.
+    /// Writes one file of a set from its origin, with fresh metadata; returns its entity tag
+    /// and its SHA-256 (hex), which a small local file gets only here, from the bytes sent.
     async fn write_one(
         &self,
         to: &SetLocation,
@@ -484,38 +485,60 @@ impl Engine {
         f: &FileEntry,
         commit: &str,
         code_hash: Option<&str>,
-    ) -> Result<String> {
-        let sha = parse_hex32(&f.sha256).ok_or_else(|| {
-            Error::Verify(format!("invalid SHA-256 for {} in a manifest", f.path))
-        })?;
-        let opts = PutOptions {
+    ) -> Result<(String, String)> {
+        let opts = |sha: [u8; 32], part_sha256: Vec<[u8; 32]>| PutOptions {
             metadata: {
                 let mut m = metadata(commit, &sha, code_hash);
                 m.insert(PUBLISHER_KEY.to_string(), self.publisher.clone());
                 m
             },
             sha256: Some(sha),
-            part_sha256: Vec::new(),
+            part_sha256,
         };
         let key = to.key(&f.path);
-        match origin {
-            Origin::Files(paths) => {
-                let local = paths.get(&f.path).ok_or_else(|| {
-                    Error::Input(format!("{} vanished from the package directory", f.path))
-                })?;
-                let opts = PutOptions {
-                    part_sha256: local.part_sha256.clone(),
-                    ..opts
-                };
-                self.store.put_file(&key, &local.path, f.size, &opts).await
-            }
+        let local = match origin {
+            Origin::Files(paths) => paths.get(&f.path).ok_or_else(|| {
+                Error::Input(format!("{} vanished from the package directory", f.path))
+            })?,
             Origin::Set { from, etags } => {
+                let sha = parse_hex32(&f.sha256).ok_or_else(|| {
+                    Error::Verify(format!("invalid SHA-256 for {} in a manifest", f.path))
+                })?;
                 let if_match = etags.get(&f.path).cloned().flatten();
-                self.store
-                    .copy(&from.key(&f.path), &key, f.size, &opts, if_match.as_deref())
-                    .await
+                let etag = self
+                    .store
+                    .copy(
+                        &from.key(&f.path),
+                        &key,
+                        f.size,
+                        &opts(sha, Vec::new()),
+                        if_match.as_deref(),
+                    )
+                    .await?;
+                return Ok((etag, f.sha256.clone()));
             }
+        };
+        if f.size <= IN_MEMORY {
+            // Read once, hashed and sent from memory: no second pass over the file.
+            let (body, sha) = read_small(&local.path, f.size).await?;
+            let etag = self
+                .store
+                .put_bytes(&key, body, &opts(sha, Vec::new()))
+                .await?;
+            return Ok((etag, hex::encode(sha)));
         }
+        let sha = parse_hex32(&f.sha256)
+            .ok_or_else(|| Error::Verify(format!("{} was not hashed before its upload", f.path)))?;
+        let etag = self
+            .store
+            .put_file(
+                &key,
+                &local.path,
+                f.size,
+                &opts(sha, local.part_sha256.clone()),
+            )
+            .await?;
+        Ok((etag, f.sha256.clone()))
     }
 
     /// Writes `files` into `to` concurrently; returns them with their new entity tags.
@@ -550,7 +573,7 @@ impl Engine {
                     // all of them is written again from the start, a few times, before the
                     // whole publish gives up.
                     let mut attempt = 1;
-                    let etag = loop {
+                    let (etag, sha256) = loop {
                         match self.write_one(to, origin, f, commit, code_hash).await {
                             Err(Error::Store(e)) if attempt < BODY_ATTEMPTS => {
                                 log::warn(format!(
@@ -568,6 +591,7 @@ impl Engine {
                         i,
                         FileEntry {
                             etag: Some(etag),
+                            sha256,
                             ..f.clone()
                         },
                     ))
@@ -943,7 +967,7 @@ impl Engine {
             .map(|(a, h)| FileEntry {
                 path: a.rel.clone(),
                 size: h.size,
-                sha256: hex::encode(h.sha256),
+                sha256: h.sha256.map(hex::encode).unwrap_or_default(),
                 etag: None,
             })
             .collect();
@@ -1268,18 +1292,40 @@ fn create_dirs_inside(dest: &Path, rel: &str) -> Result<()> {
     Ok(())
 }
 
-/// One asset's size and SHA-256, and the SHA-256 of each of its parts when it was hashed in
-/// parts.
+/// Files up to this size are read once when they upload, and hashed from those bytes.
+const IN_MEMORY: u64 = 1 << 20;
+
+/// Reads a small file whole, on the blocking pool, and hashes it.
+async fn read_small(path: &Path, size: u64) -> Result<(Vec<u8>, [u8; 32])> {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let body = std::fs::read(&p).map_err(|e| Error::io("cannot read", &p, e))?;
+        if body.len() as u64 != size {
+            return Err(Error::Input(format!(
+                "{} changed while it was being uploaded ({size} bytes when listed, {} now): the build must finish writing its assets before the upload",
+                p.display(),
+                body.len()
+            )));
+        }
+        let sha = Sha256::digest(&body).into();
+        Ok((body, sha))
+    })
+    .await
+    .map_err(|e| Error::Store(format!("reading task failed: {e}")))?
+}
+
+/// One asset's size and SHA-256 (none for a small file, hashed as it uploads), and the
+/// SHA-256 of each of its parts when it was hashed in parts.
 struct Hashed {
     size: u64,
-    sha256: [u8; 32],
+    sha256: Option<[u8; 32]>,
     parts: Vec<[u8; 32]>,
 }
 
-/// Hashes every asset on the blocking pool, in parallel: its size and SHA-256, and where
-/// `parts[i]` gives a part size, the SHA-256 of each part too. The parts of a large file are
-/// hashed on other cores while one core hashes the whole file, so the upload that follows
-/// reads each part once, to send it.
+/// Hashes the assets larger than [`IN_MEMORY`] on the blocking pool, in parallel: size and
+/// SHA-256, and where `parts[i]` gives a part size, the SHA-256 of each part too. The parts of
+/// a large file are hashed on other cores while one core hashes the whole file, so the upload
+/// that follows reads each part once, to send it.
 async fn hash_assets(files: &[Asset], parts: Vec<Option<u64>>) -> Result<Vec<Hashed>> {
     let work: Vec<(PathBuf, u64, Option<u64>)> = files
         .iter()
@@ -1290,11 +1336,18 @@ async fn hash_assets(files: &[Asset], parts: Vec<Option<u64>>) -> Result<Vec<Has
         use rayon::prelude::*;
         work.par_iter()
             .map(|(path, size, part)| {
+                if *size <= IN_MEMORY {
+                    return Ok(Hashed {
+                        size: *size,
+                        sha256: None,
+                        parts: Vec::new(),
+                    });
+                }
                 let Some(part) = part.filter(|p| *p > 0) else {
                     let (size, sha256) = codehash::sha256_file(path)?;
                     return Ok(Hashed {
                         size,
-                        sha256,
+                        sha256: Some(sha256),
                         parts: Vec::new(),
                     });
                 };
@@ -1314,7 +1367,7 @@ async fn hash_assets(files: &[Asset], parts: Vec<Option<u64>>) -> Result<Vec<Has
                 let parts = if got == *size { parts? } else { Vec::new() };
                 Ok(Hashed {
                     size: got,
-                    sha256,
+                    sha256: Some(sha256),
                     parts,
                 })
             })

@@ -390,6 +390,10 @@ impl S3Store {
             .set_server_side_encryption(self.sse.clone())
             .set_ssekms_key_id(self.sse_kms_key_id.clone())
             .body(body)
+            .customize()
+            // An in-memory body would otherwise be hashed once more to sign it; the S3
+            // checksum (when on) already covers its content.
+            .disable_payload_signing()
             .send()
             .await
             .map_err(|e| self.fail(&format!("uploading {key}"), e))?;
