@@ -2,7 +2,6 @@
 //! timeouts, plus streaming multipart upload and multipart server-side copy.
 
 use std::collections::HashMap;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,7 +28,6 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext,
 use aws_smithy_runtime_api::box_error::BoxError;
 use base64::Engine as _;
 use futures::{StreamExt, TryStreamExt};
-use sha2::{Digest, Sha256};
 
 use super::{
     bare_etag, part_size_for, ObjectHead, ObjectInfo, PutOptions, Reader, Store, StoreConfig,
@@ -425,12 +423,9 @@ impl S3Store {
         // Parts the caller hashed already (with the whole file, on other cores) are sent
         // without another pass over them.
         let known = (opts.part_sha256.len() as u64 == count).then_some(&opts.part_sha256);
-        let file =
-            Arc::new(std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?);
         let parallel = self.tuning.concurrency.clamp(1, 4);
         futures::stream::iter(0..count)
             .map(|i| {
-                let file = file.clone();
                 async move {
                     let offset = i * part_size;
                     let len = part_size.min(size - offset) as usize;
@@ -446,17 +441,7 @@ impl S3Store {
                         if let Some(d) = known {
                             return Ok(d);
                         }
-                        let mut h = Sha256::new();
-                        let mut buf = vec![0u8; 256 * 1024];
-                        let mut done = 0usize;
-                        while done < len {
-                            let n = (len - done).min(buf.len());
-                            file.read_exact_at(&mut buf[..n], offset + done as u64)
-                                .map_err(|e| Error::io("cannot read", &p, e))?;
-                            h.update(&buf[..n]);
-                            done += n;
-                        }
-                        Ok(h.finalize().into())
+                        crate::codehash::sha256_range(&p, offset, len as u64)
                     })
                     .await
                     .map_err(|e| Error::Store(format!("reading part of {key}: {e}")))??;
@@ -563,7 +548,6 @@ fn check_endpoint(ep: &str) -> Result<()> {
     }
 }
 
-/// The part size to use: at least `preferred`, and large enough for S3's 10,000-part limit.
 /// The innermost error's message, e.g. "Connection refused (os error 111)".
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = err;
