@@ -1193,7 +1193,9 @@ impl Engine {
         };
         let failed = |e: std::io::Error| Error::Store(format!("downloading {key} failed: {e}"));
         let mut sink = Sink::new(tmp);
-        if f.size >= self.tuning.multipart_threshold {
+        // The last chunk goes to the sink with `finish`: a small object takes one trip to the
+        // blocking pool, which creates, writes, checks and renames its file.
+        let last = if f.size >= self.tuning.multipart_threshold {
             // A large object comes in ranges, several at once. The ranges land in a channel
             // that the writer drains in order, so the transfers go on while a chunk is being
             // hashed and written.
@@ -1229,9 +1231,10 @@ impl Engine {
                 Ok::<_, Error>(sink)
             };
             sink = tokio::try_join!(fetch, write)?.1;
+            Vec::new()
         } else {
             let mut body = self.store.get(key, None).await?.ok_or_else(missing)?;
-            // Small objects (most of them) take one chunk: one blocking call writes the file.
+            // Small objects (most of them) fit in one chunk.
             let chunk = (f.size + 1).clamp(64 * 1024, 4 * WRITE_SLICE as u64);
             loop {
                 let mut buf = Vec::with_capacity(chunk as usize);
@@ -1240,19 +1243,16 @@ impl Engine {
                     .read_to_end(&mut buf)
                     .await
                     .map_err(failed)?;
-                let more = buf.len() as u64 == chunk;
-                if !buf.is_empty() {
-                    sink = sink.write(buf).await?;
+                if (buf.len() as u64) < chunk {
+                    break buf;
                 }
-                if !more {
-                    break;
-                }
+                sink = sink.write(buf).await?;
             }
-        }
+        };
         let expected = f.sha256.clone();
         let want_size = f.size;
         let key = key.to_string();
-        sink.finish(target, f.size, f.sha256.clone(), move |size, got| {
+        sink.finish(last, target, f.size, f.sha256.clone(), move |size, got| {
             Error::Verify(format!(
                 "{key} does not match its manifest (got {size} bytes, SHA-256 {got}; expected {want_size} bytes, {expected}): the object was changed after publishing; refusing it"
             ))

@@ -57,19 +57,21 @@ impl Sink {
         Ok(())
     }
 
-    /// Checks the size and (unless `sha256` is empty) the SHA-256, then renames the file to
-    /// `target`. On a mismatch the temporary file is removed and `mismatch(size, sha256)` is
-    /// the error.
+    /// Writes the `last` chunk (which may be empty), checks the size and (unless `sha256` is
+    /// empty) the SHA-256, then renames the file to `target`, all in one trip to the blocking
+    /// pool. On a mismatch the temporary file is removed and `mismatch(size, sha256)` is the
+    /// error.
     pub async fn finish(
         mut self,
+        last: Vec<u8>,
         target: PathBuf,
         size: u64,
         sha256: String,
         mismatch: impl FnOnce(u64, &str) -> Error + Send + 'static,
     ) -> Result<()> {
         blocking(move || {
-            if self.file.is_none() {
-                self.write_now(&[])?; // an empty file
+            if !last.is_empty() || self.file.is_none() {
+                self.write_now(&last)?; // creates the file, even an empty one
             }
             let got = hex::encode(std::mem::take(&mut self.hasher).finalize());
             if self.size != size || (!sha256.is_empty() && got != sha256) {
@@ -96,12 +98,20 @@ impl Drop for Sink {
 
 /// Creates the temporary file, never following a leftover (or planted) one of the same name.
 fn create(tmp: &Path) -> Result<File> {
-    let _ = std::fs::remove_file(tmp);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(tmp)
-        .map_err(|e| Error::io("cannot create", tmp, e))
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(tmp)
+    };
+    match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(tmp);
+            open()
+        }
+        other => other,
+    }
+    .map_err(|e| Error::io("cannot create", tmp, e))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
