@@ -8,11 +8,11 @@ mod proxy;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cli, Garage, Repo, Run};
+use common::{Garage, Run, Task};
 use proxy::{Faults, Proxy};
 
 type Env = BTreeMap<String, String>;
@@ -24,90 +24,56 @@ fn upstream(g: &Garage) -> SocketAddr {
         .expect("Garage listens on an IP:port")
 }
 
-/// A task directory: ./repo with one commit, ./packages, and an environment for `g`.
-struct Task {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    repo: Repo,
-    env: Env,
+/// A task directory whose repo has one source file, with small multipart thresholds and an
+/// environment that reaches `g` through `endpoint`.
+fn task(g: &Garage, bucket: &str, endpoint: &str) -> Task {
+    let mut env = g.env(bucket);
+    env.insert("AWS_ENDPOINT_URL".into(), endpoint.into());
+    for (k, v) in [
+        ("CODE_HASH_FIND_FILTER", "src"),
+        ("S3AM_MULTIPART_THRESHOLD", "6M"),
+        ("S3AM_PART_SIZE", "5M"),
+        ("S3AM_COPY_MULTIPART_THRESHOLD", "6M"),
+        ("S3AM_COPY_PART_SIZE", "5M"),
+        ("S3AM_TIMEOUT", "60"),
+    ] {
+        env.insert(k.into(), v.into());
+    }
+    Task::new(env, &[("src/main.py", "print(1)\n")])
 }
 
-impl Task {
-    fn new(g: &Garage, bucket: &str, endpoint: &str) -> Task {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        let repo = Repo::init(&root.join("repo"));
-        repo.write("src/main.py", "print(1)\n");
-        repo.commit("first");
-        let mut env = g.env(bucket);
-        env.insert("AWS_ENDPOINT_URL".into(), endpoint.into());
-        for (k, v) in [
-            ("CODE_HASH_FIND_FILTER", "src"),
-            ("S3AM_MULTIPART_THRESHOLD", "6M"),
-            ("S3AM_PART_SIZE", "5M"),
-            ("S3AM_COPY_MULTIPART_THRESHOLD", "6M"),
-            ("S3AM_COPY_PART_SIZE", "5M"),
-            ("S3AM_TIMEOUT", "60"),
-        ] {
-            env.insert(k.into(), v.into());
-        }
-        Task {
-            _tmp: tmp,
-            root,
-            repo,
-            env,
-        }
+/// Writes `n` assets of varied sizes, `big` of them over the multipart threshold; returns
+/// their contents by relative path.
+fn build(t: &Task, n: usize, big: usize, tag: &str) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for i in 0..n {
+        let len = if i < big {
+            (7 << 20) + i * 4099
+        } else {
+            1 + (i * 7919) % 65_536
+        };
+        let body: Vec<u8> = (0..len)
+            .map(|j| {
+                (j as u32)
+                    .wrapping_mul(2_654_435_761)
+                    .wrapping_add(i as u32) as u8
+            })
+            .chain(tag.bytes())
+            .collect();
+        let rel = format!("d{}/f{i}.bin", i % 5);
+        t.build(&[(&rel, &body)]);
+        files.insert(rel, body);
     }
+    files
+}
 
-    fn run(&self, args: &[&str]) -> Run {
-        cli(args, &self.root, &self.env)
-    }
-
-    fn packages(&self) -> PathBuf {
-        self.root.join("packages")
-    }
-
-    fn found(&self) -> bool {
-        self.packages().join(".found").exists()
-    }
-
-    /// Writes `n` assets of varied sizes, `big` of them over the multipart threshold; returns
-    /// their contents by relative path.
-    fn build(&self, n: usize, big: usize, tag: &str) -> BTreeMap<String, Vec<u8>> {
-        let mut files = BTreeMap::new();
-        for i in 0..n {
-            let len = if i < big {
-                (7 << 20) + i * 4099
-            } else {
-                1 + (i * 7919) % 65_536
-            };
-            let body: Vec<u8> = (0..len)
-                .map(|j| {
-                    (j as u32)
-                        .wrapping_mul(2_654_435_761)
-                        .wrapping_add(i as u32) as u8
-                })
-                .chain(tag.bytes())
-                .collect();
-            let rel = format!("d{}/f{i}.bin", i % 5);
-            let p = self.packages().join(&rel);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, &body).unwrap();
-            files.insert(rel, body);
-        }
-        files
-    }
-
-    /// Fetches the set of HEAD into a fresh directory and compares it byte for byte.
-    fn fetch_and_compare(&self, files: &BTreeMap<String, Vec<u8>>) {
-        let dest = self
-            .root
-            .join(format!("fetched-{}", common::unique_name("f")));
-        self.run(&["fetch", "--dest", dest.to_str().unwrap()]).ok();
-        for (rel, body) in files {
-            let got = std::fs::read(dest.join(rel)).unwrap();
-            assert!(got == *body, "{rel} differs after a verified download");
-        }
+/// Fetches the set of HEAD into a fresh directory and compares it byte for byte.
+fn fetch_and_compare(t: &Task, files: &BTreeMap<String, Vec<u8>>) {
+    let dest = t.root.join(format!("fetched-{}", common::unique_name("f")));
+    t.run(&["fetch", "--dest", dest.to_str().unwrap()]).ok();
+    for (rel, body) in files {
+        let got = std::fs::read(dest.join(rel)).unwrap();
+        assert!(got == *body, "{rel} differs after a verified download");
     }
 }
 
@@ -129,12 +95,12 @@ fn transfers_survive_30_percent_server_errors() {
             ..Faults::default()
         },
     );
-    let t = Task::new(&g, &bucket, &p.url());
+    let t = task(&g, &bucket, &p.url());
     t.run(&["check"]).ok();
-    let files = t.build(200, 3, "a");
+    let files = build(&t, 200, 3, "a");
     let up = t.run(&["upload"]);
     up.ok();
-    t.fetch_and_compare(&files);
+    fetch_and_compare(&t, &files);
     // A new commit with the same code: restored by (multipart) server-side copy through faults.
     std::fs::remove_dir_all(t.packages()).unwrap();
     t.repo.write("README.md", "docs\n");
@@ -142,7 +108,7 @@ fn transfers_survive_30_percent_server_errors() {
     let r = t.run(&["check"]);
     r.ok();
     assert!(t.found(), "{}", r.stderr);
-    t.fetch_and_compare(&files);
+    fetch_and_compare(&t, &files);
     let injected = p
         .stats
         .errors_injected
@@ -166,9 +132,9 @@ fn transfers_survive_or_fail_cleanly_on_connection_resets() {
             ..Faults::default()
         },
     );
-    let t = Task::new(&g, &bucket, &p.url());
+    let t = task(&g, &bucket, &p.url());
     t.run(&["check"]).ok();
-    let files = t.build(120, 2, "r");
+    let files = build(&t, 120, 2, "r");
     let up = t.run(&["upload"]);
     let resets = p
         .stats
@@ -201,7 +167,7 @@ fn transfers_survive_or_fail_cleanly_on_connection_resets() {
     }
     // Without faults the same set verifies.
     p.set(Faults::default());
-    t.fetch_and_compare(&files);
+    fetch_and_compare(&t, &files);
 }
 
 #[test]
@@ -215,11 +181,11 @@ fn a_blackholed_endpoint_fails_within_the_timeout() {
             ..Faults::default()
         },
     );
-    let mut t = Task::new(&g, &bucket, &p.url());
+    let mut t = task(&g, &bucket, &p.url());
     t.env.insert("S3AM_TIMEOUT".into(), "8".into());
     for args in [&["check"][..], &["upload"][..]] {
         if args[0] == "upload" {
-            t.build(3, 0, "h");
+            build(&t, 3, 0, "h");
             std::fs::write(t.packages().join(".commit-hash"), t.repo.head()).unwrap();
         }
         let started = Instant::now();
@@ -251,9 +217,9 @@ fn sigkill_at_random_points_never_leaves_a_complete_looking_set() {
     let mut full = Duration::from_secs(3);
     for trial in 0..trials {
         let bucket = g.new_bucket("kill");
-        let t = Task::new(&g, &bucket, &p.url());
+        let t = task(&g, &bucket, &p.url());
         t.run(&["check"]).ok();
-        let files = t.build(150, 1, &format!("k{trial}"));
+        let files = build(&t, 150, 1, &format!("k{trial}"));
         let mut env = t.env.clone();
         env.insert("PATH".into(), std::env::var("PATH").unwrap());
         if trial == 0 {
@@ -283,7 +249,7 @@ fn sigkill_at_random_points_never_leaves_a_complete_looking_set() {
             t.run(&["check"]).ok();
             assert!(t.found(), "trial {trial}: the rerun must complete the set");
         }
-        t.fetch_and_compare(&files);
+        fetch_and_compare(&t, &files);
     }
     eprintln!("kill trials (delay, finished before the kill, found after): {outcomes:?}");
     assert!(
@@ -318,7 +284,7 @@ fn four_concurrent_publishers_leave_one_consistent_set() {
                 ..Faults::default()
             },
         );
-        let t = Task::new(&g, &bucket, &p.url());
+        let t = task(&g, &bucket, &p.url());
         t.run(&["check"]).ok();
         let commit = t.repo.head();
         let code_hash = std::fs::read_to_string(t.packages().join(".code-hash")).unwrap();
@@ -403,9 +369,9 @@ fn four_concurrent_publishers_leave_one_consistent_set() {
 fn a_cache_entry_modified_after_its_manifest_is_not_restored() {
     let Some(g) = Garage::get() else { return };
     let bucket = g.new_bucket("tamper");
-    let t = Task::new(&g, &bucket, &g.endpoint.clone());
+    let t = task(&g, &bucket, &g.endpoint.clone());
     t.run(&["check"]).ok();
-    let files = t.build(5, 0, "t");
+    let files = build(&t, 5, 0, "t");
     t.run(&["upload"]).ok();
     let code_hash = std::fs::read_to_string(t.packages().join(".code-hash")).unwrap();
     // Same size, other content: only the entity tag gives it away.
@@ -430,7 +396,7 @@ fn a_cache_entry_modified_after_its_manifest_is_not_restored() {
         .iter()
         .any(|k| k.starts_with(&format!("artifacts/{c2}/"))));
     // The build runs, and its upload rewrites the damaged entry.
-    let files = t.build(5, 0, "t");
+    let files = build(&t, 5, 0, "t");
     let r = t.run(&["upload"]);
     r.ok();
     assert!(r.stderr.contains("rewriting it"), "{}", r.stderr);
@@ -439,16 +405,16 @@ fn a_cache_entry_modified_after_its_manifest_is_not_restored() {
     t.repo.commit("docs 2");
     t.run(&["check"]).ok();
     assert!(t.found(), "the rewritten entry restores");
-    t.fetch_and_compare(&files);
+    fetch_and_compare(&t, &files);
 }
 
 #[test]
 fn a_publish_repairs_a_complete_set_whose_objects_changed() {
     let Some(g) = Garage::get() else { return };
     let bucket = g.new_bucket("repair");
-    let t = Task::new(&g, &bucket, &g.endpoint.clone());
+    let t = task(&g, &bucket, &g.endpoint.clone());
     t.run(&["check"]).ok();
-    let files = t.build(4, 0, "r");
+    let files = build(&t, 4, 0, "r");
     t.run(&["upload"]).ok();
     let c = t.repo.head();
     let rel = files.keys().next().unwrap();
@@ -463,5 +429,5 @@ fn a_publish_repairs_a_complete_set_whose_objects_changed() {
     let r = t.run(&["upload"]);
     r.ok();
     assert!(r.stderr.contains("publishing it again"), "{}", r.stderr);
-    t.fetch_and_compare(&files);
+    fetch_and_compare(&t, &files);
 }

@@ -8,64 +8,26 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{cli, git, Garage, Repo, Run};
+use common::{cli, git, Garage, Task};
 
 type Env = BTreeMap<String, String>;
 
-/// A work directory laid out like a Concourse task: ./repo and ./packages.
-struct Task {
-    _tmp: tempfile::TempDir,
-    root: std::path::PathBuf,
-    repo: Repo,
-    env: Env,
+/// A task directory whose repo has a handler, package.json and a README.
+fn task(env: Env) -> Task {
+    Task::new(
+        env,
+        &[
+            ("src/handler.py", "def handler(): pass\n"),
+            ("package.json", "{}\n"),
+            ("README.md", "readme\n"),
+        ],
+    )
 }
 
-impl Task {
-    fn new(env: Env) -> Task {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        let repo = Repo::init(&root.join("repo"));
-        repo.write("src/handler.py", "def handler(): pass\n")
-            .write("package.json", "{}\n")
-            .write("README.md", "readme\n");
-        repo.commit("first");
-        Task {
-            _tmp: tmp,
-            root,
-            repo,
-            env,
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        cli(args, &self.root, &self.env)
-    }
-
-    fn packages(&self) -> std::path::PathBuf {
-        self.root.join("packages")
-    }
-
-    fn marker(&self, name: &str) -> Option<String> {
-        std::fs::read_to_string(self.packages().join(name)).ok()
-    }
-
-    fn found(&self) -> bool {
-        self.packages().join(".found").exists()
-    }
-
-    /// A fresh package directory, as a new build would have.
-    fn reset_packages(&self) {
-        let _ = std::fs::remove_dir_all(self.packages());
-    }
-
-    /// "Builds" the assets into ./packages.
-    fn build(&self, files: &[(&str, &str)]) {
-        for (rel, content) in files {
-            let p = self.packages().join(rel);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, content).unwrap();
-        }
-    }
+/// "Builds" text assets into ./packages.
+fn build(t: &Task, files: &[(&str, &str)]) {
+    let bytes: Vec<(&str, &[u8])> = files.iter().map(|(r, c)| (*r, c.as_bytes())).collect();
+    t.build(&bytes);
 }
 
 fn garage_env(g: &Garage, tag: &str) -> (Env, String) {
@@ -87,7 +49,7 @@ fn file_env() -> (Env, tempfile::TempDir) {
 /// from the cache; a changed, renamed or chmod +x file gives a new code hash and a miss.
 fn full_flow(mut env: Env) {
     env.insert("CODE_HASH_FIND_FILTER".into(), "src package.json".into());
-    let t = Task::new(env);
+    let t = task(env);
     let c1 = t.repo.head();
 
     t.run(&["check"]).ok();
@@ -96,7 +58,10 @@ fn full_flow(mut env: Env) {
     let h1 = t.marker(".code-hash").unwrap();
     assert_eq!(h1.len(), 64);
 
-    t.build(&[("fn.zip", "zip-bytes"), ("web/site.tgz", "tgz-bytes")]);
+    build(
+        &t,
+        &[("fn.zip", "zip-bytes"), ("web/site.tgz", "tgz-bytes")],
+    );
     let up = t.run(&["upload"]);
     up.ok();
     assert!(up.stderr.contains("summary: uploaded"), "{}", up.stderr);
@@ -213,7 +178,7 @@ fn nested_hidden_many_and_large_assets_with_multipart_paths() {
     ] {
         env.insert(k.into(), v.into());
     }
-    let t = Task::new(env);
+    let t = task(env);
     t.run(&["check"]).ok();
     let mut files: Vec<(String, String)> = (0..1100)
         .map(|i| {
@@ -228,13 +193,16 @@ fn nested_hidden_many_and_large_assets_with_multipart_paths() {
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
-    t.build(&refs);
-    t.build(&[
-        (".hidden", "no"),
-        ("dir/.hidden", "no"),
-        (".git/config", "no"),
-        ("x/.cache/y", "no"),
-    ]);
+    build(&t, &refs);
+    build(
+        &t,
+        &[
+            (".hidden", "no"),
+            ("dir/.hidden", "no"),
+            (".git/config", "no"),
+            ("x/.cache/y", "no"),
+        ],
+    );
     let big: Vec<u8> = (0..(13u32 << 20) + 7).map(|i| (i % 251) as u8).collect();
     std::fs::write(t.packages().join("big.bin"), &big).unwrap();
     let r = t.run(&["upload"]);
@@ -281,7 +249,7 @@ fn nested_hidden_many_and_large_assets_with_multipart_paths() {
 fn a_set_without_manifest_is_legacy() {
     let Some(g) = Garage::get() else { return };
     let (env, bucket) = garage_env(&g, "legacy");
-    let t = Task::new(env);
+    let t = task(env);
     let c = t.repo.head();
     g.put(&bucket, &format!("artifacts/{c}/fn.zip"), b"old tool");
     let r = t.run(&["check"]);
@@ -310,7 +278,7 @@ fn a_set_without_manifest_is_legacy() {
 
 #[test]
 fn commit_hash_is_written_before_any_s3_call() {
-    let t = Task::new(unreachable_env());
+    let t = task(unreachable_env());
     let r = t.run(&["check"]);
     assert_ne!(r.code, 0);
     assert_eq!(t.marker(".commit-hash").unwrap(), t.repo.head());
@@ -319,8 +287,8 @@ fn commit_hash_is_written_before_any_s3_call() {
 #[test]
 fn upload_does_nothing_when_found_exists() {
     let (env, dir) = file_env();
-    let t = Task::new(env);
-    t.build(&[(".found", ""), ("fn.zip", "x")]);
+    let t = task(env);
+    build(&t, &[(".found", ""), ("fn.zip", "x")]);
     t.run(&["upload"]).ok();
     assert!(
         std::fs::read_dir(dir.path()).unwrap().next().is_none(),
@@ -331,7 +299,7 @@ fn upload_does_nothing_when_found_exists() {
 #[test]
 fn detached_head_works() {
     let (env, _dir) = file_env();
-    let t = Task::new(env);
+    let t = task(env);
     let first = t.repo.head();
     t.repo.write("b", "b");
     t.repo.commit("second");
@@ -354,7 +322,7 @@ fn unreachable_env() -> Env {
 #[test]
 fn bad_input_gives_one_line_and_a_documented_exit_code() {
     let (env, _dir) = file_env();
-    let t = Task::new(env.clone());
+    let t = task(env.clone());
 
     // A missing bucket setting.
     cli(&["check"], &t.root, &Env::new()).fails(2, "PACKAGE_ASSETS_BUCKET is not set");
@@ -373,7 +341,7 @@ fn bad_input_gives_one_line_and_a_documented_exit_code() {
     t.run(&["check"]).ok();
     t.run(&["upload"]).fails(3, "no files to upload");
     std::fs::write(t.packages().join(".commit-hash"), "not-a-commit").unwrap();
-    t.build(&[("fn.zip", "x")]);
+    build(&t, &[("fn.zip", "x")]);
     t.run(&["upload"]).fails(3, "does not hold a commit id");
     // A filter that matches nothing.
     let mut e = env.clone();
@@ -393,7 +361,7 @@ fn bad_input_gives_one_line_and_a_documented_exit_code() {
 fn store_failures_are_clear_and_keep_secrets() {
     let Some(g) = Garage::get() else { return };
     let (env, _bucket) = garage_env(&g, "fail");
-    let t = Task::new(env.clone());
+    let t = task(env.clone());
 
     let mut e = env.clone();
     let secret = "wrong-secret-9f8e7d6c5b4a";
@@ -425,7 +393,7 @@ fn store_failures_are_clear_and_keep_secrets() {
 #[test]
 fn the_image_task_entrypoints_use_the_original_defaults() {
     let (env, dir) = file_env();
-    let t = Task::new(env);
+    let t = task(env);
     let bin = common::image_root().join("usr/local/bin");
     let mut env = t.env.clone();
     env.insert(
@@ -438,7 +406,7 @@ fn the_image_task_entrypoints_use_the_original_defaults() {
     common::run_bin(check.to_str().unwrap(), &[], &t.root, &env).ok();
     assert_eq!(t.marker(".commit-hash").unwrap(), t.repo.head());
     assert!(t.marker(".code-hash").is_some());
-    t.build(&[("fn.zip", "zip")]);
+    build(&t, &[("fn.zip", "zip")]);
     common::run_bin(upload.to_str().unwrap(), &[], &t.root, &env).ok();
     let c = t.repo.head();
     assert!(dir

@@ -218,6 +218,65 @@ impl Repo {
     }
 }
 
+/// A work directory laid out like a Concourse task: ./repo, one commit of `files`, and
+/// ./packages, with the environment the task runs in.
+pub struct Task {
+    _tmp: tempfile::TempDir,
+    pub root: PathBuf,
+    pub repo: Repo,
+    pub env: BTreeMap<String, String>,
+}
+
+impl Task {
+    pub fn new(env: BTreeMap<String, String>, files: &[(&str, &str)]) -> Task {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let repo = Repo::init(&root.join("repo"));
+        for (rel, content) in files {
+            repo.write(rel, content);
+        }
+        repo.commit("first");
+        Task {
+            _tmp: tmp,
+            root,
+            repo,
+            env,
+        }
+    }
+
+    /// Runs the binary in the task directory.
+    pub fn run(&self, args: &[&str]) -> Run {
+        cli(args, &self.root, &self.env)
+    }
+
+    pub fn packages(&self) -> PathBuf {
+        self.root.join("packages")
+    }
+
+    /// The content of a marker file in ./packages, if it is there.
+    pub fn marker(&self, name: &str) -> Option<String> {
+        std::fs::read_to_string(self.packages().join(name)).ok()
+    }
+
+    pub fn found(&self) -> bool {
+        self.packages().join(".found").exists()
+    }
+
+    /// A fresh package directory, as a new build would have.
+    pub fn reset_packages(&self) {
+        let _ = std::fs::remove_dir_all(self.packages());
+    }
+
+    /// "Builds" the assets into ./packages.
+    pub fn build(&self, files: &[(&str, &[u8])]) {
+        for (rel, content) in files {
+            let p = self.packages().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+    }
+}
+
 /// What a process printed and how it ended.
 pub struct Run {
     pub code: i32,
