@@ -697,7 +697,10 @@ impl Store for S3Store {
         opts: &PutOptions,
     ) -> Result<String> {
         if size < self.tuning.multipart_threshold {
-            let body = ByteStream::from_path(path)
+            let body = ByteStream::read_from()
+                .path(path)
+                .buffer_size(256 * 1024)
+                .build()
                 .await
                 .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
             return self.put_object(key, body, opts).await;
