@@ -240,8 +240,12 @@ pub fn parse_request<T: serde::de::DeserializeOwned>(input: &str) -> Result<T> {
             )));
         }
     }
-    serde_json::from_str(input).map_err(|e| {
-        let text = e.to_string();
+    // serde_path_to_error names the field a type error is about (`source.use_path_style`),
+    // which serde_json's own message leaves to a line and column.
+    let mut de = serde_json::Deserializer::from_str(input);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let text = e.into_inner().to_string();
         // serde lists every expected key after an unknown one; the key itself is what matters.
         let text = match text.split_once(", expected one of") {
             Some((head, tail)) => match tail.rfind(" at line ") {
@@ -250,7 +254,10 @@ pub fn parse_request<T: serde::de::DeserializeOwned>(input: &str) -> Result<T> {
             },
             None => text,
         };
-        invalid(&text)
+        match path.as_str() {
+            "" | "." => invalid(&text),
+            _ => invalid(&format!("`{path}`: {text}")),
+        }
     })
 }
 

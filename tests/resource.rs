@@ -419,7 +419,7 @@ fn bad_requests_fail_with_one_line() {
         &format!(
             r#"{{"source":{{"bucket":"b","secret_access_key":"{secret}","use_path_style":"yes"}}}}"#
         ),
-        "invalid type",
+        "`source.use_path_style`: invalid type: string \"yes\", expected",
         secret,
     );
     bad(
