@@ -17,7 +17,7 @@ use crate::error::{clip, Error, Result};
 use crate::layout::{Layout, SetLocation};
 use crate::log::{self, Progress};
 use crate::manifest::{FileEntry, Manifest};
-use crate::sink::{Sink, WRITE_SLICE};
+use crate::sink::{Ranged, Sink, WRITE_SLICE};
 use crate::store::{PutOptions, Store, Tuning};
 
 /// How the cache may be used.
@@ -1192,72 +1192,83 @@ impl Engine {
             ))
         };
         let failed = |e: std::io::Error| Error::Store(format!("downloading {key} failed: {e}"));
-        let mut sink = Sink::new(tmp);
-        // The last chunk goes to the sink with `finish`: a small object takes one trip to the
-        // blocking pool, which creates, writes, checks and renames its file.
-        let last = if f.size >= self.tuning.multipart_threshold {
-            // A large object comes in ranges, several at once. The ranges land in a channel
-            // that the writer drains in order, so the transfers go on while a chunk is being
-            // hashed and written.
-            let part = self.tuning.part_size.max(1);
-            let ranges: Vec<(u64, u64)> = (0..f.size.div_ceil(part))
-                .map(|i| (i * part, ((i + 1) * part).min(f.size) - 1))
-                .collect();
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
-            let fetch = async move {
-                let mut chunks = futures::stream::iter(ranges)
-                    .map(|(first, last)| async move {
-                        let mut body = self
-                            .store
-                            .get(key, Some((first, last)))
-                            .await?
-                            .ok_or_else(missing)?;
-                        let mut buf = Vec::with_capacity((last + 1 - first) as usize);
-                        body.read_to_end(&mut buf).await.map_err(failed)?;
-                        Ok::<_, Error>(buf)
-                    })
-                    .buffered(RANGES_IN_FLIGHT);
-                while let Some(buf) = chunks.next().await {
-                    if tx.send(buf?).await.is_err() {
-                        break; // the writer failed; its error is the one reported
-                    }
-                }
-                Ok::<_, Error>(())
-            };
-            let write = async {
-                while let Some(buf) = rx.recv().await {
-                    sink = sink.write(buf).await?;
-                }
-                Ok::<_, Error>(sink)
-            };
-            sink = tokio::try_join!(fetch, write)?.1;
-            Vec::new()
-        } else {
-            let mut body = self.store.get(key, None).await?.ok_or_else(missing)?;
-            // Small objects (most of them) fit in one chunk.
-            let chunk = (f.size + 1).clamp(64 * 1024, 4 * WRITE_SLICE as u64);
-            loop {
-                let mut buf = Vec::with_capacity(chunk as usize);
-                (&mut body)
-                    .take(chunk)
-                    .read_to_end(&mut buf)
-                    .await
-                    .map_err(failed)?;
-                if (buf.len() as u64) < chunk {
-                    break buf;
-                }
-                sink = sink.write(buf).await?;
-            }
-        };
         let expected = f.sha256.clone();
         let want_size = f.size;
-        let key = key.to_string();
-        sink.finish(last, target, f.size, f.sha256.clone(), move |size, got| {
+        let key_owned = key.to_string();
+        let mismatch = move |size, got: &str| {
             Error::Verify(format!(
-                "{key} does not match its manifest (got {size} bytes, SHA-256 {got}; expected {want_size} bytes, {expected}): the object was changed after publishing; refusing it"
+                "{key_owned} does not match its manifest (got {size} bytes, SHA-256 {got}; expected {want_size} bytes, {expected}): the object was changed after publishing; refusing it"
             ))
-        })
-        .await
+        };
+        if f.size >= self.tuning.multipart_threshold {
+            // A large object comes in ranges, several at once, each written where it belongs
+            // as its bytes arrive; the file is hashed in order behind them.
+            let part = self.tuning.part_size.max(1);
+            let ranges: Vec<(u64, u64)> = (0..f.size.div_ceil(part))
+                .map(|i| (i * part, ((i + 1) * part).min(f.size)))
+                .collect();
+            let ranged = Ranged::create(tmp)?;
+            let file = &ranged;
+            let mut written = futures::stream::iter(ranges)
+                .map(|(start, end)| async move {
+                    let mut body = self
+                        .store
+                        .get(key, Some((start, end - 1)))
+                        .await?
+                        .ok_or_else(missing)?;
+                    let mut buf = vec![0u8; WRITE_SLICE];
+                    let mut at = start;
+                    loop {
+                        let n = body.read(&mut buf).await.map_err(failed)?;
+                        if n == 0 {
+                            break;
+                        }
+                        if at + n as u64 > end {
+                            return Err(Error::Verify(format!(
+                                "{key} sent more than the {} bytes asked of it: the object was changed after publishing; refusing it",
+                                end - start
+                            )));
+                        }
+                        file.write_at(&buf[..n], at)?;
+                        at += n as u64;
+                    }
+                    if at != end {
+                        return Err(failed(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!("a range ended after {} of {} bytes", at - start, end - start),
+                        )));
+                    }
+                    Ok::<_, Error>(end)
+                })
+                .buffered(RANGES_IN_FLIGHT);
+            // `buffered` yields the ranges in order, so each one completes the file up to its end.
+            while let Some(end) = written.next().await {
+                file.complete_to(end?);
+            }
+            drop(written);
+            return ranged
+                .finish(target, f.size, f.sha256.clone(), mismatch)
+                .await;
+        }
+        let mut sink = Sink::new(tmp);
+        let mut body = self.store.get(key, None).await?.ok_or_else(missing)?;
+        // Small objects (most of them) fit in one chunk, which goes to the sink with `finish`:
+        // one trip to the blocking pool creates, writes, checks and renames the file.
+        let chunk = (f.size + 1).clamp(64 * 1024, 4 * WRITE_SLICE as u64);
+        let last = loop {
+            let mut buf = Vec::with_capacity(chunk as usize);
+            (&mut body)
+                .take(chunk)
+                .read_to_end(&mut buf)
+                .await
+                .map_err(failed)?;
+            if (buf.len() as u64) < chunk {
+                break buf;
+            }
+            sink = sink.write(buf).await?;
+        };
+        sink.finish(last, target, f.size, f.sha256.clone(), mismatch)
+            .await
     }
 }
 

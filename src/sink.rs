@@ -1,10 +1,13 @@
-//! Where a download lands: a temporary file beside its target, written and hashed on the
-//! blocking pool so the async threads keep the transfers moving, and renamed into place only
-//! when its size and SHA-256 match the manifest.
+//! Where a download lands: a temporary file beside its target, renamed into place only when
+//! its size and SHA-256 match the manifest. A [`Sink`] takes an object's bytes in order and
+//! writes and hashes them on the blocking pool; a [`Ranged`] file takes a large object's
+//! ranges as they arrive, out of order, and hashes the file in order behind them.
 
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -49,7 +52,7 @@ impl Sink {
     fn write_now(&mut self, chunk: &[u8]) -> Result<()> {
         let file = match &mut self.file {
             Some(f) => f,
-            None => self.file.insert(create(&self.tmp)?),
+            None => self.file.insert(create(&self.tmp, false)?),
         };
         for piece in chunk.chunks(WRITE_SLICE) {
             self.hasher.update(piece);
@@ -99,10 +102,114 @@ impl Drop for Sink {
     }
 }
 
+/// A large download whose ranges arrive at once and out of order: each range is written at
+/// its offset as its bytes arrive, while they are still in the cache, the way `s5cmd` writes.
+/// A thread on the blocking pool follows behind and hashes the file in order, reading back
+/// what the page cache already holds, as far as the ranges are complete. No range is held in
+/// memory, and the file is renamed into place only when its size and SHA-256 match.
+pub struct Ranged {
+    tmp: PathBuf,
+    file: Arc<File>,
+    complete: Option<std::sync::mpsc::Sender<u64>>,
+    hasher: Option<tokio::task::JoinHandle<Result<(u64, String)>>>,
+    kept: bool,
+}
+
+impl Ranged {
+    /// Creates the temporary file and starts the hasher.
+    pub fn create(tmp: PathBuf) -> Result<Self> {
+        let file = Arc::new(create(&tmp, true)?);
+        let (complete, upto) = std::sync::mpsc::channel::<u64>();
+        let reader = file.clone();
+        let path = tmp.clone();
+        let hasher = tokio::task::spawn_blocking(move || {
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; WRITE_SLICE];
+            let mut done = 0u64;
+            // Ends when the sender is dropped: after the last range, or on a failure.
+            for end in upto {
+                while done < end {
+                    let n = (end - done).min(WRITE_SLICE as u64) as usize;
+                    reader
+                        .read_exact_at(&mut buf[..n], done)
+                        .map_err(|e| Error::io("cannot read back", &path, e))?;
+                    hasher.update(&buf[..n]);
+                    done += n as u64;
+                }
+            }
+            Ok((done, hex::encode(hasher.finalize())))
+        });
+        Ok(Ranged {
+            tmp,
+            file,
+            complete: Some(complete),
+            hasher: Some(hasher),
+            kept: false,
+        })
+    }
+
+    /// Writes bytes at `offset`. A page-cache write of one slice is short enough to make on
+    /// the async thread that received them.
+    pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        self.file
+            .write_all_at(buf, offset)
+            .map_err(|e| Error::io("cannot write", &self.tmp, e))
+    }
+
+    /// Every byte before `end` has been written: the hasher may read up to there.
+    pub fn complete_to(&self, end: u64) {
+        if let Some(tx) = &self.complete {
+            let _ = tx.send(end);
+        }
+    }
+
+    /// Waits for the hasher, checks the size and (unless `sha256` is empty) the SHA-256, then
+    /// renames the file to `target`; see [`Sink::finish`].
+    pub async fn finish(
+        mut self,
+        target: PathBuf,
+        size: u64,
+        sha256: String,
+        mismatch: impl FnOnce(u64, &str) -> Error + Send + 'static,
+    ) -> Result<()> {
+        drop(self.complete.take());
+        let Some(hasher) = self.hasher.take() else {
+            return Err(Error::Store("a download was finished twice".into()));
+        };
+        let (got_size, got) = hasher
+            .await
+            .map_err(|e| Error::Store(format!("a download's hash task failed: {e}")))??;
+        if got_size != size || (!sha256.is_empty() && got != sha256) {
+            return Err(mismatch(got_size, &got));
+        }
+        let (tmp, file) = (self.tmp.clone(), self.file.clone());
+        self.kept = true;
+        blocking(move || {
+            drop(file);
+            std::fs::rename(&tmp, &target).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                Error::io("cannot write", &target, e)
+            })
+        })
+        .await
+    }
+}
+
+impl Drop for Ranged {
+    /// A download that failed or was cancelled removes its file; its hasher stops at the
+    /// dropped sender.
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 /// Creates the temporary file, never following a leftover (or planted) one of the same name.
-fn create(tmp: &Path) -> Result<File> {
+fn create(tmp: &Path, read: bool) -> Result<File> {
     let open = || {
         std::fs::OpenOptions::new()
+            .read(read)
             .write(true)
             .create_new(true)
             .open(tmp)
@@ -121,4 +228,85 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Store(format!("a download's write task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha(data: &[u8]) -> String {
+        hex::encode(Sha256::digest(data))
+    }
+
+    fn data() -> Vec<u8> {
+        (0..3 * WRITE_SLICE + 12_345)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect()
+    }
+
+    fn mismatch(size: u64, got: &str) -> Error {
+        Error::Verify(format!("mismatch: {size} {got}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ranges_written_out_of_order_land_whole_and_are_hashed_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tmp, target) = (dir.path().join(".f.partial"), dir.path().join("f"));
+        let body = data();
+        let cut = [0, 100_000, WRITE_SLICE + 7, body.len()];
+        let file = Ranged::create(tmp.clone()).unwrap();
+        // The last range arrives first, then the others; completion is reported in order.
+        for i in [2, 0, 1] {
+            let (a, b) = (cut[i], cut[i + 1]);
+            file.write_at(&body[a..b], a as u64).unwrap();
+        }
+        for end in &cut[1..] {
+            file.complete_to(*end as u64);
+        }
+        file.finish(target.clone(), body.len() as u64, sha(&body), mismatch)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), body);
+        assert!(!tmp.exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_ranged_file_that_does_not_match_is_removed_and_never_renamed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tmp, target) = (dir.path().join(".f.partial"), dir.path().join("f"));
+        let body = data();
+        let file = Ranged::create(tmp.clone()).unwrap();
+        file.write_at(&body, 0).unwrap();
+        file.complete_to(body.len() as u64);
+        let mut wrong = body.clone();
+        wrong[5] ^= 1;
+        let err = file
+            .finish(target.clone(), body.len() as u64, sha(&wrong), mismatch)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(&sha(&body)), "{err}");
+        assert!(!tmp.exists() && !target.exists());
+
+        // Dropped before `finish` (a failed range): the file goes too.
+        let file = Ranged::create(tmp.clone()).unwrap();
+        file.write_at(&body[..10], 0).unwrap();
+        drop(file);
+        assert!(!tmp.exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_short_ranged_file_fails_on_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tmp, target) = (dir.path().join(".f.partial"), dir.path().join("f"));
+        let body = data();
+        let file = Ranged::create(tmp.clone()).unwrap();
+        file.write_at(&body[..1000], 0).unwrap();
+        file.complete_to(1000);
+        let err = file
+            .finish(target.clone(), body.len() as u64, String::new(), mismatch)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().starts_with("mismatch: 1000 "), "{err}");
+        assert!(!tmp.exists() && !target.exists());
+    }
 }
