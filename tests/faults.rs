@@ -29,14 +29,10 @@ fn upstream(g: &Garage) -> SocketAddr {
 fn task(g: &Garage, bucket: &str, endpoint: &str) -> Task {
     let mut env = g.env(bucket);
     env.insert("AWS_ENDPOINT_URL".into(), endpoint.into());
-    for (k, v) in [
-        ("CODE_HASH_FIND_FILTER", "src"),
-        ("S3AM_MULTIPART_THRESHOLD", "6M"),
-        ("S3AM_PART_SIZE", "5M"),
-        ("S3AM_COPY_MULTIPART_THRESHOLD", "6M"),
-        ("S3AM_COPY_PART_SIZE", "5M"),
-        ("S3AM_TIMEOUT", "60"),
-    ] {
+    for (k, v) in common::SMALL_PARTS
+        .into_iter()
+        .chain([("CODE_HASH_FIND_FILTER", "src"), ("S3AM_TIMEOUT", "60")])
+    {
         env.insert(k.into(), v.into());
     }
     Task::new(env, &[("src/main.py", "print(1)\n")])

@@ -169,13 +169,10 @@ fn full_flow_on_the_file_store() {
 fn nested_hidden_many_and_large_assets_with_multipart_paths() {
     let Some(g) = Garage::get() else { return };
     let (mut env, bucket) = garage_env(&g, "big");
-    for (k, v) in [
-        ("CODE_HASH_FIND_FILTER", "src"),
-        ("S3AM_MULTIPART_THRESHOLD", "6M"),
-        ("S3AM_PART_SIZE", "5M"),
-        ("S3AM_COPY_MULTIPART_THRESHOLD", "6M"),
-        ("S3AM_COPY_PART_SIZE", "5M"),
-    ] {
+    for (k, v) in common::SMALL_PARTS
+        .into_iter()
+        .chain([("CODE_HASH_FIND_FILTER", "src")])
+    {
         env.insert(k.into(), v.into());
     }
     let t = task(env);

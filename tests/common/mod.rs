@@ -218,6 +218,15 @@ impl Repo {
     }
 }
 
+/// Multipart settings small enough that assets of a few MiB take the multipart upload, ranged
+/// download and multipart copy paths.
+pub const SMALL_PARTS: [(&str, &str); 4] = [
+    ("S3AM_MULTIPART_THRESHOLD", "6M"),
+    ("S3AM_PART_SIZE", "5M"),
+    ("S3AM_COPY_MULTIPART_THRESHOLD", "6M"),
+    ("S3AM_COPY_PART_SIZE", "5M"),
+];
+
 /// A work directory laid out like a Concourse task: ./repo, one commit of `files`, and
 /// ./packages, with the environment the task runs in.
 pub struct Task {
