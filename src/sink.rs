@@ -21,6 +21,11 @@ use crate::error::{Error, Result};
 /// 0.7-1.0 s at 2 MiB.
 pub const WRITE_SLICE: usize = 256 * 1024;
 
+/// A small file that arrived whole is written on the async thread itself: creating, writing,
+/// hashing and renaming 128 KiB takes about as long as the two thread switches of a trip to
+/// the blocking pool cost.
+const INLINE_WRITE: usize = 128 * 1024;
+
 /// A download in progress. The file is created at the first chunk, so a download that fails
 /// before any byte arrives leaves nothing behind.
 pub struct Sink {
@@ -75,7 +80,8 @@ impl Sink {
         sha256: String,
         mismatch: impl FnOnce(u64, &str) -> Error + Send + 'static,
     ) -> Result<()> {
-        blocking(move || {
+        let whole_and_small = self.file.is_none() && last.len() <= INLINE_WRITE;
+        let finish = move || {
             if !last.is_empty() || self.file.is_none() {
                 self.write_now(&last)?; // creates the file, even an empty one
             }
@@ -88,8 +94,11 @@ impl Sink {
                 let _ = std::fs::remove_file(&self.tmp);
                 Error::io("cannot write", &target, e)
             })
-        })
-        .await
+        };
+        if whole_and_small {
+            return finish();
+        }
+        blocking(finish).await
     }
 }
 
