@@ -175,7 +175,7 @@ def bench_uploads(env, res, reps, files_big, dir_small):
     for name, src in [("upload one 1 GiB file", files_big), ("upload 2,000 files of 64 KiB", dir_small)]:
         # One untimed upload first: Garage stores blocks by content, so the first copy of
         # these bytes costs it more disk work than any later one (10.2 s of its CPU against
-        # about 6.1 s for the 1 GiB file), and that cost would fall on whichever tool drew rep 0.
+        # about 6 s for the 1 GiB file), and that cost would fall on whichever tool drew rep 0.
         env.s5(["cp", f"{src}/*", f"s3://{b}/warm-up/"])
         for rep in range(reps):
             tools = ["s3-asset-manager", "s5cmd", "aws"]
