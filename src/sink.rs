@@ -13,12 +13,12 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
-/// The sink hashes and writes a chunk this much at a time, so that each slice is still in the
+/// Downloads read, hash and write this much at a time, so that each slice is still in the
 /// core's cache (512 KiB of L2 on the benchmark machine) when the kernel copies it into the
-/// page cache. Measured on 1 GiB fetched in 8 MiB ranges: 0.81-0.87 s of system time, against
-/// 1.8-2.5 s when a whole range was hashed first and then written in 512 KiB slices. Large
-/// writes cost more in any case: `dd` wrote 1 GiB in 0.3 s of system time at 512 KiB and
-/// 0.7-1.0 s at 2 MiB.
+/// page cache. Measured when 1 GiB still went through the in-order sink in 8 MiB ranges:
+/// 0.81-0.87 s of system time, against 1.8-2.5 s when a whole range was hashed first and then
+/// written in 512 KiB slices. Large writes cost more in any case: `dd` wrote 1 GiB in 0.3 s
+/// of system time at 512 KiB and 0.7-1.0 s at 2 MiB.
 pub const WRITE_SLICE: usize = 256 * 1024;
 
 /// A small file that arrived whole is written on the async thread itself: creating, writing,
@@ -69,9 +69,9 @@ impl Sink {
     }
 
     /// Writes the `last` chunk (which may be empty), checks the size and (unless `sha256` is
-    /// empty) the SHA-256, then renames the file to `target`, all in one trip to the blocking
-    /// pool. On a mismatch the temporary file is removed and `mismatch(size, sha256)` is the
-    /// error.
+    /// empty) the SHA-256, then renames the file to `target`: in one trip to the blocking pool,
+    /// or on this thread for a small file that arrived whole ([`INLINE_WRITE`]). On a mismatch
+    /// the temporary file is removed and `mismatch(size, sha256)` is the error.
     pub async fn finish(
         mut self,
         last: Vec<u8>,
