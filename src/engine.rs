@@ -17,7 +17,7 @@ use crate::error::{clip, Error, Result};
 use crate::layout::{Layout, SetLocation};
 use crate::log::{self, Progress};
 use crate::manifest::{FileEntry, Manifest};
-use crate::sink::{Ranged, Sink, WRITE_SLICE};
+use crate::sink::{Ranged, Sink, INLINE_IO, WRITE_SLICE};
 use crate::store::{PutOptions, Store, Tuning};
 
 /// How the cache may be used.
@@ -1321,17 +1321,13 @@ async fn read_small(path: &Path, size: u64) -> Result<(Vec<u8>, [u8; 32])> {
         let sha = Sha256::digest(&body).into();
         Ok((body, sha))
     };
-    if size <= INLINE_READ {
+    if size <= INLINE_IO as u64 {
         return read();
     }
     tokio::task::spawn_blocking(read)
         .await
         .map_err(|e| Error::Store(format!("reading task failed: {e}")))?
 }
-
-/// Files up to this size are read and hashed on the async thread itself, in about 50 us
-/// from the page cache: cheaper than the two thread switches of a trip to the blocking pool.
-const INLINE_READ: u64 = 128 * 1024;
 
 /// One asset's size and SHA-256 (none for a small file, hashed as it uploads), and the
 /// SHA-256 of each of its parts when it was hashed in parts.

@@ -21,10 +21,11 @@ use crate::error::{Error, Result};
 /// of system time at 512 KiB and 0.7-1.0 s at 2 MiB.
 pub const WRITE_SLICE: usize = 256 * 1024;
 
-/// A small file that arrived whole is written on the async thread itself: creating, writing,
-/// hashing and renaming 128 KiB takes about as long as the two thread switches of a trip to
-/// the blocking pool cost.
-const INLINE_WRITE: usize = 128 * 1024;
+/// Files up to this size are handled on the async thread itself, with no trip to the blocking
+/// pool: an upload reads and hashes them there, and a download that arrived whole writes,
+/// checks and renames them there. That work takes about as long as the two thread switches of
+/// a trip cost.
+pub const INLINE_IO: usize = 128 * 1024;
 
 /// A download in progress. The file is created at the first chunk, so a download that fails
 /// before any byte arrives leaves nothing behind.
@@ -70,7 +71,7 @@ impl Sink {
 
     /// Writes the `last` chunk (which may be empty), checks the size and (unless `sha256` is
     /// empty) the SHA-256, then renames the file to `target`: in one trip to the blocking pool,
-    /// or on this thread for a small file that arrived whole ([`INLINE_WRITE`]). On a mismatch
+    /// or on this thread for a small file that arrived whole ([`INLINE_IO`]). On a mismatch
     /// the temporary file is removed and `mismatch(size, sha256)` is the error.
     pub async fn finish(
         mut self,
@@ -80,7 +81,7 @@ impl Sink {
         sha256: String,
         mismatch: impl FnOnce(u64, &str) -> Error + Send + 'static,
     ) -> Result<()> {
-        let whole_and_small = self.file.is_none() && last.len() <= INLINE_WRITE;
+        let whole_and_small = self.file.is_none() && last.len() <= INLINE_IO;
         let finish = move || {
             if !last.is_empty() || self.file.is_none() {
                 self.write_now(&last)?; // creates the file, even an empty one
