@@ -1,5 +1,9 @@
 //! S3 and S3-compatible stores through the AWS SDK: its credential chain, retries and
-//! timeouts, plus streaming multipart upload and multipart server-side copy.
+//! timeouts. Uploads (single and multipart) and server-side copies are in `upload`, and how
+//! an SDK failure becomes a one-line error is in `errors`.
+
+mod errors;
+mod upload;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,29 +15,24 @@ use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
-use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_s3::config::retry::{RetryPartition, TokenBucket};
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::{ByteStream, Length};
-use aws_sdk_s3::types::{
-    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, MetadataDirective,
-    ServerSideEncryption,
-};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{MetadataDirective, ServerSideEncryption};
 use aws_sdk_s3::Client;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
 use aws_smithy_runtime_api::box_error::BoxError;
 use base64::Engine as _;
-use futures::{StreamExt, TryStreamExt};
 
 use super::{
     bare_etag, part_size_for, ObjectHead, ObjectInfo, PutOptions, Reader, Store, StoreConfig,
     Tuning,
 };
 use crate::error::{Error, Result};
+use errors::check_endpoint;
 
 /// Attempts per request (the first try and its retries) on throttling, 5xx, resets and
 /// timeouts, with exponential backoff and jitter.
@@ -219,87 +218,6 @@ impl S3Store {
         })
     }
 
-    /// Turns an SDK error into one actionable line, never including credentials.
-    fn fail<E>(&self, what: &str, err: SdkError<E, HttpResponse>) -> Error
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    {
-        let bucket = &self.bucket;
-        let endpoint = &self.endpoint;
-        match &err {
-            SdkError::ServiceError(se) => {
-                let status = se.raw().status().as_u16();
-                let code = se.err().code().unwrap_or("");
-                let msg = one_line(se.err().message().unwrap_or(""));
-                match code {
-                    "NoSuchBucket" => Error::StoreRefused(format!(
-                        "bucket {bucket:?} does not exist at {endpoint}: create it, or fix PACKAGE_ASSETS_BUCKET / the endpoint"
-                    )),
-                    "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken"
-                    | "InvalidToken" | "InvalidClientTokenId" => Error::StoreRefused(format!(
-                        "{endpoint} rejected the credentials while {what} ({code}): check AWS_ACCESS_KEY_ID / the secret key / the session token or profile"
-                    )),
-                    // Some stores (Garage) answer a bad key or signature with a plain AccessDenied.
-                    _ if status == 403 && is_credential_message(&msg) => Error::StoreRefused(format!(
-                        "{endpoint} rejected the credentials while {what} ({code}): check AWS_ACCESS_KEY_ID / the secret key / the session token or profile"
-                    )),
-                    _ if code == "AccessDenied" || status == 403 => Error::StoreRefused(format!(
-                        "access denied to bucket {bucket:?} at {endpoint} while {what} ({code} {msg}): grant the credentials s3:ListBucket, s3:GetObject and s3:PutObject on it"
-                    )),
-                    _ if (200..300).contains(&status) => Error::Store(format!(
-                        "{what} failed at {endpoint}: its answer (HTTP {status}) could not be read ({})",
-                        root_cause(&err)
-                    )),
-                    _ => Error::Store(format!(
-                        "{what} failed at {endpoint}: HTTP {status} {code} {msg}"
-                    )),
-                }
-            }
-            SdkError::TimeoutError(_) => Error::Timeout(format!(
-                "{what} timed out after {} s at {endpoint}: the store does not answer; check the endpoint, the network and HTTPS_PROXY, or raise S3AM_TIMEOUT",
-                self.tuning.timeout.as_secs()
-            )),
-            SdkError::DispatchFailure(_) if root_cause(&err).contains("no credentials") => {
-                Error::Config(format!(
-                    "no AWS credentials found while {what}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or AWS_WEB_IDENTITY_TOKEN_FILE, or run where an instance or task role is available"
-                ))
-            }
-            SdkError::DispatchFailure(_) => Error::Store(format!(
-                "cannot reach {endpoint} while {what} ({}): check the endpoint (AWS_ENDPOINT_URL / --endpoint), the network and HTTPS_PROXY/NO_PROXY",
-                root_cause(&err)
-            )),
-            SdkError::ConstructionFailure(_) => {
-                let text = one_line(&DisplayErrorContext(&err).to_string());
-                if text.to_ascii_lowercase().contains("credential") {
-                    Error::Config(format!(
-                        "no usable AWS credentials while {what} ({text}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where a role is available"
-                    ))
-                } else {
-                    Error::Store(format!("{what} could not be sent: {text}"))
-                }
-            }
-            _ => Error::Store(format!(
-                "{what} failed at {endpoint}: {}",
-                one_line(&DisplayErrorContext(&err).to_string())
-            )),
-        }
-    }
-
-    /// A failed copy; a failed `x-amz-copy-source-if-match` means the source was rewritten.
-    fn fail_copy<E>(&self, src: &str, dst: &str, err: SdkError<E, HttpResponse>) -> Error
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    {
-        if let SdkError::ServiceError(se) = &err {
-            if se.raw().status().as_u16() == 412 {
-                return Error::Verify(format!(
-                    "{src} changed after its manifest was written (entity tag differs): not copying it"
-                ));
-            }
-        }
-        self.fail(&format!("copying {src} to {dst}"), err)
-    }
-
     fn checksum(&self, sha256: Option<[u8; 32]>) -> Option<String> {
         sha256
             .filter(|_| self.checksums)
@@ -316,262 +234,6 @@ impl S3Store {
     fn copy_source(&self, key: &str) -> String {
         format!("{}/{}", self.bucket, percent_encode(key))
     }
-
-    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String> {
-        let resp = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .set_metadata(Some(Self::metadata(opts)))
-            .set_checksum_algorithm(self.checksums.then_some(ChecksumAlgorithm::Sha256))
-            .set_server_side_encryption(self.sse.clone())
-            .set_ssekms_key_id(self.sse_kms_key_id.clone())
-            .send()
-            .await
-            .map_err(|e| self.fail(&format!("starting the multipart upload of {key}"), e))?;
-        resp.upload_id().map(str::to_string).ok_or_else(|| {
-            Error::Store(format!("{} returned no upload id for {key}", self.endpoint))
-        })
-    }
-
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        upload_id: &str,
-        mut parts: Vec<CompletedPart>,
-    ) -> Result<String> {
-        parts.sort_by_key(|p| p.part_number());
-        let out = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| self.fail(&format!("completing the multipart upload of {key}"), e))?;
-        Ok(out.e_tag().map(bare_etag).unwrap_or_default())
-    }
-
-    /// Completes a multipart upload from its parts, or aborts it when the parts failed or
-    /// completion fails, so no half-written object ever appears.
-    async fn finish_multipart(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: Result<Vec<CompletedPart>>,
-    ) -> Result<String> {
-        let done = match parts {
-            Ok(parts) => self.complete_multipart(key, upload_id, parts).await,
-            Err(e) => Err(e),
-        };
-        if done.is_err() {
-            self.abort_multipart(key, upload_id).await;
-        }
-        done
-    }
-
-    async fn put_object(&self, key: &str, body: ByteStream, opts: &PutOptions) -> Result<String> {
-        let out = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .set_metadata(Some(Self::metadata(opts)))
-            .set_checksum_sha256(self.checksum(opts.sha256))
-            .set_server_side_encryption(self.sse.clone())
-            .set_ssekms_key_id(self.sse_kms_key_id.clone())
-            .body(body)
-            .customize()
-            // An in-memory body would otherwise be hashed once more to sign it; the S3
-            // checksum (when on) already covers its content.
-            .disable_payload_signing()
-            .send()
-            .await
-            .map_err(|e| self.fail(&format!("uploading {key}"), e))?;
-        Ok(out.e_tag().map(bare_etag).unwrap_or_default())
-    }
-
-    async fn abort_multipart(&self, key: &str, upload_id: &str) {
-        // Best effort: an unfinished multipart upload is invisible to readers either way.
-        let _ = self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .send()
-            .await;
-    }
-
-    async fn upload_parts(
-        &self,
-        key: &str,
-        path: &Path,
-        size: u64,
-        opts: &PutOptions,
-        upload_id: &str,
-    ) -> Result<Vec<CompletedPart>> {
-        let part_size = part_size_for(size, self.tuning.part_size);
-        let count = size.div_ceil(part_size).max(1);
-        // Parts the caller hashed already (with the whole file, on other cores) are sent
-        // without another pass over them.
-        let known = (opts.part_sha256.len() as u64 == count).then_some(&opts.part_sha256);
-        let parallel = self.tuning.concurrency.clamp(1, 4);
-        futures::stream::iter(0..count)
-            .map(|i| {
-                async move {
-                    let offset = i * part_size;
-                    let len = part_size.min(size - offset) as usize;
-                    let p = path.to_path_buf();
-                    // Hash the part through a small buffer, then stream it from the file: memory
-                    // stays a few MiB whatever the part size and the parts in flight.
-                    let checksums = self.checksums;
-                    let known = known.map(|k| k[i as usize]);
-                    let digest = tokio::task::spawn_blocking(move || {
-                        if !checksums {
-                            return Ok::<_, Error>([0u8; 32]);
-                        }
-                        if let Some(d) = known {
-                            return Ok(d);
-                        }
-                        crate::codehash::sha256_range(&p, offset, len as u64)
-                    })
-                    .await
-                    .map_err(|e| Error::Store(format!("reading part of {key}: {e}")))??;
-                    let body = ByteStream::read_from()
-                        .path(path)
-                        .offset(offset)
-                        .length(Length::Exact(len as u64))
-                        .buffer_size(256 * 1024)
-                        .build()
-                        .await
-                        .map_err(|e| {
-                            Error::Input(format!("cannot read {}: {e}", path.display()))
-                        })?;
-                    let number = (i + 1) as i32;
-                    let checksum = self.checksum(Some(digest));
-                    let resp = self
-                        .client
-                        .upload_part()
-                        .bucket(&self.bucket)
-                        .key(key)
-                        .upload_id(upload_id)
-                        .part_number(number)
-                        .set_checksum_sha256(checksum.clone())
-                        .body(body)
-                        .send()
-                        .await
-                        .map_err(|e| self.fail(&format!("uploading part {number} of {key}"), e))?;
-                    Ok::<_, Error>(
-                        CompletedPart::builder()
-                            .part_number(number)
-                            .set_e_tag(resp.e_tag().map(str::to_string))
-                            .set_checksum_sha256(checksum)
-                            .build(),
-                    )
-                }
-            })
-            .buffer_unordered(parallel)
-            .try_collect()
-            .await
-    }
-
-    async fn copy_parts(
-        &self,
-        src: &str,
-        dst: &str,
-        size: u64,
-        upload_id: &str,
-        if_match: Option<&str>,
-    ) -> Result<Vec<CompletedPart>> {
-        let part_size = part_size_for(size, self.tuning.copy_part_size);
-        let count = size.div_ceil(part_size).max(1);
-        let source = self.copy_source(src);
-        futures::stream::iter(0..count)
-            .map(|i| {
-                let source = source.clone();
-                async move {
-                    let first = i * part_size;
-                    let last = (first + part_size).min(size) - 1;
-                    let number = (i + 1) as i32;
-                    let resp = self
-                        .client
-                        .upload_part_copy()
-                        .bucket(&self.bucket)
-                        .key(dst)
-                        .upload_id(upload_id)
-                        .part_number(number)
-                        .copy_source(source)
-                        .copy_source_range(format!("bytes={first}-{last}"))
-                        .set_copy_source_if_match(if_match.map(str::to_string))
-                        .send()
-                        .await
-                        .map_err(|e| self.fail_copy(src, dst, e))?;
-                    let result = resp.copy_part_result();
-                    Ok::<_, Error>(
-                        CompletedPart::builder()
-                            .part_number(number)
-                            .set_e_tag(result.and_then(|r| r.e_tag()).map(str::to_string))
-                            .set_checksum_sha256(
-                                result.and_then(|r| r.checksum_sha256()).map(str::to_string),
-                            )
-                            .build(),
-                    )
-                }
-            })
-            .buffer_unordered(self.tuning.concurrency.clamp(1, 8))
-            .try_collect()
-            .await
-    }
-}
-
-/// An endpoint must be an http(s) URL with a host, or the SDK fails later with a vaguer
-/// "dispatch failure".
-fn check_endpoint(ep: &str) -> Result<()> {
-    let rest = ep
-        .strip_prefix("https://")
-        .or_else(|| ep.strip_prefix("http://"));
-    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
-    match host {
-        Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) => Ok(()),
-        _ => Err(Error::Config(format!(
-            "invalid endpoint {}: use an http:// or https:// URL such as https://s3.example.com:9000",
-            crate::error::clip(ep)
-        ))),
-    }
-}
-
-/// The innermost error's message, e.g. "Connection refused (os error 111)".
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = err;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    one_line(&cur.to_string())
-}
-
-fn is_credential_message(msg: &str) -> bool {
-    let m = msg.to_ascii_lowercase();
-    [
-        "signature",
-        "access key",
-        "no such key id",
-        "credential",
-        "token",
-    ]
-    .iter()
-    .any(|w| m.contains(w))
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Percent-encodes a key for `x-amz-copy-source`, keeping `/`.

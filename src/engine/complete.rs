@@ -1,0 +1,203 @@
+//! Completion: a set's manifest is written last, and publishers racing on one set converge
+//! on one consistent set (the smallest publisher id wins; the others wait for it).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use super::transfer::{jitter, Origin};
+use super::{Engine, SetState};
+use crate::error::{Error, Result};
+use crate::layout::SetLocation;
+use crate::log;
+use crate::manifest::{FileEntry, Manifest};
+use crate::store::PutOptions;
+
+/// How many times a set is rewritten while concurrent publishers overwrite it.
+const CONFLICT_ROUNDS: u32 = 8;
+
+/// The object metadata key naming the publisher that wrote it.
+pub(super) const PUBLISHER_KEY: &str = "publisher-id";
+
+fn conflict(loc: &SetLocation) -> Error {
+    Error::Verify(format!(
+        "conflict: concurrent publishers kept replacing each other's objects under {loc}, so no consistent set could be written; downloads verify against the manifest and will refuse a mixed set: run the publish again"
+    ))
+}
+
+impl Engine {
+    /// The files whose object in `loc` is missing or no longer carries the entity tag we
+    /// wrote: a concurrent writer replaced them.
+    async fn overwritten(&self, loc: &SetLocation, files: &[FileEntry]) -> Result<Vec<FileEntry>> {
+        let now: HashMap<String, Option<String>> = self
+            .store
+            .list(loc.root())
+            .await?
+            .into_iter()
+            .map(|o| (o.key, o.etag))
+            .collect();
+        Ok(files
+            .iter()
+            .filter(|f| match now.get(&loc.key(&f.path)) {
+                None => true,
+                Some(etag) => etag.is_some() && f.etag.is_some() && *etag != f.etag,
+            })
+            .cloned()
+            .collect())
+    }
+
+    /// Makes `loc` hold exactly our files. When a concurrent publisher has replaced some, the
+    /// one with the smallest publisher id wins: a loser waits for the winner to complete the
+    /// set (ours is then superseded: `None`), and takes over only if it never does.
+    pub(super) async fn converge(
+        &self,
+        loc: &SetLocation,
+        origin: &Origin,
+        mut files: Vec<FileEntry>,
+        commit: &str,
+        code_hash: Option<&str>,
+    ) -> Result<Option<Vec<FileEntry>>> {
+        for round in 1..=CONFLICT_ROUNDS {
+            let bad = self.overwritten(loc, &files).await?;
+            if bad.is_empty() {
+                return Ok(Some(files));
+            }
+            if self.yield_to_winner(loc, &bad).await? {
+                return Ok(None);
+            }
+            log::warn(format!(
+                "{} objects of {loc} were replaced by a concurrent publisher; writing ours again (round {round} of {CONFLICT_ROUNDS})",
+                bad.len()
+            ));
+            tokio::time::sleep(jitter(round)).await;
+            let redone = self
+                .write_files(loc, origin, &bad, commit, code_hash, "rewrote")
+                .await?;
+            for r in redone {
+                if let Some(f) = files.iter_mut().find(|f| f.path == r.path) {
+                    *f = r;
+                }
+            }
+        }
+        Err(conflict(loc))
+    }
+
+    /// If a publisher with a smaller id wrote some of `bad`, waits for it to complete `loc`
+    /// with a set that verifies; true when it did. False when we are the winner, or it gave
+    /// no sign of finishing within the timeout (we then take over).
+    async fn yield_to_winner(&self, loc: &SetLocation, bad: &[FileEntry]) -> Result<bool> {
+        let mut winner: Option<String> = None;
+        for f in bad.iter().take(3) {
+            if let Some(h) = self.store.head(&loc.key(&f.path)).await? {
+                if let Some(id) = h.metadata.get(PUBLISHER_KEY) {
+                    if *id < self.publisher && winner.as_ref().is_none_or(|w| id < w) {
+                        winner = Some(id.clone());
+                    }
+                }
+            }
+        }
+        let Some(winner) = winner else {
+            return Ok(false);
+        };
+        log::phase(format!(
+            "publisher {winner} is writing {loc} at the same time; waiting for it to complete the set (we are {})",
+            self.publisher
+        ));
+        let deadline = Instant::now() + self.tuning.timeout;
+        while Instant::now() < deadline {
+            if let SetState::Complete(m) = self.set_state(loc, false).await? {
+                if self.damage(loc, &m).await?.is_none() {
+                    log::phase(format!(
+                        "publisher {winner} completed {loc}: keeping its set, which verifies"
+                    ));
+                    return Ok(true);
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        log::warn(format!(
+            "publisher {winner} did not complete {loc} within {} s: taking over",
+            self.tuning.timeout.as_secs()
+        ));
+        Ok(false)
+    }
+
+    /// Writes a set's manifest last, then checks that no concurrent writer replaced an object
+    /// meanwhile (repairing if so); an artifacts set is then indexed for the resource's check.
+    pub(super) async fn complete_set(
+        &self,
+        loc: &SetLocation,
+        mut m: Manifest,
+        origin: &Origin,
+        artifacts: bool,
+    ) -> Result<()> {
+        let code_hash = m.code_hash.clone();
+        for round in 1..=CONFLICT_ROUNDS {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            if artifacts {
+                m.completed_ms = Some(now_ms);
+            }
+            let body = self.write_manifest(loc, &m).await?;
+            let bad = self.overwritten(loc, &m.files).await?;
+            if bad.is_empty() {
+                if artifacts {
+                    self.write_index_entry(&m.commit, now_ms).await?;
+                }
+                return Ok(());
+            }
+            let current = self.store.get_bytes(&loc.manifest_key()).await?;
+            if current.as_deref() != Some(body.as_slice()) {
+                // A later publisher wrote its own manifest; it checks its own objects.
+                log::phase(format!(
+                    "a concurrent publisher completed {loc} after us; it verifies its own set"
+                ));
+                return Ok(());
+            }
+            if self.yield_to_winner(loc, &bad).await? {
+                return Ok(());
+            }
+            log::warn(format!(
+                "{} objects of {loc} were replaced by a concurrent publisher after its manifest was written; writing ours again (round {round} of {CONFLICT_ROUNDS})",
+                bad.len()
+            ));
+            tokio::time::sleep(jitter(round)).await;
+            let redone = self
+                .write_files(
+                    loc,
+                    origin,
+                    &bad,
+                    &m.commit,
+                    code_hash.as_deref(),
+                    "rewrote",
+                )
+                .await?;
+            for r in redone {
+                if let Some(f) = m.files.iter_mut().find(|f| f.path == r.path) {
+                    *f = r;
+                }
+            }
+        }
+        Err(conflict(loc))
+    }
+
+    async fn write_manifest(&self, loc: &SetLocation, m: &Manifest) -> Result<Vec<u8>> {
+        let body = m.to_bytes();
+        let opts = PutOptions {
+            metadata: BTreeMap::new(),
+            sha256: Some(Sha256::digest(&body).into()),
+            part_sha256: Vec::new(),
+        };
+        self.store
+            .put_bytes(&loc.manifest_key(), body.clone(), &opts)
+            .await?;
+        log::phase(format!(
+            "wrote manifest {}: {loc} is complete",
+            loc.manifest_key()
+        ));
+        Ok(body)
+    }
+}

@@ -1,0 +1,91 @@
+//! Lookup: find a commit's asset set, or restore it from the cache (the `check` task and the
+//! resource's `put` without `path`).
+
+use std::path::Path;
+use std::time::Instant;
+
+use super::{CacheMode, Engine, LookupOptions, Outcome, Report, SetState};
+use crate::assets;
+use crate::commit;
+use crate::error::Result;
+use crate::log;
+
+/// Writes a marker when there is a marker directory.
+fn mark(dir: Option<&Path>, name: &str, content: &str) -> Result<()> {
+    match dir {
+        Some(d) => assets::write_marker(d, name, content),
+        None => Ok(()),
+    }
+}
+
+impl Engine {
+    /// The `check` task: resolve the commit, write the markers, find or restore the set.
+    pub async fn lookup(&self, opts: &LookupOptions) -> Result<Report> {
+        let started = Instant::now();
+        let commit = commit::resolve_head(&opts.repo)?;
+        mark(opts.markers.as_deref(), assets::COMMIT_MARKER, &commit)?;
+        log::phase(format!("commit {commit} ({})", opts.repo.display()));
+        let artifacts = self.layout.artifacts(&commit);
+        let mut report = Report::new(&commit, Outcome::Missing);
+        let found = |report: &mut Report, files: u64, bytes: u64| -> Result<()> {
+            mark(opts.markers.as_deref(), assets::FOUND_MARKER, "")?;
+            report.outcome = Outcome::Found;
+            report.files = files;
+            report.bytes = bytes;
+            Ok(())
+        };
+        match self.set_state(&artifacts, opts.accept_legacy).await? {
+            SetState::Complete(m) => {
+                log::phase(format!(
+                    "found {artifacts}: complete, {} files, {} (created {})",
+                    m.files.len(),
+                    log::bytes(m.total_bytes()),
+                    m.created
+                ));
+                report.code_hash = m.code_hash.clone();
+                if let Some(h) = &m.code_hash {
+                    mark(opts.markers.as_deref(), assets::CODE_HASH_MARKER, h)?;
+                }
+                found(&mut report, m.files.len() as u64, m.total_bytes())?;
+                report.seconds = started.elapsed().as_secs_f64();
+                return Ok(report);
+            }
+            SetState::Legacy { objects } => {
+                let bytes = objects.iter().map(|o| o.size).sum();
+                found(&mut report, objects.len() as u64, bytes)?;
+                report.seconds = started.elapsed().as_secs_f64();
+                return Ok(report);
+            }
+            SetState::Missing => log::phase(format!("{artifacts} is not complete")),
+        }
+        let spec = match (&opts.code_hash, opts.cache) {
+            (Some(spec), CacheMode::ReadWrite | CacheMode::ReadOnly) => spec,
+            _ => {
+                log::phase("caching is off: build needed");
+                report.seconds = started.elapsed().as_secs_f64();
+                return Ok(report);
+            }
+        };
+        let hash = self.code_hash(&opts.repo, spec).await?;
+        mark(opts.markers.as_deref(), assets::CODE_HASH_MARKER, &hash)?;
+        report.code_hash = Some(hash.clone());
+        let cache = self.layout.cache(&hash);
+        match self.set_state(&cache, false).await? {
+            SetState::Complete(m) => match self.damage(&cache, &m).await? {
+                Some(problem) => log::warn(format!(
+                    "{problem}; not restoring it: build needed (the upload rewrites the entry)"
+                )),
+                None => {
+                    self.restore(&cache, &m, &artifacts, &commit, &hash).await?;
+                    mark(opts.markers.as_deref(), assets::FOUND_MARKER, "")?;
+                    report.outcome = Outcome::Restored;
+                    report.files = m.files.len() as u64;
+                    report.bytes = m.total_bytes();
+                }
+            },
+            _ => log::phase(format!("no complete cache entry {cache}: build needed")),
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+}

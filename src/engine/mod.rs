@@ -1,0 +1,302 @@
+//! The operations every front end calls, one module each, in SPEC.md's words:
+//!
+//! - `lookup`: find a commit's set, or restore it from the cache (the `check` task, the
+//!   resource's `put` without `path`);
+//! - `restore`: the server-side copies between a cache entry and an artifacts set;
+//! - `publish`: upload a package directory as a commit's set (the `upload` task, `put`);
+//! - `complete`: the manifest written last, and racing publishers converging on one set;
+//! - `fetch`: download and verify a set (the CLI's `fetch`, the resource's `in`);
+//! - `index`: the version index behind the resource's `check`;
+//! - `transfer`: the concurrent upload, copy and download loops every operation calls.
+//!
+//! This file holds the types they share and the reads they all make: a set's state, its
+//! damage, the code hash.
+
+mod complete;
+mod fetch;
+mod index;
+mod lookup;
+mod publish;
+mod restore;
+mod transfer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::codehash::{self, Patterns};
+use crate::error::{clip, Error, Result};
+use crate::layout::{Layout, SetLocation};
+use crate::log;
+use crate::manifest::Manifest;
+use crate::store::{Store, Tuning};
+
+/// How the cache may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheMode {
+    /// Restore from and write to `cache/`.
+    #[default]
+    ReadWrite,
+    /// Restore from `cache/` but never write it (untrusted pipelines).
+    ReadOnly,
+    /// Ignore `cache/` entirely.
+    Off,
+}
+
+impl std::str::FromStr for CacheMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "read-write" => Ok(CacheMode::ReadWrite),
+            "read-only" => Ok(CacheMode::ReadOnly),
+            "off" => Ok(CacheMode::Off),
+            other => Err(Error::Config(format!(
+                "invalid cache mode {}: use read-write, read-only or off",
+                clip(other)
+            ))),
+        }
+    }
+}
+
+/// The patterns and salt that define the code hash.
+#[derive(Debug, Clone)]
+pub struct CodeHashSpec {
+    /// Which files make up the assets.
+    pub patterns: Patterns,
+    /// An optional salt mixed into the hash.
+    pub salt: String,
+}
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The set was already complete.
+    Found,
+    /// The set was restored from the cache by server-side copy.
+    Restored,
+    /// The set was uploaded.
+    Uploaded,
+    /// Nothing was done (a `.found` marker, or another pipeline completed the set first).
+    Skipped,
+    /// The set is not there: the pipeline must build.
+    Missing,
+}
+
+impl Outcome {
+    /// The outcome's name in logs and metadata.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Found => "found",
+            Outcome::Restored => "restored",
+            Outcome::Uploaded => "uploaded",
+            Outcome::Skipped => "skipped",
+            Outcome::Missing => "missing",
+        }
+    }
+}
+
+/// The result of an operation, for the summary line and resource metadata.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The commit.
+    pub commit: String,
+    /// The code hash, when known.
+    pub code_hash: Option<String>,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Files in the set (or transferred).
+    pub files: u64,
+    /// Bytes in the set (or transferred).
+    pub bytes: u64,
+    /// Wall time of the operation.
+    pub seconds: f64,
+}
+
+impl Report {
+    /// A report with nothing transferred yet.
+    pub fn new(commit: &str, outcome: Outcome) -> Self {
+        Report {
+            commit: commit.to_string(),
+            code_hash: None,
+            outcome,
+            files: 0,
+            bytes: 0,
+            seconds: 0.0,
+        }
+    }
+
+    /// Prints the closing summary line.
+    pub fn log_summary(&self, store: &dyn Store) {
+        let d = std::time::Duration::from_secs_f64(self.seconds);
+        let requests = match store.requests() {
+            0 => String::new(),
+            1 => ", 1 S3 request".to_string(),
+            n => format!(", {n} S3 requests"),
+        };
+        log::phase(format!(
+            "summary: {} for commit {}: {} files, {} in {:.2} s ({}{requests})",
+            self.outcome.as_str(),
+            self.commit,
+            self.files,
+            log::bytes(self.bytes),
+            self.seconds,
+            log::rate(self.bytes, d)
+        ));
+    }
+}
+
+/// Whether a set is complete, as decided by its manifest.
+#[derive(Debug, Clone)]
+pub enum SetState {
+    /// The manifest exists.
+    Complete(Box<Manifest>),
+    /// Objects but no manifest, counted as found because `accept_legacy` is on.
+    Legacy {
+        /// The objects found.
+        objects: Vec<crate::store::ObjectInfo>,
+    },
+    /// No manifest: missing, interrupted, or legacy without `accept_legacy`.
+    Missing,
+}
+
+/// Options for a lookup (the `check` task and the resource's `put` without `path`).
+#[derive(Debug, Clone)]
+pub struct LookupOptions {
+    /// The checkout.
+    pub repo: PathBuf,
+    /// Where the markers go; `None` writes none (the resource's `put`, whose `get` writes them).
+    pub markers: Option<PathBuf>,
+    /// The code-hash definition; `None` turns caching off.
+    pub code_hash: Option<CodeHashSpec>,
+    /// How the cache may be used.
+    pub cache: CacheMode,
+    /// Count sets without a manifest as found.
+    pub accept_legacy: bool,
+}
+
+/// Options for a publish (the `upload` task and the resource's `put` with `path`).
+#[derive(Debug, Clone)]
+pub struct PublishOptions {
+    /// The package directory holding the assets and markers.
+    pub package_dir: PathBuf,
+    /// The commit; `None` reads `.commit-hash`.
+    pub commit: Option<String>,
+    /// The code hash; `None` reads `.code-hash` when present.
+    pub code_hash: Option<String>,
+    /// Without a code hash from either, compute one from this checkout and definition (only
+    /// when something is actually uploaded).
+    pub compute_code_hash: Option<(PathBuf, CodeHashSpec)>,
+    /// How the cache may be used.
+    pub cache: CacheMode,
+    /// Count sets without a manifest as already complete.
+    pub accept_legacy: bool,
+}
+
+/// The engine: a store and a layout.
+#[derive(Clone)]
+pub struct Engine {
+    store: Arc<dyn Store>,
+    layout: Layout,
+    tuning: Tuning,
+    /// A random id stamped on every object this process writes into a set: when publishers
+    /// race on one set, the smallest id keeps writing and the others wait for it.
+    publisher: String,
+}
+
+impl Engine {
+    /// An engine over `store` with keys laid out by `layout`.
+    pub fn new(store: Arc<dyn Store>, layout: Layout, tuning: Tuning) -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        Engine {
+            store,
+            layout,
+            tuning,
+            publisher: format!("{:016x}", h.finish()),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Reads a set's manifest; a set without one is `Missing` (or `Legacy`, logged).
+    pub async fn set_state(&self, loc: &SetLocation, accept_legacy: bool) -> Result<SetState> {
+        let key = loc.manifest_key();
+        if let Some(bytes) = self.store.get_bytes(&key).await? {
+            // Writes are atomic, so an unreadable or unsafe manifest was put there by hand
+            // (or by an attacker): refuse the set loudly rather than guess.
+            return Ok(SetState::Complete(Box::new(Manifest::parse(&bytes, &key)?)));
+        }
+        let objects = self.store.list(loc.root()).await?;
+        if objects.is_empty() {
+            return Ok(SetState::Missing);
+        }
+        if accept_legacy {
+            log::phase(format!(
+                "{loc} has {} objects and no manifest: a legacy set (written by the original tool, or interrupted); counted as found because accept_legacy is on",
+                objects.len()
+            ));
+            Ok(SetState::Legacy { objects })
+        } else {
+            log::warn(format!(
+                "{loc} has {} objects but no manifest: an interrupted upload, or a legacy set from the original tool; not counted as found (turn on accept_legacy to count legacy sets)",
+                objects.len()
+            ));
+            Ok(SetState::Missing)
+        }
+    }
+
+    /// Computes the code hash on the blocking pool and logs it.
+    pub async fn code_hash(&self, repo: &Path, spec: &CodeHashSpec) -> Result<String> {
+        let started = Instant::now();
+        let (repo_buf, spec_c) = (repo.to_path_buf(), spec.clone());
+        let h = tokio::task::spawn_blocking(move || {
+            codehash::compute(&repo_buf, &spec_c.patterns, &spec_c.salt)
+        })
+        .await
+        .map_err(|e| Error::Store(format!("code hash task failed: {e}")))??;
+        log::phase(format!(
+            "code hash {} over {} files matching \"{}\" ({:.2} s)",
+            h.hex,
+            h.records.len(),
+            spec.patterns,
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(h.hex)
+    }
+
+    /// Why a complete set cannot be trusted, if it cannot: an object its manifest names is
+    /// missing, has another size, or was rewritten after the manifest (its entity tag differs).
+    pub async fn damage(&self, loc: &SetLocation, m: &Manifest) -> Result<Option<String>> {
+        let present: HashMap<String, (u64, Option<String>)> = self
+            .store
+            .list(loc.root())
+            .await?
+            .into_iter()
+            .map(|o| (o.key, (o.size, o.etag)))
+            .collect();
+        for f in &m.files {
+            let why = match present.get(&loc.key(&f.path)) {
+                None => "is missing".to_string(),
+                Some((size, _)) if *size != f.size => {
+                    format!("is {size} bytes but its manifest says {}", f.size)
+                }
+                Some((_, Some(etag))) if f.etag.as_ref().is_some_and(|e| e != etag) => {
+                    "was modified after the manifest was written".to_string()
+                }
+                Some(_) => continue,
+            };
+            return Ok(Some(format!("{loc} is damaged: {} {why}", f.path)));
+        }
+        Ok(None)
+    }
+}

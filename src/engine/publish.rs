@@ -1,0 +1,217 @@
+//! Publish: upload a package directory as a commit's asset set (the `upload` task and the
+//! resource's `put` with `path`), fill the cache, and write the manifest last.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::transfer::{Local, Origin, IN_MEMORY};
+use super::{CacheMode, Engine, Outcome, PublishOptions, Report, SetState};
+use crate::assets::{self, Asset};
+use crate::codehash;
+use crate::error::{Error, Result};
+use crate::log;
+use crate::manifest::{FileEntry, Manifest};
+
+impl Engine {
+    /// The `upload` task: publish the package directory as the commit's asset set.
+    pub async fn publish(&self, opts: &PublishOptions) -> Result<Report> {
+        let started = Instant::now();
+        let dir = &opts.package_dir;
+        let skipped = |commit: String, code_hash: Option<String>| Report {
+            commit,
+            code_hash,
+            outcome: Outcome::Skipped,
+            files: 0,
+            bytes: 0,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        if assets::is_found(dir) {
+            log::phase(format!(
+                "{} exists: the assets were found or restored, nothing to upload",
+                dir.join(assets::FOUND_MARKER).display()
+            ));
+            let commit = match &opts.commit {
+                Some(c) => c.clone(),
+                None => assets::read_commit(dir).unwrap_or_default(),
+            };
+            return Ok(skipped(commit, None));
+        }
+        let commit = match &opts.commit {
+            Some(c) => c.clone(),
+            None => assets::read_commit(dir)?,
+        };
+        let code_hash = match &opts.code_hash {
+            Some(h) => Some(h.clone()),
+            None => assets::read_code_hash(dir)?,
+        };
+        let files = assets::collect(dir)?;
+        if files.is_empty() {
+            return Err(Error::Input(format!(
+                "no files to upload in {}: the build must write its assets there (hidden files are skipped)",
+                dir.display()
+            )));
+        }
+        let artifacts = self.layout.artifacts(&commit);
+        match self.set_state(&artifacts, opts.accept_legacy).await? {
+            SetState::Complete(m) => match self.damage(&artifacts, &m).await? {
+                None => {
+                    log::phase(format!(
+                        "{artifacts} is already complete (another pipeline published it): uploading nothing"
+                    ));
+                    self.ensure_indexed(&commit, &m).await?;
+                    return Ok(skipped(commit, code_hash));
+                }
+                Some(problem) => log::warn(format!("{problem}; publishing it again")),
+            },
+            SetState::Legacy { .. } => {
+                log::phase(format!(
+                    "{artifacts} holds a legacy set, accepted as complete: uploading nothing"
+                ));
+                return Ok(skipped(commit, code_hash));
+            }
+            SetState::Missing => {}
+        }
+        let code_hash = match (code_hash, &opts.compute_code_hash) {
+            (None, Some((repo, spec))) => Some(self.code_hash(repo, spec).await?),
+            (h, _) => h,
+        };
+        let parts: Vec<Option<u64>> = files
+            .iter()
+            .map(|a| self.store.checksum_parts(a.size))
+            .collect();
+        let hashed = hash_assets(&files, parts).await?;
+        let total: u64 = hashed.iter().map(|h| h.size).sum();
+        log::phase(format!(
+            "uploading {} files, {} to {}{artifacts}",
+            files.len(),
+            log::bytes(total),
+            self.store.url().trim_end_matches('/').to_string() + "/"
+        ));
+        let entries: Vec<FileEntry> = files
+            .iter()
+            .zip(&hashed)
+            .map(|(a, h)| FileEntry {
+                path: a.rel.clone(),
+                size: h.size,
+                sha256: h.sha256.map(hex::encode).unwrap_or_default(),
+                etag: None,
+            })
+            .collect();
+        let origin = Origin::Files(
+            files
+                .iter()
+                .zip(hashed)
+                .map(|(a, h)| {
+                    let local = Local {
+                        path: a.path.clone(),
+                        part_sha256: h.parts,
+                    };
+                    (a.rel.clone(), local)
+                })
+                .collect(),
+        );
+        let ch = code_hash.as_deref();
+        let written = self
+            .write_files(&artifacts, &origin, &entries, &commit, ch, "uploaded")
+            .await?;
+        let Some(written) = self
+            .converge(&artifacts, &origin, written, &commit, ch)
+            .await?
+        else {
+            return Ok(skipped(commit, code_hash));
+        };
+        if let Some(h) = &code_hash {
+            if opts.cache == CacheMode::ReadWrite {
+                match self.fill_cache(&artifacts, h, &commit, &written).await {
+                    Err(Error::Verify(e)) => log::warn(format!(
+                        "cache/{h}/ not filled: {e} (a concurrent publisher); the next build fills it"
+                    )),
+                    other => other?,
+                }
+            } else {
+                log::phase(format!(
+                    "cache is {}: not writing cache/{h}/",
+                    if opts.cache == CacheMode::Off {
+                        "off"
+                    } else {
+                        "read-only"
+                    }
+                ));
+            }
+        }
+        let manifest = Manifest::new(&commit, code_hash.as_deref(), written);
+        self.complete_set(&artifacts, manifest, &origin, true)
+            .await?;
+        Ok(Report {
+            commit,
+            code_hash,
+            outcome: Outcome::Uploaded,
+            files: files.len() as u64,
+            bytes: total,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// One asset's size and SHA-256 (none for a small file, hashed as it uploads), and the
+/// SHA-256 of each of its parts when it was hashed in parts.
+struct Hashed {
+    size: u64,
+    sha256: Option<[u8; 32]>,
+    parts: Vec<[u8; 32]>,
+}
+
+/// Hashes the assets larger than [`IN_MEMORY`] on the blocking pool, in parallel: size and
+/// SHA-256, and where `parts[i]` gives a part size, the SHA-256 of each part too. The parts of
+/// a large file are hashed on other cores while one core hashes the whole file, so the upload
+/// that follows reads each part once, to send it.
+async fn hash_assets(files: &[Asset], parts: Vec<Option<u64>>) -> Result<Vec<Hashed>> {
+    let work: Vec<(PathBuf, u64, Option<u64>)> = files
+        .iter()
+        .zip(parts)
+        .map(|(a, p)| (a.path.clone(), a.size, p))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        use rayon::prelude::*;
+        work.par_iter()
+            .map(|(path, size, part)| {
+                if *size <= IN_MEMORY {
+                    return Ok(Hashed {
+                        size: *size,
+                        sha256: None,
+                        parts: Vec::new(),
+                    });
+                }
+                let Some(part) = part.filter(|p| *p > 0) else {
+                    let (size, sha256) = codehash::sha256_file(path)?;
+                    return Ok(Hashed {
+                        size,
+                        sha256: Some(sha256),
+                        parts: Vec::new(),
+                    });
+                };
+                let (whole, parts) = rayon::join(
+                    || codehash::sha256_file(path),
+                    || {
+                        (0..size.div_ceil(part))
+                            .into_par_iter()
+                            .map(|i| {
+                                codehash::sha256_range(path, i * part, part.min(size - i * part))
+                            })
+                            .collect::<Result<Vec<_>>>()
+                    },
+                );
+                let (got, sha256) = whole?;
+                // A file that changed size since it was listed is hashed again by the store.
+                let parts = if got == *size { parts? } else { Vec::new() };
+                Ok(Hashed {
+                    size: got,
+                    sha256: Some(sha256),
+                    parts,
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+    })
+    .await
+    .map_err(|e| Error::Store(format!("hashing task failed: {e}")))?
+}

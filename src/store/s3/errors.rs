@@ -1,0 +1,132 @@
+//! How an SDK failure becomes one line that says what failed, why, and what to do.
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use super::S3Store;
+use crate::error::{Error, Result};
+
+impl S3Store {
+    /// Turns an SDK error into one actionable line, never including credentials.
+    pub(super) fn fail<E>(&self, what: &str, err: SdkError<E, HttpResponse>) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let bucket = &self.bucket;
+        let endpoint = &self.endpoint;
+        match &err {
+            SdkError::ServiceError(se) => {
+                let status = se.raw().status().as_u16();
+                let code = se.err().code().unwrap_or("");
+                let msg = one_line(se.err().message().unwrap_or(""));
+                match code {
+                    "NoSuchBucket" => Error::StoreRefused(format!(
+                        "bucket {bucket:?} does not exist at {endpoint}: create it, or fix PACKAGE_ASSETS_BUCKET / the endpoint"
+                    )),
+                    "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken"
+                    | "InvalidToken" | "InvalidClientTokenId" => Error::StoreRefused(format!(
+                        "{endpoint} rejected the credentials while {what} ({code}): check AWS_ACCESS_KEY_ID / the secret key / the session token or profile"
+                    )),
+                    // Some stores (Garage) answer a bad key or signature with a plain AccessDenied.
+                    _ if status == 403 && is_credential_message(&msg) => Error::StoreRefused(format!(
+                        "{endpoint} rejected the credentials while {what} ({code}): check AWS_ACCESS_KEY_ID / the secret key / the session token or profile"
+                    )),
+                    _ if code == "AccessDenied" || status == 403 => Error::StoreRefused(format!(
+                        "access denied to bucket {bucket:?} at {endpoint} while {what} ({code} {msg}): grant the credentials s3:ListBucket, s3:GetObject and s3:PutObject on it"
+                    )),
+                    _ if (200..300).contains(&status) => Error::Store(format!(
+                        "{what} failed at {endpoint}: its answer (HTTP {status}) could not be read ({})",
+                        root_cause(&err)
+                    )),
+                    _ => Error::Store(format!(
+                        "{what} failed at {endpoint}: HTTP {status} {code} {msg}"
+                    )),
+                }
+            }
+            SdkError::TimeoutError(_) => Error::Timeout(format!(
+                "{what} timed out after {} s at {endpoint}: the store does not answer; check the endpoint, the network and HTTPS_PROXY, or raise S3AM_TIMEOUT",
+                self.tuning.timeout.as_secs()
+            )),
+            SdkError::DispatchFailure(_) if root_cause(&err).contains("no credentials") => {
+                Error::Config(format!(
+                    "no AWS credentials found while {what}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or AWS_WEB_IDENTITY_TOKEN_FILE, or run where an instance or task role is available"
+                ))
+            }
+            SdkError::DispatchFailure(_) => Error::Store(format!(
+                "cannot reach {endpoint} while {what} ({}): check the endpoint (AWS_ENDPOINT_URL / --endpoint), the network and HTTPS_PROXY/NO_PROXY",
+                root_cause(&err)
+            )),
+            SdkError::ConstructionFailure(_) => {
+                let text = one_line(&DisplayErrorContext(&err).to_string());
+                if text.to_ascii_lowercase().contains("credential") {
+                    Error::Config(format!(
+                        "no usable AWS credentials while {what} ({text}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where a role is available"
+                    ))
+                } else {
+                    Error::Store(format!("{what} could not be sent: {text}"))
+                }
+            }
+            _ => Error::Store(format!(
+                "{what} failed at {endpoint}: {}",
+                one_line(&DisplayErrorContext(&err).to_string())
+            )),
+        }
+    }
+
+    /// A failed copy; a failed `x-amz-copy-source-if-match` means the source was rewritten.
+    pub(super) fn fail_copy<E>(&self, src: &str, dst: &str, err: SdkError<E, HttpResponse>) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        if let SdkError::ServiceError(se) = &err {
+            if se.raw().status().as_u16() == 412 {
+                return Error::Verify(format!(
+                    "{src} changed after its manifest was written (entity tag differs): not copying it"
+                ));
+            }
+        }
+        self.fail(&format!("copying {src} to {dst}"), err)
+    }
+}
+
+/// An endpoint must be an http(s) URL with a host, or the SDK fails later with a vaguer
+/// "dispatch failure".
+pub(super) fn check_endpoint(ep: &str) -> Result<()> {
+    let rest = ep
+        .strip_prefix("https://")
+        .or_else(|| ep.strip_prefix("http://"));
+    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+    match host {
+        Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) => Ok(()),
+        _ => Err(Error::Config(format!(
+            "invalid endpoint {}: use an http:// or https:// URL such as https://s3.example.com:9000",
+            crate::error::clip(ep)
+        ))),
+    }
+}
+
+/// The innermost error's message, e.g. "Connection refused (os error 111)".
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = err;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    one_line(&cur.to_string())
+}
+
+fn is_credential_message(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    [
+        "signature",
+        "access key",
+        "no such key id",
+        "credential",
+        "token",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
