@@ -43,6 +43,7 @@ impl Layout {
     pub fn artifacts(&self, commit: &str) -> SetLocation {
         SetLocation {
             root: format!("{}artifacts/{commit}/", self.prefix),
+            cache: false,
         }
     }
 
@@ -72,6 +73,7 @@ impl Layout {
     pub fn cache(&self, code_hash: &str) -> SetLocation {
         SetLocation {
             root: format!("{}cache/{code_hash}/", self.prefix),
+            cache: true,
         }
     }
 }
@@ -80,12 +82,19 @@ impl Layout {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetLocation {
     root: String,
+    cache: bool,
 }
 
 impl SetLocation {
     /// The key prefix, ending in `/`.
     pub fn root(&self) -> &str {
         &self.root
+    }
+
+    /// Whether this is a cache entry (which the original tool never wrote in this layout, so
+    /// it has no legacy sets) rather than an artifacts set.
+    pub fn is_cache(&self) -> bool {
+        self.cache
     }
 
     /// The key of an asset at relative path `rel`.

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use s3_asset_manager::codehash::{self, Patterns};
 use s3_asset_manager::engine::{LookupOptions, PublishOptions};
-use s3_asset_manager::error::{clip_quoted, exit, one_line, Error, Result};
+use s3_asset_manager::error::{clip, clip_quoted, exit, one_line, Error, Result};
 use s3_asset_manager::layout::Layout;
 use s3_asset_manager::store::{self, Bucket, StoreConfig, Tuning};
 use s3_asset_manager::{log, CacheMode, CodeHashSpec, Engine};
@@ -67,6 +67,8 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dest: PathBuf,
         #[command(flatten)]
+        legacy: LegacyArgs,
+        #[command(flatten)]
         store: StoreArgs,
     },
 }
@@ -98,11 +100,19 @@ struct PackageArgs {
         long,
         env = "S3AM_CACHE",
         default_value = "read-write",
-        value_name = "MODE"
+        value_name = "MODE",
+        value_parser = parse_cache
     )]
-    cache: String,
-    /// Count sets without a manifest (written by the original tool) as found.
-    #[arg(long, env = "S3AM_ACCEPT_LEGACY", value_parser = clap::builder::BoolishValueParser::new())]
+    cache: CacheMode,
+    #[command(flatten)]
+    legacy: LegacyArgs,
+}
+
+#[derive(Args, Debug)]
+struct LegacyArgs {
+    /// Count sets without a manifest (written by the original tool) as found, and fetch them
+    /// verified against each object's package-hash metadata.
+    #[arg(long, env = "S3AM_ACCEPT_LEGACY", value_parser = parse_bool)]
     accept_legacy: bool,
 }
 
@@ -137,23 +147,23 @@ struct StoreArgs {
     #[arg(long, value_name = "REGION")]
     region: Option<String>,
     /// Use path-style addressing (most S3-compatible stores need it).
-    #[arg(long, env = "S3AM_PATH_STYLE", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "S3AM_PATH_STYLE", value_parser = parse_bool)]
     path_style: bool,
     /// Skip the SDK's default checksums and the SHA-256 upload checksum, for stores that
     /// reject them.
-    #[arg(long, env = "S3AM_SKIP_CHECKSUMS", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "S3AM_SKIP_CHECKSUMS", value_parser = parse_bool)]
     skip_checksums: bool,
     /// A role ARN to assume on top of the default credentials.
     #[arg(long, env = "AWS_ROLE", value_name = "ARN")]
     role: Option<String>,
     /// Server-side encryption: AES256 or aws:kms.
-    #[arg(long, env = "S3AM_SSE", value_name = "ALGORITHM")]
+    #[arg(long, env = "S3AM_SSE", value_name = "ALGORITHM", value_parser = parse_sse)]
     sse: Option<String>,
     /// The KMS key id for aws:kms.
     #[arg(long, env = "S3AM_SSE_KMS_KEY_ID", value_name = "KEY")]
     sse_kms_key_id: Option<String>,
     /// Files transferred at once.
-    #[arg(long, env = "S3AM_CONCURRENCY", default_value_t = Tuning::default().concurrency)]
+    #[arg(long, env = "S3AM_CONCURRENCY", default_value_t = Tuning::default().concurrency, value_parser = parse_count)]
     concurrency: usize,
     /// Files at least this large upload multipart (bytes; K, M, G suffixes are binary).
     #[arg(long, env = "S3AM_MULTIPART_THRESHOLD", default_value = "16M", value_parser = parse_size)]
@@ -163,21 +173,25 @@ struct StoreArgs {
     part_size: u64,
     /// Objects larger than this are copied server-side in parts, concurrently (S3 allows
     /// at most 5G in one copy).
-    #[arg(long, env = "S3AM_COPY_MULTIPART_THRESHOLD", default_value = "1G", value_parser = parse_size)]
+    #[arg(long, env = "S3AM_COPY_MULTIPART_THRESHOLD", default_value = "1G", value_parser = parse_copy_size)]
     copy_multipart_threshold: u64,
     /// Part size for multipart copies.
     #[arg(long, env = "S3AM_COPY_PART_SIZE", default_value = "512M", value_parser = parse_size)]
     copy_part_size: u64,
     /// The longest one S3 request may take, retries included, in seconds; a silent store is
     /// retried after a quarter of it (at most 30 s).
-    #[arg(long, env = "S3AM_TIMEOUT", default_value_t = 120)]
+    #[arg(long, env = "S3AM_TIMEOUT", default_value_t = 120, value_parser = parse_seconds)]
     timeout: u64,
     /// Print only warnings and errors.
     #[arg(long, short)]
     quiet: bool,
 }
 
+// Value parsers: each error is the reason alone; `value_error` names the value and where it
+// came from (the variable or the flag).
+
 fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    const NOT: &str = "not a size: use bytes or a K, M or G suffix, e.g. 8M";
     let t = s.trim();
     let (num, mult) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         None => (t, 1),
@@ -187,30 +201,64 @@ fn parse_size(s: &str) -> std::result::Result<u64, String> {
                 "K" | "KB" | "KIB" => 1 << 10,
                 "M" | "MB" | "MIB" => 1 << 20,
                 "G" | "GB" | "GIB" => 1 << 30,
-                _ => {
-                    return Err(format!(
-                        "{s:?} is not a size: use bytes or a K, M or G suffix"
-                    ))
-                }
+                _ => return Err(NOT.into()),
             };
             (&t[..i], mult)
         }
     };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size: use bytes or a K, M or G suffix"))?;
+    let n: u64 = num.parse().map_err(|_| NOT.to_string())?;
     if n == 0 {
-        return Err(format!("{s:?}: the size must be positive"));
+        return Err("the size must be positive".into());
     }
     n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large: sizes go up to 16 EiB"))
+        .ok_or_else(|| "too large: sizes go up to 16 EiB".into())
+}
+
+fn parse_copy_size(s: &str) -> std::result::Result<u64, String> {
+    match parse_size(s)? {
+        n if n > 5 << 30 => Err("at most 5G, S3's limit for one copy".into()),
+        n => Ok(n),
+    }
+}
+
+fn parse_cache(s: &str) -> std::result::Result<CacheMode, String> {
+    s.parse()
+        .map_err(|_| "not a cache mode: use read-write, read-only or off".into())
+}
+
+fn parse_bool(s: &str) -> std::result::Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "t" | "1" | "yes" | "y" | "on" => Ok(true),
+        "false" | "f" | "0" | "no" | "n" | "off" | "" => Ok(false),
+        _ => Err("not a boolean: use true/false, 1/0, yes/no or on/off".into()),
+    }
+}
+
+fn parse_sse(s: &str) -> std::result::Result<String, String> {
+    match s {
+        "" | "AES256" | "aws:kms" => Ok(s.to_string()),
+        _ => Err("not a server-side encryption: use AES256 or aws:kms".into()),
+    }
+}
+
+fn parse_count(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("must be a whole number, at least 1".into()),
+    }
+}
+
+fn parse_seconds(s: &str) -> std::result::Result<u64, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| "not a number of seconds: use a whole number, e.g. 120".into())
 }
 
 impl StoreArgs {
-    async fn engine(&self) -> Result<Engine> {
+    async fn engine(&self, sources: &Sources) -> Result<Engine> {
         log::set_quiet(self.quiet);
         let (bucket, url_prefix) = match &self.bucket {
-            Some(b) => Bucket::parse(b)?,
+            Some(b) => Bucket::parse(b).map_err(|e| sources.blame("bucket", e))?,
             None => {
                 return Err(Error::Config(
                     "PACKAGE_ASSETS_BUCKET is not set: set it (or --bucket) to an S3 bucket name, s3://bucket/prefix, or file:///abs/dir".into(),
@@ -227,25 +275,6 @@ impl StoreArgs {
             }
         };
         let sse = self.sse.clone().filter(|s| !s.is_empty());
-        if let Some(s) = sse
-            .as_deref()
-            .filter(|s| !["AES256", "aws:kms"].contains(s))
-        {
-            return Err(Error::Config(format!(
-                "invalid S3AM_SSE / --sse {}: use AES256 or aws:kms",
-                s3_asset_manager::error::clip(s)
-            )));
-        }
-        if self.concurrency == 0 {
-            return Err(Error::Config(
-                "--concurrency / S3AM_CONCURRENCY must be at least 1".into(),
-            ));
-        }
-        if self.copy_multipart_threshold > 5 << 30 {
-            return Err(Error::Config(
-                "--copy-multipart-threshold / S3AM_COPY_MULTIPART_THRESHOLD may be at most 5G, S3's limit for one copy".into(),
-            ));
-        }
         if self.part_size < 5 << 20 || self.copy_part_size < 5 << 20 {
             log::warn("part sizes under 5 MiB are rejected by AWS S3 (fine for some other stores)");
         }
@@ -268,24 +297,62 @@ impl StoreArgs {
             copy_part_size: self.copy_part_size,
             timeout: Duration::from_secs(self.timeout.max(1)),
         };
+        let layout = Layout::new(&prefix).map_err(|e| match &self.prefix {
+            Some(_) => sources.blame("prefix", e),
+            None => sources.blame("bucket", e),
+        })?;
         let store = store::open(&cfg, &tuning).await?;
-        Ok(Engine::new(store, Layout::new(&prefix)?, tuning))
+        Ok(Engine::new(store, layout, tuning))
     }
 }
 
 impl FilterArgs {
-    fn spec(&self) -> Result<Option<CodeHashSpec>> {
+    fn spec(&self, sources: &Sources) -> Result<Option<CodeHashSpec>> {
         match self.filter.as_deref().map(str::trim) {
             None | Some("") => Ok(None),
             Some(f) => Ok(Some(CodeHashSpec {
-                patterns: Patterns::from_spaced(f)?,
+                patterns: Patterns::from_spaced(f).map_err(|e| sources.blame("filter", e))?,
                 salt: self.salt.clone(),
             })),
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
+/// Where each setting of the command that runs came from, to name it in an error: the
+/// variable (and its flag) when the environment set it, the flag otherwise.
+struct Sources {
+    command: clap::Command,
+    matches: clap::ArgMatches,
+}
+
+impl Sources {
+    /// `S3AM_CACHE (--cache)` for a value from the environment, `--cache` for one from a flag.
+    fn name(&self, id: &str) -> String {
+        let arg = self.command.get_arguments().find(|a| a.get_id() == id);
+        let flag = match arg.and_then(|a| a.get_long()) {
+            Some(long) => format!("--{long}"),
+            None => id.to_string(),
+        };
+        let from_env = matches!(
+            self.matches.value_source(id),
+            Some(clap::parser::ValueSource::EnvVariable)
+        );
+        match arg.and_then(|a| a.get_env()) {
+            Some(env) if from_env => format!("{} ({flag})", env.to_string_lossy()),
+            _ => flag,
+        }
+    }
+
+    /// A configuration error about setting `id`, naming where the setting came from.
+    fn blame(&self, id: &str, e: Error) -> Error {
+        match e {
+            Error::Config(msg) => Error::Config(format!("{}: {msg}", self.name(id))),
+            other => other,
+        }
+    }
+}
+
+async fn run(cli: Cli, sources: Sources) -> Result<()> {
     match cli.command {
         Command::Check {
             repo,
@@ -293,17 +360,16 @@ async fn run(cli: Cli) -> Result<()> {
             filter,
             store,
         } => {
-            let cache: CacheMode = package.cache.parse()?;
             let opts = LookupOptions {
                 repo: repo.repo,
                 markers: Some(package.package_dir),
-                code_hash: filter.spec()?,
-                cache,
-                accept_legacy: package.accept_legacy,
+                code_hash: filter.spec(&sources)?,
+                cache: package.cache,
+                accept_legacy: package.legacy.accept_legacy,
             };
             // The original tool writes .commit-hash before touching S3; so does lookup, but
             // a bad bucket setting must still be reported before anything else happens.
-            let engine = store.engine().await?;
+            let engine = store.engine(&sources).await?;
             engine
                 .lookup(&opts)
                 .await?
@@ -315,17 +381,17 @@ async fn run(cli: Cli) -> Result<()> {
                 commit: None,
                 code_hash: None,
                 compute_code_hash: None,
-                cache: package.cache.parse()?,
-                accept_legacy: package.accept_legacy,
+                cache: package.cache,
+                accept_legacy: package.legacy.accept_legacy,
             };
-            let engine = store.engine().await?;
+            let engine = store.engine(&sources).await?;
             engine
                 .publish(&opts)
                 .await?
                 .log_summary(engine.store().as_ref());
         }
         Command::Hash { repo, filter, list } => {
-            let Some(spec) = filter.spec()? else {
+            let Some(spec) = filter.spec(&sources)? else {
                 return Err(Error::Config(
                     "no code-hash filter: set CODE_HASH_FIND_FILTER (or --filter) to space-separated globs, e.g. \"src/** package.json\"".into(),
                 ));
@@ -342,6 +408,7 @@ async fn run(cli: Cli) -> Result<()> {
             commit,
             repo,
             dest,
+            legacy,
             store,
         } => {
             let commit = match commit {
@@ -353,9 +420,9 @@ async fn run(cli: Cli) -> Result<()> {
                 })?,
                 None => s3_asset_manager::commit::resolve_head(&repo.repo)?,
             };
-            let engine = store.engine().await?;
-            match engine.fetch(&commit, &dest).await? {
-                Some((_, report)) => report.log_summary(engine.store().as_ref()),
+            let engine = store.engine(&sources).await?;
+            match engine.fetch(&commit, &dest, legacy.accept_legacy).await? {
+                Some(report) => report.log_summary(engine.store().as_ref()),
                 None => {
                     return Err(Error::Input(format!(
                         "no complete asset set for commit {commit}: publish it first (its manifest is missing)"
@@ -378,39 +445,9 @@ fn main() -> ExitCode {
             "internal error ({info}): this is a bug in s3-asset-manager; please report it with the command you ran"
         )));
     }));
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
-                || matches!(
-                    e.kind(),
-                    ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-                )
-            {
-                let _ = e.print();
-                return ExitCode::from(if e.use_stderr() {
-                    exit::CONFIG as u8
-                } else {
-                    0
-                });
-            }
-            let text = e.to_string();
-            let mut lines = text.lines();
-            let mut first = lines
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ")
-                .to_string();
-            // clap names what is missing on the indented lines that follow the first.
-            for l in lines.take_while(|l| l.starts_with("  ") && !l.trim().is_empty()) {
-                first.push(' ');
-                first.push_str(l.trim());
-            }
-            let first = clip_quoted(&first, &['\'', '"']);
-            log::error(one_line(&format!("{first} (see s3-asset-manager --help)")));
-            return ExitCode::from(exit::CONFIG as u8);
-        }
+    let (cli, sources) = match parse() {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -422,11 +459,117 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::RUNTIME as u8);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, sources)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error(one_line(&e.to_string()));
             ExitCode::from(e.exit_code() as u8)
         }
     }
+}
+
+/// Parses the command line (and the variables behind it); on failure prints help, or one
+/// `error:` line (with the usage when no command was given), and returns the exit code.
+fn parse() -> std::result::Result<(Cli, Sources), ExitCode> {
+    use clap::error::ErrorKind;
+    let command = Cli::command();
+    let e = match command.clone().try_get_matches() {
+        Ok(matches) => {
+            let cli = Cli::from_arg_matches(&matches).map_err(|e| config_error(&e, &command))?;
+            let sources = match matches.subcommand() {
+                Some((name, sub)) => Sources {
+                    command: command.find_subcommand(name).cloned().unwrap_or_default(),
+                    matches: sub.clone(),
+                },
+                None => Sources {
+                    command: command.clone(),
+                    matches,
+                },
+            };
+            return Ok((cli, sources));
+        }
+        Err(e) => e,
+    };
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            Err(ExitCode::SUCCESS)
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let names: Vec<&str> = command
+                .get_subcommands()
+                .map(|c| c.get_name())
+                .filter(|n| *n != "help")
+                .collect();
+            log::error(format!(
+                "no command given: use one of {} (see s3-asset-manager --help)",
+                names.join(", ")
+            ));
+            eprintln!("\n{}", command.clone().render_usage());
+            Err(ExitCode::from(exit::CONFIG as u8))
+        }
+        _ => Err(config_error(&e, &command)),
+    }
+}
+
+/// Prints a parsing error as one line and returns the configuration exit code.
+fn config_error(e: &clap::Error, command: &clap::Command) -> ExitCode {
+    // A bad value's line says what to use; any other line points to the help.
+    let line = value_error(e, command).unwrap_or_else(|| {
+        let text = e.to_string();
+        let mut lines = text.lines();
+        let mut first = lines
+            .next()
+            .unwrap_or("invalid arguments")
+            .trim_start_matches("error: ")
+            .to_string();
+        // clap names what is missing on the indented lines that follow the first.
+        for l in lines.take_while(|l| l.starts_with("  ") && !l.trim().is_empty()) {
+            first.push(' ');
+            first.push_str(l.trim());
+        }
+        let first = clip_quoted(&first, &['\'', '"']);
+        format!("{first} (see s3-asset-manager --help)")
+    });
+    log::error(one_line(&line));
+    ExitCode::from(exit::CONFIG as u8)
+}
+
+/// An invalid value as `invalid value "x" for S3AM_CACHE (--cache): why`, naming the variable
+/// when the value came from it (no flag on the command line) and the flag otherwise.
+fn value_error(e: &clap::Error, command: &clap::Command) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return None;
+    }
+    let (Some(ContextValue::String(arg)), Some(ContextValue::String(value))) = (
+        e.get(ContextKind::InvalidArg),
+        e.get(ContextKind::InvalidValue),
+    ) else {
+        return None;
+    };
+    let long = arg.split([' ', '=']).next()?.strip_prefix("--")?;
+    let env = command
+        .get_subcommands()
+        .flat_map(|c| c.get_arguments())
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env());
+    let flag = format!("--{long}");
+    let on_command_line = std::env::args_os().skip(1).any(|a| {
+        let a = a.to_string_lossy();
+        a == flag || a.starts_with(&format!("{flag}="))
+    });
+    let name = match env {
+        Some(env) if !on_command_line => format!("{} ({flag})", env.to_string_lossy()),
+        _ => flag,
+    };
+    let why = match (std::error::Error::source(e), e.get(ContextKind::ValidValue)) {
+        (Some(why), _) => why.to_string(),
+        (None, Some(ContextValue::Strings(valid))) => format!("use one of {}", valid.join(", ")),
+        _ => "not a valid value".to_string(),
+    };
+    Some(format!("invalid value {} for {name}: {why}", clip(value)))
 }

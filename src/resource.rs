@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::commit;
 use crate::engine::{
-    CacheMode, CodeHashSpec, Engine, LookupOptions, Outcome, PublishOptions, Report, SetState,
+    found_report, CacheMode, CodeHashSpec, Engine, LookupOptions, Outcome, PublishOptions, Report,
+    SetState,
 };
 use crate::error::{clip, clip_quoted, one_line, Error, Result};
 use crate::layout::Layout;
@@ -436,35 +437,13 @@ pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
             ));
             Report::new(&commit, Outcome::Missing)
         }
-        SetState::Complete(m) if params.skip_download => Report {
-            commit: commit.clone(),
-            code_hash: m.code_hash.clone(),
-            outcome: Outcome::Found,
-            files: m.files.len() as u64,
-            bytes: m.total_bytes(),
-            seconds: 0.0,
-        },
-        SetState::Complete(_) => match engine.fetch(&commit, dest).await? {
-            Some((_, report)) => report,
-            None => {
-                return Err(Error::Verify(format!(
-                    "{artifacts} disappeared while downloading it: retry the get"
-                )))
-            }
-        },
-        SetState::Legacy { objects } => {
-            if !params.skip_download {
-                engine.fetch_legacy(&artifacts, &objects, dest).await?;
-            }
-            Report {
-                commit: commit.clone(),
-                code_hash: None,
-                outcome: Outcome::Found,
-                files: objects.len() as u64,
-                bytes: objects.iter().map(|o| o.size).sum(),
-                seconds: 0.0,
-            }
+        state if params.skip_download => {
+            found_report(&commit, &state).unwrap_or_else(|| Report::new(&commit, Outcome::Missing))
         }
+        state => match engine.download(&commit, state, dest).await? {
+            Some(report) => report,
+            None => Report::new(&commit, Outcome::Missing),
+        },
     };
     if report.outcome == Outcome::Found {
         if let Some(h) = &report.code_hash {

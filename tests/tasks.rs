@@ -348,7 +348,7 @@ fn bad_input_gives_one_line_and_a_documented_exit_code() {
     t.run(&["check", "--bogus"]).fails(2, "--bogus");
     let mut e = env.clone();
     e.insert("S3AM_CACHE".into(), "sometimes".into());
-    cli(&["check"], &t.root, &e).fails(2, "invalid cache mode");
+    cli(&["check"], &t.root, &e).fails(2, "invalid value \"sometimes\" for S3AM_CACHE (--cache)");
     let mut e = env.clone();
     e.insert("PACKAGE_ASSETS_BUCKET".into(), "file://relative".into());
     cli(&["check"], &t.root, &e).fails(2, "absolute path");
@@ -410,4 +410,78 @@ fn the_image_task_entrypoints_use_the_original_defaults() {
         .path()
         .join(format!("artifacts/{c}/.manifest.json"))
         .exists());
+}
+
+/// The summary line of a run: the last line starting with "==> summary:".
+fn summary(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .rfind(|l| l.contains("summary:"))
+        .unwrap_or_else(|| panic!("no summary line: {stderr}"))
+}
+
+#[test]
+fn summary_lines_fit_the_outcome() {
+    let (env, _dir) = file_env();
+    let t = task(env);
+    let c = t.repo.head();
+    let miss = t.run(&["check"]);
+    miss.ok();
+    let line = summary(&miss.stderr);
+    assert!(
+        line.contains(&format!("summary: missing for commit {c}: build needed (")),
+        "{line}"
+    );
+    assert!(!line.contains("MB/s") && !line.contains("files"), "{line}");
+
+    build(&t, &[("fn.zip", "zip"), ("site/index.html", "<html>")]);
+    let up = t.run(&["upload"]);
+    up.ok();
+    let line = summary(&up.stderr);
+    assert!(line.contains("summary: uploaded for commit"), "{line}");
+    assert!(line.contains("2 files") && line.contains("MB/s"), "{line}");
+
+    t.reset_packages();
+    let found = t.run(&["check"]);
+    found.ok();
+    let line = summary(&found.stderr);
+    assert!(
+        line.contains(&format!(
+            "summary: found for commit {c}: 2 files, 9 B already complete: skip the build ("
+        )),
+        "{line}"
+    );
+    assert!(
+        !line.contains("MB/s"),
+        "no rate where nothing moved: {line}"
+    );
+
+    let again = t.run(&["upload"]);
+    again.ok();
+    let line = summary(&again.stderr);
+    assert!(line.contains("summary: skipped for commit"), "{line}");
+    assert!(!line.contains("MB/s"), "{line}");
+
+    let dest = t.root.join("out");
+    let fetched = t.run(&["fetch", "--dest", dest.to_str().unwrap()]);
+    fetched.ok();
+    let line = summary(&fetched.stderr);
+    assert!(
+        line.contains("2 files, 9 B downloaded and verified in") && line.contains("MB/s"),
+        "{line}"
+    );
+}
+
+#[test]
+fn no_command_gives_one_error_line_and_the_usage() {
+    let (env, _dir) = file_env();
+    let t = task(env);
+    let r = t.run(&[]);
+    r.fails(2, "no command given: use one of check, upload, hash, fetch");
+    assert!(
+        r.stderr.contains("Usage: s3-asset-manager <COMMAND>"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
 }

@@ -9,71 +9,95 @@ use futures::{StreamExt, TryStreamExt};
 use super::{Engine, Outcome, Report, SetState};
 use crate::error::{Error, Result};
 use crate::layout::SetLocation;
-use crate::log::{self, Progress};
-use crate::manifest::{FileEntry, Manifest};
+use crate::log;
+use crate::manifest::FileEntry;
+use crate::store::ObjectInfo;
 
 impl Engine {
-    /// Downloads a complete set into `dest` and verifies every file against the manifest.
-    /// Returns `None` when the set is not complete.
-    pub async fn fetch(&self, commit: &str, dest: &Path) -> Result<Option<(Manifest, Report)>> {
-        let started = Instant::now();
+    /// Downloads the commit's set into `dest`, verified: a complete set against its manifest;
+    /// with `accept_legacy`, a legacy set (no manifest) against each object's `package-hash`.
+    /// Returns `None` when there is no such set.
+    pub async fn fetch(
+        &self,
+        commit: &str,
+        dest: &Path,
+        accept_legacy: bool,
+    ) -> Result<Option<Report>> {
         let artifacts = self.layout.artifacts(commit);
-        let m = match self.set_state(&artifacts, false).await? {
-            SetState::Complete(m) => *m,
-            _ => return Ok(None),
-        };
-        std::fs::create_dir_all(dest).map_err(|e| Error::io("cannot create", dest, e))?;
-        let total = m.total_bytes();
-        log::phase(format!(
-            "downloading {} files, {} from {artifacts} to {}",
-            m.files.len(),
-            log::bytes(total),
-            dest.display()
-        ));
-        let (progress, guard) = Progress::start("downloaded", m.files.len() as u64, total);
-        futures::stream::iter(&m.files)
-            .map(|f| {
-                let progress = progress.clone();
-                let key = artifacts.key(&f.path);
-                async move {
-                    let t = Instant::now();
-                    self.download_verified(&key, f, dest).await?;
-                    progress.file_done(&f.path, f.size, t.elapsed());
-                    Ok::<_, Error>(())
-                }
-            })
-            .buffer_unordered(self.tuning.concurrency.max(1))
-            .try_collect::<()>()
-            .await?;
-        drop(guard);
-        let report = Report {
-            commit: commit.to_string(),
-            code_hash: m.code_hash.clone(),
-            outcome: Outcome::Found,
-            files: m.files.len() as u64,
-            bytes: total,
-            seconds: started.elapsed().as_secs_f64(),
-        };
-        log::phase(format!(
-            "verified {} files against the manifest (size and SHA-256)",
-            m.files.len()
-        ));
-        Ok(Some((m, report)))
+        let state = self.set_state(&artifacts, accept_legacy).await?;
+        self.download(commit, state, dest).await
     }
 
-    /// Downloads a legacy set (no manifest), refusing unsafe keys and checking each file's
-    /// size against the listing and its SHA-256 against the `package-hash` metadata.
-    pub async fn fetch_legacy(
+    /// Downloads the set in `state` (read by [`Engine::set_state`]) into `dest`, verified;
+    /// `None` when the state is `Missing`.
+    pub async fn download(
+        &self,
+        commit: &str,
+        state: SetState,
+        dest: &Path,
+    ) -> Result<Option<Report>> {
+        let started = Instant::now();
+        let artifacts = self.layout.artifacts(commit);
+        let Some(mut report) = found_report(commit, &state) else {
+            return Ok(None);
+        };
+        let (files, source) = match state {
+            SetState::Complete(m) => {
+                log::phase(format!(
+                    "downloading {} files, {} from {artifacts} to {}",
+                    m.files.len(),
+                    log::bytes(report.bytes),
+                    dest.display()
+                ));
+                (m.files, "the manifest")
+            }
+            SetState::Legacy { objects } => {
+                let files = self.legacy_entries(&artifacts, &objects).await?;
+                log::phase(format!(
+                    "downloading legacy set {artifacts}: {} files, {} to {}, verified against their package-hash metadata",
+                    files.len(),
+                    log::bytes(report.bytes),
+                    dest.display()
+                ));
+                (files, "their package-hash metadata")
+            }
+            SetState::Missing => return Ok(None),
+        };
+        let unverified = files.iter().filter(|f| f.sha256.is_empty()).count();
+        if unverified > 0 {
+            log::warn(format!(
+                "{unverified} of {} objects of {artifacts} carry no package-hash metadata: those are checked by size only",
+                files.len()
+            ));
+        }
+        std::fs::create_dir_all(dest).map_err(|e| Error::io("cannot create", dest, e))?;
+        self.download_files(&artifacts, &files, dest).await?;
+        log::phase(match unverified {
+            0 => format!(
+                "verified {} files against {source} (size and SHA-256)",
+                files.len()
+            ),
+            n if n == files.len() => {
+                format!("checked {n} files by size only: none has package-hash metadata")
+            }
+            n => format!(
+                "verified {} files: size for all, SHA-256 for the {} with package-hash metadata",
+                files.len(),
+                files.len() - n
+            ),
+        });
+        report.moved = report.bytes;
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(Some(report))
+    }
+
+    /// The entries of a legacy set: each object's path (refused when unsafe), its listed size,
+    /// and the SHA-256 in its `package-hash` metadata (empty when it has none).
+    async fn legacy_entries(
         &self,
         loc: &SetLocation,
-        objects: &[crate::store::ObjectInfo],
-        dest: &Path,
-    ) -> Result<()> {
-        std::fs::create_dir_all(dest).map_err(|e| Error::io("cannot create", dest, e))?;
-        log::phase(format!(
-            "downloading legacy set {loc}: {} objects, verified against their package-hash metadata",
-            objects.len()
-        ));
+        objects: &[ObjectInfo],
+    ) -> Result<Vec<FileEntry>> {
         futures::stream::iter(objects)
             .map(|o| async move {
                 let rel = o.key.strip_prefix(loc.root()).unwrap_or(&o.key);
@@ -83,29 +107,41 @@ impl Engine {
                         o.key
                     ))
                 })?;
-                let head = self.store.head(&o.key).await?;
-                let sha = head
+                let sha = self
+                    .store
+                    .head(&o.key)
+                    .await?
                     .and_then(|h| h.metadata.get("package-hash").cloned())
                     .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
                     .filter(|d| d.len() == 32)
                     .map(hex::encode);
-                let entry = FileEntry {
+                Ok::<_, Error>(FileEntry {
                     path: rel.to_string(),
                     size: o.size,
                     sha256: sha.unwrap_or_default(),
                     etag: None,
-                };
-                let t = Instant::now();
-                self.download_verified(&o.key, &entry, dest).await?;
-                log::detail(format!(
-                    "downloaded {rel} {} in {:.2} s",
-                    log::bytes(o.size),
-                    t.elapsed().as_secs_f64()
-                ));
-                Ok::<_, Error>(())
+                })
             })
-            .buffer_unordered(self.tuning.concurrency.max(1))
-            .try_collect::<()>()
+            .buffered(self.tuning.concurrency.max(1))
+            .try_collect()
             .await
     }
+}
+
+/// What a found set holds, as a report with nothing moved yet; `None` when it is missing.
+pub fn found_report(commit: &str, state: &SetState) -> Option<Report> {
+    let mut r = Report::new(commit, Outcome::Found);
+    match state {
+        SetState::Complete(m) => {
+            r.code_hash = m.code_hash.clone();
+            r.files = m.files.len() as u64;
+            r.bytes = m.total_bytes();
+        }
+        SetState::Legacy { objects } => {
+            r.files = objects.len() as u64;
+            r.bytes = objects.iter().map(|o| o.size).sum();
+        }
+        SetState::Missing => return None,
+    }
+    Some(r)
 }

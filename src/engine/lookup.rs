@@ -81,6 +81,7 @@ impl Engine {
                     report.outcome = Outcome::Restored;
                     report.files = m.files.len() as u64;
                     report.bytes = m.total_bytes();
+                    report.moved = m.total_bytes();
                 }
             },
             _ => log::phase(format!("no complete cache entry {cache}: build needed")),

@@ -20,6 +20,8 @@ mod publish;
 mod restore;
 mod transfer;
 
+pub use fetch::found_report;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -109,6 +111,9 @@ pub struct Report {
     pub files: u64,
     /// Bytes in the set (or transferred).
     pub bytes: u64,
+    /// Bytes this run moved: uploaded, copied server-side or downloaded (0 when it only
+    /// looked, so the summary shows no rate).
+    pub moved: u64,
     /// Wall time of the operation.
     pub seconds: f64,
 }
@@ -122,27 +127,52 @@ impl Report {
             outcome,
             files: 0,
             bytes: 0,
+            moved: 0,
             seconds: 0.0,
         }
     }
 
-    /// Prints the closing summary line.
+    /// Prints the closing summary line: what happened and what follows from it, with a
+    /// rate only where bytes moved.
     pub fn log_summary(&self, store: &dyn Store) {
-        let d = std::time::Duration::from_secs_f64(self.seconds);
-        let requests = match store.requests() {
-            0 => String::new(),
-            1 => ", 1 S3 request".to_string(),
-            n => format!(", {n} S3 requests"),
-        };
         log::phase(format!(
-            "summary: {} for commit {}: {} files, {} in {:.2} s ({}{requests})",
+            "summary: {} for commit {}: {}",
             self.outcome.as_str(),
             self.commit,
-            self.files,
-            log::bytes(self.bytes),
-            self.seconds,
-            log::rate(self.bytes, d)
+            self.summary(store.requests())
         ));
+    }
+
+    /// The summary after "summary: <outcome> for commit <commit>: ".
+    fn summary(&self, requests: u64) -> String {
+        let requests = match requests {
+            0 => None,
+            1 => Some("1 S3 request".to_string()),
+            n => Some(format!("{n} S3 requests")),
+        };
+        let set = format!("{} files, {}", self.files, log::bytes(self.bytes));
+        let seconds = format!("{:.2} s", self.seconds);
+        // In brackets: the rate where bytes moved, and the requests made.
+        let aside = |first: String| {
+            let all: Vec<String> = std::iter::once(first).chain(requests.clone()).collect();
+            format!("({})", all.join(", "))
+        };
+        if self.moved == 0 {
+            let what = match self.outcome {
+                Outcome::Missing => "build needed".to_string(),
+                Outcome::Found => format!("{set} already complete: skip the build"),
+                Outcome::Skipped => "upload skipped: the set is already complete".to_string(),
+                Outcome::Restored | Outcome::Uploaded => set,
+            };
+            return format!("{what} {}", aside(seconds));
+        }
+        let how = match self.outcome {
+            Outcome::Restored => " copied from the cache",
+            Outcome::Found => " downloaded and verified",
+            _ => "",
+        };
+        let rate = log::rate(self.moved, std::time::Duration::from_secs_f64(self.seconds));
+        format!("{set}{how} in {seconds} {}", aside(rate))
     }
 }
 
@@ -240,16 +270,20 @@ impl Engine {
         if objects.is_empty() {
             return Ok(SetState::Missing);
         }
-        if accept_legacy {
+        let n = objects.len();
+        if loc.is_cache() {
+            log::warn(format!(
+                "{loc} has {n} objects but no manifest: an interrupted upload; not used"
+            ));
+            Ok(SetState::Missing)
+        } else if accept_legacy {
             log::phase(format!(
-                "{loc} has {} objects and no manifest: a legacy set (written by the original tool, or interrupted); counted as found because accept_legacy is on",
-                objects.len()
+                "{loc} has {n} objects and no manifest: a legacy set (written by the original tool, or interrupted); counted as found because accept_legacy is on"
             ));
             Ok(SetState::Legacy { objects })
         } else {
             log::warn(format!(
-                "{loc} has {} objects but no manifest: an interrupted upload, or a legacy set from the original tool; not counted as found (turn on accept_legacy to count legacy sets)",
-                objects.len()
+                "{loc} has {n} objects but no manifest: an interrupted upload, or a legacy set from the original tool; not counted as found (to count legacy sets, turn on accept_legacy: S3AM_ACCEPT_LEGACY=true, --accept-legacy or source.accept_legacy)"
             ));
             Ok(SetState::Missing)
         }

@@ -23,6 +23,7 @@ impl Engine {
             outcome: Outcome::Skipped,
             files: 0,
             bytes: 0,
+            moved: 0,
             seconds: started.elapsed().as_secs_f64(),
         };
         if assets::is_found(dir) {
@@ -148,6 +149,7 @@ impl Engine {
             outcome: Outcome::Uploaded,
             files: files.len() as u64,
             bytes: total,
+            moved: total,
             seconds: started.elapsed().as_secs_f64(),
         })
     }

@@ -214,14 +214,35 @@ impl Engine {
         Ok(written)
     }
 
-    /// Streams `key` to `dest/<f.path>` through a temporary file, renamed into place only when
-    /// the size (and the SHA-256, unless `f.sha256` is empty) match.
-    pub(super) async fn download_verified(
+    /// Downloads `files` of the set at `from` into `dest` concurrently, each verified by
+    /// [`Engine::download_verified`], with progress lines for a long transfer.
+    pub(super) async fn download_files(
         &self,
-        key: &str,
-        f: &FileEntry,
+        from: &SetLocation,
+        files: &[FileEntry],
         dest: &Path,
     ) -> Result<()> {
+        let total = files.iter().map(|f| f.size).sum();
+        let (progress, _guard) = Progress::start("downloaded", files.len() as u64, total);
+        futures::stream::iter(files)
+            .map(|f| {
+                let progress = progress.clone();
+                let key = from.key(&f.path);
+                async move {
+                    let t = Instant::now();
+                    self.download_verified(&key, f, dest).await?;
+                    progress.file_done(&f.path, f.size, t.elapsed());
+                    Ok::<_, Error>(())
+                }
+            })
+            .buffer_unordered(self.tuning.concurrency.max(1))
+            .try_collect::<()>()
+            .await
+    }
+
+    /// Streams `key` to `dest/<f.path>` through a temporary file, renamed into place only when
+    /// the size (and the SHA-256, unless `f.sha256` is empty) match.
+    async fn download_verified(&self, key: &str, f: &FileEntry, dest: &Path) -> Result<()> {
         // The SDK retries a request until its response starts; a body cut off mid-stream is
         // retried here, from the start of the file.
         let mut attempt = 1;

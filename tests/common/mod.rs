@@ -97,16 +97,18 @@ impl Garage {
 
     /// Puts an object directly, bypassing the tool.
     pub fn put(&self, bucket: &str, key: &str, body: &[u8]) {
+        self.put_with_metadata(bucket, key, body, &[]);
+    }
+
+    /// Puts an object with user metadata in one plain PUT, as the original tool did.
+    pub fn put_with_metadata(&self, bucket: &str, key: &str, body: &[u8], meta: &[(&str, &str)]) {
         let body = body.to_vec();
         rt().block_on(async {
-            self.client()
-                .put_object()
-                .bucket(bucket)
-                .key(key)
-                .body(body.into())
-                .send()
-                .await
-                .expect("put object");
+            let mut put = self.client().put_object().bucket(bucket).key(key);
+            for (k, v) in meta {
+                put = put.metadata(*k, *v);
+            }
+            put.body(body.into()).send().await.expect("put object");
         });
     }
 
