@@ -13,6 +13,7 @@ pub mod layout;
 pub mod log;
 pub mod manifest;
 pub mod resource;
+pub mod signing;
 pub mod sink;
 pub mod store;
 

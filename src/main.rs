@@ -2,13 +2,16 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use s3_asset_manager::codehash::{self, Patterns};
+use s3_asset_manager::engine::Keys;
 use s3_asset_manager::engine::{LookupOptions, PublishOptions};
 use s3_asset_manager::error::{clip, clip_quoted, exit, one_line, Error, Result};
 use s3_asset_manager::layout::Layout;
+use s3_asset_manager::signing::{SigningKey, TrustedKeys};
 use s3_asset_manager::store::{self, Bucket, StoreConfig, Tuning};
 use s3_asset_manager::{log, CacheMode, CodeHashSpec, Engine};
 
@@ -182,6 +185,13 @@ struct StoreArgs {
     /// retried after a quarter of it (at most 30 s).
     #[arg(long, env = "S3AM_TIMEOUT", default_value_t = 120, value_parser = parse_seconds)]
     timeout: u64,
+    /// An unencrypted OpenSSH Ed25519 private key file: every manifest written is signed.
+    #[arg(long, env = "S3AM_SIGNING_KEY", value_name = "FILE")]
+    signing_key: Option<PathBuf>,
+    /// A file of public key lines (ssh-ed25519 AAAA... comment): only sets signed by one of
+    /// them count as complete.
+    #[arg(long, env = "S3AM_TRUSTED_KEYS", value_name = "FILE")]
+    trusted_keys: Option<PathBuf>,
     /// Print only warnings and errors.
     #[arg(long, short)]
     quiet: bool,
@@ -301,8 +311,27 @@ impl StoreArgs {
             Some(_) => sources.blame("prefix", e),
             None => sources.blame("bucket", e),
         })?;
+        let keys = self.keys(sources)?;
         let store = store::open(&cfg, &tuning).await?;
-        Ok(Engine::new(store, layout, tuning))
+        Ok(Engine::new(store, layout, tuning).with_keys(keys))
+    }
+
+    /// The signing key and trusted keys, read from their files.
+    fn keys(&self, sources: &Sources) -> Result<Keys> {
+        let path = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+        let signing = match path(&self.signing_key) {
+            Some(p) => Some(Arc::new(
+                SigningKey::from_file(&p).map_err(|e| sources.blame("signing_key", e))?,
+            )),
+            None => None,
+        };
+        let trusted = match path(&self.trusted_keys) {
+            Some(p) => Some(Arc::new(
+                TrustedKeys::from_file(&p).map_err(|e| sources.blame("trusted_keys", e))?,
+            )),
+            None => None,
+        };
+        Ok(Keys { signing, trusted })
     }
 }
 

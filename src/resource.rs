@@ -5,17 +5,19 @@
 //! written by the binaries only on success.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::commit;
 use crate::engine::{
-    found_report, CacheMode, CodeHashSpec, Engine, LookupOptions, Outcome, PublishOptions, Report,
-    SetState,
+    found_report, refuse_untrusted, CacheMode, CodeHashSpec, Engine, Keys, LookupOptions, Outcome,
+    PublishOptions, Report, SetState,
 };
 use crate::error::{clip, clip_quoted, one_line, Error, Result};
 use crate::layout::Layout;
 use crate::log;
+use crate::signing::{SigningKey, TrustedKeys};
 use crate::store::{self, Bucket, StoreConfig, Tuning};
 use crate::{assets, codehash::Patterns};
 
@@ -121,6 +123,12 @@ pub struct Source {
     /// Count sets without a manifest as found.
     #[serde(default)]
     pub accept_legacy: bool,
+    /// An OpenSSH Ed25519 private key (its text) that signs every manifest written.
+    #[serde(default)]
+    pub signing_key: Option<Secret>,
+    /// Public key lines (`ssh-ed25519 AAAA... comment`): only sets signed by one count.
+    #[serde(default)]
+    pub trusted_keys: Option<Vec<String>>,
 }
 
 /// A version: one complete asset set.
@@ -298,9 +306,33 @@ impl Source {
         }))
     }
 
+    /// The signing and trusted keys, each malformed one named by its field.
+    pub fn keys(&self) -> Result<Keys> {
+        let signing = match &self.signing_key {
+            Some(text) => Some(Arc::new(SigningKey::parse(
+                text.0.as_bytes(),
+                "source.signing_key",
+            )?)),
+            None => None,
+        };
+        let trusted = match &self.trusted_keys {
+            Some(lines) => {
+                let named: Vec<(String, &str)> = lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (format!("source.trusted_keys[{i}]"), l.as_str()))
+                    .collect();
+                Some(Arc::new(TrustedKeys::parse(&named, "source.trusted_keys")?))
+            }
+            None => None,
+        };
+        Ok(Keys { signing, trusted })
+    }
+
     /// Checks every setting that can be checked without the network.
     pub fn validate(&self) -> Result<()> {
         self.cache_mode()?;
+        self.keys()?;
         self.code_hash_spec()?;
         let (_, url_prefix) = Bucket::parse(&self.bucket)?;
         if !url_prefix.is_empty() {
@@ -323,6 +355,7 @@ impl Source {
     /// Opens the store and builds the engine.
     pub async fn engine(&self) -> Result<Engine> {
         self.validate()?;
+        let keys = self.keys()?;
         let (bucket, _) = Bucket::parse(&self.bucket)?;
         let empty = |s: &Option<String>| s.clone().filter(|v| !v.is_empty());
         let cfg = StoreConfig {
@@ -345,7 +378,8 @@ impl Source {
             store,
             Layout::new(self.prefix.as_deref().unwrap_or(""))?,
             tuning,
-        ))
+        )
+        .with_keys(keys))
     }
 }
 
@@ -434,6 +468,15 @@ pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
             }
             log::phase(format!(
                 "{artifacts} is not complete: wrote .commit-hash only"
+            ));
+            Report::new(&commit, Outcome::Missing)
+        }
+        SetState::Untrusted { why, .. } => {
+            if params.require {
+                return Err(refuse_untrusted(&artifacts, &why));
+            }
+            log::warn(format!(
+                "refusing {artifacts}: {why}; wrote .commit-hash only, so the build runs"
             ));
             Report::new(&commit, Outcome::Missing)
         }

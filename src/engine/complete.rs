@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::layout::SetLocation;
 use crate::log;
 use crate::manifest::{FileEntry, Manifest};
+use crate::signing;
 use crate::store::PutOptions;
 
 /// How many times a set is rewritten while concurrent publishers overwrite it.
@@ -186,6 +187,22 @@ impl Engine {
 
     async fn write_manifest(&self, loc: &SetLocation, m: &Manifest) -> Result<Vec<u8>> {
         let body = m.to_bytes();
+        // The signature goes first, under a name bound to these exact bytes: once the
+        // manifest is visible, so is its signature, and no other manifest can claim it.
+        let signed = match &self.keys.signing {
+            Some(key) => {
+                let sig = key.sign(&body)?;
+                self.store
+                    .put_bytes(
+                        &signing::signature_key(loc, &body),
+                        sig,
+                        &PutOptions::default(),
+                    )
+                    .await?;
+                format!(", signed by {}", key.fingerprint())
+            }
+            None => String::new(),
+        };
         let opts = PutOptions {
             metadata: BTreeMap::new(),
             sha256: Some(Sha256::digest(&body).into()),
@@ -195,7 +212,7 @@ impl Engine {
             .put_bytes(&loc.manifest_key(), body.clone(), &opts)
             .await?;
         log::phase(format!(
-            "wrote manifest {}: {loc} is complete",
+            "wrote manifest {}: {loc} is complete{signed}",
             loc.manifest_key()
         ));
         Ok(body)

@@ -38,6 +38,9 @@ impl Engine {
     ) -> Result<Option<Report>> {
         let started = Instant::now();
         let artifacts = self.layout.artifacts(commit);
+        if let SetState::Untrusted { why, .. } = &state {
+            return Err(refuse_untrusted(&artifacts, why));
+        }
         let Some(mut report) = found_report(commit, &state) else {
             return Ok(None);
         };
@@ -61,7 +64,7 @@ impl Engine {
                 ));
                 (files, "their package-hash metadata")
             }
-            SetState::Missing => return Ok(None),
+            SetState::Untrusted { .. } | SetState::Missing => return Ok(None),
         };
         let unverified = files.iter().filter(|f| f.sha256.is_empty()).count();
         if unverified > 0 {
@@ -141,7 +144,14 @@ pub fn found_report(commit: &str, state: &SetState) -> Option<Report> {
             r.files = objects.len() as u64;
             r.bytes = objects.iter().map(|o| o.size).sum();
         }
-        SetState::Missing => return None,
+        SetState::Untrusted { .. } | SetState::Missing => return None,
     }
     Some(r)
+}
+
+/// The error for a set whose manifest no trusted key signed: a reader never takes it.
+pub fn refuse_untrusted(loc: &SetLocation, why: &str) -> Error {
+    Error::Verify(format!(
+        "refusing {loc}: {why}; with trusted keys set, only sets signed by one of them count: publish it again from a pipeline that holds a trusted signing key"
+    ))
 }

@@ -1,7 +1,7 @@
 //! The version index behind the resource's `check`: one empty object per completed
 //! artifacts set, keyed so that a plain listing yields the newest first.
 
-use super::Engine;
+use super::{Engine, SetState};
 use crate::error::Result;
 use crate::log;
 use crate::manifest::Manifest;
@@ -42,14 +42,20 @@ impl Engine {
         let Some(since) = since else {
             return Ok(self.latest_version(&prefix).await?.into_iter().collect());
         };
-        let key = self.layout.artifacts(since).manifest_key();
-        let Some(bytes) = self.store.get_bytes(&key).await? else {
-            log::phase(format!(
-                "version {since} no longer exists: reporting the latest set"
-            ));
-            return Ok(self.latest_version(&prefix).await?.into_iter().collect());
+        let m = match self.set_state(&self.layout.artifacts(since), false).await? {
+            SetState::Complete(m) => m,
+            _ => {
+                log::phase(format!(
+                    "version {since} no longer exists{}: reporting the latest set",
+                    if self.keys.trusted.is_some() {
+                        " as a trusted set"
+                    } else {
+                        ""
+                    }
+                ));
+                return Ok(self.latest_version(&prefix).await?.into_iter().collect());
+            }
         };
-        let m = Manifest::parse(&bytes, &key)?;
         let Some(ms) = m.completed_ms else {
             // A set completed without an index entry cannot be placed in the order.
             return Ok(vec![since.to_string()]);
@@ -79,14 +85,29 @@ impl Engine {
         // first completion.
         let mut out = vec![since.to_string()];
         for c in newer.into_iter().rev() {
-            if !out.contains(&c) {
+            // Without trusted keys the index alone lists a set, at no request per set.
+            let listed = self.keys.trusted.is_none() || self.listed(&c).await?;
+            if !out.contains(&c) && listed {
                 out.push(c);
             }
         }
         Ok(out)
     }
 
-    /// The newest indexed set whose manifest still exists.
+    /// Whether an indexed commit's set counts as a version: its manifest exists and, with
+    /// trusted keys set, one of them signed it (which costs reading it and its signature).
+    async fn listed(&self, commit: &str) -> Result<bool> {
+        let loc = self.layout.artifacts(commit);
+        if self.keys.trusted.is_some() {
+            return Ok(matches!(
+                self.set_state(&loc, false).await?,
+                SetState::Complete(_)
+            ));
+        }
+        Ok(self.store.head(&loc.manifest_key()).await?.is_some())
+    }
+
+    /// The newest indexed set whose manifest still exists (and is trusted, with trusted keys).
     async fn latest_version(&self, prefix: &str) -> Result<Option<String>> {
         let mut after: Option<String> = None;
         loop {
@@ -95,12 +116,7 @@ impl Engine {
                 return Ok(None);
             };
             if let Some(c) = self.layout.index_commit(&entry.key) {
-                if self
-                    .store
-                    .head(&self.layout.artifacts(c).manifest_key())
-                    .await?
-                    .is_some()
-                {
+                if self.listed(c).await? {
                     return Ok(Some(c.to_string()));
                 }
             }

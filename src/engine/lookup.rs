@@ -56,6 +56,9 @@ impl Engine {
                 report.seconds = started.elapsed().as_secs_f64();
                 return Ok(report);
             }
+            SetState::Untrusted { .. } => {
+                log::phase(format!("{artifacts} is not trusted: building it again"))
+            }
             SetState::Missing => log::phase(format!("{artifacts} is not complete")),
         }
         let spec = match (&opts.code_hash, opts.cache) {
@@ -84,6 +87,9 @@ impl Engine {
                     report.moved = m.total_bytes();
                 }
             },
+            SetState::Untrusted { .. } => {
+                log::phase(format!("not restoring the untrusted {cache}: build needed"))
+            }
             _ => log::phase(format!("no complete cache entry {cache}: build needed")),
         }
         report.seconds = started.elapsed().as_secs_f64();

@@ -20,7 +20,7 @@ mod publish;
 mod restore;
 mod transfer;
 
-pub use fetch::found_report;
+pub use fetch::{found_report, refuse_untrusted};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +32,7 @@ use crate::error::{clip, Error, Result};
 use crate::layout::{Layout, SetLocation};
 use crate::log;
 use crate::manifest::Manifest;
+use crate::signing::{self, SigningKey, TrustedKeys, Verdict};
 use crate::store::{Store, Tuning};
 
 /// How the cache may be used.
@@ -186,8 +187,26 @@ pub enum SetState {
         /// The objects found.
         objects: Vec<crate::store::ObjectInfo>,
     },
+    /// A manifest, but trusted keys are set and it carries no valid signature from one of
+    /// them: not complete. A reader refuses it; a publisher holding a signing key replaces it.
+    Untrusted {
+        /// The manifest.
+        manifest: Box<Manifest>,
+        /// Why it is not trusted, naming its signer or saying it is unsigned.
+        why: String,
+    },
     /// No manifest: missing, interrupted, or legacy without `accept_legacy`.
     Missing,
+}
+
+/// The keys of signed sets: the private key this publisher signs manifests with, and the
+/// public keys whose signatures a reader trusts (none: every complete set is trusted).
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
+    /// Signs every manifest written.
+    pub signing: Option<Arc<SigningKey>>,
+    /// Makes a set complete only when its manifest is signed by one of these.
+    pub trusted: Option<Arc<TrustedKeys>>,
 }
 
 /// Options for a lookup (the `check` task and the resource's `put` without `path`).
@@ -232,6 +251,7 @@ pub struct Engine {
     /// A random id stamped on every object this process writes into a set: when publishers
     /// race on one set, the smallest id keeps writing and the others wait for it.
     publisher: String,
+    keys: Keys,
 }
 
 impl Engine {
@@ -245,7 +265,14 @@ impl Engine {
             layout,
             tuning,
             publisher: format!("{:016x}", h.finish()),
+            keys: Keys::default(),
         }
+    }
+
+    /// The same engine, signing and trusting with `keys`.
+    pub fn with_keys(mut self, keys: Keys) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// The store.
@@ -264,9 +291,31 @@ impl Engine {
         if let Some(bytes) = self.store.get_bytes(&key).await? {
             // Writes are atomic, so an unreadable or unsafe manifest was put there by hand
             // (or by an attacker): refuse the set loudly rather than guess.
-            return Ok(SetState::Complete(Box::new(Manifest::parse(&bytes, &key)?)));
+            let manifest = Box::new(Manifest::parse(&bytes, &key)?);
+            let Some(trusted) = &self.keys.trusted else {
+                return Ok(SetState::Complete(manifest));
+            };
+            // The signature of exactly these bytes: never another manifest's.
+            let signature = self
+                .store
+                .get_bytes(&signing::signature_key(loc, &bytes))
+                .await?;
+            return Ok(match trusted.verify(&bytes, signature.as_deref()) {
+                Verdict::Trusted(signer) => {
+                    log::phase(format!("{loc} is signed by trusted key {signer}"));
+                    SetState::Complete(manifest)
+                }
+                Verdict::Untrusted(why) => {
+                    log::warn(format!(
+                        "{loc} has a manifest, but {why}: not counted as complete"
+                    ));
+                    SetState::Untrusted { manifest, why }
+                }
+            });
         }
-        let objects = self.store.list(loc.root()).await?;
+        let mut objects = self.store.list(loc.root()).await?;
+        // A signature left by an interrupted publish is not an asset.
+        objects.retain(|o| !signing::is_signature_key(loc, &o.key));
         if objects.is_empty() {
             return Ok(SetState::Missing);
         }
@@ -274,6 +323,11 @@ impl Engine {
         if loc.is_cache() {
             log::warn(format!(
                 "{loc} has {n} objects but no manifest: an interrupted upload; not used"
+            ));
+            Ok(SetState::Missing)
+        } else if accept_legacy && self.keys.trusted.is_some() {
+            log::warn(format!(
+                "{loc} has {n} objects and no manifest: a legacy set, which is unsigned: not counted as found because trusted keys are set"
             ));
             Ok(SetState::Missing)
         } else if accept_legacy {

@@ -70,6 +70,18 @@ impl Engine {
                 ));
                 return Ok(skipped(commit, code_hash));
             }
+            SetState::Untrusted { why, .. } => match &self.keys.signing {
+                Some(key) => log::warn(format!(
+                    "{artifacts} is complete, but {why}: replacing it with a set signed by {}",
+                    key.fingerprint()
+                )),
+                None => {
+                    log::warn(format!(
+                        "{artifacts} is complete, but {why}; this publisher holds no signing key (S3AM_SIGNING_KEY, source.signing_key) that could make it trusted: uploading nothing"
+                    ));
+                    return Ok(skipped(commit, code_hash));
+                }
+            },
             SetState::Missing => {}
         }
         let code_hash = match (code_hash, &opts.compute_code_hash) {

@@ -59,14 +59,21 @@ impl Engine {
         files: &[FileEntry],
     ) -> Result<()> {
         let cache = self.layout.cache(code_hash);
-        if let SetState::Complete(m) = self.set_state(&cache, false).await? {
-            match self.damage(&cache, &m).await? {
+        match self.set_state(&cache, false).await? {
+            SetState::Complete(m) => match self.damage(&cache, &m).await? {
                 None => {
                     log::phase(format!("{cache} is already complete: not rewriting it"));
                     return Ok(());
                 }
                 Some(problem) => log::warn(format!("{problem}; rewriting it")),
+            },
+            SetState::Untrusted { .. } if self.keys.signing.is_none() => {
+                log::phase(format!(
+                    "{cache} is not trusted, and only a signing publisher can replace it: not rewriting it"
+                ));
+                return Ok(());
             }
+            _ => {}
         }
         let origin = Origin::Set {
             from: artifacts.clone(),
