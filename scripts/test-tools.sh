@@ -1,5 +1,6 @@
 # The Debian packages the tests start themselves: tinyproxy (an HTTP proxy, for the
-# HTTPS_PROXY/NO_PROXY tests) and stunnel4 (TLS in front of Garage, for the private-CA test).
+# HTTPS_PROXY/NO_PROXY tests), stunnel4 (TLS in front of Garage, for the private-CA test) and
+# openssh-client (ssh-keygen makes the signing tests' keys and checks their signatures).
 # Source this file, then call test_tools_install; it does nothing when both are present.
 
 test_tools_install() {
@@ -7,6 +8,7 @@ test_tools_install() {
   command -v tinyproxy >/dev/null 2>&1 || missing+=(tinyproxy)
   command -v stunnel4 >/dev/null 2>&1 || command -v stunnel >/dev/null 2>&1 || missing+=(stunnel4)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=""
   if [ "$(id -u)" -ne 0 ]; then

@@ -510,6 +510,8 @@ pub async fn put(req: OutRequest, base: &Path) -> Result<Response> {
     };
     let cache = req.source.cache_mode()?;
     let spec = req.source.code_hash_spec()?;
+    // Every setting is checked before the checkout: a bad config line reads as one.
+    req.source.validate()?;
     let commit = commit::resolve_head(&repo)?;
     let engine = req.source.engine().await?;
     let report = match path {

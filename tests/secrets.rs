@@ -1,7 +1,9 @@
 //! Secrets never appear in any output: every command (the CLI's check, upload and fetch, the
 //! resource's check, in and out), run with a recognisable secret key and session token against
 //! Garage with wrong credentials, against an unreachable endpoint, with malformed requests that
-//! carry the secret, and `--help` with the secret in the environment.
+//! carry the secret, and `--help` with the secret in the environment. The signing key (a file
+//! for the CLI, text in the resource's `source`) is one of the secrets, on the paths that
+//! succeed too.
 
 mod common;
 
@@ -15,8 +17,25 @@ type Env = BTreeMap<String, String>;
 
 const SECRET: &str = "S3AM-TEST-SECRET-6c1f0e5b9a7d4c3e8f2a1b0c9d8e7f6a";
 const TOKEN: &str = "S3AM-TEST-TOKEN-9d2b7e4f1a6c3e8b5d0f2a7c4e1b8d3f";
-/// The secret and token, and distinctive pieces of them (a clipped or partial echo).
-const MARKS: [&str; 4] = [SECRET, TOKEN, "6c1f0e5b9a7d4c3e", "9d2b7e4f1a6c3e8b"];
+/// A signing key (made with `ssh-keygen -t ed25519 -N ''` for this test only).
+const SIGNING_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACBnGmDkDVBY8sFqhKupiGTcqyQqTMo1RZHZK1TppTm2twAAAJDyiYYF8omG
+BQAAAAtzc2gtZWQyNTUxOQAAACBnGmDkDVBY8sFqhKupiGTcqyQqTMo1RZHZK1TppTm2tw
+AAAEB4bUvxCc2VfNMnTowpFZxglTEwe0SJfUnFqaU3EhnUvWcaYOQNUFjywWqEq6mIZNyr
+JCpMyjVFkdkrVOmlOba3AAAADHNlY3JldHMtdGVzdAE=
+-----END OPENSSH PRIVATE KEY-----
+";
+/// The secret, token and signing key, and distinctive pieces of them (a clipped or partial
+/// echo); the last is the key's private scalar.
+const MARKS: [&str; 6] = [
+    SECRET,
+    TOKEN,
+    "6c1f0e5b9a7d4c3e",
+    "9d2b7e4f1a6c3e8b",
+    SIGNING_KEY,
+    "B4bUvxCc2VfNMnTowpFZxglTEwe0SJfUnFqaU3EhnUv",
+];
 
 /// Where the credentials are sent.
 struct Target {
@@ -73,6 +92,11 @@ impl Work {
         std::fs::write(pkg.join(".commit-hash"), &head).unwrap();
         std::fs::write(pkg.join("fn.zip"), "zip").unwrap();
         std::fs::create_dir_all(root.join("bucket")).unwrap();
+        std::fs::write(root.join("signing_key"), SIGNING_KEY).unwrap();
+        // The key with its private scalar intact but its framing broken.
+        let broken =
+            SIGNING_KEY.replace("OPENSSH PRIVATE KEY-----\n", "OPENSSH PRIVATE KEY-----\n!");
+        std::fs::write(root.join("broken_key"), broken).unwrap();
         Work {
             _tmp: tmp,
             root,
@@ -97,6 +121,7 @@ fn task_env(t: &Target) -> Env {
         ("S3AM_PATH_STYLE", "true"),
         ("CODE_HASH_FIND_FILTER", "src"),
         ("S3AM_TIMEOUT", "20"),
+        ("S3AM_SIGNING_KEY", "signing_key"),
     ] {
         e.insert(k.into(), v.into());
     }
@@ -113,6 +138,7 @@ fn source(t: &Target) -> Value {
         "secret_access_key": SECRET,
         "session_token": TOKEN,
         "code_hash_filter": ["src"],
+        "signing_key": SIGNING_KEY,
     })
 }
 
@@ -236,6 +262,22 @@ fn malformed_jobs(w: &Work) -> Vec<Job> {
             with(json!({"session_token": {TOKEN: TOKEN}})),
         ),
         ("invalid bucket", with(json!({"bucket": "Bad_Bucket"}))),
+        (
+            "signing key as a list",
+            with(json!({"signing_key": [SIGNING_KEY]})),
+        ),
+        (
+            "signing key with broken framing",
+            with(json!({"signing_key": SIGNING_KEY.replace("-----\n", "-----\n!")})),
+        ),
+        (
+            "signing key cut short",
+            with(json!({"signing_key": &SIGNING_KEY[..200]})),
+        ),
+        (
+            "private key given as a trusted key",
+            with(json!({"trusted_keys": [SIGNING_KEY]})),
+        ),
         ("no access key id", {
             let mut s = with(json!({}));
             s.as_object_mut().unwrap().remove("access_key_id");
@@ -356,10 +398,38 @@ fn malformed_jobs(w: &Work) -> Vec<Job> {
             vec!["upload"],
             with_env("PACKAGE_DIRECTORY", "./repo"),
         ),
+        (
+            "broken signing key",
+            vec!["upload"],
+            with_env("S3AM_SIGNING_KEY", "broken_key"),
+        ),
+        (
+            "private key as trusted keys",
+            vec!["check"],
+            with_env("S3AM_TRUSTED_KEYS", "signing_key"),
+        ),
     ] {
         jobs.push(cli_job(format!("malformed cli ({what})"), &args, e));
     }
     jobs
+}
+
+/// Runs that succeed while signing with the key, on the work directory's file:// bucket.
+fn signing_jobs(w: &Work) -> Vec<Job> {
+    let mut env = Env::new();
+    env.insert("PACKAGE_ASSETS_BUCKET".into(), w.file_bucket());
+    env.insert("S3AM_SIGNING_KEY".into(), "signing_key".into());
+    let mut upload = cli_job("signing: cli upload".into(), &["upload"], env);
+    upload.want_code = Some(0);
+    let src = json!({"bucket": w.file_bucket(), "signing_key": SIGNING_KEY});
+    let mut out = resource_job(
+        "signing: resource out".into(),
+        "out",
+        &w.root,
+        json!({"source": src, "params": {"repo": "repo", "path": "packages"}}).to_string(),
+    );
+    out.want_code = Some(0);
+    vec![upload, out]
 }
 
 /// `--help` with the secret in the environment.
@@ -473,6 +543,7 @@ fn secrets_never_appear_in_any_output() {
     }
     jobs.extend(malformed_jobs(&work));
     jobs.extend(help_jobs());
+    jobs.extend(signing_jobs(&work));
     let n = jobs.len();
     let failures = run_all(jobs, &work);
     eprintln!(

@@ -114,6 +114,11 @@ impl Garage {
 
     /// Reads an object as text.
     pub fn get_string(&self, bucket: &str, key: &str) -> String {
+        String::from_utf8(self.get_bytes(bucket, key)).unwrap()
+    }
+
+    /// Reads an object's bytes.
+    pub fn get_bytes(&self, bucket: &str, key: &str) -> Vec<u8> {
         rt().block_on(async {
             let o = self
                 .client()
@@ -123,8 +128,7 @@ impl Garage {
                 .send()
                 .await
                 .expect("get object");
-            let b = o.body.collect().await.unwrap().into_bytes();
-            String::from_utf8(b.to_vec()).unwrap()
+            o.body.collect().await.unwrap().into_bytes().to_vec()
         })
     }
 
