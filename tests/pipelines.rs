@@ -5,7 +5,8 @@
 //! `put` of it its `params` into `OutParams` and its `get_params` into `InParams`. YAML is
 //! converted to JSON first, so these are the same deserialisers the binaries use on stdin.
 //!
-//! A whole-value `((var))` reads as a string here; the examples use them for strings only.
+//! A whole-value `((var))` reads as a string here; the examples use them for strings only, and
+//! in `signing_key` and `trusted_keys` it stands for a real key of that kind.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -22,6 +23,36 @@ const HOOKS: [&str; 5] = ["on_success", "on_failure", "on_error", "on_abort", "e
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("pipeline-examples")
+}
+
+/// A private key (made with `ssh-keygen -t ed25519 -N ''`, for this test only) and its public
+/// line: what a credential manager's `((var))` holds in `signing_key` and `trusted_keys`.
+const STAND_IN_PRIVATE: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACCizi8KwmdnwF8c7sZb5f+Y8ASsKct8hAFlfCmAHry6OgAAAIitGhFprRoR
+aQAAAAtzc2gtZWQyNTUxOQAAACCizi8KwmdnwF8c7sZb5f+Y8ASsKct8hAFlfCmAHry6Og
+AAAEAlAyHPspOuzAQpV5dgFJ0Rrltu5ZapSE7NUrsyaVe6D6LOLwrCZ2fAXxzuxlvl/5jw
+BKwpy3yEAWV8KYAevLo6AAAABHRlc3QB
+-----END OPENSSH PRIVATE KEY-----
+";
+const STAND_IN_PUBLIC: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKLOLwrCZ2fAXxzuxlvl/5jwBKwpy3yEAWV8KYAevLo6 test";
+
+/// Replaces a whole-value `((var))` in `signing_key` and `trusted_keys` with a real key of that
+/// kind, so that validation checks the shape around it rather than the placeholder.
+fn stand_in_keys(source: &mut Value) {
+    let is_var = |v: &Value| {
+        v.as_str()
+            .is_some_and(|s| s.starts_with("((") && s.ends_with("))"))
+    };
+    if let Some(k) = source.get_mut("signing_key").filter(|v| is_var(v)) {
+        *k = Value::String(STAND_IN_PRIVATE.into());
+    }
+    if let Some(list) = source.get_mut("trusted_keys").and_then(Value::as_array_mut) {
+        for k in list.iter_mut().filter(|v| is_var(v)) {
+            *k = Value::String(STAND_IN_PUBLIC.into());
+        }
+    }
 }
 
 /// Parses a pipeline, applying YAML merge keys (`<<: *anchor`) as Concourse does.
@@ -219,10 +250,11 @@ fn check(pipeline: &Value) -> Checked {
         }
         checked.resources += 1;
         let what = format!("resources.{name}.source");
-        let source = r
+        let mut source = r
             .get("source")
             .cloned()
             .unwrap_or_else(|| Value::Object(Default::default()));
+        stand_in_keys(&mut source);
         if let Some(source) = parse::<Source>(&source, &what, &mut checked) {
             if let Err(e) = source.validate() {
                 checked.errors.push(format!("{what}: {e}"));
