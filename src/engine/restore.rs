@@ -23,6 +23,11 @@ impl Engine {
             m.files.len(),
             log::bytes(m.total_bytes())
         ));
+        if self.keys.trusted.is_some() && self.keys.signing.is_none() {
+            log::warn(format!(
+                "restoring without a signing key: {artifacts} gets an unsigned manifest, which readers with trusted keys refuse; give this pipeline the signing key (S3AM_SIGNING_KEY, source.signing_key) to restore trusted sets"
+            ));
+        }
         let origin = Origin::Set {
             from: cache.clone(),
             etags: m
