@@ -165,7 +165,8 @@ struct StoreArgs {
     /// The KMS key id for aws:kms.
     #[arg(long, env = "S3AM_SSE_KMS_KEY_ID", value_name = "KEY")]
     sse_kms_key_id: Option<String>,
-    /// Files transferred at once.
+    /// The most files transferred at once: the number in flight starts at 16, doubles while
+    /// throughput grows, and halves when the store throttles.
     #[arg(long, env = "S3AM_CONCURRENCY", default_value_t = Tuning::default().concurrency, value_parser = parse_count)]
     concurrency: usize,
     /// Files at least this large upload multipart (bytes; K, M, G suffixes are binary).

@@ -427,3 +427,61 @@ fn a_publish_repairs_a_complete_set_whose_objects_changed() {
     assert!(r.stderr.contains("publishing it again"), "{}", r.stderr);
     fetch_and_compare(&t, &files);
 }
+
+#[test]
+fn throttling_shrinks_the_transfers_in_flight_and_says_so_once() {
+    let Some(g) = Garage::get() else { return };
+    let bucket = g.new_bucket("throttle");
+    // A distant store (20 ms per request) that sheds half the requests over 24 in flight.
+    let p = Proxy::start(
+        upstream(&g),
+        Faults {
+            latency: Duration::from_millis(20),
+            throttle_above: 24,
+            throttle_rate: 0.5,
+            ..Faults::default()
+        },
+    );
+    let t = task(&g, &bucket, &p.url());
+    t.run(&["check"]).ok();
+    let mut files = BTreeMap::new();
+    for i in 0..600 {
+        let rel = format!("d{}/f{i}.txt", i % 7);
+        let body = format!("asset {i}\n").repeat(50).into_bytes();
+        t.build(&[(&rel, &body)]);
+        files.insert(rel, body);
+    }
+    let started = Instant::now();
+    let up = t.run(&["upload"]);
+    up.ok();
+    let told: Vec<&str> = up
+        .stderr
+        .lines()
+        .filter(|l| l.contains("the store is throttling"))
+        .collect();
+    assert_eq!(told.len(), 1, "said once, not per request: {}", up.stderr);
+    assert!(told[0].contains("down from"), "{}", told[0]);
+    let throttled = p.stats.throttled.load(std::sync::atomic::Ordering::Relaxed);
+    let peak = p
+        .stats
+        .peak_in_flight
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let samples = p.stats.in_flight_samples.lock().unwrap().clone();
+    let tail = &samples[samples.len() * 2 / 3..];
+    let tail_mean = tail.iter().sum::<u64>() as f64 / tail.len() as f64;
+    eprintln!(
+        "throttling: {throttled} answered 503 over {} requests; peak {peak} in flight, {tail_mean:.1} on average in the last third; upload took {:.1} s",
+        samples.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(throttled > 0, "the proxy shed some requests");
+    assert!(
+        peak > 24,
+        "the window grew past the store's limit first: {peak}"
+    );
+    assert!(
+        tail_mean < peak as f64 * 0.75,
+        "fewer in flight once the store throttled: peak {peak}, later {tail_mean:.1}"
+    );
+    fetch_and_compare(&t, &files);
+}

@@ -19,6 +19,7 @@ mod lookup;
 mod publish;
 mod restore;
 mod transfer;
+mod window;
 
 pub use fetch::{found_report, refuse_untrusted};
 

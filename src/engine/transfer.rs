@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use base64::Engine as _;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use super::complete::PUBLISHER_KEY;
+use super::window::{self, Window};
 use super::Engine;
 use crate::error::{Error, Result};
 use crate::layout::SetLocation;
@@ -37,8 +38,13 @@ fn metadata(commit: &str, sha256: &[u8; 32], code_hash: Option<&str>) -> BTreeMa
 /// cut off mid-stream, or a request that failed every SDK attempt, is tried again from the start.
 const BODY_ATTEMPTS: u32 = 4;
 
-/// Ranges of one large object downloaded at once.
-const RANGES_IN_FLIGHT: usize = 4;
+/// Ranges of one large object downloaded at once: with 8 MiB ranges, enough to fill a
+/// connection-capped link (about 100 MB/s each) across a round trip of 100 ms.
+const RANGES_IN_FLIGHT: usize = 8;
+
+/// What a large file's transfer holds in memory: the buffers of its parts or ranges in flight
+/// (8 of 256 KiB each), with room for the client's own.
+const STREAMING: u64 = 4 << 20;
 
 /// The most server-side copies in flight at once.
 const COPIES_IN_FLIGHT: usize = 256;
@@ -142,6 +148,17 @@ impl Engine {
         Ok((etag, f.sha256.clone()))
     }
 
+    /// The memory a transfer of `size` bytes holds while in flight: a small file whole (read
+    /// for its upload, or received before it is written), a large one the buffers it streams
+    /// through.
+    fn memory_held(&self, size: u64) -> u64 {
+        if size >= self.tuning.multipart_threshold {
+            STREAMING
+        } else {
+            size.min(IN_MEMORY)
+        }
+    }
+
     /// Writes `files` into `to` concurrently; returns them with their new entity tags.
     pub(super) async fn write_files(
         &self,
@@ -154,53 +171,52 @@ impl Engine {
     ) -> Result<Vec<FileEntry>> {
         let total = files.iter().map(|f| f.size).sum();
         let (progress, _guard) = Progress::start(verb, files.len() as u64, total);
-        // Server-side copies move no bytes through this process, and the store handles many
-        // at once more cheaply than a few at a time (Garage: 2,000 copies take 3.8 s at 16 in
-        // flight, 2.5 s at 256), so a copy keeps more requests in flight than an upload.
-        let window = match origin {
-            Origin::Files(_) => self.tuning.concurrency,
-            Origin::Set { .. } => self
-                .tuning
-                .concurrency
-                .saturating_mul(16)
-                .min(COPIES_IN_FLIGHT),
+        let max = self.tuning.concurrency;
+        let throttles = self.store.throttled();
+        let mut window = match origin {
+            Origin::Files(_) => Window::new(max, throttles),
+            // Server-side copies move no bytes through this process, and the store handles
+            // many at once more cheaply than a few at a time (Garage: 2,000 copies take 3.8 s
+            // at 16 in flight, 2.5 s at 256), so copies start with the whole window.
+            Origin::Set { .. } => Window::starting_at(COPIES_IN_FLIGHT.min(max), max, throttles),
         };
-        let mut written: Vec<(usize, FileEntry)> = futures::stream::iter(files.iter().enumerate())
-            .map(|(i, f)| {
-                let progress = progress.clone();
-                async move {
-                    let t = Instant::now();
-                    // The SDK retries each request; a file whose request still failed after
-                    // all of them is written again from the start, a few times, before the
-                    // whole publish gives up.
-                    let mut attempt = 1;
-                    let (etag, sha256) = loop {
-                        match self.write_one(to, origin, f, commit, code_hash).await {
-                            Err(Error::Store(e)) if attempt < BODY_ATTEMPTS => {
-                                log::warn(format!(
-                                    "{e}; writing {} again ({attempt} of {BODY_ATTEMPTS})",
-                                    f.path
-                                ));
-                                tokio::time::sleep(jitter(attempt)).await;
-                                attempt += 1;
-                            }
-                            other => break other?,
+        let jobs = files.iter().enumerate().map(|(i, f)| {
+            let progress = progress.clone();
+            let held = match origin {
+                Origin::Files(_) => self.memory_held(f.size),
+                Origin::Set { .. } => 0,
+            };
+            (held, async move {
+                let t = Instant::now();
+                // The SDK retries each request; a file whose request still failed after
+                // all of them is written again from the start, a few times, before the
+                // whole publish gives up.
+                let mut attempt = 1;
+                let (etag, sha256) = loop {
+                    match self.write_one(to, origin, f, commit, code_hash).await {
+                        Err(Error::Store(e)) if attempt < BODY_ATTEMPTS => {
+                            log::warn(format!(
+                                "{e}; writing {} again ({attempt} of {BODY_ATTEMPTS})",
+                                f.path
+                            ));
+                            tokio::time::sleep(jitter(attempt)).await;
+                            attempt += 1;
                         }
-                    };
-                    progress.file_done(&f.path, f.size, t.elapsed());
-                    Ok::<_, Error>((
-                        i,
-                        FileEntry {
-                            etag: Some(etag),
-                            sha256,
-                            ..f.clone()
-                        },
-                    ))
-                }
+                        other => break other?,
+                    }
+                };
+                progress.file_done(&f.path, f.size, t.elapsed());
+                Ok::<_, Error>((
+                    i,
+                    FileEntry {
+                        etag: Some(etag),
+                        sha256,
+                        ..f.clone()
+                    },
+                ))
             })
-            .buffer_unordered(window.max(1))
-            .try_collect()
-            .await?;
+        });
+        let mut written = window::run(self.store.as_ref(), &mut window, jobs).await?;
         written.sort_unstable_by_key(|(i, _)| *i);
         let written: Vec<FileEntry> = written.into_iter().map(|(_, f)| f).collect();
         let took = progress.elapsed();
@@ -224,20 +240,19 @@ impl Engine {
     ) -> Result<()> {
         let total = files.iter().map(|f| f.size).sum();
         let (progress, _guard) = Progress::start("downloaded", files.len() as u64, total);
-        futures::stream::iter(files)
-            .map(|f| {
-                let progress = progress.clone();
-                let key = from.key(&f.path);
-                async move {
-                    let t = Instant::now();
-                    self.download_verified(&key, f, dest).await?;
-                    progress.file_done(&f.path, f.size, t.elapsed());
-                    Ok::<_, Error>(())
-                }
+        let mut window = Window::new(self.tuning.concurrency, self.store.throttled());
+        let jobs = files.iter().map(|f| {
+            let progress = progress.clone();
+            let key = from.key(&f.path);
+            (self.memory_held(f.size), async move {
+                let t = Instant::now();
+                self.download_verified(&key, f, dest).await?;
+                progress.file_done(&f.path, f.size, t.elapsed());
+                Ok::<_, Error>(())
             })
-            .buffer_unordered(self.tuning.concurrency.max(1))
-            .try_collect::<()>()
-            .await
+        });
+        window::run(self.store.as_ref(), &mut window, jobs).await?;
+        Ok(())
     }
 
     /// Streams `key` to `dest/<f.path>` through a temporary file, renamed into place only when

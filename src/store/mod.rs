@@ -72,6 +72,12 @@ pub trait Store: Send + Sync {
         0
     }
 
+    /// How many responses so far said the store is throttling (503 SlowDown, 429): transfer
+    /// loops keep fewer requests in flight when it grows (S3 only; 0 elsewhere).
+    fn throttled(&self) -> u64 {
+        0
+    }
+
     /// Size and metadata of an object, or `None` if it does not exist.
     async fn head(&self, key: &str) -> Result<Option<ObjectHead>>;
 
@@ -200,7 +206,7 @@ pub struct StoreConfig {
 /// Transfer knobs; the defaults suit CI workers, tests shrink them to reach multipart paths.
 #[derive(Debug, Clone)]
 pub struct Tuning {
-    /// Files transferred at once.
+    /// The most files transferred at once: the adaptive window grows up to it.
     pub concurrency: usize,
     /// Files at least this large upload multipart.
     pub multipart_threshold: u64,
@@ -218,7 +224,7 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
-            concurrency: 16,
+            concurrency: 256,
             multipart_threshold: 16 * MIB,
             part_size: 8 * MIB,
             copy_multipart_threshold: 1024 * MIB,

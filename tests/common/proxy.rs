@@ -2,7 +2,8 @@
 //!
 //! It understands just enough HTTP to count requests and to fail chosen ones: answer with a
 //! 503 SlowDown or a 500, reset the connection partway through a request or response body,
-//! add latency, or accept connections and never answer (a blackhole). Every connection thread
+//! add latency, shed load (503 SlowDown to a share of requests while too many are in flight),
+//! or accept connections and never answer (a blackhole). Every connection thread
 //! ends when either side closes, and the listener thread ends when the proxy is dropped.
 #![allow(dead_code)]
 
@@ -23,6 +24,11 @@ pub struct Faults {
     pub latency: Duration,
     /// Accept connections and never answer.
     pub blackhole: bool,
+    /// With more than this many requests in flight (0: never), answer a share of the
+    /// requests, `throttle_rate`, with 503 SlowDown: a store shedding load.
+    pub throttle_above: u64,
+    /// The share of requests answered 503 SlowDown while over `throttle_above`.
+    pub throttle_rate: f64,
 }
 
 /// Counters of what happened.
@@ -31,6 +37,31 @@ pub struct Stats {
     pub requests: AtomicU64,
     pub errors_injected: AtomicU64,
     pub resets_injected: AtomicU64,
+    /// Requests received and not yet answered, and the most at once.
+    pub in_flight: AtomicU64,
+    pub peak_in_flight: AtomicU64,
+    /// Requests answered 503 SlowDown because too many were in flight.
+    pub throttled: AtomicU64,
+    /// The number in flight as each request arrived, in order.
+    pub in_flight_samples: Mutex<Vec<u64>>,
+}
+
+/// Counts one request in flight until it is answered (or its connection ends).
+struct InFlight<'a>(&'a Stats);
+
+impl<'a> InFlight<'a> {
+    fn start(stats: &'a Stats) -> (Self, u64) {
+        let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        stats.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        stats.in_flight_samples.lock().unwrap().push(now);
+        (InFlight(stats), now)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A running proxy.
@@ -228,9 +259,22 @@ fn serve(
             return Ok(());
         };
         stats.requests.fetch_add(1, Ordering::Relaxed);
+        let (_counted, in_flight) = InFlight::start(stats);
         let method = req.start.split(' ').next().unwrap_or("").to_string();
         if !f.latency.is_zero() {
             std::thread::sleep(f.latency);
+        }
+        if f.throttle_above > 0 && in_flight > f.throttle_above && rng.next_f64() < f.throttle_rate
+        {
+            copy_body(&mut from_client, &mut std::io::sink(), &req, None)?;
+            stats.throttled.fetch_add(1, Ordering::Relaxed);
+            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+            write!(
+                to_client,
+                "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )?;
+            continue;
         }
         let roll = rng.next_f64();
         if roll < f.error_rate {

@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
-use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_s3::config::interceptors::{
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
 use aws_sdk_s3::config::retry::{RetryPartition, TokenBucket};
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation};
@@ -49,11 +51,15 @@ pub struct S3Store {
     sse_kms_key_id: Option<String>,
     tuning: Tuning,
     requests: Arc<AtomicU64>,
+    throttled: Arc<AtomicU64>,
 }
 
 /// Counts every request attempt the client sends (retries included), for the logs and tests.
 #[derive(Debug)]
-struct CountRequests(Arc<AtomicU64>);
+struct CountRequests {
+    sent: Arc<AtomicU64>,
+    throttled: Arc<AtomicU64>,
+}
 
 impl Intercept for CountRequests {
     fn name(&self) -> &'static str {
@@ -66,7 +72,21 @@ impl Intercept for CountRequests {
         _components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> std::result::Result<(), BoxError> {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        // Every attempt's response passes here, retried ones included: the transfer loops see
+        // throttling as it happens, not only once retries run out.
+        if matches!(context.response().status().as_u16(), 503 | 429) {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 }
@@ -188,9 +208,13 @@ impl S3Store {
             .map(str::to_string)
             .unwrap_or_else(|| "AWS S3".to_string());
         let requests = Arc::new(AtomicU64::new(0));
+        let throttled = Arc::new(AtomicU64::new(0));
         let mut s3 = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(cfg.path_style)
-            .interceptor(CountRequests(requests.clone()))
+            .interceptor(CountRequests {
+                sent: requests.clone(),
+                throttled: throttled.clone(),
+            })
             // The default retry quota runs dry after ~100 retries in a run, which a large
             // transfer through a flaky store reaches; every request still stops at MAX_ATTEMPTS.
             .retry_partition(
@@ -215,6 +239,7 @@ impl S3Store {
             sse_kms_key_id: cfg.sse_kms_key_id.clone(),
             tuning: tuning.clone(),
             requests,
+            throttled,
         })
     }
 
@@ -310,6 +335,10 @@ impl Store for S3Store {
 
     fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    fn throttled(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectHead>> {

@@ -1,0 +1,221 @@
+//! How many transfers are in flight: a window that hides the store's round trip without
+//! tuning. It starts small, doubles each time a window's worth of transfers completes faster
+//! than the last (as TCP's slow start does), stops growing once throughput stops improving,
+//! and halves when the store throttles (503 SlowDown), much as TCP's congestion control does.
+//! Bytes held in memory by the transfers in flight stay within a fixed budget.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+
+use crate::error::Result;
+use crate::log;
+use crate::store::Store;
+
+/// Transfers in flight when a loop starts: enough for a store on loopback, and the first
+/// step of the growth toward a distant store's round trip.
+pub(super) const START: usize = 16;
+
+/// The most bytes that transfers in flight hold in memory at once (small files are read or
+/// received whole; large ones stream through small buffers).
+pub(super) const MEMORY_BUDGET: u64 = 32 << 20;
+
+/// The fewest transfers in flight after throttling: a store that sheds a share of requests
+/// at random, whatever the load, must not stall a transfer to one at a time.
+const FLOOR: usize = 4;
+
+/// Whether this process has said that the store throttles: once is enough, whichever
+/// transfer loop (uploads, copies, downloads) noticed first.
+static TOLD: AtomicBool = AtomicBool::new(false);
+
+/// A throughput gain that counts as growth, between two windows.
+const GAIN: f64 = 1.1;
+
+/// The adaptive limit of one transfer loop.
+#[derive(Debug)]
+pub(super) struct Window {
+    limit: usize,
+    max: usize,
+    growing: bool,
+    /// Completions and start time of the current round (a window's worth of completions).
+    round_done: usize,
+    round_start: Instant,
+    best_rate: f64,
+    /// The store's throttle count when last seen, and completions since the last decrease.
+    throttles: u64,
+    since_decrease: usize,
+}
+
+impl Window {
+    /// A window that starts at [`START`] (or `max`, if smaller) and never exceeds `max`;
+    /// `throttles` is the store's throttle count now.
+    pub(super) fn new(max: usize, throttles: u64) -> Self {
+        Self::starting_at(START, max, throttles)
+    }
+
+    /// A window that starts at `start` (at most `max`).
+    pub(super) fn starting_at(start: usize, max: usize, throttles: u64) -> Self {
+        let max = max.max(1);
+        Window {
+            limit: start.clamp(1, max),
+            max,
+            growing: true,
+            round_done: 0,
+            round_start: Instant::now(),
+            best_rate: 0.0,
+            throttles,
+            since_decrease: usize::MAX,
+        }
+    }
+
+    /// The current limit.
+    pub(super) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Accounts for one completed transfer, given the store's throttle count now.
+    fn completed(&mut self, throttles: u64) {
+        if throttles > self.throttles {
+            self.throttles = throttles;
+            // One throttled burst halves the window once: later 503s from requests sent
+            // before the decrease say nothing new.
+            if self.since_decrease >= self.limit / 2 {
+                let before = self.limit;
+                self.limit = (self.limit / 2).max(FLOOR.min(self.max));
+                self.growing = false;
+                self.since_decrease = 0;
+                self.restart_round();
+                if !TOLD.swap(true, Ordering::Relaxed) {
+                    log::warn(format!(
+                        "the store is throttling requests (503 SlowDown): {} transfers in flight now, down from {before}; throttled requests are retried with backoff",
+                        self.limit
+                    ));
+                }
+            }
+            return;
+        }
+        self.since_decrease = self.since_decrease.saturating_add(1);
+        self.round_done += 1;
+        if self.round_done < self.limit {
+            return;
+        }
+        let rate = self.round_done as f64 / self.round_start.elapsed().as_secs_f64().max(1e-6);
+        self.restart_round();
+        if rate > self.best_rate * GAIN {
+            // Faster than ever: double while starting out, then grow by one (after a
+            // plateau or a throttled burst, the room left above is small).
+            self.best_rate = rate;
+            let next = if self.growing {
+                self.limit * 2
+            } else {
+                self.limit + 1
+            };
+            self.limit = next.min(self.max);
+        } else {
+            self.growing = false;
+        }
+    }
+
+    fn restart_round(&mut self) {
+        self.round_done = 0;
+        self.round_start = Instant::now();
+    }
+}
+
+/// Runs `jobs` (each with the bytes it holds in memory while it runs), at most `window`'s
+/// limit at once and within [`MEMORY_BUDGET`]; returns their results in completion order, or
+/// the first error (the others are then dropped, which cancels them).
+pub(super) async fn run<T, F>(
+    store: &dyn Store,
+    window: &mut Window,
+    jobs: impl IntoIterator<Item = (u64, F)>,
+) -> Result<Vec<T>>
+where
+    F: Future<Output = Result<T>>,
+{
+    let mut pending = jobs.into_iter().peekable();
+    let mut running = FuturesUnordered::new();
+    let mut held = 0u64;
+    let mut out = Vec::new();
+    loop {
+        while running.len() < window.limit() {
+            // One job always runs, however large; the others wait for room in the budget.
+            let fits = match pending.peek() {
+                Some((cost, _)) => running.is_empty() || held + cost <= MEMORY_BUDGET,
+                None => false,
+            };
+            if !fits {
+                break;
+            }
+            if let Some((cost, job)) = pending.next() {
+                held += cost;
+                running.push(async move { (cost, job.await) });
+            }
+        }
+        let Some((cost, result)) = running.next().await else {
+            return Ok(out);
+        };
+        held -= cost;
+        out.push(result?);
+        window.completed(store.throttled());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grows_while_throughput_grows_and_halves_once_per_throttled_burst() {
+        let mut w = Window::new(256, 0);
+        assert_eq!(w.limit(), START);
+        // A round of completions at a rising rate doubles the window.
+        for _ in 0..START {
+            w.completed(0);
+        }
+        assert_eq!(w.limit(), 2 * START);
+        // Throttling halves it once, and says so once.
+        w.completed(1);
+        assert_eq!(w.limit(), START);
+        w.completed(2);
+        w.completed(3);
+        assert_eq!(w.limit(), START, "one burst, one decrease");
+        for _ in 0..START {
+            w.completed(3);
+        }
+        let before = w.limit();
+        assert!(
+            before <= START + 1,
+            "no doubling after a throttle: {before}"
+        );
+        w.completed(4);
+        assert_eq!(w.limit(), before / 2, "a later burst halves it again");
+        assert!(TOLD.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn stays_between_its_floor_and_its_maximum() {
+        let mut w = Window::new(4, 0);
+        assert_eq!(w.limit(), 4);
+        for _ in 0..100 {
+            w.completed(0);
+        }
+        assert_eq!(w.limit(), 4, "never above the maximum");
+        let mut w = Window::new(256, 0);
+        for t in 1..100 {
+            for _ in 0..10 {
+                w.completed(t);
+            }
+        }
+        assert_eq!(
+            w.limit(),
+            FLOOR,
+            "throttling never stalls it below the floor"
+        );
+        let mut w = Window::new(1, 0);
+        w.completed(1);
+        assert_eq!(w.limit(), 1, "a maximum below the floor wins");
+    }
+}
