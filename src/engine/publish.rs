@@ -53,7 +53,8 @@ impl Engine {
             )));
         }
         let artifacts = self.layout.artifacts(&commit);
-        match self.set_state(&artifacts, opts.accept_legacy).await? {
+        // A publish almost always finds the set missing: list it at once.
+        match self.read_state(&artifacts, opts.accept_legacy, true).await? {
             SetState::Complete(m) => match self.damage(&artifacts, &m).await? {
                 None => {
                     log::phase(format!(
