@@ -518,7 +518,7 @@ def table(profile, res, requests, size_mb, scaling, cpus):
     if cpu_rows:
         what = "the CPU Garage" + (" and the proxy" if wan else "")
         if pinned:
-            floor_text = ("Garage" + (" and the proxy run" if wan else " runs") + f" on {store_cores} cores of their own and the tools on {tool_cores} others, "
+            floor_text = ("The store side (Garage" + (" and the proxy" if wan else "") + f") has {store_cores} core(s) of its own and the tools {tool_cores} other(s), "
                           "so no run can take less wall time than the larger of the tool's CPU over its cores and the store side's over its own (the last column).")
             last = "max(tool ÷ tool cores, store side ÷ store cores)"
         else:
@@ -637,8 +637,8 @@ def main():
     ncpu = os.cpu_count()
     cpus = (len(cpu_list(args.tool_cpus)) if args.tool_cpus else ncpu, len(cpu_list(args.store_cpus)) if pinned else ncpu, pinned)
     machine = subprocess.run(["sh", "-c", "nproc --all; grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.split("\n")
-    where = (f"Garage (and the proxy) pinned to cores {args.store_cpus}, the tools to {args.tool_cpus or 'the rest'}" if pinned
-             else "Garage, the proxy and the tools share the cores")
+    where = (f"Garage{{}} pinned to core(s) {args.store_cpus}, the tools to {args.tool_cpus or 'the rest'}" if pinned
+             else "the tools share the cores with Garage{}")
     size_mb = BIN.stat().st_size / 1e6
     sections = {}
     with tempfile.TemporaryDirectory(prefix="s3am-bench.") as w:
@@ -689,7 +689,7 @@ def main():
                 title = "## loopback"
                 store = "Garage 2.5.0 on loopback"
                 tail = ""
-            header = (f"{title}\n\nMachine: {machine[0].strip()} cores,{machine[1]}; {store}; {where}; "
+            header = (f"{title}\n\nMachine: {machine[0].strip()} cores,{machine[1]}; {store}; {where.format(' and the proxy' if shape else '')}; "
                       f"{latency}{'; --quick data' if args.quick else ''}; {time.strftime('%Y-%m-%d')}.{tail}\n\n")
             sections[profile] = header + md
             print(header + md + "\n", flush=True)
