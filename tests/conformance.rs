@@ -280,7 +280,7 @@ async fn local_store_conforms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_store_conforms() {
-    let Some(g) = common::Garage::get() else {
+    let Some(g) = common::S3Server::get() else {
         return;
     };
     let bucket = tokio::task::spawn_blocking({

@@ -12,21 +12,21 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Garage, Run, Task};
+use common::{Run, S3Server, Task};
 use proxy::{Faults, Proxy};
 
 type Env = BTreeMap<String, String>;
 
-fn upstream(g: &Garage) -> SocketAddr {
+fn upstream(g: &S3Server) -> SocketAddr {
     g.endpoint
         .trim_start_matches("http://")
         .parse()
-        .expect("Garage listens on an IP:port")
+        .expect("the S3 store listens on an IP:port")
 }
 
 /// A task directory whose repo has one source file, with small multipart thresholds and an
 /// environment that reaches `g` through `endpoint`.
-fn task(g: &Garage, bucket: &str, endpoint: &str) -> Task {
+fn task(g: &S3Server, bucket: &str, endpoint: &str) -> Task {
     let mut env = g.env(bucket);
     env.insert("AWS_ENDPOINT_URL".into(), endpoint.into());
     for (k, v) in common::SMALL_PARTS
@@ -82,7 +82,7 @@ fn assert_clean_failure(r: &Run) {
 
 #[test]
 fn transfers_survive_30_percent_server_errors() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     let bucket = g.new_bucket("err");
     let p = Proxy::start(
         upstream(&g),
@@ -119,7 +119,7 @@ fn transfers_survive_30_percent_server_errors() {
 
 #[test]
 fn transfers_survive_or_fail_cleanly_on_connection_resets() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     let bucket = g.new_bucket("reset");
     let p = Proxy::start(
         upstream(&g),
@@ -168,7 +168,7 @@ fn transfers_survive_or_fail_cleanly_on_connection_resets() {
 
 #[test]
 fn a_blackholed_endpoint_fails_within_the_timeout() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     let bucket = g.new_bucket("hole");
     let p = Proxy::start(
         upstream(&g),
@@ -199,7 +199,7 @@ fn a_blackholed_endpoint_fails_within_the_timeout() {
 
 #[test]
 fn sigkill_at_random_points_never_leaves_a_complete_looking_set() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     // A little latency stretches the upload so the kills land in every phase.
     let p = Proxy::start(
         upstream(&g),
@@ -270,7 +270,7 @@ fn spawn_upload(root: &Path, env: &Env) -> std::process::Child {
 
 #[test]
 fn four_concurrent_publishers_leave_one_consistent_set() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     for round in 0..3 {
         let bucket = g.new_bucket("race");
         let p = Proxy::start(
@@ -363,7 +363,7 @@ fn four_concurrent_publishers_leave_one_consistent_set() {
 
 #[test]
 fn a_cache_entry_modified_after_its_manifest_is_not_restored() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     let bucket = g.new_bucket("tamper");
     let t = task(&g, &bucket, &g.endpoint.clone());
     t.run(&["check"]).ok();
@@ -406,7 +406,7 @@ fn a_cache_entry_modified_after_its_manifest_is_not_restored() {
 
 #[test]
 fn a_publish_repairs_a_complete_set_whose_objects_changed() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     let bucket = g.new_bucket("repair");
     let t = task(&g, &bucket, &g.endpoint.clone());
     t.run(&["check"]).ok();
