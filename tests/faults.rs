@@ -427,3 +427,131 @@ fn a_publish_repairs_a_complete_set_whose_objects_changed() {
     assert!(r.stderr.contains("publishing it again"), "{}", r.stderr);
     fetch_and_compare(&t, &files);
 }
+
+/// Eight publishers of one commit at once, on a store that enforces `If-None-Match: *`
+/// (SeaweedFS; Garage ignores the header, and the test above covers convergence there). Each
+/// publisher's assets have their own names, so none replaces another's objects and every one
+/// reaches the manifest write at about the same moment (100 ms per request through the proxy
+/// keeps them in step): the store alone picks the winner. Exactly one manifest write succeeds;
+/// every other publisher that reached it is refused with a 412, keeps the winner's set after
+/// verifying it, and exits 0.
+#[test]
+fn eight_publishers_and_the_store_refuses_all_but_one_manifest() {
+    let Some(g) = S3Server::get() else { return };
+    if g.store != common::Store::SeaweedFs {
+        eprintln!("skipped: {:?} does not enforce conditional writes", g.store);
+        return;
+    }
+    const PUBLISHERS: usize = 8;
+    let bucket = g.new_bucket("cond");
+    let p = Proxy::start(
+        upstream(&g),
+        Faults {
+            latency: Duration::from_millis(100),
+            ..Faults::default()
+        },
+    );
+    let mut t = task(&g, &bucket, &p.url());
+    // No cache: only the artifacts manifest is written, once per publisher.
+    t.env.remove("CODE_HASH_FIND_FILTER");
+    t.run(&["check"]).ok();
+    let commit = t.repo.head();
+    let mut dirs = Vec::new();
+    let mut contents = Vec::new();
+    for i in 0..PUBLISHERS {
+        let dir = t.root.join(format!("pkg{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".commit-hash"), &commit).unwrap();
+        let mut files = BTreeMap::new();
+        for f in 0..6 {
+            let body = format!("publisher {i} file {f} {}", "y".repeat(f * 5000));
+            let rel = format!("p{i}/f{f}.txt");
+            std::fs::create_dir_all(dir.join(format!("p{i}"))).unwrap();
+            std::fs::write(dir.join(&rel), &body).unwrap();
+            files.insert(rel, body.into_bytes());
+        }
+        dirs.push(dir);
+        contents.push(files);
+    }
+    let children: Vec<_> = dirs
+        .iter()
+        .map(|d| {
+            let mut env = t.env.clone();
+            env.insert("PACKAGE_DIRECTORY".into(), d.to_str().unwrap().into());
+            Command::new(common::CLI)
+                .arg("upload")
+                .current_dir(&t.root)
+                .env_clear()
+                .envs(&env)
+                .env("PATH", std::env::var("PATH").unwrap())
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let (mut wrote, mut refused, mut skipped) = (0, 0, 0);
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "every publisher exits 0:\n{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let count = |needle: &str| stderr.lines().filter(|l| l.contains(needle)).count();
+        let (w, r, s) = (
+            count("wrote manifest"),
+            count("the store refused our manifest"),
+            count("already complete (another pipeline published it)"),
+        );
+        assert_eq!(w + r + s, 1, "one outcome per publisher:\n{stderr}");
+        if r == 1 {
+            assert_eq!(
+                count("was completed by another publisher and verifies"),
+                1,
+                "a refused publisher verifies the winner's set:\n{stderr}"
+            );
+        }
+        (wrote, refused, skipped) = (wrote + w, refused + r, skipped + s);
+    }
+    eprintln!(
+        "{PUBLISHERS} publishers: {wrote} manifest write succeeded, {refused} refused with 412, {skipped} found the set complete before uploading"
+    );
+    assert_eq!(wrote, 1, "exactly one manifest write succeeds");
+    assert_eq!(refused + skipped, PUBLISHERS - 1);
+    assert!(
+        refused >= PUBLISHERS / 2,
+        "the publishers ran in step, so most reach the manifest write: {refused} refused"
+    );
+    // The set verifies and is exactly one publisher's.
+    let dest = t.root.join("fetched");
+    t.run(&["fetch", "--dest", dest.to_str().unwrap()]).ok();
+    let got: Vec<String> = walk(&dest);
+    let winner = contents
+        .iter()
+        .position(|c| c.keys().cloned().collect::<Vec<_>>() == got)
+        .expect("the fetched set is one publisher's");
+    for (rel, body) in &contents[winner] {
+        assert!(std::fs::read(dest.join(rel)).unwrap() == *body, "{rel}");
+    }
+}
+
+/// The relative paths of the regular files under `dir`, sorted.
+fn walk(dir: &Path) -> Vec<String> {
+    fn go(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                go(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                if !rel.starts_with('.') {
+                    out.push(rel);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    go(dir, dir, &mut out);
+    out.sort();
+    out
+}

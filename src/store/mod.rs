@@ -46,6 +46,16 @@ pub struct PutOptions {
     pub part_sha256: Vec<[u8; 32]>,
 }
 
+/// A precondition on a write, enforced by stores that support conditional writes (AWS,
+/// SeaweedFS, the local store) and ignored by others (Garage 2.5): correctness never rests on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition<'a> {
+    /// Write only if no object has the key (`If-None-Match: *`).
+    Absent,
+    /// Write only if the object still carries this entity tag (`If-Match`).
+    Matches(&'a str),
+}
+
 /// A streaming object body.
 pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
 
@@ -98,6 +108,17 @@ pub trait Store: Send + Sync {
 
     /// Uploads a small in-memory body; returns the entity tag.
     async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<String>;
+
+    /// Like [`Store::put_bytes`], but only when `cond` holds: `Ok(None)` when the store refused
+    /// the write because it did not (HTTP 412 or 409; for [`Precondition::Matches`] also a
+    /// missing object). A store that ignores the header writes anyway.
+    async fn put_bytes_if(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        opts: &PutOptions,
+        cond: Precondition<'_>,
+    ) -> Result<Option<String>>;
 
     /// Copies `src` to `dst` inside the bucket without downloading it, replacing the metadata;
     /// returns the copy's entity tag. With `if_match`, the copy fails with [`Error::Verify`]

@@ -28,8 +28,8 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use base64::Engine as _;
 
 use super::{
-    bare_etag, part_size_for, ObjectHead, ObjectInfo, PutOptions, Reader, Store, StoreConfig,
-    Tuning,
+    bare_etag, part_size_for, ObjectHead, ObjectInfo, Precondition, PutOptions, Reader, Store,
+    StoreConfig, Tuning,
 };
 use crate::error::{Error, Result};
 use errors::check_endpoint;
@@ -379,6 +379,17 @@ impl Store for S3Store {
 
     async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<String> {
         self.put_object(key, ByteStream::from(body), opts).await
+    }
+
+    async fn put_bytes_if(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        opts: &PutOptions,
+        cond: Precondition<'_>,
+    ) -> Result<Option<String>> {
+        self.put_object_if(key, ByteStream::from(body), opts, Some(cond))
+            .await
     }
 
     async fn copy(

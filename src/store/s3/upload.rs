@@ -3,13 +3,14 @@
 
 use std::path::Path;
 
+use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use futures::{StreamExt, TryStreamExt};
 
 use super::S3Store;
 use crate::error::{Error, Result};
-use crate::store::{bare_etag, part_size_for, PutOptions};
+use crate::store::{bare_etag, part_size_for, Precondition, PutOptions};
 
 impl S3Store {
     pub(super) async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String> {
@@ -78,11 +79,32 @@ impl S3Store {
         body: ByteStream,
         opts: &PutOptions,
     ) -> Result<String> {
-        let out = self
+        Ok(self
+            .put_object_if(key, body, opts, None)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// A single PUT, conditional when `cond` is set: `Ok(None)` when the store refused it.
+    pub(super) async fn put_object_if(
+        &self,
+        key: &str,
+        body: ByteStream,
+        opts: &PutOptions,
+        cond: Option<Precondition<'_>>,
+    ) -> Result<Option<String>> {
+        let (if_none_match, if_match) = match cond {
+            None => (None, None),
+            Some(Precondition::Absent) => (Some("*".to_string()), None),
+            Some(Precondition::Matches(e)) => (None, Some(format!("\"{}\"", bare_etag(e)))),
+        };
+        let sent = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_if_none_match(if_none_match)
+            .set_if_match(if_match)
             .set_metadata(Some(Self::metadata(opts)))
             .set_checksum_sha256(self.checksum(opts.sha256))
             .set_server_side_encryption(self.sse.clone())
@@ -93,9 +115,21 @@ impl S3Store {
             // checksum (when on) already covers its content.
             .disable_payload_signing()
             .send()
-            .await
-            .map_err(|e| self.fail(&format!("uploading {key}"), e))?;
-        Ok(out.e_tag().map(bare_etag).unwrap_or_default())
+            .await;
+        match sent {
+            Ok(out) => Ok(Some(out.e_tag().map(bare_etag).unwrap_or_default())),
+            // 412 PreconditionFailed, or 409 ConditionalRequestConflict when a concurrent
+            // conditional write is in progress; If-Match on a missing key is a 404 on AWS.
+            Err(SdkError::ServiceError(se))
+                if cond.is_some()
+                    && (matches!(se.raw().status().as_u16(), 409 | 412)
+                        || (matches!(cond, Some(Precondition::Matches(_)))
+                            && se.raw().status().as_u16() == 404)) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.fail(&format!("uploading {key}"), e)),
+        }
     }
 
     pub(super) async fn abort_multipart(&self, key: &str, upload_id: &str) {
