@@ -15,6 +15,8 @@ pub enum Store {
     Garage,
     /// SeaweedFS: enforces conditional writes.
     SeaweedFs,
+    /// moto's server (tests/aws.rs only): AWS's STS and encryption headers, no data integrity.
+    Moto,
 }
 
 /// The S3 server the test script started.

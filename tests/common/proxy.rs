@@ -31,6 +31,8 @@ pub struct Stats {
     pub requests: AtomicU64,
     pub errors_injected: AtomicU64,
     pub resets_injected: AtomicU64,
+    /// The start line and headers of every request, for tests that check how it was signed.
+    pub heads: Mutex<Vec<String>>,
 }
 
 /// A running proxy.
@@ -228,6 +230,11 @@ fn serve(
             return Ok(());
         };
         stats.requests.fetch_add(1, Ordering::Relaxed);
+        stats
+            .heads
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(&req.raw).into_owned());
         let method = req.start.split(' ').next().unwrap_or("").to_string();
         if !f.latency.is_zero() {
             std::thread::sleep(f.latency);
