@@ -27,7 +27,7 @@ fn opts(k: &str, v: &str) -> PutOptions {
     PutOptions {
         metadata,
         sha256: None,
-        part_sha256: Vec::new(),
+        part_crc64: Vec::new(),
     }
 }
 
@@ -183,22 +183,22 @@ async fn conformance(s: Arc<dyn Store>, conditions_enforced: bool) {
         assert_eq!(h.size, body.len() as u64);
         assert_eq!(h.metadata["package-hash"], name);
     }
-    // Parts hashed by the caller are sent as they are: right ones store the file, and a
+    // Part CRCs computed by the caller are sent as they are: right ones store the file, and a
     // wrong one is refused where the store checks part checksums.
     if let Some(part) = s.checksum_parts(big.len() as u64) {
         use sha2::Digest;
-        let digest = |b: &[u8]| -> [u8; 32] { sha2::Sha256::digest(b).into() };
+        let crc = |b: &[u8]| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, b);
         let mut o = PutOptions {
-            sha256: Some(digest(&big)),
-            part_sha256: big.chunks(part as usize).map(digest).collect(),
+            sha256: Some(sha2::Sha256::digest(&big).into()),
+            part_crc64: big.chunks(part as usize).map(crc).collect(),
             ..opts("package-hash", "parts")
         };
-        assert_eq!(o.part_sha256.len(), 3);
+        assert_eq!(o.part_crc64.len(), 3);
         let path = dir.path().join("big");
         let size = big.len() as u64;
         s.put_file("f/parts", &path, size, &o).await.unwrap();
         assert_eq!(read_all(s, "f/parts", None).await.unwrap(), big);
-        o.part_sha256[1] = [0; 32];
+        o.part_crc64[1] ^= 1;
         s.put_file("f/parts-wrong", &path, size, &o)
             .await
             .expect_err("a wrong part checksum is refused");
@@ -355,6 +355,32 @@ async fn s3_store_conforms() {
         };
         let s = store::open(&cfg, &small_tuning()).await.unwrap();
         conformance(s, g.store == common::Store::SeaweedFs).await;
+        // With checksums on, a multipart upload carries the whole object's CRC64/NVME, which
+        // the store keeps (and checked: a wrong part is refused above).
+        if !skip_checksums {
+            let big = pattern((13 << 20) + 123, 2);
+            let h = g
+                .client()
+                .head_object()
+                .bucket(&bucket)
+                .key("f/big")
+                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                .send()
+                .await
+                .unwrap();
+            let want = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, &big);
+            use base64::Engine as _;
+            assert_eq!(
+                h.checksum_crc64_nvme(),
+                Some(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(want.to_be_bytes())
+                        .as_str()
+                ),
+                "{:?}: the multipart object's full CRC64NVME",
+                g.store
+            );
+        }
     }
 }
 

@@ -555,3 +555,83 @@ fn walk(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// One byte of a part's body flipped on the way to the store: the store refuses the part,
+/// whose CRC64/NVME (sent in the part's header) no longer matches, the tool writes the file
+/// again, and the set verifies byte for byte.
+#[test]
+fn a_part_corrupted_in_flight_is_refused_and_sent_again() {
+    let Some(g) = S3Server::get() else { return };
+    let bucket = g.new_bucket("corrupt");
+    let p = Proxy::start(
+        upstream(&g),
+        Faults {
+            corrupt_parts: 1,
+            ..Faults::default()
+        },
+    );
+    let t = task(&g, &bucket, &p.url());
+    t.run(&["check"]).ok();
+    let files = build(&t, 3, 1, "corrupt");
+    let r = t.run(&["upload"]);
+    r.ok();
+    assert_eq!(
+        p.stats.corrupted.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "one part was corrupted"
+    );
+    let refused: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("again (1 of"))
+        .collect();
+    assert_eq!(refused.len(), 1, "the store refused it once:\n{}", r.stderr);
+    eprintln!("{:?}: {}", g.store, refused[0]);
+    fetch_and_compare(&t, &files);
+}
+
+/// A store that refuses CRC64NVME multipart uploads (the proxy answers 400 for it, as older
+/// stores do) gets SHA-256 part checksums instead, after one warning; the set verifies.
+#[test]
+fn a_store_without_crc64nvme_gets_sha256_parts() {
+    let Some(g) = S3Server::get() else { return };
+    let bucket = g.new_bucket("nocrc");
+    let p = Proxy::start(
+        upstream(&g),
+        Faults {
+            refuse_crc64_multipart: true,
+            ..Faults::default()
+        },
+    );
+    let t = task(&g, &bucket, &p.url());
+    t.run(&["check"]).ok();
+    let files = build(&t, 4, 2, "nocrc");
+    let r = t.run(&["upload"]);
+    r.ok();
+    let warned = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("refused a CRC64NVME multipart upload"))
+        .count();
+    assert_eq!(warned, 1, "one warning, then SHA-256 parts:\n{}", r.stderr);
+    let big = files.keys().find(|k| k.ends_with("f0.bin")).unwrap();
+    let key = format!("artifacts/{}/{big}", t.repo.head());
+    let sha256 = common::rt().block_on(async {
+        let h = g
+            .client()
+            .head_object()
+            .bucket(&bucket)
+            .key(&key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        assert!(h.checksum_crc64_nvme().is_none(), "{:?}", h);
+        h.checksum_sha256().map(str::to_string)
+    });
+    assert!(
+        sha256.is_some_and(|c| c.ends_with("-2")),
+        "a composite SHA-256 of 2 parts"
+    );
+    fetch_and_compare(&t, &files);
+}

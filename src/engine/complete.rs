@@ -255,7 +255,7 @@ impl Engine {
         let opts = PutOptions {
             metadata: BTreeMap::new(),
             sha256: Some(Sha256::digest(&body).into()),
-            part_sha256: Vec::new(),
+            part_crc64: Vec::new(),
         };
         let key = loc.manifest_key();
         let etag = match cond {
