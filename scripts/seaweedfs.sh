@@ -84,12 +84,16 @@ seaweedfs_start() {
   secret=${SEAWEEDFS_SECRET_KEY:-$(python3 -c 'import secrets; print(secrets.token_hex(20))')}
   # weed mini makes its admin identity from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY. Every
   # listener gets its own free port on loopback; telemetry, WebDAV, the admin UI, Iceberg and
-  # Lance are off; no pre-stop grace, so SIGTERM stops it in about a second.
+  # Lance are off; no pre-stop grace, so SIGTERM stops it in about a second. Every bucket is a
+  # collection with volumes of its own, and by default the volume count is the free disk divided
+  # by 1 GiB: the suites' hundred-odd buckets would run out (HTTP 500 "no writable volumes"), so
+  # volumes are small and many (empty ones take a few KB).
   AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret setsid "$SEAWEEDFS_BIN" mini \
     -dir="$SEAWEEDFS_DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -master.telemetry=false -admin.ui=false -webdav=false \
     -master.port="$(_sw_free_port)" -master.port.grpc="$(_sw_free_port)" \
     -volume.port="$(_sw_free_port)" -volume.port.grpc="$(_sw_free_port)" -volume.preStopSeconds=0 \
+    -volume.max=2000 -master.volumeSizeLimitMB=64 \
     -filer.port="$(_sw_free_port)" -filer.port.grpc="$(_sw_free_port)" \
     -s3.port="$s3" -s3.port.grpc="$(_sw_free_port)" -s3.port.iceberg=0 -s3.port.lance=0 \
     -admin.port="$admin" -admin.port.grpc=$((admin + 10000)) \

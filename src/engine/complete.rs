@@ -162,13 +162,14 @@ impl Engine {
                 }
                 None => {
                     log::phase(format!(
-                        "the store refused our manifest {} (HTTP 412, If-None-Match): another publisher completed {loc} first; checking its set",
+                        "the store refused our manifest {} (If-None-Match: *): another publisher completed {loc} first; checking its set",
                         loc.manifest_key()
                     ));
                     if self.completed_by_another(loc, &m.commit, artifacts).await? {
                         return Ok(());
                     }
-                    // Its set does not verify: replace its manifest, as without the header.
+                    // Its set does not verify: replace its manifest, as without the header
+                    // (an unconditional write always returns Some).
                     let (body, etag) = self
                         .write_manifest(loc, &m, None)
                         .await?
