@@ -385,6 +385,60 @@ pub fn sha256_file(path: &Path) -> Result<(u64, [u8; 32])> {
     Ok((size, h.finalize().into()))
 }
 
+/// Size and SHA-256 of a file, and the CRC64/NVME of each `part`-byte part of it, in one pass:
+/// the multipart upload that follows sends those part checksums without reading for them.
+pub fn sha256_and_part_crc64(path: &Path, part: u64) -> Result<(u64, [u8; 32], Vec<u64>)> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    let mut h = Sha256::new();
+    let mut crcs = Vec::new();
+    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
+    let mut in_part = 0u64;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| Error::io("cannot read", path, e))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let take = ((part - in_part) as usize).min(rest.len());
+            crc.update(&rest[..take]);
+            in_part += take as u64;
+            rest = &rest[take..];
+            if in_part == part {
+                crcs.push(crc.finalize_reset());
+                in_part = 0;
+            }
+        }
+    }
+    if in_part > 0 || crcs.is_empty() {
+        crcs.push(crc.finalize());
+    }
+    Ok((size, h.finalize().into(), crcs))
+}
+
+/// The CRC64/NVME of `len` bytes of `path` from `offset`.
+pub fn crc64_range(path: &Path, offset: u64, len: u64) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(buf.len() as u64) as usize;
+        f.read_exact_at(&mut buf[..n], offset + done)
+            .map_err(|e| Error::io("cannot read", path, e))?;
+        crc.update(&buf[..n]);
+        done += n as u64;
+    }
+    Ok(crc.finalize())
+}
+
 /// The SHA-256 of `len` bytes of `path` from `offset`.
 pub fn sha256_range(path: &Path, offset: u64, len: u64) -> Result<[u8; 32]> {
     use std::os::unix::fs::FileExt;
@@ -405,6 +459,31 @@ pub fn sha256_range(path: &Path, offset: u64, len: u64) -> Result<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn part_crcs_come_with_the_sha256_in_one_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        for (len, part) in [(0usize, 5u64), (1, 5), (10, 5), (11, 5), (700_001, 262_145)] {
+            let body: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            std::fs::write(&path, &body).unwrap();
+            let (size, sha, crcs) = sha256_and_part_crc64(&path, part).unwrap();
+            assert_eq!(size, len as u64);
+            assert_eq!(sha, <[u8; 32]>::from(Sha256::digest(&body)));
+            let want: Vec<u64> = if body.is_empty() {
+                vec![crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, b"")]
+            } else {
+                body.chunks(part as usize)
+                    .map(|c| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, c))
+                    .collect()
+            };
+            assert_eq!(crcs, want, "{len} bytes in parts of {part}");
+            assert_eq!(
+                crc64_range(&path, 0, len as u64).unwrap(),
+                crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, &body)
+            );
+        }
+    }
 
     #[test]
     fn normalises_patterns() {

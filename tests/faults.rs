@@ -12,21 +12,21 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Garage, Run, Task};
+use common::{Run, S3Server, Task};
 use proxy::{Faults, Proxy};
 
 type Env = BTreeMap<String, String>;
 
-fn upstream(g: &Garage) -> SocketAddr {
+fn upstream(g: &S3Server) -> SocketAddr {
     g.endpoint
         .trim_start_matches("http://")
         .parse()
-        .expect("Garage listens on an IP:port")
+        .expect("the S3 store listens on an IP:port")
 }
 
 /// A task directory whose repo has one source file, with small multipart thresholds and an
 /// environment that reaches `g` through `endpoint`.
-fn task(g: &Garage, bucket: &str, endpoint: &str) -> Task {
+fn task(g: &S3Server, bucket: &str, endpoint: &str) -> Task {
     let mut env = g.env(bucket);
     env.insert("AWS_ENDPOINT_URL".into(), endpoint.into());
     for (k, v) in common::SMALL_PARTS
@@ -82,7 +82,7 @@ fn assert_clean_failure(r: &Run) {
 
 #[test]
 fn transfers_survive_30_percent_server_errors() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     let bucket = g.new_bucket("err");
     let p = Proxy::start(
         upstream(&g),
@@ -119,7 +119,7 @@ fn transfers_survive_30_percent_server_errors() {
 
 #[test]
 fn transfers_survive_or_fail_cleanly_on_connection_resets() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     let bucket = g.new_bucket("reset");
     let p = Proxy::start(
         upstream(&g),
@@ -168,7 +168,7 @@ fn transfers_survive_or_fail_cleanly_on_connection_resets() {
 
 #[test]
 fn a_blackholed_endpoint_fails_within_the_timeout() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     let bucket = g.new_bucket("hole");
     let p = Proxy::start(
         upstream(&g),
@@ -199,7 +199,7 @@ fn a_blackholed_endpoint_fails_within_the_timeout() {
 
 #[test]
 fn sigkill_at_random_points_never_leaves_a_complete_looking_set() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     // A little latency stretches the upload so the kills land in every phase.
     let p = Proxy::start(
         upstream(&g),
@@ -270,7 +270,7 @@ fn spawn_upload(root: &Path, env: &Env) -> std::process::Child {
 
 #[test]
 fn four_concurrent_publishers_leave_one_consistent_set() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     for round in 0..3 {
         let bucket = g.new_bucket("race");
         let p = Proxy::start(
@@ -363,7 +363,7 @@ fn four_concurrent_publishers_leave_one_consistent_set() {
 
 #[test]
 fn a_cache_entry_modified_after_its_manifest_is_not_restored() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     let bucket = g.new_bucket("tamper");
     let t = task(&g, &bucket, &g.endpoint.clone());
     t.run(&["check"]).ok();
@@ -406,7 +406,7 @@ fn a_cache_entry_modified_after_its_manifest_is_not_restored() {
 
 #[test]
 fn a_publish_repairs_a_complete_set_whose_objects_changed() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     let bucket = g.new_bucket("repair");
     let t = task(&g, &bucket, &g.endpoint.clone());
     t.run(&["check"]).ok();
@@ -428,9 +428,217 @@ fn a_publish_repairs_a_complete_set_whose_objects_changed() {
     fetch_and_compare(&t, &files);
 }
 
+/// Eight publishers of one commit at once, on a store that enforces `If-None-Match: *`
+/// (SeaweedFS; Garage ignores the header, and the test above covers convergence there). Each
+/// publisher's assets have their own names, so none replaces another's objects and every one
+/// reaches the manifest write at about the same moment (100 ms per request through the proxy
+/// keeps them in step): the store alone picks the winner. Exactly one manifest write succeeds;
+/// every other publisher that reached it is refused with a 412, keeps the winner's set after
+/// verifying it, and exits 0.
+#[test]
+fn eight_publishers_and_the_store_refuses_all_but_one_manifest() {
+    let Some(g) = S3Server::get() else { return };
+    if g.store != common::Store::SeaweedFs {
+        eprintln!("skipped: {:?} does not enforce conditional writes", g.store);
+        return;
+    }
+    const PUBLISHERS: usize = 8;
+    let bucket = g.new_bucket("cond");
+    let p = Proxy::start(
+        upstream(&g),
+        Faults {
+            latency: Duration::from_millis(100),
+            ..Faults::default()
+        },
+    );
+    let mut t = task(&g, &bucket, &p.url());
+    // No cache: only the artifacts manifest is written, once per publisher.
+    t.env.remove("CODE_HASH_FIND_FILTER");
+    t.run(&["check"]).ok();
+    let commit = t.repo.head();
+    let mut dirs = Vec::new();
+    let mut contents = Vec::new();
+    for i in 0..PUBLISHERS {
+        let dir = t.root.join(format!("pkg{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".commit-hash"), &commit).unwrap();
+        let mut files = BTreeMap::new();
+        for f in 0..6 {
+            let body = format!("publisher {i} file {f} {}", "y".repeat(f * 5000));
+            let rel = format!("p{i}/f{f}.txt");
+            std::fs::create_dir_all(dir.join(format!("p{i}"))).unwrap();
+            std::fs::write(dir.join(&rel), &body).unwrap();
+            files.insert(rel, body.into_bytes());
+        }
+        dirs.push(dir);
+        contents.push(files);
+    }
+    let children: Vec<_> = dirs
+        .iter()
+        .map(|d| {
+            let mut env = t.env.clone();
+            env.insert("PACKAGE_DIRECTORY".into(), d.to_str().unwrap().into());
+            Command::new(common::CLI)
+                .arg("upload")
+                .current_dir(&t.root)
+                .env_clear()
+                .envs(&env)
+                .env("PATH", std::env::var("PATH").unwrap())
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let (mut wrote, mut refused, mut skipped) = (0, 0, 0);
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "every publisher exits 0:\n{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let count = |needle: &str| stderr.lines().filter(|l| l.contains(needle)).count();
+        let (w, r, s) = (
+            count("wrote manifest"),
+            count("the store refused our manifest"),
+            count("already complete (another pipeline published it)"),
+        );
+        assert_eq!(w + r + s, 1, "one outcome per publisher:\n{stderr}");
+        if r == 1 {
+            assert_eq!(
+                count("was completed by another publisher and verifies"),
+                1,
+                "a refused publisher verifies the winner's set:\n{stderr}"
+            );
+        }
+        (wrote, refused, skipped) = (wrote + w, refused + r, skipped + s);
+    }
+    eprintln!(
+        "{PUBLISHERS} publishers: {wrote} manifest write succeeded, {refused} refused with 412, {skipped} found the set complete before uploading"
+    );
+    assert_eq!(wrote, 1, "exactly one manifest write succeeds");
+    assert_eq!(refused + skipped, PUBLISHERS - 1);
+    assert!(
+        refused >= PUBLISHERS / 2,
+        "the publishers ran in step, so most reach the manifest write: {refused} refused"
+    );
+    // The set verifies and is exactly one publisher's.
+    let dest = t.root.join("fetched");
+    t.run(&["fetch", "--dest", dest.to_str().unwrap()]).ok();
+    let got: Vec<String> = walk(&dest);
+    let winner = contents
+        .iter()
+        .position(|c| c.keys().cloned().collect::<Vec<_>>() == got)
+        .expect("the fetched set is one publisher's");
+    for (rel, body) in &contents[winner] {
+        assert!(std::fs::read(dest.join(rel)).unwrap() == *body, "{rel}");
+    }
+}
+
+/// The relative paths of the regular files under `dir`, sorted.
+fn walk(dir: &Path) -> Vec<String> {
+    fn go(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                go(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                if !rel.starts_with('.') {
+                    out.push(rel);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    go(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// One byte of a part's body flipped on the way to the store: the store refuses the part,
+/// whose CRC64/NVME (sent in the part's header) no longer matches, the tool writes the file
+/// again, and the set verifies byte for byte.
+#[test]
+fn a_part_corrupted_in_flight_is_refused_and_sent_again() {
+    let Some(g) = S3Server::get() else { return };
+    let bucket = g.new_bucket("corrupt");
+    let p = Proxy::start(
+        upstream(&g),
+        Faults {
+            corrupt_parts: 1,
+            ..Faults::default()
+        },
+    );
+    let t = task(&g, &bucket, &p.url());
+    t.run(&["check"]).ok();
+    let files = build(&t, 3, 1, "corrupt");
+    let r = t.run(&["upload"]);
+    r.ok();
+    assert_eq!(
+        p.stats.corrupted.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "one part was corrupted"
+    );
+    let refused: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("again (1 of"))
+        .collect();
+    assert_eq!(refused.len(), 1, "the store refused it once:\n{}", r.stderr);
+    eprintln!("{:?}: {}", g.store, refused[0]);
+    fetch_and_compare(&t, &files);
+}
+
+/// A store that refuses CRC64NVME multipart uploads (the proxy answers 400 for it, as older
+/// stores do) gets SHA-256 part checksums instead, after one warning; the set verifies.
+#[test]
+fn a_store_without_crc64nvme_gets_sha256_parts() {
+    let Some(g) = S3Server::get() else { return };
+    let bucket = g.new_bucket("nocrc");
+    let p = Proxy::start(
+        upstream(&g),
+        Faults {
+            refuse_crc64_multipart: true,
+            ..Faults::default()
+        },
+    );
+    let t = task(&g, &bucket, &p.url());
+    t.run(&["check"]).ok();
+    let files = build(&t, 4, 2, "nocrc");
+    let r = t.run(&["upload"]);
+    r.ok();
+    let warned = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("refused a CRC64NVME multipart upload"))
+        .count();
+    assert_eq!(warned, 1, "one warning, then SHA-256 parts:\n{}", r.stderr);
+    let big = files.keys().find(|k| k.ends_with("f0.bin")).unwrap();
+    let key = format!("artifacts/{}/{big}", t.repo.head());
+    let sha256 = common::rt().block_on(async {
+        let h = g
+            .client()
+            .head_object()
+            .bucket(&bucket)
+            .key(&key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        assert!(h.checksum_crc64_nvme().is_none(), "{:?}", h);
+        h.checksum_sha256().map(str::to_string)
+    });
+    assert!(
+        sha256.is_some_and(|c| c.ends_with("-2")),
+        "a composite SHA-256 of 2 parts"
+    );
+    fetch_and_compare(&t, &files);
+}
+
 #[test]
 fn throttling_shrinks_the_transfers_in_flight_and_says_so_once() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     let bucket = g.new_bucket("throttle");
     // A distant store (20 ms per request) that sheds half the requests over 24 in flight.
     let p = Proxy::start(

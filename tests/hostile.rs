@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{cli, resource, Garage};
+use common::{cli, resource, S3Server};
 use serde_json::json;
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -58,7 +58,7 @@ fn manifest(paths: &[&str]) -> Vec<u8> {
     .unwrap()
 }
 
-fn source(g: &Garage, bucket: &str, legacy: bool) -> serde_json::Value {
+fn source(g: &S3Server, bucket: &str, legacy: bool) -> serde_json::Value {
     json!({
         "bucket": bucket,
         "endpoint": g.endpoint,
@@ -70,7 +70,7 @@ fn source(g: &Garage, bucket: &str, legacy: bool) -> serde_json::Value {
     })
 }
 
-fn fetch_cli(g: &Garage, bucket: &str, dest: &Path, cwd: &Path) -> common::Run {
+fn fetch_cli(g: &S3Server, bucket: &str, dest: &Path, cwd: &Path) -> common::Run {
     cli(
         &[
             "fetch",
@@ -103,7 +103,7 @@ fn assert_refused(r: &common::Run, sandbox: &Sandbox, what: &str) {
 
 #[test]
 fn manifests_naming_unsafe_paths_are_refused() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     let unsafe_paths = [
         "../escape.txt",
         "../../escape.txt",
@@ -151,7 +151,7 @@ fn manifests_naming_unsafe_paths_are_refused() {
 
 #[test]
 fn legacy_sets_with_hostile_keys_are_refused() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     for key in [
         "../escape.txt",
         "../../../escape.txt",
@@ -182,7 +182,7 @@ fn legacy_sets_with_hostile_keys_are_refused() {
 
 #[test]
 fn keys_clashing_with_a_directory_fail_cleanly() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     for order in [["a", "a/b.txt"], ["a/b.txt", "a"]] {
         let bucket = g.new_bucket("clash");
         g.put(
@@ -201,7 +201,7 @@ fn keys_clashing_with_a_directory_fail_cleanly() {
 
 #[test]
 fn a_symlink_in_the_destination_is_never_followed() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     let bucket = g.new_bucket("symlink");
     let evil_sha = "b5c1fb2efc6d6b4674c2fdcc48ce01b43a3b7c03763c0c3355de0099ee0f8c73";
     assert_eq!(

@@ -5,7 +5,7 @@
 mod common;
 
 use base64::Engine as _;
-use common::{cli, resource, Garage, Repo};
+use common::{cli, resource, Repo, S3Server};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -18,7 +18,7 @@ const FILES: [(&str, &[u8]); 2] = [
 /// Writes `files` under `artifacts/<commit>/` the way the original tool did. `tamper` names a
 /// file whose bytes are replaced after its `package-hash` was computed.
 fn legacy_set(
-    g: &Garage,
+    g: &S3Server,
     bucket: &str,
     commit: &str,
     files: &[(&str, &[u8])],
@@ -43,8 +43,8 @@ fn legacy_set(
     }
 }
 
-fn setup(tag: &str) -> Option<(Garage, String, tempfile::TempDir, String)> {
-    let g = Garage::get()?;
+fn setup(tag: &str) -> Option<(S3Server, String, tempfile::TempDir, String)> {
+    let g = S3Server::get()?;
     let bucket = g.new_bucket(tag);
     let tmp = tempfile::tempdir().unwrap();
     let repo = Repo::init(&tmp.path().join("repo"));

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cli, resource, Garage, Repo};
+use common::{cli, resource, Repo, S3Server};
 use serde_json::json;
 
 fn free_port() -> u16 {
@@ -211,7 +211,7 @@ impl Tls {
     }
 }
 
-fn task(g: &Garage, tag: &str) -> (tempfile::TempDir, BTreeMap<String, String>) {
+fn task(g: &S3Server, tag: &str) -> (tempfile::TempDir, BTreeMap<String, String>) {
     let tmp = tempfile::tempdir().unwrap();
     let repo = Repo::init(&tmp.path().join("repo"));
     repo.write("src/a.py", "a\n");
@@ -222,7 +222,7 @@ fn task(g: &Garage, tag: &str) -> (tempfile::TempDir, BTreeMap<String, String>) 
 
 #[test]
 fn http_proxy_is_used_and_no_proxy_bypasses_it() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     let (tmp, mut env) = task(&g, "proxy");
     let proxy = Tinyproxy::start(tmp.path());
     for var in ["HTTP_PROXY", "http_proxy"] {
@@ -252,7 +252,7 @@ fn http_proxy_is_used_and_no_proxy_bypasses_it() {
 
 #[test]
 fn https_through_a_proxy_to_a_private_ca_endpoint() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     let (tmp, mut env) = task(&g, "tls");
     let tls = Tls::start(tmp.path(), g.endpoint.trim_start_matches("http://"));
     env.insert("AWS_ENDPOINT_URL".into(), tls.url());

@@ -5,11 +5,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{resource, Garage, Repo, Run};
+use common::{resource, Repo, Run, S3Server};
 use serde_json::{json, Value};
 
 struct Fixture {
-    g: Garage,
+    g: S3Server,
     bucket: String,
     _tmp: tempfile::TempDir,
     root: PathBuf,
@@ -18,7 +18,7 @@ struct Fixture {
 
 impl Fixture {
     fn new(tag: &str) -> Option<Fixture> {
-        let g = Garage::get()?;
+        let g = S3Server::get()?;
         let bucket = g.new_bucket(tag);
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();

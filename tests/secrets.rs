@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{Garage, Repo, Run};
+use common::{Repo, Run, S3Server};
 use serde_json::{json, Value};
 
 type Env = BTreeMap<String, String>;
@@ -57,17 +57,17 @@ fn targets() -> Vec<Target> {
         access_key: "AKIDEXAMPLE".into(),
         bucket: "assets".into(),
     }];
-    match Garage::get() {
+    match S3Server::get() {
         // Garage's real key id with the wrong secret: the signature does not match.
         Some(g) => t.push(Target {
-            what: "Garage, wrong secret",
+            what: "the S3 store, wrong secret",
             cli_code: 4,
             bucket: g.new_bucket("secrets"),
             endpoint: g.endpoint,
             region: g.region,
             access_key: g.access_key,
         }),
-        None => eprintln!("S3AM_TEST_SKIP_S3=1: skipping the Garage part"),
+        None => eprintln!("S3AM_TEST_SKIP_S3=1: skipping the S3 part"),
     }
     t
 }

@@ -1,6 +1,7 @@
-//! Signed asset sets against Garage: keys made by `ssh-keygen`, the CLI and the resource
-//! publishing and reading with them, the overwrite attack from a pull-request pipeline, key
-//! rotation, repair by a signing publisher, and `ssh-keygen -Y verify` on a published set.
+//! Signed asset sets against the S3 server (Garage and SeaweedFS): keys made by `ssh-keygen`,
+//! the CLI and the resource publishing and reading with them, the overwrite attack from a
+//! pull-request pipeline, key rotation, repair by a signing publisher, and `ssh-keygen -Y
+//! verify` on a published set.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{cli, resource, Garage, Repo, Run};
+use common::{cli, resource, Repo, Run, S3Server};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -59,10 +60,10 @@ impl Key {
     }
 }
 
-/// A bucket on Garage, a repository with one commit, and three keys: `main` (the trusted
+/// A bucket on the S3 server, a repository with one commit, and three keys: `main` (the trusted
 /// pipeline), `next` (its successor, for rotation) and `pr` (a pull-request pipeline's).
 struct Fixture {
-    g: Garage,
+    g: S3Server,
     bucket: String,
     _tmp: tempfile::TempDir,
     root: PathBuf,
@@ -74,7 +75,7 @@ struct Fixture {
 
 impl Fixture {
     fn new(tag: &str) -> Option<Fixture> {
-        let g = Garage::get()?;
+        let g = S3Server::get()?;
         let bucket = g.new_bucket(tag);
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{cli, git, Garage, Task};
+use common::{cli, git, S3Server, Task};
 
 type Env = BTreeMap<String, String>;
 
@@ -30,7 +30,7 @@ fn build(t: &Task, files: &[(&str, &str)]) {
     t.build(&bytes);
 }
 
-fn garage_env(g: &Garage, tag: &str) -> (Env, String) {
+fn garage_env(g: &S3Server, tag: &str) -> (Env, String) {
     let bucket = g.new_bucket(tag);
     (g.env(&bucket), bucket)
 }
@@ -132,7 +132,7 @@ fn full_flow(mut env: Env) {
 
 #[test]
 fn full_flow_on_garage() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     let (env, bucket) = garage_env(&g, "flow");
     full_flow(env);
     let keys = g.keys(&bucket);
@@ -167,7 +167,7 @@ fn full_flow_on_the_file_store() {
 
 #[test]
 fn nested_hidden_many_and_large_assets_with_multipart_paths() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     let (mut env, bucket) = garage_env(&g, "big");
     for (k, v) in common::SMALL_PARTS
         .into_iter()
@@ -244,7 +244,7 @@ fn nested_hidden_many_and_large_assets_with_multipart_paths() {
 
 #[test]
 fn a_set_without_manifest_is_legacy() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     let (env, bucket) = garage_env(&g, "legacy");
     let t = task(env);
     let c = t.repo.head();
@@ -356,7 +356,7 @@ fn bad_input_gives_one_line_and_a_documented_exit_code() {
 
 #[test]
 fn store_failures_are_clear_and_keep_secrets() {
-    let Some(g) = Garage::get() else { return };
+    let Some(g) = S3Server::get() else { return };
     let (env, _bucket) = garage_env(&g, "fail");
     let t = task(env.clone());
 

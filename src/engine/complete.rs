@@ -13,7 +13,7 @@ use crate::layout::SetLocation;
 use crate::log;
 use crate::manifest::{FileEntry, Manifest};
 use crate::signing;
-use crate::store::PutOptions;
+use crate::store::{Precondition, PutOptions};
 
 /// How many times a set is rewritten while concurrent publishers overwrite it.
 const CONFLICT_ROUNDS: u32 = 8;
@@ -134,6 +134,8 @@ impl Engine {
         artifacts: bool,
     ) -> Result<()> {
         let code_hash = m.code_hash.clone();
+        // The entity tag of the manifest we wrote last: a rewrite replaces only that one.
+        let mut ours: Option<String> = None;
         for round in 1..=CONFLICT_ROUNDS {
             let now_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -142,7 +144,41 @@ impl Engine {
             if artifacts {
                 m.completed_ms = Some(now_ms);
             }
-            let body = self.write_manifest(loc, &m).await?;
+            let cond = match ours.as_deref() {
+                None => Some(Precondition::Absent),
+                // A store that gave no entity tag cannot be asked to match it.
+                Some("") => None,
+                Some(etag) => Some(Precondition::Matches(etag)),
+            };
+            let body = match self.write_manifest(loc, &m, cond).await? {
+                Some((body, etag)) => {
+                    ours = Some(etag);
+                    body
+                }
+                None if ours.is_some() => {
+                    log::phase(format!(
+                        "the store refused to replace our manifest of {loc} (If-Match): a concurrent publisher completed it after us; it verifies its own set"
+                    ));
+                    return Ok(());
+                }
+                None => {
+                    log::phase(format!(
+                        "the store refused our manifest {} (If-None-Match: *): another publisher completed {loc} first; checking its set",
+                        loc.manifest_key()
+                    ));
+                    if self.completed_by_another(loc, &m.commit, artifacts).await? {
+                        return Ok(());
+                    }
+                    // Its set does not verify: replace its manifest, as without the header
+                    // (an unconditional write always returns Some).
+                    let (body, etag) = self
+                        .write_manifest(loc, &m, None)
+                        .await?
+                        .unwrap_or_default();
+                    ours = Some(etag);
+                    body
+                }
+            };
             let bad = self.overwritten(loc, &m.files).await?;
             if bad.is_empty() {
                 if artifacts {
@@ -185,7 +221,38 @@ impl Engine {
         Err(conflict(loc))
     }
 
-    async fn write_manifest(&self, loc: &SetLocation, m: &Manifest) -> Result<Vec<u8>> {
+    /// Whether the set another publisher completed at `loc` verifies (then it stands, and an
+    /// artifacts set is indexed in case its publisher could not).
+    async fn completed_by_another(
+        &self,
+        loc: &SetLocation,
+        commit: &str,
+        artifacts: bool,
+    ) -> Result<bool> {
+        let SetState::Complete(winner) = self.set_state(loc, false).await? else {
+            return Ok(false);
+        };
+        if let Some(problem) = self.damage(loc, &winner).await? {
+            log::warn(format!("{problem}; writing our manifest over it"));
+            return Ok(false);
+        }
+        log::phase(format!(
+            "{loc} was completed by another publisher and verifies: keeping its set"
+        ));
+        if artifacts {
+            self.ensure_indexed(commit, &winner).await?;
+        }
+        Ok(true)
+    }
+
+    /// Writes the manifest (under `cond` when given); its bytes and entity tag, or `None`
+    /// when the store refused the conditional write.
+    async fn write_manifest(
+        &self,
+        loc: &SetLocation,
+        m: &Manifest,
+        cond: Option<Precondition<'_>>,
+    ) -> Result<Option<(Vec<u8>, String)>> {
         let body = m.to_bytes();
         // The signature goes first, under a name bound to these exact bytes: once the
         // manifest is visible, so is its signature, and no other manifest can claim it.
@@ -206,15 +273,23 @@ impl Engine {
         let opts = PutOptions {
             metadata: BTreeMap::new(),
             sha256: Some(Sha256::digest(&body).into()),
-            part_sha256: Vec::new(),
+            part_crc64: Vec::new(),
         };
-        self.store
-            .put_bytes(&loc.manifest_key(), body.clone(), &opts)
-            .await?;
-        log::phase(format!(
-            "wrote manifest {}: {loc} is complete{signed}",
-            loc.manifest_key()
-        ));
-        Ok(body)
+        let key = loc.manifest_key();
+        let etag = match cond {
+            Some(cond) => {
+                let Some(etag) = self
+                    .store
+                    .put_bytes_if(&key, body.clone(), &opts, cond)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                etag
+            }
+            None => self.store.put_bytes(&key, body.clone(), &opts).await?,
+        };
+        log::phase(format!("wrote manifest {key}: {loc} is complete{signed}"));
+        Ok(Some((body, etag)))
     }
 }

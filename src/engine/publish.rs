@@ -54,7 +54,10 @@ impl Engine {
         }
         let artifacts = self.layout.artifacts(&commit);
         // A publish almost always finds the set missing: list it at once.
-        match self.read_state(&artifacts, opts.accept_legacy, true).await? {
+        match self
+            .read_state(&artifacts, opts.accept_legacy, true)
+            .await?
+        {
             SetState::Complete(m) => match self.damage(&artifacts, &m).await? {
                 None => {
                     log::phase(format!(
@@ -118,7 +121,7 @@ impl Engine {
                 .map(|(a, h)| {
                     let local = Local {
                         path: a.path.clone(),
-                        part_sha256: h.parts,
+                        part_crc64: h.parts,
                     };
                     (a.rel.clone(), local)
                 })
@@ -169,17 +172,17 @@ impl Engine {
 }
 
 /// One asset's size and SHA-256 (none for a small file, hashed as it uploads), and the
-/// SHA-256 of each of its parts when it was hashed in parts.
+/// CRC64/NVME of each of its parts when it will upload in parts.
 struct Hashed {
     size: u64,
     sha256: Option<[u8; 32]>,
-    parts: Vec<[u8; 32]>,
+    parts: Vec<u64>,
 }
 
 /// Hashes the assets larger than [`IN_MEMORY`] on the blocking pool, in parallel: size and
-/// SHA-256, and where `parts[i]` gives a part size, the SHA-256 of each part too. The parts of
-/// a large file are hashed on other cores while one core hashes the whole file, so the upload
-/// that follows reads each part once, to send it.
+/// SHA-256, and where `parts[i]` gives a part size, the CRC64/NVME of each part, from the same
+/// read (a CRC costs a small fraction of a SHA-256), so the upload that follows reads each
+/// part once, to send it.
 async fn hash_assets(files: &[Asset], parts: Vec<Option<u64>>) -> Result<Vec<Hashed>> {
     let work: Vec<(PathBuf, u64, Option<u64>)> = files
         .iter()
@@ -205,20 +208,9 @@ async fn hash_assets(files: &[Asset], parts: Vec<Option<u64>>) -> Result<Vec<Has
                         parts: Vec::new(),
                     });
                 };
-                let (whole, parts) = rayon::join(
-                    || codehash::sha256_file(path),
-                    || {
-                        (0..size.div_ceil(part))
-                            .into_par_iter()
-                            .map(|i| {
-                                codehash::sha256_range(path, i * part, part.min(size - i * part))
-                            })
-                            .collect::<Result<Vec<_>>>()
-                    },
-                );
-                let (got, sha256) = whole?;
-                // A file that changed size since it was listed is hashed again by the store.
-                let parts = if got == *size { parts? } else { Vec::new() };
+                let (got, sha256, parts) = codehash::sha256_and_part_crc64(path, part)?;
+                // A file that changed size since it was listed gets its parts checked by the store.
+                let parts = if got == *size { parts } else { Vec::new() };
                 Ok(Hashed {
                     size: got,
                     sha256: Some(sha256),

@@ -62,11 +62,11 @@ pub(super) enum Origin {
     },
 }
 
-/// A local file to upload, with the SHA-256 of each of its parts when the store checksums
-/// parts and the file was hashed in them.
+/// A local file to upload, with the CRC64/NVME of each of its parts when the store checksums
+/// parts and the file was read in them.
 pub(super) struct Local {
     pub(super) path: PathBuf,
-    pub(super) part_sha256: Vec<[u8; 32]>,
+    pub(super) part_crc64: Vec<u64>,
 }
 
 /// A random pause that grows with the round, so racing publishers fall out of step.
@@ -93,14 +93,14 @@ impl Engine {
         commit: &str,
         code_hash: Option<&str>,
     ) -> Result<(String, String)> {
-        let opts = |sha: [u8; 32], part_sha256: Vec<[u8; 32]>| PutOptions {
+        let opts = |sha: [u8; 32], part_crc64: Vec<u64>| PutOptions {
             metadata: {
                 let mut m = metadata(commit, &sha, code_hash);
                 m.insert(PUBLISHER_KEY.to_string(), self.publisher.clone());
                 m
             },
             sha256: Some(sha),
-            part_sha256,
+            part_crc64,
         };
         let key = to.key(&f.path);
         let local = match origin {
@@ -142,7 +142,7 @@ impl Engine {
                 &key,
                 &local.path,
                 f.size,
-                &opts(sha, local.part_sha256.clone()),
+                &opts(sha, local.part_crc64.clone()),
             )
             .await?;
         Ok((etag, f.sha256.clone()))

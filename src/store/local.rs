@@ -3,6 +3,8 @@
 //! Writes go to a temporary file under `<root>/.s3am/tmp` and are renamed into place, so
 //! a reader never sees a half-written object. User metadata lives in a JSON sidecar under
 //! `<root>/.s3am/meta/<key>`. Neither directory is a key: listings skip `.s3am`.
+//! Conditional writes hold an exclusive lock on `<root>/.s3am/lock` from the check to the
+//! rename, so of racing conditional writers (processes too) exactly one wins.
 
 use std::collections::BTreeMap;
 use std::io::SeekFrom;
@@ -12,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::{bare_etag, ObjectHead, ObjectInfo, PutOptions, Reader, Store};
+use super::{bare_etag, ObjectHead, ObjectInfo, Precondition, PutOptions, Reader, Store};
 use crate::error::{Error, Result};
 
 const INTERNAL: &str = ".s3am";
@@ -89,6 +91,43 @@ impl LocalStore {
         })?;
         let meta = std::fs::metadata(&dest).map_err(|e| Error::io("cannot stat", &dest, e))?;
         Ok(etag_of(&meta))
+    }
+
+    /// [`Self::commit`] only when `cond` holds for the object at `key`; `None` (and `tmp`
+    /// removed) when it does not.
+    fn commit_if(
+        &self,
+        tmp: &Path,
+        key: &str,
+        opts: &PutOptions,
+        cond: Precondition<'_>,
+    ) -> Result<Option<String>> {
+        let lock_path = self.root.join(INTERNAL).join("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io("cannot open", &lock_path, e))?;
+        // Released when `lock` is dropped, after the rename.
+        lock.lock()
+            .map_err(|e| Error::io("cannot lock", &lock_path, e))?;
+        let dest = self.path_of(key)?;
+        let current = match std::fs::metadata(&dest) {
+            Ok(m) if m.is_file() => Some(etag_of(&m)),
+            Ok(_) => None,
+            Err(e) if not_found(&e) => None,
+            Err(e) => return Err(Error::io("cannot stat", &dest, e)),
+        };
+        let holds = match cond {
+            Precondition::Absent => current.is_none(),
+            Precondition::Matches(want) => current == Some(bare_etag(want)),
+        };
+        if !holds {
+            let _ = std::fs::remove_file(tmp);
+            return Ok(None);
+        }
+        self.commit(tmp, key, opts).map(Some)
     }
 
     fn list_sync(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
@@ -252,6 +291,21 @@ impl Store for LocalStore {
             .await
             .map_err(|e| Error::io("cannot write", &tmp, e))?;
         self.commit(&tmp, key, opts)
+    }
+
+    async fn put_bytes_if(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        opts: &PutOptions,
+        cond: Precondition<'_>,
+    ) -> Result<Option<String>> {
+        self.path_of(key)?;
+        let tmp = self.tmp_path()?;
+        tokio::fs::write(&tmp, body)
+            .await
+            .map_err(|e| Error::io("cannot write", &tmp, e))?;
+        self.commit_if(&tmp, key, opts, cond)
     }
 
     async fn copy(

@@ -39,11 +39,21 @@ pub struct ObjectHead {
 pub struct PutOptions {
     /// User metadata to store with the object.
     pub metadata: BTreeMap<String, String>,
-    /// The content's SHA-256, sent as an S3 checksum where the store takes one.
+    /// The content's SHA-256, sent as an S3 checksum on a single PUT where the store takes one.
     pub sha256: Option<[u8; 32]>,
-    /// The SHA-256 of each part, in order, when the caller already hashed the file in the
-    /// parts [`Store::checksum_parts`] gave; empty otherwise (the store hashes them itself).
-    pub part_sha256: Vec<[u8; 32]>,
+    /// The CRC64/NVME of each part, in order, when the caller already read the file in the
+    /// parts [`Store::checksum_parts`] gave; empty otherwise (the store computes them itself).
+    pub part_crc64: Vec<u64>,
+}
+
+/// A precondition on a write, enforced by stores that support conditional writes (AWS,
+/// SeaweedFS, the local store) and ignored by others (Garage 2.5): correctness never rests on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition<'a> {
+    /// Write only if no object has the key (`If-None-Match: *`).
+    Absent,
+    /// Write only if the object still carries this entity tag (`If-Match`).
+    Matches(&'a str),
 }
 
 /// A streaming object body.
@@ -96,14 +106,25 @@ pub trait Store: Send + Sync {
     ) -> Result<String>;
 
     /// The part size when this store uploads a file of `size` bytes in parts, each with its
-    /// own SHA-256 checksum: a caller that hashes the file anyway can hash the parts at the
-    /// same time, on other cores, and pass them in [`PutOptions::part_sha256`].
+    /// own CRC64/NVME checksum: a caller that reads the file anyway (for its SHA-256) can
+    /// compute them in the same pass and pass them in [`PutOptions::part_crc64`].
     fn checksum_parts(&self, _size: u64) -> Option<u64> {
         None
     }
 
     /// Uploads a small in-memory body; returns the entity tag.
     async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<String>;
+
+    /// Like [`Store::put_bytes`], but only when `cond` holds: `Ok(None)` when the store refused
+    /// the write because it did not (HTTP 412 or 409; for [`Precondition::Matches`] also a
+    /// missing object). A store that ignores the header writes anyway.
+    async fn put_bytes_if(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        opts: &PutOptions,
+        cond: Precondition<'_>,
+    ) -> Result<Option<String>>;
 
     /// Copies `src` to `dst` inside the bucket without downloading it, replacing the metadata;
     /// returns the copy's entity tag. With `if_match`, the copy fails with [`Error::Verify`]

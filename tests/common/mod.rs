@@ -1,5 +1,6 @@
-//! Test support: real git repositories, the built binary, and the Garage server that
-//! `scripts/test` starts (its address and key arrive in `S3AM_TEST_*` variables).
+//! Test support: real git repositories, the built binary, and the S3 server (Garage or
+//! SeaweedFS) that `scripts/test` starts (its address and key arrive in `S3AM_TEST_*`
+//! variables, its name in `S3AM_TEST_STORE`).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -7,30 +8,51 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// The Garage server the test script started.
+/// The S3 store under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// Garage: ignores conditional writes (`If-None-Match`, `If-Match` on PUT).
+    Garage,
+    /// SeaweedFS: enforces conditional writes.
+    SeaweedFs,
+    /// moto's server (tests/aws.rs only): AWS's STS and encryption headers, no data integrity.
+    Moto,
+}
+
+/// The S3 server the test script started.
 #[derive(Debug, Clone)]
-pub struct Garage {
+pub struct S3Server {
     pub endpoint: String,
     pub region: String,
     pub access_key: String,
     pub secret_key: String,
+    /// Which server it is (`S3AM_TEST_STORE`; Garage when unset).
+    pub store: Store,
 }
 
-impl Garage {
+/// The helper's name before SeaweedFS joined the matrix, kept so older tests still compile.
+pub type Garage = S3Server;
+
+impl S3Server {
     /// The running server. Fails the test with a clear message when the tests were not
     /// started by `scripts/test`; `S3AM_TEST_SKIP_S3=1` skips instead (returns `None`).
-    pub fn get() -> Option<Garage> {
+    pub fn get() -> Option<S3Server> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         match var("S3AM_TEST_ENDPOINT") {
-            Some(endpoint) => Some(Garage {
+            Some(endpoint) => Some(S3Server {
                 endpoint,
+                store: match var("S3AM_TEST_STORE").as_deref() {
+                    None | Some("garage") => Store::Garage,
+                    Some("seaweedfs") => Store::SeaweedFs,
+                    Some(other) => panic!("S3AM_TEST_STORE={other}: want garage or seaweedfs"),
+                },
                 region: var("S3AM_TEST_REGION").unwrap_or_else(|| "garage".into()),
                 access_key: var("S3AM_TEST_ACCESS_KEY").expect("S3AM_TEST_ACCESS_KEY"),
                 secret_key: var("S3AM_TEST_SECRET_KEY").expect("S3AM_TEST_SECRET_KEY"),
             }),
             None if var("S3AM_TEST_SKIP_S3").as_deref() == Some("1") => None,
             None => panic!(
-                "S3AM_TEST_ENDPOINT is not set: run the tests with ./scripts/test, which starts Garage (or set S3AM_TEST_SKIP_S3=1 to skip the S3 tests)"
+                "S3AM_TEST_ENDPOINT is not set: run the tests with ./scripts/test, which starts Garage and SeaweedFS (or set S3AM_TEST_SKIP_S3=1 to skip the S3 tests)"
             ),
         }
     }

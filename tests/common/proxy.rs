@@ -29,6 +29,12 @@ pub struct Faults {
     pub throttle_above: u64,
     /// The share of requests answered 503 SlowDown while over `throttle_above`.
     pub throttle_rate: f64,
+    /// How many part uploads (`PUT ...partNumber=` with a body) get one byte of their body
+    /// flipped on the way to the store, the first ones seen.
+    pub corrupt_parts: u32,
+    /// Answer a CreateMultipartUpload that asks for CRC64NVME with 400 InvalidRequest, as a
+    /// store without that algorithm does.
+    pub refuse_crc64_multipart: bool,
 }
 
 /// Counters of what happened.
@@ -37,6 +43,10 @@ pub struct Stats {
     pub requests: AtomicU64,
     pub errors_injected: AtomicU64,
     pub resets_injected: AtomicU64,
+    /// Part bodies corrupted (see [`Faults::corrupt_parts`]).
+    pub corrupted: AtomicU64,
+    /// The start line and headers of every request, for tests that check how it was signed.
+    pub heads: Mutex<Vec<String>>,
     /// Requests received and not yet answered, and the most at once.
     pub in_flight: AtomicU64,
     pub peak_in_flight: AtomicU64,
@@ -260,6 +270,11 @@ fn serve(
         };
         stats.requests.fetch_add(1, Ordering::Relaxed);
         let (_counted, in_flight) = InFlight::start(stats);
+        stats
+            .heads
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(&req.raw).into_owned());
         let method = req.start.split(' ').next().unwrap_or("").to_string();
         if !f.latency.is_zero() {
             std::thread::sleep(f.latency);
@@ -272,6 +287,21 @@ fn serve(
             write!(
                 to_client,
                 "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )?;
+            continue;
+        }
+        let raw = String::from_utf8_lossy(&req.raw).to_ascii_lowercase();
+        if f.refuse_crc64_multipart
+            && method == "POST"
+            && req.start.contains("?uploads")
+            && raw.contains("x-amz-checksum-algorithm: crc64nvme")
+        {
+            copy_body(&mut from_client, &mut std::io::sink(), &req, None)?;
+            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InvalidRequest</Code><Message>Checksum algorithm CRC64NVME is not supported (the test proxy)</Message></Error>";
+            write!(
+                to_client,
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             )?;
             continue;
@@ -309,7 +339,25 @@ fn serve(
             stats.resets_injected.fetch_add(1, Ordering::Relaxed);
             return abort(&client, to_server);
         }
-        copy_body(&mut from_client, to_server, &req, None)?;
+        let has_body = req.chunked || req.content_length.unwrap_or(0) > 2000;
+        let corrupt = method == "PUT" && req.start.contains("partNumber=") && has_body && {
+            let mut f = faults.lock().unwrap();
+            let hit = f.corrupt_parts > 0;
+            f.corrupt_parts = f.corrupt_parts.saturating_sub(1);
+            hit
+        };
+        if corrupt {
+            stats.corrupted.fetch_add(1, Ordering::Relaxed);
+            // Past any chunk header, inside the data.
+            let mut flip = FlipOne {
+                inner: &mut *to_server,
+                at: 1000,
+                seen: 0,
+            };
+            copy_body(&mut from_client, &mut flip, &req, None)?;
+        } else {
+            copy_body(&mut from_client, to_server, &req, None)?;
+        }
         to_server.flush()?;
         let Some(resp) = read_head(from_server)? else {
             return Ok(());
@@ -334,6 +382,33 @@ fn serve(
             return abort(&client, to_server);
         }
         to_client.flush()?;
+    }
+}
+
+/// A writer that flips the bits of the byte at offset `at` of what passes through it.
+struct FlipOne<W: Write> {
+    inner: W,
+    at: u64,
+    seen: u64,
+}
+
+impl<W: Write> Write for FlipOne<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let start = self.seen;
+        let end = start + buf.len() as u64;
+        if (start..end).contains(&self.at) {
+            let mut copy = buf.to_vec();
+            copy[(self.at - start) as usize] ^= 0xff;
+            self.inner.write_all(&copy)?;
+        } else {
+            self.inner.write_all(buf)?;
+        }
+        self.seen = end;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -7,7 +7,7 @@ mod upload;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use aws_sdk_s3::config::retry::{RetryPartition, TokenBucket};
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{MetadataDirective, ServerSideEncryption};
+use aws_sdk_s3::types::{ChecksumAlgorithm, MetadataDirective, ServerSideEncryption};
 use aws_sdk_s3::Client;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
@@ -30,8 +30,8 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use base64::Engine as _;
 
 use super::{
-    bare_etag, part_size_for, ObjectHead, ObjectInfo, PutOptions, Reader, Store, StoreConfig,
-    Tuning,
+    bare_etag, part_size_for, ObjectHead, ObjectInfo, Precondition, PutOptions, Reader, Store,
+    StoreConfig, Tuning,
 };
 use crate::error::{Error, Result};
 use errors::check_endpoint;
@@ -52,6 +52,8 @@ pub struct S3Store {
     tuning: Tuning,
     requests: Arc<AtomicU64>,
     throttled: Arc<AtomicU64>,
+    /// Whether the store took a full-object CRC64/NVME multipart upload (until it refuses one).
+    crc64_multipart: Arc<AtomicBool>,
 }
 
 /// Counts every request attempt the client sends (retries included), for the logs and tests.
@@ -240,6 +242,7 @@ impl S3Store {
             tuning: tuning.clone(),
             requests,
             throttled,
+            crc64_multipart: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -396,8 +399,10 @@ impl Store for S3Store {
                 .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
             return self.put_object(key, body, opts).await;
         }
-        let upload_id = self.create_multipart(key, opts).await?;
-        let parts = self.upload_parts(key, path, size, opts, &upload_id).await;
+        let (upload_id, checksum) = self.start_upload(key, opts).await?;
+        let parts = self
+            .upload_parts(key, path, size, opts, &upload_id, checksum)
+            .await;
         self.finish_multipart(key, &upload_id, parts).await
     }
 
@@ -408,6 +413,17 @@ impl Store for S3Store {
 
     async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<String> {
         self.put_object(key, ByteStream::from(body), opts).await
+    }
+
+    async fn put_bytes_if(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        opts: &PutOptions,
+        cond: Precondition<'_>,
+    ) -> Result<Option<String>> {
+        self.put_object_if(key, ByteStream::from(body), opts, Some(cond))
+            .await
     }
 
     async fn copy(
@@ -440,10 +456,16 @@ impl Store for S3Store {
                 .map(bare_etag)
                 .unwrap_or_default());
         }
-        let upload_id = self.create_multipart(dst, opts).await?;
+        // The store checks each copied part, so a copy needs no checksum of ours.
+        let algorithm = self.checksums.then_some(ChecksumAlgorithm::Sha256);
+        let upload_id = self
+            .create_multipart(dst, opts, algorithm)
+            .await
+            .map_err(|e| self.fail(&format!("starting the multipart copy to {dst}"), e))?;
         let parts = self
             .copy_parts(src, dst, size, &upload_id, if_match.as_deref())
             .await;
+        let parts = parts.map(|p| (p, None));
         self.finish_multipart(dst, &upload_id, parts).await
     }
 }

@@ -2,39 +2,132 @@
 //! above the copy threshold).
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadError;
 use aws_sdk_s3::primitives::{ByteStream, Length};
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart};
+use base64::Engine as _;
 use futures::{StreamExt, TryStreamExt};
 
 use super::S3Store;
 use crate::error::{Error, Result};
-use crate::store::{bare_etag, part_size_for, PutOptions};
+use crate::log;
+use crate::store::{bare_etag, part_size_for, Precondition, PutOptions};
+
+/// How the parts of a multipart upload are checksummed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PartChecksum {
+    /// None (checksums are off for this store).
+    Off,
+    /// CRC64/NVME of each part, and of the whole object at completion (full-object type).
+    Crc64,
+    /// SHA-256 of each part (composite), for a store that refuses CRC64/NVME.
+    Sha256,
+}
+
+/// An S3 checksum header's value for a CRC64/NVME.
+fn crc64_header(crc: u64) -> String {
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
+}
 
 impl S3Store {
-    pub(super) async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String> {
+    pub(super) async fn create_multipart(
+        &self,
+        key: &str,
+        opts: &PutOptions,
+        algorithm: Option<ChecksumAlgorithm>,
+    ) -> std::result::Result<String, SdkError<CreateMultipartUploadError, HttpResponse>> {
+        let full_object = algorithm == Some(ChecksumAlgorithm::Crc64Nvme);
         let resp = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .set_metadata(Some(Self::metadata(opts)))
-            .set_checksum_algorithm(self.checksums.then_some(ChecksumAlgorithm::Sha256))
+            .set_checksum_algorithm(algorithm)
+            .set_checksum_type(full_object.then_some(ChecksumType::FullObject))
             .set_server_side_encryption(self.sse.clone())
             .set_ssekms_key_id(self.sse_kms_key_id.clone())
             .send()
-            .await
-            .map_err(|e| self.fail(&format!("starting the multipart upload of {key}"), e))?;
-        resp.upload_id().map(str::to_string).ok_or_else(|| {
-            Error::Store(format!("{} returned no upload id for {key}", self.endpoint))
-        })
+            .await?;
+        Ok(resp.upload_id().unwrap_or_default().to_string())
     }
 
+    /// Starts the multipart upload of a file: with a full-object CRC64/NVME where the store
+    /// takes one (cheap to compute, checked by the store part by part and whole), with
+    /// SHA-256 parts where it refuses that (asked once per run).
+    pub(super) async fn start_upload(
+        &self,
+        key: &str,
+        opts: &PutOptions,
+    ) -> Result<(String, PartChecksum)> {
+        let what = format!("starting the multipart upload of {key}");
+        let checksum = if !self.checksums {
+            PartChecksum::Off
+        } else if self.crc64_multipart.load(Ordering::Relaxed) {
+            match self
+                .create_multipart(key, opts, Some(ChecksumAlgorithm::Crc64Nvme))
+                .await
+            {
+                Ok(id) => return self.upload_id(key, id, PartChecksum::Crc64),
+                // A store without CRC64/NVME (or full-object checksums) says so with a 400 or
+                // a 501; anything else (credentials, the bucket) fails as it is.
+                Err(SdkError::ServiceError(se))
+                    if matches!(se.raw().status().as_u16(), 400 | 501) =>
+                {
+                    // Uploads started together may all be refused; one warning says it.
+                    if self.crc64_multipart.swap(false, Ordering::Relaxed) {
+                        log::warn(format!(
+                            "{} refused a CRC64NVME multipart upload ({} {}): sending SHA-256 part checksums instead",
+                            self.endpoint,
+                            se.raw().status().as_u16(),
+                            se.err().code().unwrap_or("")
+                        ));
+                    }
+                    PartChecksum::Sha256
+                }
+                Err(e) => return Err(self.fail(&what, e)),
+            }
+        } else {
+            PartChecksum::Sha256
+        };
+        let algorithm = match checksum {
+            PartChecksum::Sha256 => Some(ChecksumAlgorithm::Sha256),
+            _ => None,
+        };
+        let id = self
+            .create_multipart(key, opts, algorithm)
+            .await
+            .map_err(|e| self.fail(&what, e))?;
+        self.upload_id(key, id, checksum)
+    }
+
+    fn upload_id(
+        &self,
+        key: &str,
+        id: String,
+        checksum: PartChecksum,
+    ) -> Result<(String, PartChecksum)> {
+        if id.is_empty() {
+            return Err(Error::Store(format!(
+                "{} returned no upload id for {key}",
+                self.endpoint
+            )));
+        }
+        Ok((id, checksum))
+    }
+
+    /// Completes a multipart upload from its parts, with the whole object's CRC64/NVME when
+    /// the parts carried theirs.
     pub(super) async fn complete_multipart(
         &self,
         key: &str,
         upload_id: &str,
         mut parts: Vec<CompletedPart>,
+        full_crc64: Option<u64>,
     ) -> Result<String> {
         parts.sort_by_key(|p| p.part_number());
         let out = self
@@ -48,6 +141,8 @@ impl S3Store {
                     .set_parts(Some(parts))
                     .build(),
             )
+            .set_checksum_crc64_nvme(full_crc64.map(crc64_header))
+            .set_checksum_type(full_crc64.map(|_| ChecksumType::FullObject))
             .send()
             .await
             .map_err(|e| self.fail(&format!("completing the multipart upload of {key}"), e))?;
@@ -60,10 +155,10 @@ impl S3Store {
         &self,
         key: &str,
         upload_id: &str,
-        parts: Result<Vec<CompletedPart>>,
+        parts: Result<(Vec<CompletedPart>, Option<u64>)>,
     ) -> Result<String> {
         let done = match parts {
-            Ok(parts) => self.complete_multipart(key, upload_id, parts).await,
+            Ok((parts, crc)) => self.complete_multipart(key, upload_id, parts, crc).await,
             Err(e) => Err(e),
         };
         if done.is_err() {
@@ -78,11 +173,32 @@ impl S3Store {
         body: ByteStream,
         opts: &PutOptions,
     ) -> Result<String> {
-        let out = self
+        Ok(self
+            .put_object_if(key, body, opts, None)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// A single PUT, conditional when `cond` is set: `Ok(None)` when the store refused it.
+    pub(super) async fn put_object_if(
+        &self,
+        key: &str,
+        body: ByteStream,
+        opts: &PutOptions,
+        cond: Option<Precondition<'_>>,
+    ) -> Result<Option<String>> {
+        let (if_none_match, if_match) = match cond {
+            None => (None, None),
+            Some(Precondition::Absent) => (Some("*".to_string()), None),
+            Some(Precondition::Matches(e)) => (None, Some(format!("\"{}\"", bare_etag(e)))),
+        };
+        let sent = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_if_none_match(if_none_match)
+            .set_if_match(if_match)
             .set_metadata(Some(Self::metadata(opts)))
             .set_checksum_sha256(self.checksum(opts.sha256))
             .set_server_side_encryption(self.sse.clone())
@@ -93,9 +209,21 @@ impl S3Store {
             // checksum (when on) already covers its content.
             .disable_payload_signing()
             .send()
-            .await
-            .map_err(|e| self.fail(&format!("uploading {key}"), e))?;
-        Ok(out.e_tag().map(bare_etag).unwrap_or_default())
+            .await;
+        match sent {
+            Ok(out) => Ok(Some(out.e_tag().map(bare_etag).unwrap_or_default())),
+            // 412 PreconditionFailed, or 409 ConditionalRequestConflict when a concurrent
+            // conditional write is in progress; If-Match on a missing key is a 404 on AWS.
+            Err(SdkError::ServiceError(se))
+                if cond.is_some()
+                    && (matches!(se.raw().status().as_u16(), 409 | 412)
+                        || (matches!(cond, Some(Precondition::Matches(_)))
+                            && se.raw().status().as_u16() == 404)) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.fail(&format!("uploading {key}"), e)),
+        }
     }
 
     pub(super) async fn abort_multipart(&self, key: &str, upload_id: &str) {
@@ -110,6 +238,8 @@ impl S3Store {
             .await;
     }
 
+    /// Uploads a file's parts with `checksum`; the completed parts, and the whole object's
+    /// CRC64/NVME (combined from the parts') for a CRC64/NVME upload.
     pub(super) async fn upload_parts(
         &self,
         key: &str,
@@ -117,32 +247,37 @@ impl S3Store {
         size: u64,
         opts: &PutOptions,
         upload_id: &str,
-    ) -> Result<Vec<CompletedPart>> {
+        checksum: PartChecksum,
+    ) -> Result<(Vec<CompletedPart>, Option<u64>)> {
         let part_size = part_size_for(size, self.tuning.part_size);
         let count = size.div_ceil(part_size).max(1);
-        // Parts the caller hashed already (with the whole file, on other cores) are sent
-        // without another pass over them.
-        let known = (opts.part_sha256.len() as u64 == count).then_some(&opts.part_sha256);
+        // Part CRCs the caller computed (with the file's SHA-256, in the same read) are sent
+        // without another pass over the parts.
+        let known = (opts.part_crc64.len() as u64 == count).then_some(&opts.part_crc64);
         // Enough 8 MiB parts to fill a connection-capped link across a 100 ms round trip.
         let parallel = self.tuning.concurrency.clamp(1, 8);
-        futures::stream::iter(0..count)
+        let mut parts: Vec<(CompletedPart, u64, u64)> = futures::stream::iter(0..count)
             .map(|i| {
                 async move {
                     let offset = i * part_size;
                     let len = part_size.min(size - offset) as usize;
                     let p = path.to_path_buf();
-                    // Hash the part through a small buffer, then stream it from the file: memory
-                    // stays a few MiB whatever the part size and the parts in flight.
-                    let checksums = self.checksums;
                     let known = known.map(|k| k[i as usize]);
-                    let digest = tokio::task::spawn_blocking(move || {
-                        if !checksums {
-                            return Ok::<_, Error>([0u8; 32]);
-                        }
-                        if let Some(d) = known {
-                            return Ok(d);
-                        }
-                        crate::codehash::sha256_range(&p, offset, len as u64)
+                    // Checksum the part through a small buffer, then stream it from the file:
+                    // memory stays a few MiB whatever the part size and the parts in flight.
+                    let (crc_value, sha) = tokio::task::spawn_blocking(move || {
+                        let range = (offset, len as u64);
+                        Ok::<_, Error>(match checksum {
+                            PartChecksum::Off => (0, None),
+                            PartChecksum::Crc64 => match known {
+                                Some(crc) => (crc, None),
+                                None => (crate::codehash::crc64_range(&p, range.0, range.1)?, None),
+                            },
+                            PartChecksum::Sha256 => (
+                                0,
+                                Some(crate::codehash::sha256_range(&p, range.0, range.1)?),
+                            ),
+                        })
                     })
                     .await
                     .map_err(|e| Error::Store(format!("reading part of {key}: {e}")))??;
@@ -157,7 +292,8 @@ impl S3Store {
                             Error::Input(format!("cannot read {}: {e}", path.display()))
                         })?;
                     let number = (i + 1) as i32;
-                    let checksum = self.checksum(Some(digest));
+                    let sha = self.checksum(sha);
+                    let crc = (checksum == PartChecksum::Crc64).then(|| crc64_header(crc_value));
                     let resp = self
                         .client
                         .upload_part()
@@ -165,23 +301,39 @@ impl S3Store {
                         .key(key)
                         .upload_id(upload_id)
                         .part_number(number)
-                        .set_checksum_sha256(checksum.clone())
+                        .set_checksum_sha256(sha.clone())
+                        .set_checksum_crc64_nvme(crc.clone())
                         .body(body)
                         .send()
                         .await
                         .map_err(|e| self.fail(&format!("uploading part {number} of {key}"), e))?;
-                    Ok::<_, Error>(
-                        CompletedPart::builder()
-                            .part_number(number)
-                            .set_e_tag(resp.e_tag().map(str::to_string))
-                            .set_checksum_sha256(checksum)
-                            .build(),
-                    )
+                    let part = CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(resp.e_tag().map(str::to_string))
+                        .set_checksum_sha256(sha)
+                        .set_checksum_crc64_nvme(crc)
+                        .build();
+                    Ok::<_, Error>((part, crc_value, len as u64))
                 }
             })
             .buffer_unordered(parallel)
             .try_collect()
-            .await
+            .await?;
+        parts.sort_by_key(|(p, _, _)| p.part_number());
+        let full = (checksum == PartChecksum::Crc64).then(|| {
+            parts
+                .iter()
+                .map(|(_, crc, len)| (*crc, *len))
+                .reduce(|(a, _), (b, len)| {
+                    (
+                        crc_fast::checksum_combine(crc_fast::CrcAlgorithm::Crc64Nvme, a, b, len),
+                        len,
+                    )
+                })
+                .map(|(crc, _)| crc)
+                .unwrap_or(0)
+        });
+        Ok((parts.into_iter().map(|(p, _, _)| p).collect(), full))
     }
 
     pub(super) async fn copy_parts(
