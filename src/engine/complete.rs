@@ -179,11 +179,18 @@ impl Engine {
                     body
                 }
             };
-            let bad = self.overwritten(loc, &m.files).await?;
-            if bad.is_empty() {
-                if artifacts {
-                    self.write_index_entry(&m.commit, now_ms).await?;
+            // The index entry goes out with the check of our objects, a round trip saved: it
+            // only helps discovery (the manifest decides completeness), and a set repaired in
+            // a later round gets a later entry, which `versions` counts once.
+            let (bad, indexed) = tokio::join!(self.overwritten(loc, &m.files), async {
+                match artifacts {
+                    true => self.write_index_entry(&m.commit, now_ms).await,
+                    false => Ok(()),
                 }
+            });
+            let bad = bad?;
+            indexed?;
+            if bad.is_empty() {
                 return Ok(());
             }
             let current = self.store.get_bytes(&loc.manifest_key()).await?;
