@@ -1,0 +1,274 @@
+//! The resource's operations (`check`, `in`, `out`) over the engine, and the process
+//! conventions the three binaries share: the request on stdin, the response on stdout only
+//! on success, one error line and exit 1 otherwise.
+
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{parse_request, CheckRequest, InRequest, MetadataField, OutRequest, Response, Version};
+use crate::assets;
+use crate::commit;
+use crate::engine::{
+    found_report, refuse_untrusted, LookupOptions, Outcome, PublishOptions, Report, SetState,
+};
+use crate::error::{clip, one_line, Error, Result};
+use crate::log;
+
+fn valid_commit(v: &Version) -> Result<String> {
+    commit::parse_commit(&v.commit).ok_or_else(|| {
+        Error::Config(format!(
+            "invalid version: commit {:?} is not a full hex commit id",
+            v.commit.chars().take(80).collect::<String>()
+        ))
+    })
+}
+
+fn field(name: &str, value: impl ToString) -> MetadataField {
+    MetadataField {
+        name: name.to_string(),
+        value: value.to_string(),
+    }
+}
+
+fn metadata(r: &Report) -> Vec<MetadataField> {
+    let mut m = vec![field("commit", &r.commit)];
+    if let Some(h) = &r.code_hash {
+        m.push(field("code_hash", h));
+    }
+    m.push(field("outcome", r.outcome.as_str()));
+    m.push(field("files", r.files));
+    m.push(field("bytes", r.bytes));
+    m.push(field("seconds", format!("{:.2}", r.seconds)));
+    m
+}
+
+/// Resolves a relative path param inside `base`, refusing anything that escapes it.
+fn inside(base: &Path, rel: &str, what: &str) -> Result<PathBuf> {
+    let p = Path::new(rel);
+    // Also refused: "." and the like, which would name the whole put directory.
+    let escapes = rel.is_empty()
+        || p.is_absolute()
+        || p.components()
+            .any(|c| matches!(c, Component::ParentDir | Component::RootDir))
+        || !p.components().any(|c| matches!(c, Component::Normal(_)));
+    if escapes {
+        return Err(Error::Config(format!(
+            "params.{what} {} must be a relative path inside the put's directory (an input name such as \"repo\")", clip(rel)
+        )));
+    }
+    Ok(base.join(p))
+}
+
+/// `check`: complete asset sets in order of completion.
+pub async fn check(req: CheckRequest) -> Result<Vec<Version>> {
+    let since = match &req.version {
+        Some(v) => Some(valid_commit(v)?),
+        None => None,
+    };
+    let engine = req.source.engine().await?;
+    let versions = engine.versions(since.as_deref()).await?;
+    let requests = match engine.store().requests() {
+        0 => String::new(),
+        n => format!(" ({n} S3 requests)"),
+    };
+    log::phase(format!("check: {} version(s){requests}", versions.len()));
+    Ok(versions
+        .into_iter()
+        .map(|commit| Version { commit })
+        .collect())
+}
+
+/// `in`: download and verify a complete set into `dest`, with the markers.
+pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
+    let commit = valid_commit(&req.version)?;
+    let params = req.params.clone().unwrap_or_default();
+    let engine = req.source.engine().await?;
+    std::fs::create_dir_all(dest).map_err(|e| Error::io("cannot create", dest, e))?;
+    assets::write_marker(dest, assets::COMMIT_MARKER, &commit)?;
+    let artifacts = engine.layout().artifacts(&commit);
+    let state = engine
+        .set_state(&artifacts, req.source.accept_legacy)
+        .await?;
+    let report = match state {
+        SetState::Missing => {
+            if params.require {
+                return Err(Error::Input(format!(
+                    "no complete asset set for commit {commit} in {}: it was never published, or its upload was interrupted (params.require is true)",
+                    engine.store().url()
+                )));
+            }
+            log::phase(format!(
+                "{artifacts} is not complete: wrote .commit-hash only"
+            ));
+            Report::new(&commit, Outcome::Missing)
+        }
+        SetState::Untrusted { why, .. } => {
+            if params.require {
+                return Err(refuse_untrusted(&artifacts, &why));
+            }
+            log::warn(format!(
+                "refusing {artifacts}: {why}; wrote .commit-hash only, so the build runs"
+            ));
+            Report::new(&commit, Outcome::Missing)
+        }
+        state if params.skip_download => {
+            found_report(&commit, &state).unwrap_or_else(|| Report::new(&commit, Outcome::Missing))
+        }
+        state => match engine.download(&commit, state, dest).await? {
+            Some(report) => report,
+            None => Report::new(&commit, Outcome::Missing),
+        },
+    };
+    if report.outcome == Outcome::Found {
+        if let Some(h) = &report.code_hash {
+            assets::write_marker(dest, assets::CODE_HASH_MARKER, h)?;
+        }
+        assets::write_marker(dest, assets::FOUND_MARKER, "")?;
+    }
+    report.log_summary(engine.store().as_ref());
+    Ok(Response {
+        version: Version { commit },
+        metadata: metadata(&report),
+    })
+}
+
+/// `out`: a lookup (no `path`) or a publish (with `path`).
+pub async fn put(req: OutRequest, base: &Path) -> Result<Response> {
+    let repo = inside(base, &req.params.repo, "repo")?;
+    let path = match &req.params.path {
+        Some(p) => Some(inside(base, p, "path")?),
+        None => None,
+    };
+    let cache = req.source.cache_mode()?;
+    let spec = req.source.code_hash_spec()?;
+    // Every setting is checked before the checkout: a bad config line reads as one.
+    req.source.validate()?;
+    let commit = commit::resolve_head(&repo)?;
+    let engine = req.source.engine().await?;
+    let report = match path {
+        None => {
+            let opts = LookupOptions {
+                repo,
+                markers: None,
+                code_hash: spec,
+                cache,
+                accept_legacy: req.source.accept_legacy,
+            };
+            engine.lookup(&opts).await?
+        }
+        Some(dir) => {
+            let opts = PublishOptions {
+                package_dir: dir,
+                commit: Some(commit.clone()),
+                code_hash: None,
+                compute_code_hash: spec.map(|s| (repo, s)),
+                cache,
+                accept_legacy: req.source.accept_legacy,
+            };
+            engine.publish(&opts).await?
+        }
+    };
+    report.log_summary(engine.store().as_ref());
+    Ok(Response {
+        version: Version { commit },
+        metadata: metadata(&report),
+    })
+}
+
+/// Reads all of stdin, bounded so a runaway producer cannot exhaust memory.
+pub fn read_stdin() -> Result<String> {
+    use std::io::Read;
+    const LIMIT: u64 = 16 << 20;
+    let mut s = String::new();
+    std::io::stdin()
+        .take(LIMIT + 1)
+        .read_to_string(&mut s)
+        .map_err(|e| Error::Config(format!("invalid payload: cannot read stdin as UTF-8 ({e})")))?;
+    if s.len() as u64 > LIMIT {
+        return Err(Error::Config(
+            "invalid payload: the request is over 16 MiB; a request holds only source, version and params".into(),
+        ));
+    }
+    Ok(s)
+}
+
+/// Runs a resource operation on a fresh runtime, with the process-level conventions shared
+/// by the three binaries: the response on stdout only on success, one error line and exit 1.
+pub fn main<F, Fut, T>(op: F) -> std::process::ExitCode
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+    T: Serialize,
+{
+    std::panic::set_hook(Box::new(|info| {
+        log::error(one_line(&format!(
+            "internal error ({info}): this is a bug in s3-asset-manager; please report it"
+        )));
+    }));
+    let result = read_stdin().and_then(|input| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Store(format!("cannot start the async runtime: {e}")))?;
+        rt.block_on(op(input))
+    });
+    match result.and_then(|v| {
+        serde_json::to_string(&v)
+            .map_err(|e| Error::Store(format!("cannot encode the response: {e}")))
+    }) {
+        Ok(json) => {
+            println!("{json}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error(one_line(&e.to_string()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `check` binary: the request on stdin, the versions on stdout.
+pub fn run_check() -> std::process::ExitCode {
+    main(|input| async move { check(parse_request(&input)?).await })
+}
+
+/// The `in` binary: the request on stdin, the destination directory as argv[1].
+pub fn run_in() -> std::process::ExitCode {
+    main(|input| async move {
+        let dest = dir_arg()?;
+        fetch(parse_request(&input)?, &dest).await
+    })
+}
+
+/// The `out` binary: the request on stdin, the build's directory as argv[1].
+pub fn run_out() -> std::process::ExitCode {
+    main(|input| async move {
+        let base = dir_arg()?;
+        put(parse_request(&input)?, &base).await
+    })
+}
+
+/// The resource operation a multi-call binary was invoked as (`/opt/resource/check` is a
+/// link to `s3-asset-manager`), from the file name of argv[0].
+pub fn invoked_as() -> Option<fn() -> std::process::ExitCode> {
+    let argv0 = std::env::args_os().next()?;
+    match Path::new(&argv0).file_name()?.to_str()? {
+        "check" => Some(run_check),
+        "in" => Some(run_in),
+        "out" => Some(run_out),
+        _ => None,
+    }
+}
+
+/// The directory argument of `in` and `out`.
+pub fn dir_arg() -> Result<PathBuf> {
+    std::env::args_os()
+        .nth(1)
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            Error::Config(
+                "usage: in|out <directory> (Concourse passes it as the first argument)".into(),
+            )
+        })
+}
