@@ -46,6 +46,11 @@ const RANGES_IN_FLIGHT: usize = 8;
 /// (8 of 256 KiB each), with room for the client's own.
 const STREAMING: u64 = 4 << 20;
 
+/// What any request in flight holds beyond its body: its connection's buffers and the
+/// client's state. Measured, not guessed: 2,000 downloads of 64 KiB at 256 in flight through
+/// a 40 ms proxy peaked at 67 MB RSS (about 200 KiB a request), against 26 MB at 64.
+const PER_REQUEST: u64 = 128 << 10;
+
 /// The most server-side copies in flight at once.
 const COPIES_IN_FLIGHT: usize = 256;
 
@@ -149,13 +154,13 @@ impl Engine {
     }
 
     /// The memory a transfer of `size` bytes holds while in flight: a small file whole (read
-    /// for its upload, or received before it is written), a large one the buffers it streams
-    /// through.
+    /// for its upload, or received before it is written) and its request's buffers, a large
+    /// one the buffers it streams through.
     fn memory_held(&self, size: u64) -> u64 {
         if size >= self.tuning.multipart_threshold {
             STREAMING
         } else {
-            size.min(IN_MEMORY)
+            size.min(IN_MEMORY) + PER_REQUEST
         }
     }
 
