@@ -73,6 +73,28 @@ fn fetch_and_compare(t: &Task, files: &BTreeMap<String, Vec<u8>>) {
     }
 }
 
+/// Starts one `upload` per package directory at once, each a separate process with the task's
+/// environment; stderr is piped for the caller to read.
+fn spawn_uploads(t: &Task, dirs: &[std::path::PathBuf]) -> Vec<std::process::Child> {
+    dirs.iter()
+        .map(|d| {
+            let mut env = t.env.clone();
+            env.insert("PACKAGE_DIRECTORY".into(), d.to_str().unwrap().into());
+            Command::new(common::CLI)
+                .arg("upload")
+                .current_dir(&t.root)
+                .env_clear()
+                .envs(&env)
+                .env("PATH", std::env::var("PATH").unwrap())
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect()
+}
+
 fn assert_clean_failure(r: &Run) {
     assert_ne!(r.code, 0);
     let errors = r.stderr.lines().filter(|l| l.starts_with("error:")).count();
@@ -302,24 +324,7 @@ fn four_concurrent_publishers_leave_one_consistent_set() {
             dirs.push(dir);
             contents.push(files);
         }
-        let children: Vec<_> = dirs
-            .iter()
-            .map(|d| {
-                let mut env = t.env.clone();
-                env.insert("PACKAGE_DIRECTORY".into(), d.to_str().unwrap().into());
-                Command::new(common::CLI)
-                    .arg("upload")
-                    .current_dir(&t.root)
-                    .env_clear()
-                    .envs(&env)
-                    .env("PATH", std::env::var("PATH").unwrap())
-                    .env("AWS_EC2_METADATA_DISABLED", "true")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
+        let children = spawn_uploads(&t, &dirs);
         let mut codes = Vec::new();
         for c in children {
             let out = c.wait_with_output().unwrap();
@@ -473,24 +478,7 @@ fn eight_publishers_and_the_store_refuses_all_but_one_manifest() {
         dirs.push(dir);
         contents.push(files);
     }
-    let children: Vec<_> = dirs
-        .iter()
-        .map(|d| {
-            let mut env = t.env.clone();
-            env.insert("PACKAGE_DIRECTORY".into(), d.to_str().unwrap().into());
-            Command::new(common::CLI)
-                .arg("upload")
-                .current_dir(&t.root)
-                .env_clear()
-                .envs(&env)
-                .env("PATH", std::env::var("PATH").unwrap())
-                .env("AWS_EC2_METADATA_DISABLED", "true")
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let children = spawn_uploads(&t, &dirs);
     let (mut wrote, mut refused, mut skipped) = (0, 0, 0);
     for c in children {
         let out = c.wait_with_output().unwrap();
