@@ -64,7 +64,8 @@ impl Engine {
         files: &[FileEntry],
     ) -> Result<()> {
         let cache = self.layout.cache(code_hash);
-        match self.set_state(&cache, false).await? {
+        // A fill usually finds the entry missing: list it at once.
+        match self.read_state(&cache, false, true).await? {
             SetState::Complete(m) => match self.damage(&cache, &m).await? {
                 None => {
                     log::phase(format!("{cache} is already complete: not rewriting it"));
