@@ -366,45 +366,56 @@ fn record(path: Vec<u8>, abs: &Path) -> Result<Record> {
     })
 }
 
-/// Streams a file through SHA-256 and returns its length and digest.
-pub fn sha256_file(path: &Path) -> Result<(u64, [u8; 32])> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
-    let mut h = Sha256::new();
+/// Reads a whole file in 256 KiB chunks, handing each to `f`; returns its length.
+fn each_chunk(path: &Path, mut f: impl FnMut(&[u8])) -> Result<u64> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut size = 0u64;
     loop {
-        let n = f
+        let n = file
             .read(&mut buf)
             .map_err(|e| Error::io("cannot read", path, e))?;
         if n == 0 {
-            break;
+            return Ok(size);
         }
         size += n as u64;
-        h.update(&buf[..n]);
+        f(&buf[..n]);
     }
+}
+
+/// Reads `len` bytes of `path` from `offset` in 256 KiB chunks, handing each to `f`.
+fn each_chunk_in(path: &Path, offset: u64, len: u64, mut f: impl FnMut(&[u8])) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], offset + done)
+            .map_err(|e| Error::io("cannot read", path, e))?;
+        f(&buf[..n]);
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// Streams a file through SHA-256 and returns its length and digest.
+pub fn sha256_file(path: &Path) -> Result<(u64, [u8; 32])> {
+    let mut h = Sha256::new();
+    let size = each_chunk(path, |chunk| h.update(chunk))?;
     Ok((size, h.finalize().into()))
 }
 
 /// Size and SHA-256 of a file, and the CRC64/NVME of each `part`-byte part of it, in one pass:
 /// the multipart upload that follows sends those part checksums without reading for them.
 pub fn sha256_and_part_crc64(path: &Path, part: u64) -> Result<(u64, [u8; 32], Vec<u64>)> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
     let mut h = Sha256::new();
     let mut crcs = Vec::new();
     let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
     let mut in_part = 0u64;
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| Error::io("cannot read", path, e))?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        h.update(&buf[..n]);
-        let mut rest = &buf[..n];
+    let size = each_chunk(path, |chunk| {
+        h.update(chunk);
+        let mut rest = chunk;
         while !rest.is_empty() {
             let take = ((part - in_part) as usize).min(rest.len());
             crc.update(&rest[..take]);
@@ -415,7 +426,7 @@ pub fn sha256_and_part_crc64(path: &Path, part: u64) -> Result<(u64, [u8; 32], V
                 in_part = 0;
             }
         }
-    }
+    })?;
     if in_part > 0 || crcs.is_empty() {
         crcs.push(crc.finalize());
     }
@@ -424,35 +435,15 @@ pub fn sha256_and_part_crc64(path: &Path, part: u64) -> Result<(u64, [u8; 32], V
 
 /// The CRC64/NVME of `len` bytes of `path` from `offset`.
 pub fn crc64_range(path: &Path, offset: u64, len: u64) -> Result<u64> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
     let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut done = 0u64;
-    while done < len {
-        let n = (len - done).min(buf.len() as u64) as usize;
-        f.read_exact_at(&mut buf[..n], offset + done)
-            .map_err(|e| Error::io("cannot read", path, e))?;
-        crc.update(&buf[..n]);
-        done += n as u64;
-    }
+    each_chunk_in(path, offset, len, |chunk| crc.update(chunk))?;
     Ok(crc.finalize())
 }
 
 /// The SHA-256 of `len` bytes of `path` from `offset`.
 pub fn sha256_range(path: &Path, offset: u64, len: u64) -> Result<[u8; 32]> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut done = 0u64;
-    while done < len {
-        let n = (len - done).min(buf.len() as u64) as usize;
-        f.read_exact_at(&mut buf[..n], offset + done)
-            .map_err(|e| Error::io("cannot read", path, e))?;
-        h.update(&buf[..n]);
-        done += n as u64;
-    }
+    each_chunk_in(path, offset, len, |chunk| h.update(chunk))?;
     Ok(h.finalize().into())
 }
 
