@@ -59,15 +59,7 @@ fn manifest(paths: &[&str]) -> Vec<u8> {
 }
 
 fn source(g: &S3Server, bucket: &str, legacy: bool) -> serde_json::Value {
-    json!({
-        "bucket": bucket,
-        "endpoint": g.endpoint,
-        "region_name": g.region,
-        "use_path_style": true,
-        "access_key_id": g.access_key,
-        "secret_access_key": g.secret_key,
-        "accept_legacy": legacy,
-    })
+    g.source(bucket, json!({"accept_legacy": legacy}))
 }
 
 fn fetch_cli(g: &S3Server, bucket: &str, dest: &Path, cwd: &Path) -> common::Run {

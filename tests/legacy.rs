@@ -183,17 +183,7 @@ fn resource_in_downloads_a_legacy_set_only_with_accept_legacy() {
         return;
     };
     legacy_set(&g, &bucket, &commit, &FILES, None);
-    let source = |legacy: bool| {
-        json!({
-            "bucket": bucket,
-            "endpoint": g.endpoint,
-            "region_name": g.region,
-            "use_path_style": true,
-            "access_key_id": g.access_key,
-            "secret_access_key": g.secret_key,
-            "accept_legacy": legacy,
-        })
-    };
+    let source = |legacy: bool| g.source(&bucket, json!({"accept_legacy": legacy}));
     let off = tmp.path().join("in-off");
     let r = resource(
         "in",

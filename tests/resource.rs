@@ -36,15 +36,8 @@ impl Fixture {
     }
 
     fn source(&self) -> Value {
-        json!({
-            "bucket": self.bucket,
-            "endpoint": self.g.endpoint,
-            "region_name": self.g.region,
-            "use_path_style": true,
-            "access_key_id": self.g.access_key,
-            "secret_access_key": self.g.secret_key,
-            "code_hash_filter": ["src"],
-        })
+        self.g
+            .source(&self.bucket, json!({"code_hash_filter": ["src"]}))
     }
 
     fn source_with(&self, extra: Value) -> Value {

@@ -165,18 +165,7 @@ impl Fixture {
 
     /// The resource's `source` with the given extra fields.
     fn source(&self, extra: Value) -> Value {
-        let mut s = json!({
-            "bucket": self.bucket,
-            "endpoint": self.g.endpoint,
-            "region_name": self.g.region,
-            "use_path_style": true,
-            "access_key_id": self.g.access_key,
-            "secret_access_key": self.g.secret_key,
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            s[k] = v.clone();
-        }
-        s
+        self.g.source(&self.bucket, extra)
     }
 
     /// The attack: objects and manifest replaced with matching SHA-256s, the manifest signed by

@@ -90,6 +90,22 @@ impl S3Server {
         name
     }
 
+    /// The resource's `source` for `bucket` on this server, with `extra` fields on top.
+    pub fn source(&self, bucket: &str, extra: serde_json::Value) -> serde_json::Value {
+        let mut s = serde_json::json!({
+            "bucket": bucket,
+            "endpoint": self.endpoint,
+            "region_name": self.region,
+            "use_path_style": true,
+            "access_key_id": self.access_key,
+            "secret_access_key": self.secret_key,
+        });
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            s[k] = v.clone();
+        }
+        s
+    }
+
     /// The environment a task process needs to reach this server.
     pub fn env(&self, bucket: &str) -> BTreeMap<String, String> {
         let mut e = BTreeMap::new();
