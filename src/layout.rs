@@ -47,6 +47,13 @@ impl Layout {
         }
     }
 
+    /// The empty object a publisher writes twice with `If-None-Match: *` to learn whether the
+    /// store enforces conditional writes: `[prefix/]artifacts/.conditional-write-probe`. Its
+    /// name starts with `.`, so it is never a commit's set.
+    pub fn probe_key(&self) -> String {
+        format!("{}artifacts/.conditional-write-probe", self.prefix)
+    }
+
     /// Where completed artifacts sets are indexed for the resource's `check`.
     pub fn index_prefix(&self) -> String {
         format!("{}index/", self.prefix)

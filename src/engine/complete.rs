@@ -1,5 +1,13 @@
-//! Completion: a set's manifest is written last, and publishers racing on one set converge
-//! on one consistent set (the smallest publisher id wins; the others wait for it).
+//! Completion: a set's manifest is written last, with `If-None-Match: *`, and publishers
+//! racing on one set end with one consistent set.
+//!
+//! On a store that enforces conditional writes, the publisher whose manifest the store accepts
+//! is done at once: every other publisher wrote its objects before its own manifest write,
+//! which the store refuses; that publisher then checks the winner's set and, if its objects
+//! replaced the winner's, takes the set over. On a store that ignores the header, every
+//! publisher checks its objects after its manifest (the last manifest writer's check sees every
+//! other publisher's writes), and the one with the smallest publisher id repairs the set while
+//! the others wait for it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -28,6 +36,53 @@ fn conflict(loc: &SetLocation) -> Error {
 }
 
 impl Engine {
+    /// Starts learning whether the store enforces conditional writes, in the background,
+    /// beside the writes that precede a manifest: the answer is ready when the manifest is.
+    pub(super) fn start_probe(&self) {
+        if self.store.enforces_preconditions().is_some() || self.conditional.initialized() {
+            return;
+        }
+        let engine = self.clone();
+        tokio::spawn(async move { engine.enforces_conditional_writes().await });
+    }
+
+    /// Whether the store refuses a write with `If-None-Match: *` to a key that exists. Asked
+    /// once per process, of an empty object ([`crate::layout::Layout::probe_key`]): a refused
+    /// write proves it; an accepted one may have created the key, so a second write tells.
+    /// Anything else counts as "no", which costs a check of our objects after each manifest.
+    pub(super) async fn enforces_conditional_writes(&self) -> bool {
+        if let Some(known) = self.store.enforces_preconditions() {
+            return known;
+        }
+        *self
+            .conditional
+            .get_or_init(|| async {
+                let (key, opts) = (self.layout.probe_key(), PutOptions::default());
+                let put = || {
+                    self.store
+                        .put_bytes_if(&key, Vec::new(), &opts, Precondition::Absent)
+                };
+                let refused = match put().await {
+                    Ok(None) => Ok(true),
+                    Ok(Some(_)) => put().await.map(|r| r.is_none()),
+                    Err(e) => Err(e),
+                };
+                match &refused {
+                    Ok(true) => log::phase(
+                        "the store enforces conditional writes (If-None-Match): a manifest it accepts completes the set",
+                    ),
+                    Ok(false) => log::phase(
+                        "the store ignores conditional writes (If-None-Match): objects are checked again after the manifest",
+                    ),
+                    Err(e) => log::phase(format!(
+                        "could not learn whether the store enforces conditional writes ({e}); objects are checked again after the manifest"
+                    )),
+                }
+                matches!(refused, Ok(true))
+            })
+            .await
+    }
+
     /// The files whose object in `loc` is missing or no longer carries the entity tag we
     /// wrote: a concurrent writer replaced them.
     async fn overwritten(&self, loc: &SetLocation, files: &[FileEntry]) -> Result<Vec<FileEntry>> {
@@ -46,42 +101,6 @@ impl Engine {
             })
             .cloned()
             .collect())
-    }
-
-    /// Makes `loc` hold exactly our files. When a concurrent publisher has replaced some, the
-    /// one with the smallest publisher id wins: a loser waits for the winner to complete the
-    /// set (ours is then superseded: `None`), and takes over only if it never does.
-    pub(super) async fn converge(
-        &self,
-        loc: &SetLocation,
-        origin: &Origin,
-        mut files: Vec<FileEntry>,
-        commit: &str,
-        code_hash: Option<&str>,
-    ) -> Result<Option<Vec<FileEntry>>> {
-        for round in 1..=CONFLICT_ROUNDS {
-            let bad = self.overwritten(loc, &files).await?;
-            if bad.is_empty() {
-                return Ok(Some(files));
-            }
-            if self.yield_to_winner(loc, &bad).await? {
-                return Ok(None);
-            }
-            log::warn(format!(
-                "{} objects of {loc} were replaced by a concurrent publisher; writing ours again (round {round} of {CONFLICT_ROUNDS})",
-                bad.len()
-            ));
-            tokio::time::sleep(jitter(round)).await;
-            let redone = self
-                .write_files(loc, origin, &bad, commit, code_hash, "rewrote")
-                .await?;
-            for r in redone {
-                if let Some(f) = files.iter_mut().find(|f| f.path == r.path) {
-                    *f = r;
-                }
-            }
-        }
-        Err(conflict(loc))
     }
 
     /// If a publisher with a smaller id wrote some of `bad`, waits for it to complete `loc`
@@ -124,8 +143,9 @@ impl Engine {
         Ok(false)
     }
 
-    /// Writes a set's manifest last, then checks that no concurrent writer replaced an object
-    /// meanwhile (repairing if so); an artifacts set is then indexed for the resource's check.
+    /// Writes a set's manifest last (an artifacts set's index entry beside it). Unless the
+    /// store enforced our `If-None-Match: *`, then checks that no concurrent writer replaced
+    /// an object meanwhile, repairing if so.
     pub(super) async fn complete_set(
         &self,
         loc: &SetLocation,
@@ -136,6 +156,9 @@ impl Engine {
         let code_hash = m.code_hash.clone();
         // The entity tag of the manifest we wrote last: a rewrite replaces only that one.
         let mut ours: Option<String> = None;
+        // Set once we replaced the manifest of a publisher the store had let win: it took the
+        // set as complete and left, so waiting for it to repair could only time out.
+        let mut took_over = false;
         for round in 1..=CONFLICT_ROUNDS {
             let now_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -150,27 +173,47 @@ impl Engine {
                 Some("") => None,
                 Some(etag) => Some(Precondition::Matches(etag)),
             };
-            let body = match self.write_manifest(loc, &m, cond).await? {
+            // The index entry goes out with the manifest, a round trip saved: it only helps
+            // discovery, and the resource's check lists an indexed set only once its manifest
+            // exists. A set repaired in a later round gets a later entry, counted once.
+            let (written, indexed) = tokio::join!(self.write_manifest(loc, &m, cond), async {
+                match artifacts {
+                    true => self.write_index_entry(&m.commit, now_ms).await,
+                    false => Ok(()),
+                }
+            });
+            let written = written?;
+            indexed?;
+            let body = match written {
                 Some((body, etag)) => {
+                    let first = ours.is_none();
                     ours = Some(etag);
+                    if first && self.enforces_conditional_writes().await {
+                        // The store let us win: a publisher writing into the set from now
+                        // on sees its own manifest refused, and checks our set after its
+                        // writes.
+                        return Ok(());
+                    }
                     body
                 }
-                None if ours.is_some() => {
-                    log::phase(format!(
-                        "the store refused to replace our manifest of {loc} (If-Match): a concurrent publisher completed it after us; it verifies its own set"
-                    ));
-                    return Ok(());
-                }
                 None => {
-                    log::phase(format!(
-                        "the store refused our manifest {} (If-None-Match: *): another publisher completed {loc} first; checking its set",
-                        loc.manifest_key()
-                    ));
+                    match ours {
+                        // Our own writes (the files rewritten last round) may have landed
+                        // after that publisher checked its set: check it again now.
+                        Some(_) => log::phase(format!(
+                            "the store refused to replace our manifest of {loc} (If-Match): a concurrent publisher replaced it; checking its set"
+                        )),
+                        None => log::phase(format!(
+                            "the store refused our manifest {} (If-None-Match: *): another publisher completed {loc} first; checking its set",
+                            loc.manifest_key()
+                        )),
+                    }
                     if self.completed_by_another(loc, &m.commit, artifacts).await? {
                         return Ok(());
                     }
                     // Its set does not verify: replace its manifest, as without the header
                     // (an unconditional write always returns Some).
+                    took_over = true;
                     let (body, etag) = self
                         .write_manifest(loc, &m, None)
                         .await?
@@ -179,17 +222,7 @@ impl Engine {
                     body
                 }
             };
-            // The index entry goes out with the check of our objects, a round trip saved: it
-            // only helps discovery (the manifest decides completeness), and a set repaired in
-            // a later round gets a later entry, which `versions` counts once.
-            let (bad, indexed) = tokio::join!(self.overwritten(loc, &m.files), async {
-                match artifacts {
-                    true => self.write_index_entry(&m.commit, now_ms).await,
-                    false => Ok(()),
-                }
-            });
-            let bad = bad?;
-            indexed?;
+            let bad = self.overwritten(loc, &m.files).await?;
             if bad.is_empty() {
                 return Ok(());
             }
@@ -201,7 +234,7 @@ impl Engine {
                 ));
                 return Ok(());
             }
-            if self.yield_to_winner(loc, &bad).await? {
+            if !took_over && self.yield_to_winner(loc, &bad).await? {
                 return Ok(());
             }
             log::warn(format!(

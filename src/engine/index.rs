@@ -1,11 +1,16 @@
 //! The version index behind the resource's `check`: one empty object per completed
 //! artifacts set, keyed so that a plain listing yields the newest first.
 
+use futures::StreamExt;
+
 use super::{Engine, SetState};
 use crate::error::Result;
 use crate::log;
 use crate::manifest::Manifest;
 use crate::store::PutOptions;
+
+/// How many new sets' manifests the resource's `check` asks about at once.
+const LISTED_IN_FLIGHT: usize = 32;
 
 impl Engine {
     pub(super) async fn write_index_entry(&self, commit: &str, completed_ms: u64) -> Result<()> {
@@ -82,20 +87,30 @@ impl Engine {
             }
         }
         // Oldest first; a commit indexed twice (two racing publishers) counts once, at its
-        // first completion.
+        // first completion. An entry is written beside its set's manifest, so each new set
+        // counts only once its manifest is there (all checked at once, one round trip).
+        let mut seen = std::collections::HashSet::from([since.to_string()]);
+        let candidates: Vec<String> = newer
+            .into_iter()
+            .rev()
+            .filter(|c| seen.insert(c.clone()))
+            .collect();
+        let listed: Vec<Result<bool>> = futures::stream::iter(candidates.iter())
+            .map(|c| self.listed(c))
+            .buffered(LISTED_IN_FLIGHT)
+            .collect()
+            .await;
         let mut out = vec![since.to_string()];
-        for c in newer.into_iter().rev() {
-            // Without trusted keys the index alone lists a set, at no request per set.
-            let listed = self.keys.trusted.is_none() || self.listed(&c).await?;
-            if !out.contains(&c) && listed {
+        for (c, listed) in candidates.into_iter().zip(listed) {
+            if listed? {
                 out.push(c);
             }
         }
         Ok(out)
     }
 
-    /// Whether an indexed commit's set counts as a version: its manifest exists and, with
-    /// trusted keys set, one of them signed it (which costs reading it and its signature).
+    /// Whether an indexed commit's set counts as a version: its manifest exists (a HEAD) and,
+    /// with trusted keys set, one of them signed it (which costs reading it and its signature).
     async fn listed(&self, commit: &str) -> Result<bool> {
         let loc = self.layout.artifacts(commit);
         if self.keys.trusted.is_some() {

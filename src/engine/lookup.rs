@@ -8,6 +8,7 @@ use super::{CacheMode, Engine, LookupOptions, Outcome, Report, SetState};
 use crate::assets;
 use crate::commit;
 use crate::error::Result;
+use crate::layout::SetLocation;
 use crate::log;
 
 /// Writes a marker when there is a marker directory.
@@ -34,8 +35,18 @@ impl Engine {
             report.bytes = bytes;
             Ok(())
         };
-        match self.set_state(&artifacts, opts.accept_legacy).await? {
-            SetState::Complete(m) => {
+        // Only a set without a manifest needs listing: to count it as a legacy set, or (with
+        // accept_legacy off) just to say what is there, which can wait for the cache.
+        let state = match self.read_manifest(&artifacts).await? {
+            Some(state) => Some(state),
+            None if opts.accept_legacy => {
+                let objects = self.store.list(artifacts.root()).await?;
+                Some(self.unfinished(&artifacts, objects, true))
+            }
+            None => None,
+        };
+        match &state {
+            Some(SetState::Complete(m)) => {
                 log::phase(format!(
                     "found {artifacts}: complete, {} files, {} (created {})",
                     m.files.len(),
@@ -50,49 +61,79 @@ impl Engine {
                 report.seconds = started.elapsed().as_secs_f64();
                 return Ok(report);
             }
-            SetState::Legacy { objects } => {
+            Some(SetState::Legacy { objects }) => {
                 let bytes = objects.iter().map(|o| o.size).sum();
                 found(&mut report, objects.len() as u64, bytes)?;
                 report.seconds = started.elapsed().as_secs_f64();
                 return Ok(report);
             }
-            SetState::Untrusted { .. } => {
+            Some(SetState::Untrusted { .. }) => {
                 log::phase(format!("{artifacts} is not trusted: building it again"))
             }
-            SetState::Missing => log::phase(format!("{artifacts} is not complete")),
+            Some(SetState::Missing) => log::phase(format!("{artifacts} is not complete")),
+            None => {}
         }
+        // What an unlisted set holds is read beside the cache lookup.
+        let say_what_is_there = async {
+            if state.is_none() {
+                let objects = self.store.list(artifacts.root()).await?;
+                self.unfinished(&artifacts, objects, false);
+                log::phase(format!("{artifacts} is not complete"));
+            }
+            Ok::<_, crate::error::Error>(())
+        };
+        let (said, restored) = tokio::join!(
+            say_what_is_there,
+            self.try_cache(opts, &mut report, &artifacts, &commit)
+        );
+        said?;
+        let outcome = restored?;
+        if outcome == Outcome::Restored {
+            mark(opts.markers.as_deref(), assets::FOUND_MARKER, "")?;
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    /// Restores `artifacts` from a complete cache entry when caching is on and there is one
+    /// (reading the entry and its listing at once); fills `report` and says which it was.
+    async fn try_cache(
+        &self,
+        opts: &LookupOptions,
+        report: &mut Report,
+        artifacts: &SetLocation,
+        commit: &str,
+    ) -> Result<Outcome> {
         let spec = match (&opts.code_hash, opts.cache) {
             (Some(spec), CacheMode::ReadWrite | CacheMode::ReadOnly) => spec,
             _ => {
                 log::phase("caching is off: build needed");
-                report.seconds = started.elapsed().as_secs_f64();
-                return Ok(report);
+                return Ok(Outcome::Missing);
             }
         };
         let hash = self.code_hash(&opts.repo, spec).await?;
         mark(opts.markers.as_deref(), assets::CODE_HASH_MARKER, &hash)?;
         report.code_hash = Some(hash.clone());
         let cache = self.layout.cache(&hash);
-        match self.set_state(&cache, false).await? {
-            SetState::Complete(m) => match self.damage(&cache, &m).await? {
+        match self.read_state_listed(&cache, false).await? {
+            (SetState::Complete(m), listing) => match self.damage_in(&cache, &m, &listing) {
                 Some(problem) => log::warn(format!(
                     "{problem}; not restoring it: build needed (the upload rewrites the entry)"
                 )),
                 None => {
-                    self.restore(&cache, &m, &artifacts, &commit, &hash).await?;
-                    mark(opts.markers.as_deref(), assets::FOUND_MARKER, "")?;
+                    self.restore(&cache, &m, artifacts, commit, &hash).await?;
                     report.outcome = Outcome::Restored;
                     report.files = m.files.len() as u64;
                     report.bytes = m.total_bytes();
                     report.moved = m.total_bytes();
+                    return Ok(Outcome::Restored);
                 }
             },
-            SetState::Untrusted { .. } => {
+            (SetState::Untrusted { .. }, _) => {
                 log::phase(format!("not restoring the untrusted {cache}: build needed"))
             }
             _ => log::phase(format!("no complete cache entry {cache}: build needed")),
         }
-        report.seconds = started.elapsed().as_secs_f64();
-        Ok(report)
+        Ok(Outcome::Missing)
     }
 }

@@ -34,7 +34,7 @@ use crate::layout::{Layout, SetLocation};
 use crate::log;
 use crate::manifest::Manifest;
 use crate::signing::{self, SigningKey, TrustedKeys, Verdict};
-use crate::store::{Store, Tuning};
+use crate::store::{ObjectInfo, Store, Tuning};
 
 /// How the cache may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -253,6 +253,9 @@ pub struct Engine {
     /// race on one set, the smallest id keeps writing and the others wait for it.
     publisher: String,
     keys: Keys,
+    /// Whether the store enforces `If-None-Match: *`, learned once per process (see
+    /// [`Engine::enforces_conditional_writes`]).
+    conditional: Arc<tokio::sync::OnceCell<bool>>,
 }
 
 impl Engine {
@@ -267,6 +270,7 @@ impl Engine {
             tuning,
             publisher: format!("{:016x}", h.finish()),
             keys: Keys::default(),
+            conditional: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 
@@ -300,68 +304,101 @@ impl Engine {
         accept_legacy: bool,
         list_now: bool,
     ) -> Result<SetState> {
-        let key = loc.manifest_key();
-        let (manifest, listing) = if list_now {
-            let (m, l) = tokio::join!(self.store.get_bytes(&key), self.store.list(loc.root()));
-            (m?, Some(l))
-        } else {
-            (self.store.get_bytes(&key).await?, None)
-        };
-        if let Some(bytes) = manifest {
-            // Writes are atomic, so an unreadable or unsafe manifest was put there by hand
-            // (or by an attacker): refuse the set loudly rather than guess.
-            let manifest = Box::new(Manifest::parse(&bytes, &key)?);
-            let Some(trusted) = &self.keys.trusted else {
-                return Ok(SetState::Complete(manifest));
-            };
-            // The signature of exactly these bytes: never another manifest's.
-            let signature = self
-                .store
-                .get_bytes(&signing::signature_key(loc, &bytes))
-                .await?;
-            return Ok(match trusted.verify(&bytes, signature.as_deref()) {
-                Verdict::Trusted(signer) => {
-                    log::phase(format!("{loc} is signed by trusted key {signer}"));
-                    SetState::Complete(manifest)
-                }
-                Verdict::Untrusted(why) => {
-                    log::warn(format!(
-                        "{loc} has a manifest, but {why}: not counted as complete"
-                    ));
-                    SetState::Untrusted { manifest, why }
-                }
-            });
+        if list_now {
+            return Ok(self.read_state_listed(loc, accept_legacy).await?.0);
         }
-        let mut objects = match listing {
-            Some(l) => l?,
-            None => self.store.list(loc.root()).await?,
+        match self.read_manifest(loc).await? {
+            Some(state) => Ok(state),
+            None => {
+                let objects = self.store.list(loc.root()).await?;
+                Ok(self.unfinished(loc, objects, accept_legacy))
+            }
+        }
+    }
+
+    /// A set's state and its listing, both read at once: for a set that is probably missing,
+    /// or whose objects will be checked against its manifest ([`Engine::damage_in`]).
+    pub(super) async fn read_state_listed(
+        &self,
+        loc: &SetLocation,
+        accept_legacy: bool,
+    ) -> Result<(SetState, Vec<ObjectInfo>)> {
+        let (state, listing) = tokio::join!(self.read_manifest(loc), self.store.list(loc.root()));
+        let listing = listing?;
+        Ok(match state? {
+            Some(state) => (state, listing),
+            None => (
+                self.unfinished(loc, listing.clone(), accept_legacy),
+                listing,
+            ),
+        })
+    }
+
+    /// The state of a set that has a manifest (complete, or untrusted); `None` without one.
+    pub(super) async fn read_manifest(&self, loc: &SetLocation) -> Result<Option<SetState>> {
+        let key = loc.manifest_key();
+        let Some(bytes) = self.store.get_bytes(&key).await? else {
+            return Ok(None);
         };
+        // Writes are atomic, so an unreadable or unsafe manifest was put there by hand
+        // (or by an attacker): refuse the set loudly rather than guess.
+        let manifest = Box::new(Manifest::parse(&bytes, &key)?);
+        let Some(trusted) = &self.keys.trusted else {
+            return Ok(Some(SetState::Complete(manifest)));
+        };
+        // The signature of exactly these bytes: never another manifest's.
+        let signature = self
+            .store
+            .get_bytes(&signing::signature_key(loc, &bytes))
+            .await?;
+        Ok(Some(match trusted.verify(&bytes, signature.as_deref()) {
+            Verdict::Trusted(signer) => {
+                log::phase(format!("{loc} is signed by trusted key {signer}"));
+                SetState::Complete(manifest)
+            }
+            Verdict::Untrusted(why) => {
+                log::warn(format!(
+                    "{loc} has a manifest, but {why}: not counted as complete"
+                ));
+                SetState::Untrusted { manifest, why }
+            }
+        }))
+    }
+
+    /// The state of a set without a manifest, from its listing: missing, or (logged) an
+    /// interrupted upload or a legacy set.
+    pub(super) fn unfinished(
+        &self,
+        loc: &SetLocation,
+        mut objects: Vec<ObjectInfo>,
+        accept_legacy: bool,
+    ) -> SetState {
         // A signature left by an interrupted publish is not an asset.
         objects.retain(|o| !signing::is_signature_key(loc, &o.key));
         if objects.is_empty() {
-            return Ok(SetState::Missing);
+            return SetState::Missing;
         }
         let n = objects.len();
         if loc.is_cache() {
             log::warn(format!(
                 "{loc} has {n} objects but no manifest: an interrupted upload; not used"
             ));
-            Ok(SetState::Missing)
+            SetState::Missing
         } else if accept_legacy && self.keys.trusted.is_some() {
             log::warn(format!(
                 "{loc} has {n} objects and no manifest: a legacy set, which is unsigned: not counted as found because trusted keys are set"
             ));
-            Ok(SetState::Missing)
+            SetState::Missing
         } else if accept_legacy {
             log::phase(format!(
                 "{loc} has {n} objects and no manifest: a legacy set (written by the original tool, or interrupted); counted as found because accept_legacy is on"
             ));
-            Ok(SetState::Legacy { objects })
+            SetState::Legacy { objects }
         } else {
             log::warn(format!(
                 "{loc} has {n} objects but no manifest: an interrupted upload, or a legacy set from the original tool; not counted as found (to count legacy sets, turn on accept_legacy: S3AM_ACCEPT_LEGACY=true, --accept-legacy or source.accept_legacy)"
             ));
-            Ok(SetState::Missing)
+            SetState::Missing
         }
     }
 
@@ -387,26 +424,34 @@ impl Engine {
     /// Why a complete set cannot be trusted, if it cannot: an object its manifest names is
     /// missing, has another size, or was rewritten after the manifest (its entity tag differs).
     pub async fn damage(&self, loc: &SetLocation, m: &Manifest) -> Result<Option<String>> {
-        let present: HashMap<String, (u64, Option<String>)> = self
-            .store
-            .list(loc.root())
-            .await?
-            .into_iter()
-            .map(|o| (o.key, (o.size, o.etag)))
+        let listing = self.store.list(loc.root()).await?;
+        Ok(self.damage_in(loc, m, &listing))
+    }
+
+    /// [`Engine::damage`] against a listing of the set already read.
+    pub(super) fn damage_in(
+        &self,
+        loc: &SetLocation,
+        m: &Manifest,
+        listing: &[ObjectInfo],
+    ) -> Option<String> {
+        let present: HashMap<&str, (u64, Option<&String>)> = listing
+            .iter()
+            .map(|o| (o.key.as_str(), (o.size, o.etag.as_ref())))
             .collect();
         for f in &m.files {
-            let why = match present.get(&loc.key(&f.path)) {
+            let why = match present.get(loc.key(&f.path).as_str()) {
                 None => "is missing".to_string(),
                 Some((size, _)) if *size != f.size => {
                     format!("is {size} bytes but its manifest says {}", f.size)
                 }
-                Some((_, Some(etag))) if f.etag.as_ref().is_some_and(|e| e != etag) => {
+                Some((_, Some(etag))) if f.etag.as_ref().is_some_and(|e| e != *etag) => {
                     "was modified after the manifest was written".to_string()
                 }
                 Some(_) => continue,
             };
-            return Ok(Some(format!("{loc} is damaged: {} {why}", f.path)));
+            return Some(format!("{loc} is damaged: {} {why}", f.path));
         }
-        Ok(None)
+        None
     }
 }

@@ -53,11 +53,25 @@ impl Engine {
             )));
         }
         let artifacts = self.layout.artifacts(&commit);
-        // A publish almost always finds the set missing: list it at once.
-        match self
-            .read_state(&artifacts, opts.accept_legacy, true)
-            .await?
-        {
+        // The artifacts' state and, to fill the cache, the code hash and the cache entry's
+        // state, at once: a publish almost always finds both missing, so listing them costs
+        // nothing extra and saves round trips.
+        let fill = opts.cache == CacheMode::ReadWrite;
+        let (state, cache) = tokio::join!(
+            self.read_state(&artifacts, opts.accept_legacy, true),
+            async {
+                let code_hash = match (code_hash.clone(), &opts.compute_code_hash) {
+                    (None, Some((repo, spec))) => Some(self.code_hash(repo, spec).await?),
+                    (h, _) => h,
+                };
+                let plan = match &code_hash {
+                    Some(h) if fill => Some(self.cache_to_fill(h).await?),
+                    _ => None,
+                };
+                Ok::<_, Error>((code_hash, plan))
+            }
+        );
+        match state? {
             SetState::Complete(m) => match self.damage(&artifacts, &m).await? {
                 None => {
                     log::phase(format!(
@@ -88,9 +102,25 @@ impl Engine {
             },
             SetState::Missing => {}
         }
-        let code_hash = match (code_hash, &opts.compute_code_hash) {
-            (None, Some((repo, spec))) => Some(self.code_hash(repo, spec).await?),
-            (h, _) => h,
+        let (code_hash, cache) = cache?;
+        let cache = match (&code_hash, cache) {
+            (Some(_), Some(Ok(loc))) => Some(loc),
+            (_, Some(Err(why))) => {
+                log::phase(why);
+                None
+            }
+            (Some(h), None) => {
+                log::phase(format!(
+                    "cache is {}: not writing cache/{h}/",
+                    if opts.cache == CacheMode::Off {
+                        "off"
+                    } else {
+                        "read-only"
+                    }
+                ));
+                None
+            }
+            (None, _) => None,
         };
         let parts: Vec<Option<u64>> = files
             .iter()
@@ -128,37 +158,43 @@ impl Engine {
                 .collect(),
         );
         let ch = code_hash.as_deref();
+        self.start_probe();
         let written = self
             .write_files(&artifacts, &origin, &entries, &commit, ch, "uploaded")
             .await?;
-        let Some(written) = self
-            .converge(&artifacts, &origin, written, &commit, ch)
-            .await?
-        else {
-            return Ok(skipped(commit, code_hash));
-        };
-        if let Some(h) = &code_hash {
-            if opts.cache == CacheMode::ReadWrite {
-                match self.fill_cache(&artifacts, h, &commit, &written).await {
-                    Err(Error::Verify(e)) => log::warn(format!(
-                        "cache/{h}/ not filled: {e} (a concurrent publisher); the next build fills it"
-                    )),
-                    other => other?,
-                }
-            } else {
-                log::phase(format!(
-                    "cache is {}: not writing cache/{h}/",
-                    if opts.cache == CacheMode::Off {
-                        "off"
-                    } else {
-                        "read-only"
+        // The cache entry is copied server-side from the objects just written; then both
+        // manifests go out at once (the artifacts' is written no earlier than the cache's).
+        let cached = match (&cache, ch) {
+            (Some(loc), Some(h)) => {
+                match self
+                    .copy_to_cache(&artifacts, loc, h, &commit, &written)
+                    .await
+                {
+                    Ok((files, from)) => Some((loc, Manifest::new(&commit, ch, files), from)),
+                    Err(Error::Verify(e)) => {
+                        log::warn(not_filled(h, &e));
+                        None
                     }
-                ));
+                    Err(e) => return Err(e),
+                }
             }
+            _ => None,
+        };
+        let manifest = Manifest::new(&commit, ch, written);
+        let (filled, completed) = tokio::join!(
+            async {
+                match &cached {
+                    Some((loc, m, from)) => self.complete_set(loc, m.clone(), from, false).await,
+                    None => Ok(()),
+                }
+            },
+            self.complete_set(&artifacts, manifest, &origin, true)
+        );
+        completed?;
+        match (filled, ch) {
+            (Err(Error::Verify(e)), Some(h)) => log::warn(not_filled(h, &e)),
+            (other, _) => other?,
         }
-        let manifest = Manifest::new(&commit, code_hash.as_deref(), written);
-        self.complete_set(&artifacts, manifest, &origin, true)
-            .await?;
         Ok(Report {
             commit,
             code_hash,
@@ -169,6 +205,13 @@ impl Engine {
             seconds: started.elapsed().as_secs_f64(),
         })
     }
+}
+
+/// Why a cache entry was left unfilled: a concurrent publisher kept replacing it.
+fn not_filled(code_hash: &str, why: &str) -> String {
+    format!(
+        "cache/{code_hash}/ not filled: {why} (a concurrent publisher); the next build fills it"
+    )
 }
 
 /// One asset's size and SHA-256 (none for a small file, hashed as it uploads), and the

@@ -36,6 +36,7 @@ impl Engine {
                 .map(|f| (f.path.clone(), f.etag.clone()))
                 .collect(),
         };
+        self.start_probe();
         let files = self
             .write_files(
                 artifacts,
@@ -46,41 +47,47 @@ impl Engine {
                 "restored",
             )
             .await?;
-        let Some(files) = self
-            .converge(artifacts, &origin, files, commit, Some(code_hash))
-            .await?
-        else {
-            return Ok(());
-        };
         let manifest = Manifest::new(commit, Some(code_hash), files);
         self.complete_set(artifacts, manifest, &origin, true).await
     }
 
-    pub(super) async fn fill_cache(
+    /// Whether a publish should fill the cache entry for `code_hash`: its location when the
+    /// entry is missing or damaged (or untrusted, for a signing publisher); otherwise why not.
+    pub(super) async fn cache_to_fill(
         &self,
-        artifacts: &SetLocation,
         code_hash: &str,
-        commit: &str,
-        files: &[FileEntry],
-    ) -> Result<()> {
+    ) -> Result<std::result::Result<SetLocation, String>> {
         let cache = self.layout.cache(code_hash);
         // A fill usually finds the entry missing: list it at once.
-        match self.read_state(&cache, false, true).await? {
-            SetState::Complete(m) => match self.damage(&cache, &m).await? {
+        match self.read_state_listed(&cache, false).await? {
+            (SetState::Complete(m), listing) => match self.damage_in(&cache, &m, &listing) {
                 None => {
-                    log::phase(format!("{cache} is already complete: not rewriting it"));
-                    return Ok(());
+                    return Ok(Err(format!(
+                        "{cache} is already complete: not rewriting it"
+                    )))
                 }
                 Some(problem) => log::warn(format!("{problem}; rewriting it")),
             },
-            SetState::Untrusted { .. } if self.keys.signing.is_none() => {
-                log::phase(format!(
+            (SetState::Untrusted { .. }, _) if self.keys.signing.is_none() => {
+                return Ok(Err(format!(
                     "{cache} is not trusted, and only a signing publisher can replace it: not rewriting it"
-                ));
-                return Ok(());
+                )));
             }
             _ => {}
         }
+        Ok(Ok(cache))
+    }
+
+    /// Copies the artifacts just written (`files`) to the cache entry `cache`, server-side:
+    /// the copied files, and where they came from for a repair.
+    pub(super) async fn copy_to_cache(
+        &self,
+        artifacts: &SetLocation,
+        cache: &SetLocation,
+        code_hash: &str,
+        commit: &str,
+        files: &[FileEntry],
+    ) -> Result<(Vec<FileEntry>, Origin)> {
         let origin = Origin::Set {
             from: artifacts.clone(),
             etags: files
@@ -89,9 +96,8 @@ impl Engine {
                 .collect(),
         };
         let written = self
-            .write_files(&cache, &origin, files, commit, Some(code_hash), "cached")
+            .write_files(cache, &origin, files, commit, Some(code_hash), "cached")
             .await?;
-        let manifest = Manifest::new(commit, Some(code_hash), written);
-        self.complete_set(&cache, manifest, &origin, false).await
+        Ok((written, origin))
     }
 }

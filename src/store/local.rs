@@ -205,6 +205,11 @@ impl Store for LocalStore {
         format!("file://{}", self.root.display())
     }
 
+    fn enforces_preconditions(&self) -> Option<bool> {
+        // Conditional writes check and rename under one lock.
+        Some(true)
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         self.list_sync(prefix)
     }

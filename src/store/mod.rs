@@ -77,6 +77,13 @@ pub trait Store: Send + Sync {
         max_keys: usize,
     ) -> Result<Vec<ObjectInfo>>;
 
+    /// Whether this store is known to enforce [`Precondition`]s without asking it: `Some(true)`
+    /// for the local store; `None` when only a probe can tell (S3: AWS and SeaweedFS enforce
+    /// them, Garage 2.5 ignores them).
+    fn enforces_preconditions(&self) -> Option<bool> {
+        None
+    }
+
     /// How many requests this store has sent (S3 only; 0 elsewhere).
     fn requests(&self) -> u64 {
         0

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the proxy does to each request.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +54,41 @@ pub struct Stats {
     pub throttled: AtomicU64,
     /// The number in flight as each request arrived, in order.
     pub in_flight_samples: Mutex<Vec<u64>>,
+    /// Every request forwarded to the store: its start line, when it arrived and when its
+    /// response had been passed back whole.
+    pub exchanges: Mutex<Vec<Exchange>>,
+}
+
+/// One request and its response, as the proxy saw them.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// The request's start line, e.g. `PUT /bucket/key HTTP/1.1`.
+    pub request: String,
+    /// Whether it is a server-side copy (a PUT with `x-amz-copy-source`).
+    pub copy: bool,
+    pub sent: Instant,
+    pub answered: Instant,
+}
+
+impl Stats {
+    /// The requests in the order they arrived, each with its round trip: 1 for a request sent
+    /// before any other was answered; otherwise one more than that of the request answered
+    /// last before it was sent, the answer it waited for (a client sends at once what an
+    /// answer unblocks; a store that is slow to answer one request does not make a request
+    /// sent after it wait for another, faster one). The largest is how many round trips the
+    /// client waited through.
+    pub fn round_trips(&self) -> Vec<(Exchange, usize)> {
+        let mut all = self.exchanges.lock().unwrap().clone();
+        all.sort_by_key(|e| e.sent);
+        let mut depth: Vec<usize> = Vec::with_capacity(all.len());
+        for (i, e) in all.iter().enumerate() {
+            let waited_for = (0..i)
+                .filter(|&j| all[j].answered <= e.sent)
+                .max_by_key(|&j| all[j].answered);
+            depth.push(waited_for.map_or(1, |j| depth[j] + 1));
+        }
+        all.into_iter().zip(depth).collect()
+    }
 }
 
 /// Counts one request in flight until it is answered (or its connection ends).
@@ -269,6 +304,7 @@ fn serve(
             return Ok(());
         };
         stats.requests.fetch_add(1, Ordering::Relaxed);
+        let sent = Instant::now();
         let (_counted, in_flight) = InFlight::start(stats);
         stats
             .heads
@@ -382,6 +418,12 @@ fn serve(
             return abort(&client, to_server);
         }
         to_client.flush()?;
+        stats.exchanges.lock().unwrap().push(Exchange {
+            request: req.start.clone(),
+            copy: raw.contains("\r\nx-amz-copy-source:"),
+            sent,
+            answered: Instant::now(),
+        });
     }
 }
 

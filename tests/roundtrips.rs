@@ -1,0 +1,181 @@
+//! Round trips: what each operation asks the store, and which requests wait for which.
+//!
+//! The built binary talks to the store through the test proxy, which holds every request
+//! back 100 ms (a distant store). The proxy records when each request arrived and when its
+//! answer went back; a request sent before any other was answered is in round trip 1, and
+//! any other is one round trip after the latest one answered before it was sent. Each test
+//! asserts the whole sequence, so a request added, or made to wait for another, fails it.
+//! On a store that enforces `If-None-Match` (SeaweedFS) a publish skips the check of its
+//! objects after the manifest; on one that ignores it (Garage) it keeps it: one round trip
+//! more.
+
+mod common;
+#[path = "common/proxy.rs"]
+mod proxy;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{S3Server, Store, Task};
+use proxy::{Faults, Proxy};
+
+/// What a request was, in a few words.
+fn kind(e: &proxy::Exchange) -> String {
+    let mut words = e.request.split(' ');
+    let method = words.next().unwrap_or("");
+    let target = words.next().unwrap_or("");
+    if target.contains("list-type=2") {
+        return "LIST".into();
+    }
+    let what = if target.contains(".conditional-write-probe") {
+        "probe"
+    } else if target.contains(".manifest.json") && target.ends_with(".sig") {
+        "signature"
+    } else if target.contains(".manifest.json") {
+        "manifest"
+    } else if target.contains("/index/") {
+        "index"
+    } else if target.contains("/cache/") {
+        "cache file"
+    } else {
+        "file"
+    };
+    let method = if e.copy { "COPY" } else { method };
+    format!("{method} {what}")
+}
+
+/// The requests of one run by round trip: "1: GET manifest, LIST | 2: PUT file x5 | ...".
+fn sequence(p: &Proxy) -> String {
+    let mut rounds: BTreeMap<usize, BTreeMap<String, usize>> = BTreeMap::new();
+    let all = p.stats.round_trips();
+    if let Some(t0) = all.first().map(|(e, _)| e.sent) {
+        for (e, d) in &all {
+            eprintln!(
+                "  {d} {:>5} {:>5} {}",
+                (e.sent - t0).as_millis(),
+                (e.answered - t0).as_millis(),
+                kind(e)
+            );
+        }
+    }
+    for (e, depth) in all {
+        *rounds
+            .entry(depth)
+            .or_default()
+            .entry(kind(&e))
+            .or_default() += 1;
+    }
+    rounds
+        .into_iter()
+        .map(|(depth, kinds)| {
+            let kinds: Vec<String> = kinds
+                .into_iter()
+                .map(|(k, n)| if n == 1 { k } else { format!("{k} x{n}") })
+                .collect();
+            format!("{depth}: {}", kinds.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// Runs the binary in `t` with `args` through `p`, from a clean record; the sequence.
+fn trips(p: &Proxy, t: &Task, args: &[&str]) -> String {
+    p.stats.exchanges.lock().unwrap().clear();
+    t.run(args).ok();
+    let s = sequence(p);
+    eprintln!("{args:?}: {s}");
+    s
+}
+
+fn proxy_for(g: &S3Server) -> Proxy {
+    let upstream: SocketAddr = g
+        .endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the S3 store listens on an IP:port");
+    Proxy::start(
+        upstream,
+        Faults {
+            latency: Duration::from_millis(100),
+            ..Faults::default()
+        },
+    )
+}
+
+fn task(g: &S3Server, bucket: &str, p: &Proxy, caching: bool) -> Task {
+    let mut env = g.env(bucket);
+    env.insert("AWS_ENDPOINT_URL".into(), p.url());
+    if caching {
+        env.insert("CODE_HASH_FIND_FILTER".into(), "src".into());
+    }
+    Task::new(env, &[("src/main.py", "print(1)\n")])
+}
+
+fn build_five(t: &Task) {
+    for i in 0..5 {
+        t.build(&[(&format!("f{i}.zip"), format!("asset {i}\n").as_bytes())]);
+    }
+}
+
+#[test]
+fn a_small_publish_with_caching_off_takes_three_round_trips_where_the_store_arbitrates() {
+    let Some(g) = S3Server::get() else { return };
+    let bucket = g.new_bucket("rt-off");
+    let p = proxy_for(&g);
+    let t = task(&g, &bucket, &p, false);
+    assert_eq!(trips(&p, &t, &["check"]), "1: GET manifest | 2: LIST");
+    build_five(&t);
+    let publish = trips(&p, &t, &["upload"]);
+    // Read the set and list it at once; write the files (and ask the store, once per
+    // process, whether it enforces If-None-Match); write the manifest and the index entry.
+    let common =
+        "1: GET manifest, LIST | 2: PUT file x5, PUT probe | 3: PUT index, PUT manifest, PUT probe";
+    match g.store {
+        // The store arbitrates: nothing to check after the manifest.
+        Store::SeaweedFs => assert_eq!(publish, common),
+        // It does not: the files are listed again after the manifest.
+        _ => assert_eq!(publish, format!("{common} | 4: LIST")),
+    }
+    // Found: one request.
+    t.reset_packages();
+    assert_eq!(trips(&p, &t, &["check"]), "1: GET manifest");
+    assert!(t.found());
+}
+
+#[test]
+fn a_small_publish_with_caching_on_copies_to_the_cache_beside_the_artifacts() {
+    let Some(g) = S3Server::get() else { return };
+    let bucket = g.new_bucket("rt-on");
+    let p = proxy_for(&g);
+    let t = task(&g, &bucket, &p, true);
+    // Missing: the cache entry is read and listed beside the listing of the artifacts.
+    assert_eq!(
+        trips(&p, &t, &["check"]),
+        "1: GET manifest | 2: GET manifest, LIST x2"
+    );
+    build_five(&t);
+    let publish = trips(&p, &t, &["upload"]);
+    // Both sets read at once; the files; their copies into the cache; both manifests.
+    let common = "1: GET manifest x2, LIST x2 | 2: PUT file x5, PUT probe | 3: COPY cache file x5, PUT probe | 4: PUT index, PUT manifest x2";
+    match g.store {
+        Store::SeaweedFs => assert_eq!(publish, common),
+        _ => assert_eq!(publish, format!("{common} | 5: LIST x2")),
+    }
+    // Download: the manifest, then every file at once.
+    let dest = t.root.join("dest");
+    let fetch = trips(&p, &t, &["fetch", "--dest", dest.to_str().unwrap()]);
+    assert_eq!(fetch, "1: GET manifest | 2: GET file x5");
+    // Another commit of the same code restores from the cache.
+    t.repo.write("README", "docs\n");
+    t.repo.commit("docs only");
+    t.reset_packages();
+    let restore = trips(&p, &t, &["check"]);
+    assert!(t.found());
+    let common = "1: GET manifest | 2: GET manifest, LIST x2 | 3: COPY file x5, PUT probe | 4: PUT index, PUT manifest";
+    match g.store {
+        // The probe object is there since the upload: refused at once.
+        Store::SeaweedFs => assert_eq!(restore, common),
+        _ => assert_eq!(restore, format!("{common}, PUT probe | 5: LIST")),
+    }
+}
