@@ -10,6 +10,11 @@ between every tool and Garage (15 and 40 ms each way, 100 MB/s per direction per
 Setup (buckets, the sets a workload reads, warm-up copies) goes to Garage directly; only the
 timed commands go through the proxy.
 
+The small publishes run a second time against SeaweedFS (bench/run starts it too and exports
+S3AM_BENCH_SEAWEEDFS_*), through a proxy of the same shape: SeaweedFS enforces
+`If-None-Match: *` and Garage ignores it, which decides whether a publish checks its objects
+again after the manifest (one round trip).
+
     bench/run [--profile loopback|region|remote|all|LIST] [--reps N] [--wan-reps N]
               [--only NAME,...] [--quick] [--store-cpus LIST --tool-cpus LIST]
 """
@@ -44,6 +49,24 @@ PROFILES = {"loopback": None, "region": (15, 100), "remote": (40, 100)}
 PIDS = {"store": os.environ.get("GARAGE_PID"), "proxy": None}
 
 
+class Store(NamedTuple):
+    """An S3 server the harness measures against."""
+    name: str
+    endpoint: str
+    access_key: str
+    secret_key: str
+    region: str
+    pid: Optional[str]
+
+
+GARAGE = Store("Garage 2.5.0", os.environ.get("S3AM_TEST_ENDPOINT", ""), os.environ.get("S3AM_TEST_ACCESS_KEY", ""),
+               os.environ.get("S3AM_TEST_SECRET_KEY", ""), "garage", os.environ.get("GARAGE_PID"))
+# SeaweedFS, when bench/run started it: it enforces conditional writes.
+SEAWEEDFS = (Store("SeaweedFS 4.48", os.environ["S3AM_BENCH_SEAWEEDFS_ENDPOINT"], os.environ["S3AM_BENCH_SEAWEEDFS_ACCESS_KEY"],
+                   os.environ["S3AM_BENCH_SEAWEEDFS_SECRET_KEY"], "us-east-1", os.environ.get("S3AM_BENCH_SEAWEEDFS_PID"))
+             if os.environ.get("S3AM_BENCH_SEAWEEDFS_ENDPOINT") else None)
+
+
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
@@ -71,20 +94,21 @@ def build_rusage():
 
 
 class Env:
-    def __init__(self, work: Path, endpoint: str):
+    def __init__(self, work: Path, endpoint: str, store: Store = GARAGE):
         # The timed commands use `endpoint` (the proxy in a WAN profile); setup goes direct.
         self.endpoint = endpoint
-        self.direct = os.environ["S3AM_TEST_ENDPOINT"]
+        self.direct = store.endpoint
+        self.store = store
         self.work = work
-        cfg = work / "aws-config"
-        cfg.write_text("[default]\nregion = garage\ns3 =\n    addressing_style = path\n    max_concurrent_requests = 16\n")
+        cfg = work / f"aws-config-{store.region}"
+        cfg.write_text(f"[default]\nregion = {store.region}\ns3 =\n    addressing_style = path\n    max_concurrent_requests = 16\n")
         self.base = {
             "PATH": f"{VENV / 'bin'}:{os.environ['PATH']}",
             "HOME": str(work),
-            "AWS_ACCESS_KEY_ID": os.environ["S3AM_TEST_ACCESS_KEY"],
-            "AWS_SECRET_ACCESS_KEY": os.environ["S3AM_TEST_SECRET_KEY"],
-            "AWS_REGION": "garage",
-            "AWS_DEFAULT_REGION": "garage",
+            "AWS_ACCESS_KEY_ID": store.access_key,
+            "AWS_SECRET_ACCESS_KEY": store.secret_key,
+            "AWS_REGION": store.region,
+            "AWS_DEFAULT_REGION": store.region,
             "AWS_CONFIG_FILE": str(cfg),
             "AWS_EC2_METADATA_DISABLED": "true",
             "NO_COLOR": "1",
@@ -239,11 +263,11 @@ def publish(env, bucket, src, commit, extra=None):
     run([str(BIN), "upload", "-q"], e)
 
 
-def bench_publish(env, res, reps, src):
+def bench_publish(env, res, reps, src, names=None):
     """The upload task for a small set, whole process: with caching off, and with caching on
     (a .code-hash in the package, so the upload also fills cache/<code-hash>/)."""
     b = env.bucket("bench-publish")
-    names = {False: "publish 5 files of 64 KiB, caching off", True: "publish 5 files of 64 KiB, caching on"}
+    names = names or {False: PUB_OFF, True: PUB_ON}
     for rep in range(max(reps, 5)):
         for caching in (False, True):
             pkg = package(env.work, "pub5", src, fake_commit())
@@ -251,6 +275,22 @@ def bench_publish(env, res, reps, src):
                 (pkg / ".code-hash").write_text("%064x" % random.getrandbits(256))
             e = dict(env.ours, PACKAGE_ASSETS_BUCKET=b, PACKAGE_DIRECTORY=str(pkg))
             res.add_run(names[caching], "s3-asset-manager", run([str(BIN), "upload", "-q"], e))
+
+
+def bench_publish_seaweedfs(work, shape, store_cpus, res, reps, src):
+    """The small publishes again, against SeaweedFS (through a proxy of the same shape): its
+    CPU is counted as the store's while they run."""
+    garage_proxy = PIDS["proxy"]
+    proxy = Proxy(work, shape[0], shape[1], store_cpus, SEAWEEDFS) if shape else None
+    PIDS["store"] = SEAWEEDFS.pid
+    try:
+        env = Env(work, proxy.endpoint if proxy else SEAWEEDFS.endpoint, SEAWEEDFS)
+        bench_publish(env, res, reps, src, {False: PUB_OFF_SW, True: PUB_ON_SW})
+    finally:
+        PIDS["store"] = GARAGE.pid
+        if proxy:
+            proxy.stop()
+        PIDS["proxy"] = garage_proxy
 
 
 def bench_downloads(env, res, reps, files_big, dir_small):
@@ -421,9 +461,10 @@ DOWN_BIG, DOWN_SMALL = "download (verified) 1 GiB set", "download (verified) 2,0
 RESTORE = "cache restore of the 2,000-file set (server-side copy)"
 CHECK = "check when the set exists"
 PUB_OFF, PUB_ON = "publish 5 files of 64 KiB, caching off", "publish 5 files of 64 KiB, caching on"
+PUB_OFF_SW, PUB_ON_SW = PUB_OFF + ", SeaweedFS", PUB_ON + ", SeaweedFS"
 INDEX = "resource check, 10,000 sets, nothing new"
 # Whole-process latencies: shown in ms and, through the proxy, as round trips (wall / (2 x delay)).
-LATENCY = (CHECK, PUB_OFF, PUB_ON, INDEX)
+LATENCY = (CHECK, PUB_OFF, PUB_ON, PUB_OFF_SW, PUB_ON_SW, INDEX)
 
 
 def target(profile, w, rt):
@@ -437,7 +478,7 @@ def target(profile, w, rt):
     if profile == "loopback" and w == CHECK:
         return "≤ 50 ms", lambda o, r: o <= 0.050
     if profile == "remote":
-        for name, trips, slack in [(CHECK, 1, 20), (PUB_OFF, 3, 50), (PUB_ON, 4, 50)]:
+        for name, trips, slack in [(CHECK, 1, 20), (PUB_OFF, 3, 50), (PUB_ON, 4, 50), (PUB_OFF_SW, 3, 50), (PUB_ON_SW, 4, 50)]:
             if w == name:
                 limit = trips * rt + slack / 1000
                 plural = "s" if trips > 1 else ""
@@ -527,9 +568,9 @@ def table(profile, res, requests, size_mb, scaling, cpus):
             last = "(tool + Garage" + (" + proxy" if wan else "") + ") ÷ cores"
         lines += [
             "",
-            f"Where the time goes: the CPU each tool used and {what} used serving it (medians). {floor_text}",
+            f"Where the time goes: the CPU each tool used and {what} used serving it (medians; the store is SeaweedFS in the rows that say so). {floor_text}",
             "",
-            "| workload | tool | wall | tool CPU | Garage CPU |" + (" proxy CPU |" if wan else "") + f" {last} |",
+            "| workload | tool | wall | tool CPU | store CPU |" + (" proxy CPU |" if wan else "") + f" {last} |",
             "|" + "---|" * (7 if wan else 6),
         ] + cpu_rows
     if scaling:
@@ -566,9 +607,9 @@ def round_trip(port, n=10):
 class Proxy:
     """bench/wanproxy.py in front of Garage for one profile, on the store's cores when pinned."""
 
-    def __init__(self, work, delay_ms, rate_mbps, store_cpus):
-        self.stats_file = work / f"proxy-{delay_ms}.json"
-        upstream = urllib.parse.urlsplit(os.environ["S3AM_TEST_ENDPOINT"]).netloc
+    def __init__(self, work, delay_ms, rate_mbps, store_cpus, store: Store = GARAGE):
+        self.stats_file = work / f"proxy-{delay_ms}-{store.region}.json"
+        upstream = urllib.parse.urlsplit(store.endpoint).netloc
         cmd = [sys.executable, str(PROXY), "--upstream", upstream, "--delay-ms", str(delay_ms),
                "--rate-mbps", str(rate_mbps), "--stats", str(self.stats_file)]
         if store_cpus:
@@ -578,7 +619,7 @@ class Proxy:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         PIDS["proxy"] = self.p.pid
         self.rtt = round_trip(self.port)
-        self.direct_rtt = round_trip(urllib.parse.urlsplit(os.environ["S3AM_TEST_ENDPOINT"]).port)
+        self.direct_rtt = round_trip(urllib.parse.urlsplit(store.endpoint).port)
 
     def stop(self):
         PIDS["proxy"] = None
@@ -663,6 +704,8 @@ def main():
                     bench_restore(env, res, reps, small)
                 if want("publish"):
                     bench_publish(env, res, reps, five)
+                    if SEAWEEDFS:
+                        bench_publish_seaweedfs(work, shape, args.store_cpus, res, reps, five)
                 if want("check"):
                     bench_check(env, res, reps)
                 if want("index"):
@@ -682,12 +725,14 @@ def main():
                          f"{proxy.direct_rtt * 1000:.1f} ms direct)")
                 cpu = stats["cpu_user_s"] + stats["cpu_system_s"]
                 moved = (stats["bytes_up"] + stats["bytes_down"]) / 1e9
+                if SEAWEEDFS and want("publish"):
+                    store += f"; the publishes marked SeaweedFS: {SEAWEEDFS.name} behind a second proxy of the same shape"
                 tail = (f"\n\nThe proxy over the whole profile, setup aside: {cpu:.1f} s of CPU in {stats['wall_s']:.0f} s "
                         f"({cpu / stats['wall_s'] * 100:.0f} % of one core on average), {stats['connections']:,} connections, {moved:.1f} GB moved. "
                         "Round trips = wall ÷ (2 × delay), the whole process, start-up included.")
             else:
                 title = "## loopback"
-                store = "Garage 2.5.0 on loopback"
+                store = "Garage 2.5.0 on loopback" + (f" (the publishes marked SeaweedFS: {SEAWEEDFS.name})" if SEAWEEDFS and want("publish") else "")
                 tail = ""
             header = (f"{title}\n\nMachine: {machine[0].strip()} cores,{machine[1]}; {store}; {where.format(' and the proxy' if shape else '')}; "
                       f"{latency}{'; --quick data' if args.quick else ''}; {time.strftime('%Y-%m-%d')}.{tail}\n\n")
