@@ -144,7 +144,7 @@ fn a_small_publish_with_caching_off_takes_three_round_trips_where_the_store_arbi
 }
 
 #[test]
-fn a_small_publish_with_caching_on_copies_to_the_cache_beside_the_artifacts() {
+fn a_small_publish_with_caching_on_writes_the_cache_beside_the_artifacts() {
     let Some(g) = S3Server::get() else { return };
     let bucket = g.new_bucket("rt-on");
     let p = proxy_for(&g);
@@ -156,11 +156,12 @@ fn a_small_publish_with_caching_on_copies_to_the_cache_beside_the_artifacts() {
     );
     build_five(&t);
     let publish = trips(&p, &t, &["upload"]);
-    // Both sets read at once; the files; their copies into the cache; both manifests.
-    let common = "1: GET manifest x2, LIST x2 | 2: PUT file x5, PUT probe | 3: COPY cache file x5, PUT probe | 4: PUT index, PUT manifest x2";
+    // Both sets read at once; the files, to both (a small set's bytes cost less than a
+    // round trip of copying); both manifests.
+    let common = "1: GET manifest x2, LIST x2 | 2: PUT cache file x5, PUT file x5, PUT probe | 3: PUT index, PUT manifest x2, PUT probe";
     match g.store {
         Store::SeaweedFs => assert_eq!(publish, common),
-        _ => assert_eq!(publish, format!("{common} | 5: LIST x2")),
+        _ => assert_eq!(publish, format!("{common} | 4: LIST x2")),
     }
     // Download: the manifest, then every file at once.
     let dest = t.root.join("dest");
@@ -177,5 +178,23 @@ fn a_small_publish_with_caching_on_copies_to_the_cache_beside_the_artifacts() {
         // The probe object is there since the upload: refused at once.
         Store::SeaweedFs => assert_eq!(restore, common),
         _ => assert_eq!(restore, format!("{common}, PUT probe | 5: LIST")),
+    }
+}
+
+#[test]
+fn a_larger_publish_copies_to_the_cache_server_side_after_the_artifacts() {
+    let Some(g) = S3Server::get() else { return };
+    let bucket = g.new_bucket("rt-big");
+    let p = proxy_for(&g);
+    let t = task(&g, &bucket, &p, true);
+    t.run(&["check"]).ok();
+    // Over 8 MiB: its bytes are sent once, and the cache entry is copied server-side.
+    let body: Vec<u8> = (0..(9u32 << 20)).map(|i| (i % 251) as u8).collect();
+    t.build(&[("site.tgz", &body)]);
+    let publish = trips(&p, &t, &["upload"]);
+    let common = "1: GET manifest x2, LIST x2 | 2: PUT file, PUT probe | 3: COPY cache file, PUT probe | 4: PUT index, PUT manifest x2";
+    match g.store {
+        Store::SeaweedFs => assert_eq!(publish, common),
+        _ => assert_eq!(publish, format!("{common} | 5: LIST x2")),
     }
 }

@@ -159,32 +159,53 @@ impl Engine {
         );
         let ch = code_hash.as_deref();
         self.start_probe();
-        let written = self
-            .write_files(&artifacts, &origin, &entries, &commit, ch, "uploaded")
-            .await?;
-        // The cache entry is copied server-side from the objects just written; then both
-        // manifests go out at once (the artifacts' is written no earlier than the cache's).
-        let cached = match (&cache, ch) {
-            (Some(loc), Some(h)) => {
-                match self
-                    .copy_to_cache(&artifacts, loc, h, &commit, &written)
-                    .await
-                {
-                    Ok((files, from)) => Some((loc, Manifest::new(&commit, ch, files), from)),
-                    Err(Error::Verify(e)) => {
-                        log::warn(not_filled(h, &e));
-                        None
-                    }
-                    Err(e) => return Err(e),
+        // A small set goes to the cache entry from the same local files, beside the artifacts:
+        // sending its bytes twice costs less than the round trip a server-side copy waits for.
+        // A larger one is copied server-side from the artifacts once they are written.
+        let direct = match (&cache, ch) {
+            (Some(loc), Some(h)) if total <= DIRECT_CACHE_MAX => Some((loc, h)),
+            _ => None,
+        };
+        let (written, cached_direct) = tokio::join!(
+            self.write_files(&artifacts, &origin, &entries, &commit, ch, "uploaded"),
+            async {
+                match direct {
+                    Some((loc, h)) => Some(
+                        self.write_files(loc, &origin, &entries, &commit, Some(h), "cached")
+                            .await,
+                    ),
+                    None => None,
                 }
             }
+        );
+        let written = written?;
+        // Then both manifests go out at once (the artifacts' no earlier than the cache's).
+        let copied = match (&cache, ch, cached_direct) {
+            (Some(loc), _, Some(files)) => Some(files.map(|f| (loc, f, None))),
+            (Some(loc), Some(h), None) => Some(
+                self.copy_to_cache(&artifacts, loc, h, &commit, &written)
+                    .await
+                    .map(|(f, from)| (loc, f, Some(from))),
+            ),
             _ => None,
+        };
+        let cached = match copied {
+            None => None,
+            Some(Ok((loc, files, from))) => Some((loc, Manifest::new(&commit, ch, files), from)),
+            Some(Err(Error::Verify(e))) => {
+                log::warn(not_filled(ch.unwrap_or_default(), &e));
+                None
+            }
+            Some(Err(e)) => return Err(e),
         };
         let manifest = Manifest::new(&commit, ch, written);
         let (filled, completed) = tokio::join!(
             async {
                 match &cached {
-                    Some((loc, m, from)) => self.complete_set(loc, m.clone(), from, false).await,
+                    Some((loc, m, from)) => {
+                        let from = from.as_ref().unwrap_or(&origin);
+                        self.complete_set(loc, m.clone(), from, false).await
+                    }
                     None => Ok(()),
                 }
             },
@@ -206,6 +227,11 @@ impl Engine {
         })
     }
 }
+
+/// The largest set whose cache entry is uploaded from the local files beside the artifacts
+/// rather than copied server-side after them: about what one connection moves in a distant
+/// store's round trip (100 MB/s x 80 ms).
+const DIRECT_CACHE_MAX: u64 = 8 << 20;
 
 /// Why a cache entry was left unfilled: a concurrent publisher kept replacing it.
 fn not_filled(code_hash: &str, why: &str) -> String {
