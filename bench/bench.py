@@ -565,7 +565,7 @@ def table(profile, res, requests, size_mb, scaling, cpus):
         else:
             floor_text = ("Garage" + (" and the proxy run" if wan else " runs") + " on the same cores, so no run can take less wall time than "
                           "all of it added together and divided by the cores (the last column).")
-            last = "(tool + Garage" + (" + proxy" if wan else "") + ") ÷ cores"
+            last = "(tool + store" + (" + proxy" if wan else "") + ") ÷ cores"
         lines += [
             "",
             f"Where the time goes: the CPU each tool used and {what} used serving it (medians; the store is SeaweedFS in the rows that say so). {floor_text}",
