@@ -198,3 +198,23 @@ fn a_larger_publish_copies_to_the_cache_server_side_after_the_artifacts() {
         _ => assert_eq!(publish, format!("{common} | 5: LIST x2")),
     }
 }
+
+#[test]
+fn a_set_of_over_a_thousand_files_is_listed_again_in_one_round_trip() {
+    let Some(g) = S3Server::get() else { return };
+    let bucket = g.new_bucket("rt-many");
+    let p = proxy_for(&g);
+    let t = task(&g, &bucket, &p, false);
+    t.run(&["check"]).ok();
+    for i in 0..1200 {
+        t.build(&[(&format!("d{}/f{i:04}.txt", i % 3), b"x".as_slice())]);
+    }
+    let publish = trips(&p, &t, &["upload"]);
+    let last = publish.rsplit(" | ").next().unwrap();
+    match g.store {
+        // Nothing is listed after the manifest.
+        Store::SeaweedFs => assert!(last.contains("PUT manifest"), "{publish}"),
+        // Its 1,200 keys are known, so both pages of the listing go at once.
+        _ => assert!(last.ends_with(": LIST x2"), "{publish}"),
+    }
+}

@@ -87,8 +87,7 @@ impl Engine {
     /// wrote: a concurrent writer replaced them.
     async fn overwritten(&self, loc: &SetLocation, files: &[FileEntry]) -> Result<Vec<FileEntry>> {
         let now: HashMap<String, Option<String>> = self
-            .store
-            .list(loc.root())
+            .list_known(loc, files.iter().map(|f| f.path.as_str()))
             .await?
             .into_iter()
             .map(|o| (o.key, o.etag))

@@ -58,7 +58,7 @@ impl Engine {
         // nothing extra and saves round trips.
         let fill = opts.cache == CacheMode::ReadWrite;
         let (state, cache) = tokio::join!(
-            self.read_state(&artifacts, opts.accept_legacy, true),
+            self.read_state_listed(&artifacts, opts.accept_legacy),
             async {
                 let code_hash = match (code_hash.clone(), &opts.compute_code_hash) {
                     (None, Some((repo, spec))) => Some(self.code_hash(repo, spec).await?),
@@ -71,8 +71,9 @@ impl Engine {
                 Ok::<_, Error>((code_hash, plan))
             }
         );
-        match state? {
-            SetState::Complete(m) => match self.damage(&artifacts, &m).await? {
+        let (state, listing) = state?;
+        match state {
+            SetState::Complete(m) => match self.damage_in(&artifacts, &m, &listing) {
                 None => {
                     log::phase(format!(
                         "{artifacts} is already complete (another pipeline published it): uploading nothing"
