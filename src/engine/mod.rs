@@ -2,9 +2,10 @@
 //!
 //! - `lookup`: find a commit's set, or restore it from the cache (the `check` task, the
 //!   resource's `put` without `path`);
-//! - `restore`: the server-side copies between a cache entry and an artifacts set;
+//! - `restore`: a cache entry copied into an artifacts set, and the cache side of a publish;
 //! - `publish`: upload a package directory as a commit's set (the `upload` task, `put`);
-//! - `complete`: the manifest written last, and racing publishers converging on one set;
+//! - `complete`: the manifest written last, racing publishers ending with one set, and the
+//!   probe of whether the store enforces conditional writes;
 //! - `fetch`: download and verify a set (the CLI's `fetch`, the resource's `in`);
 //! - `index`: the version index behind the resource's `check`;
 //! - `transfer`: the concurrent upload, copy and download loops every operation calls.

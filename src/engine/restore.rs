@@ -1,4 +1,5 @@
-//! Restore and fill: server-side copies between a cache entry and an artifacts set, each
+//! Restore and fill: a cache entry copied server-side into an artifacts set, and the cache
+//! side of a publish (whether to fill the entry; copying a large set into it). Each set is
 //! completed with its own manifest, written last.
 
 use super::transfer::Origin;
