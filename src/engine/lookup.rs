@@ -87,8 +87,8 @@ impl Engine {
             self.try_cache(opts, &mut report, &artifacts, &commit)
         );
         said?;
-        let outcome = restored?;
-        if outcome == Outcome::Restored {
+        restored?;
+        if report.outcome == Outcome::Restored {
             mark(opts.markers.as_deref(), assets::FOUND_MARKER, "")?;
         }
         report.seconds = started.elapsed().as_secs_f64();
@@ -96,19 +96,19 @@ impl Engine {
     }
 
     /// Restores `artifacts` from a complete cache entry when caching is on and there is one
-    /// (reading the entry and its listing at once); fills `report` and says which it was.
+    /// (reading the entry and its listing at once), and says so in `report`.
     async fn try_cache(
         &self,
         opts: &LookupOptions,
         report: &mut Report,
         artifacts: &SetLocation,
         commit: &str,
-    ) -> Result<Outcome> {
+    ) -> Result<()> {
         let spec = match (&opts.code_hash, opts.cache) {
             (Some(spec), CacheMode::ReadWrite | CacheMode::ReadOnly) => spec,
             _ => {
                 log::phase("caching is off: build needed");
-                return Ok(Outcome::Missing);
+                return Ok(());
             }
         };
         let hash = self.code_hash(&opts.repo, spec).await?;
@@ -126,7 +126,7 @@ impl Engine {
                     report.files = m.files.len() as u64;
                     report.bytes = m.total_bytes();
                     report.moved = m.total_bytes();
-                    return Ok(Outcome::Restored);
+                    return Ok(());
                 }
             },
             (SetState::Untrusted { .. }, _) => {
@@ -134,6 +134,6 @@ impl Engine {
             }
             _ => log::phase(format!("no complete cache entry {cache}: build needed")),
         }
-        Ok(Outcome::Missing)
+        Ok(())
     }
 }
