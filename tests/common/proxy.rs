@@ -75,15 +75,17 @@ impl Stats {
     /// before any other was answered; otherwise one more than that of the request answered
     /// last before it was sent, the answer it waited for (a client sends at once what an
     /// answer unblocks; a store that is slow to answer one request does not make a request
-    /// sent after it wait for another, faster one). The largest is how many round trips the
-    /// client waited through.
-    pub fn round_trips(&self) -> Vec<(Exchange, usize)> {
+    /// sent after it wait for another, faster one). Requests for which `aside` is true run on
+    /// a side path of their own: their answers are only ever waited for by each other, so one
+    /// that happens to be answered just before a main request goes out is not taken for its
+    /// cause. The largest is how many round trips the client waited through.
+    pub fn round_trips(&self, aside: impl Fn(&Exchange) -> bool) -> Vec<(Exchange, usize)> {
         let mut all = self.exchanges.lock().unwrap().clone();
         all.sort_by_key(|e| e.sent);
         let mut depth: Vec<usize> = Vec::with_capacity(all.len());
         for (i, e) in all.iter().enumerate() {
             let waited_for = (0..i)
-                .filter(|&j| all[j].answered <= e.sent)
+                .filter(|&j| all[j].answered <= e.sent && (aside(e) || !aside(&all[j])))
                 .max_by_key(|&j| all[j].answered);
             depth.push(waited_for.map_or(1, |j| depth[j] + 1));
         }
