@@ -424,11 +424,26 @@ pub fn cli(args: &[&str], cwd: &Path, env: &BTreeMap<String, String>) -> Run {
     run_bin(CLI, args, cwd, env)
 }
 
-/// The image's filesystem layout (scripts/image-layout), staged once per test process.
+/// The image's filesystem layout (scripts/image-layout), staged once per test process under
+/// cargo's per-target scratch directory as `image-<pid>`. A test process cannot clean up after
+/// itself at exit, so each one removes the layouts of processes that are gone (the binaries
+/// are hard links where the filesystem allows, but a leak per run still added up).
 pub fn image_root() -> &'static Path {
     static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     ROOT.get_or_init(|| {
-        let root = tempfile::tempdir().unwrap().keep();
+        let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::create_dir_all(scratch).unwrap();
+        for entry in std::fs::read_dir(scratch).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("image-") else {
+                continue;
+            };
+            if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let root = scratch.join(format!("image-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
         let bin_dir = Path::new(CLI).parent().unwrap();
         let out = Command::new("bash")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/image-layout"))
