@@ -78,8 +78,14 @@ PY
 
 seaweedfs_start() {
   SEAWEEDFS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/s3am-seaweedfs.XXXXXX")
-  local s3 admin key secret
+  local s3 admin master master_grpc volume volume_grpc filer filer_grpc s3_grpc key secret
   s3=$(_sw_free_port); admin=$(_sw_free_port_pair)
+  master=$(_sw_free_port); master_grpc=$(_sw_free_port)
+  volume=$(_sw_free_port); volume_grpc=$(_sw_free_port)
+  filer=$(_sw_free_port); filer_grpc=$(_sw_free_port); s3_grpc=$(_sw_free_port)
+  # weed makes a Unix socket per listener in the temporary directory, named by its port; a
+  # stopped server removes most of them, one that had to be killed none: seaweedfs_stop does.
+  SEAWEEDFS_PORTS="$s3 $admin $((admin + 10000)) $master $master_grpc $volume $volume_grpc $filer $filer_grpc $s3_grpc"
   key=${SEAWEEDFS_ACCESS_KEY:-AK$(python3 -c 'import secrets; print(secrets.token_hex(10).upper())')}
   secret=${SEAWEEDFS_SECRET_KEY:-$(python3 -c 'import secrets; print(secrets.token_hex(20))')}
   # weed mini makes its admin identity from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY. Every
@@ -91,11 +97,11 @@ seaweedfs_start() {
   AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret setsid "$SEAWEEDFS_BIN" mini \
     -dir="$SEAWEEDFS_DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -master.telemetry=false -admin.ui=false -webdav=false \
-    -master.port="$(_sw_free_port)" -master.port.grpc="$(_sw_free_port)" \
-    -volume.port="$(_sw_free_port)" -volume.port.grpc="$(_sw_free_port)" -volume.preStopSeconds=0 \
+    -master.port="$master" -master.port.grpc="$master_grpc" \
+    -volume.port="$volume" -volume.port.grpc="$volume_grpc" -volume.preStopSeconds=0 \
     -volume.max=2000 -master.volumeSizeLimitMB=64 \
-    -filer.port="$(_sw_free_port)" -filer.port.grpc="$(_sw_free_port)" \
-    -s3.port="$s3" -s3.port.grpc="$(_sw_free_port)" -s3.port.iceberg=0 -s3.port.lance=0 \
+    -filer.port="$filer" -filer.port.grpc="$filer_grpc" \
+    -s3.port="$s3" -s3.port.grpc="$s3_grpc" -s3.port.iceberg=0 -s3.port.lance=0 \
     -admin.port="$admin" -admin.port.grpc=$((admin + 10000)) \
     -bucket=s3am-test \
     </dev/null >"$SEAWEEDFS_DIR/server.log" 2>&1 &
@@ -130,5 +136,10 @@ seaweedfs_stop() {
     wait "$SEAWEEDFS_PID" 2>/dev/null || true
   fi
   [ -n "${SEAWEEDFS_DIR:-}" ] && rm -rf "$SEAWEEDFS_DIR"
+  local port
+  for port in ${SEAWEEDFS_PORTS:-}; do
+    rm -f "${TMPDIR:-/tmp}"/seaweedfs-*-"$port".sock
+  done
+  SEAWEEDFS_PORTS=""
   SEAWEEDFS_PID=""
 }
