@@ -172,7 +172,8 @@ struct StoreArgs {
     /// Files at least this large upload multipart (bytes; K, M, G suffixes are binary).
     #[arg(long, env = "S3AM_MULTIPART_THRESHOLD", default_value = "16M", value_parser = parse_size)]
     multipart_threshold: u64,
-    /// Part size for multipart uploads.
+    /// The smallest part of a multipart upload, and range of a large download; a file over
+    /// 512M goes in about 64 parts, of at most 64M.
     #[arg(long, env = "S3AM_PART_SIZE", default_value = "8M", value_parser = parse_size)]
     part_size: u64,
     /// Objects larger than this are copied server-side in parts, concurrently (S3 allows

@@ -19,7 +19,7 @@ use crate::layout::SetLocation;
 use crate::log::{self, Progress};
 use crate::manifest::FileEntry;
 use crate::sink::{Ranged, Sink, INLINE_IO, WRITE_SLICE};
-use crate::store::PutOptions;
+use crate::store::{PutOptions, PARTS_IN_FLIGHT};
 
 fn metadata(commit: &str, sha256: &[u8; 32], code_hash: Option<&str>) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
@@ -38,13 +38,9 @@ fn metadata(commit: &str, sha256: &[u8; 32], code_hash: Option<&str>) -> BTreeMa
 /// cut off mid-stream, or a request that failed every SDK attempt, is tried again from the start.
 const BODY_ATTEMPTS: u32 = 4;
 
-/// Ranges of one large object downloaded at once: with 8 MiB ranges, enough to fill a
-/// connection-capped link (about 100 MB/s each) across a round trip of 100 ms.
-const RANGES_IN_FLIGHT: usize = 8;
-
 /// What a large file's transfer holds in memory: the buffers of its parts or ranges in flight
-/// (8 of 256 KiB each), with room for the client's own.
-const STREAMING: u64 = 4 << 20;
+/// ([`PARTS_IN_FLIGHT`], 256 KiB each), with room for their requests' own.
+const STREAMING: u64 = 8 << 20;
 
 /// What any request in flight holds beyond its body: its connection's buffers and the
 /// client's state. Measured, not guessed: 2,000 downloads of 64 KiB at 256 in flight through
@@ -310,7 +306,7 @@ impl Engine {
         if f.size >= self.tuning.multipart_threshold {
             // A large object comes in ranges, several at once, each written where it belongs
             // as its bytes arrive; the file is hashed in order behind them.
-            let part = self.tuning.part_size.max(1);
+            let part = crate::store::transfer_part_size(f.size, self.tuning.part_size);
             let ranges: Vec<(u64, u64)> = (0..f.size.div_ceil(part))
                 .map(|i| (i * part, ((i + 1) * part).min(f.size)))
                 .collect();
@@ -347,7 +343,7 @@ impl Engine {
                     }
                     Ok::<_, Error>(end)
                 })
-                .buffered(RANGES_IN_FLIGHT);
+                .buffered(self.tuning.concurrency.clamp(1, PARTS_IN_FLIGHT));
             // `buffered` yields the ranges in order, so each one completes the file up to its end.
             while let Some(end) = written.next().await {
                 file.complete_to(end?);

@@ -262,10 +262,26 @@ impl Default for Tuning {
     }
 }
 
+/// Parts (uploads) or ranges (downloads) of one large object in flight at once, unless
+/// `S3AM_CONCURRENCY` is lower. A connection to S3 carries about 100 MB/s, and each 8 MiB part
+/// also waits a round trip: 16 at once keep about 730 MB/s moving across a 100 ms round trip
+/// and 1.2 GB/s across 30 ms, where 8 kept half that (410 MB/s through a 40 ms-each-way proxy).
+pub const PARTS_IN_FLIGHT: usize = 16;
+
 /// The part size for `size` bytes: `preferred`, raised so that no upload needs more than
 /// S3's 10,000 parts.
 pub fn part_size_for(size: u64, preferred: u64) -> u64 {
     preferred.max(size.div_ceil(10_000)).max(1)
+}
+
+/// The part (upload) or range (download) size for a large file of `size` bytes: at least
+/// `preferred` (`S3AM_PART_SIZE`), and larger for a file over 512 MiB, so that it goes in about
+/// 64 parts (four rounds of [`PARTS_IN_FLIGHT`]) of at most 64 MiB, above that as many as it
+/// takes; and never over S3's 10,000 parts. Every part waits a round trip, so fewer, larger
+/// parts move a large file faster across a distance (1 GiB through a 40 ms-each-way proxy:
+/// download 2.49 s in 16 MiB ranges against 2.69 s in 8 MiB ones, upload 4.39 s against 4.54 s).
+pub fn transfer_part_size(size: u64, preferred: u64) -> u64 {
+    part_size_for(size, preferred.max(size.div_ceil(64).min(64 * MIB)))
 }
 
 /// An entity tag without its quotes.

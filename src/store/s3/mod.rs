@@ -30,7 +30,7 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use base64::Engine as _;
 
 use super::{
-    bare_etag, part_size_for, ObjectHead, ObjectInfo, Precondition, PutOptions, Reader, Store,
+    bare_etag, transfer_part_size, ObjectHead, ObjectInfo, Precondition, PutOptions, Reader, Store,
     StoreConfig, Tuning,
 };
 use crate::error::{Error, Result};
@@ -408,7 +408,7 @@ impl Store for S3Store {
 
     fn checksum_parts(&self, size: u64) -> Option<u64> {
         (self.checksums && size >= self.tuning.multipart_threshold)
-            .then(|| part_size_for(size, self.tuning.part_size))
+            .then(|| transfer_part_size(size, self.tuning.part_size))
     }
 
     async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<String> {
@@ -473,6 +473,7 @@ impl Store for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::part_size_for;
 
     #[test]
     fn encodes_copy_sources() {
@@ -484,5 +485,18 @@ mod tests {
     fn part_sizes_respect_the_part_limit() {
         assert_eq!(part_size_for(100, 8), 8);
         assert_eq!(part_size_for(1_000_000_000_000, 8 << 20), 100_000_000);
+    }
+
+    #[test]
+    fn large_files_go_in_larger_parts() {
+        const MIB: u64 = 1 << 20;
+        // Up to 512 MiB, the preferred size; then about 64 parts, of at most 64 MiB.
+        assert_eq!(transfer_part_size(100 * MIB, 8 * MIB), 8 * MIB);
+        assert_eq!(transfer_part_size(512 * MIB, 8 * MIB), 8 * MIB);
+        assert_eq!(transfer_part_size(1024 * MIB, 8 * MIB), 16 * MIB);
+        assert_eq!(transfer_part_size(100 * 1024 * MIB, 8 * MIB), 64 * MIB);
+        // A larger preferred size wins, and S3's 10,000 parts still bound it.
+        assert_eq!(transfer_part_size(1024 * MIB, 32 * MIB), 32 * MIB);
+        assert_eq!(transfer_part_size(1_000_000_000_000, 8 * MIB), 100_000_000);
     }
 }
