@@ -426,8 +426,8 @@ pub fn cli(args: &[&str], cwd: &Path, env: &BTreeMap<String, String>) -> Run {
 
 /// The image's filesystem layout (scripts/image-layout), staged once per test process under
 /// cargo's per-target scratch directory as `image-<pid>`. A test process cannot clean up after
-/// itself at exit, so each one removes the layouts of processes that are gone (the binaries
-/// are hard links where the filesystem allows, but a leak per run still added up).
+/// itself at exit, so each one removes the layouts of processes that are gone: each holds the
+/// debug binary, 250 MB where it cannot be a hard link (left in /tmp, they once filled the disk).
 pub fn image_root() -> &'static Path {
     static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     ROOT.get_or_init(|| {

@@ -15,7 +15,9 @@ use futures::{StreamExt, TryStreamExt};
 use super::S3Store;
 use crate::error::{Error, Result};
 use crate::log;
-use crate::store::{bare_etag, part_size_for, transfer_part_size, Precondition, PutOptions};
+use crate::store::{
+    bare_etag, part_size_for, transfer_part_size, Precondition, PutOptions, PARTS_IN_FLIGHT,
+};
 
 /// How the parts of a multipart upload are checksummed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,11 +256,7 @@ impl S3Store {
         // Part CRCs the caller computed (with the file's SHA-256, in the same read) are sent
         // without another pass over the parts.
         let known = (opts.part_crc64.len() as u64 == count).then_some(&opts.part_crc64);
-        // Enough 8 MiB parts to fill a connection-capped link across a 100 ms round trip.
-        let parallel = self
-            .tuning
-            .concurrency
-            .clamp(1, crate::store::PARTS_IN_FLIGHT);
+        let parallel = self.tuning.concurrency.clamp(1, PARTS_IN_FLIGHT);
         let mut parts: Vec<(CompletedPart, u64, u64)> = futures::stream::iter(0..count)
             .map(|i| {
                 async move {
