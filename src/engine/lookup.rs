@@ -37,13 +37,10 @@ impl Engine {
         };
         // Only a set without a manifest needs listing: to count it as a legacy set, or (with
         // accept_legacy off) just to say what is there, which can wait for the cache.
-        let state = match self.read_manifest(&artifacts).await? {
-            Some(state) => Some(state),
-            None if opts.accept_legacy => {
-                let objects = self.store.list(artifacts.root()).await?;
-                Some(self.unfinished(&artifacts, objects, true))
-            }
-            None => None,
+        let state = if opts.accept_legacy {
+            Some(self.set_state(&artifacts, true).await?)
+        } else {
+            self.read_manifest(&artifacts).await?
         };
         match &state {
             Some(SetState::Complete(m)) => {
