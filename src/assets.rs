@@ -71,9 +71,11 @@ pub fn collect(dir: &Path) -> Result<Vec<Asset>> {
                 entry.path().display()
             )));
         };
-        if rel.chars().any(char::is_control) {
+        // A manifest naming such a path is refused by every reader: refuse it here first.
+        if let Err(why) = crate::manifest::check_asset_path(rel) {
             return Err(Error::Input(format!(
-                "asset name {rel:?} contains a control character: rename the file"
+                "asset name {} cannot be published ({why}): rename the file",
+                crate::error::clip(rel)
             )));
         }
         out.push(Asset {
@@ -86,12 +88,31 @@ pub fn collect(dir: &Path) -> Result<Vec<Asset>> {
     Ok(out)
 }
 
-/// Writes a marker file, creating the package directory if needed.
+/// Writes a marker file, creating the package directory if needed. Never through a symlink
+/// planted at its name: the content goes to a new temporary file beside it, which is then
+/// renamed over the name (replacing a symlink, not what it points to).
 pub fn write_marker(dir: &Path, name: &str, content: &str) -> Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
     fs::create_dir_all(dir)
         .map_err(|e| Error::io("cannot create the package directory", dir, e))?;
     let path = dir.join(name);
-    fs::write(&path, content).map_err(|e| Error::io("cannot write", &path, e))
+    let tmp = dir.join(format!(
+        "{name}.tmp-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(content.as_bytes()))
+        .and_then(|()| fs::rename(&tmp, &path));
+    written.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io("cannot write", &path, e)
+    })
 }
 
 /// Whether `.found` exists in `dir`.
@@ -134,5 +155,28 @@ pub fn read_code_hash(dir: &Path) -> Result<Option<String>> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io("cannot read", &path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A symlink planted at a marker's name is replaced, and what it points to is untouched.
+    #[test]
+    fn markers_never_write_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        let pkg = dir.path().join("pkg");
+        fs::create_dir(&pkg).unwrap();
+        std::os::unix::fs::symlink(&victim, pkg.join(COMMIT_MARKER)).unwrap();
+        write_marker(&pkg, COMMIT_MARKER, "abc").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        let marker = pkg.join(COMMIT_MARKER);
+        assert!(fs::symlink_metadata(&marker).unwrap().is_file());
+        assert_eq!(fs::read_to_string(&marker).unwrap(), "abc");
+        // Nothing else is left in the directory.
+        assert_eq!(fs::read_dir(&pkg).unwrap().count(), 1);
     }
 }

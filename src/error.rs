@@ -80,15 +80,51 @@ impl Error {
     }
 }
 
+/// Whether a character must never reach a log raw: control characters, and the ones that
+/// change how the rest of a line reads without showing themselves (bidirectional embeddings,
+/// overrides and isolates, zero-width and invisible formatting characters, the byte order
+/// mark) or break it (line and paragraph separators).
+pub fn is_unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
+}
+
+/// `text` with every [`is_unprintable`] character escaped (`\n`, `\u{202e}`).
+pub fn escape_unprintable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(is_unprintable) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut s = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            s.extend(c.escape_default());
+        } else if is_unprintable(c) {
+            s.extend(c.escape_unicode());
+        } else {
+            s.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(s)
+}
+
 /// Quotes a user-supplied value for an error message, cut to 60 characters so that a huge
-/// or hostile value still gives a one-line message.
+/// or hostile value still gives a one-line message, with nothing unprintable left raw.
 pub fn clip(value: &str) -> String {
     let mut chars = value.chars();
     let head: String = chars.by_ref().take(60).collect();
+    let quoted = escape_unprintable(&format!("{head:?}")).into_owned();
     if chars.next().is_some() {
-        format!("{head:?}…")
+        quoted + "…"
     } else {
-        format!("{head:?}")
+        quoted
     }
 }
 
@@ -99,17 +135,10 @@ pub const MAX_MESSAGE: usize = 360;
 /// path, say) are escaped, and a message longer than [`MAX_MESSAGE`] keeps its start (what
 /// failed) and its end (what to do), joined by `…`, so a huge value cannot flood the log.
 pub fn one_line(msg: &str) -> String {
-    let mut s = String::with_capacity(msg.len().min(4 * MAX_MESSAGE));
-    for c in msg.chars() {
-        if c.is_control() {
-            s.extend(c.escape_default());
-        } else {
-            s.push(c);
-        }
-    }
+    let s = escape_unprintable(msg);
     let n = s.chars().count();
     if n <= MAX_MESSAGE {
-        return s;
+        return s.into_owned();
     }
     let head = MAX_MESSAGE * 2 / 5;
     let tail = MAX_MESSAGE - head - 1;
@@ -164,6 +193,8 @@ mod tests {
     #[test]
     fn one_line_escapes_and_bounds() {
         assert_eq!(one_line("a\nb"), "a\\nb");
+        assert_eq!(one_line("a\u{202e}b\u{2028}c"), "a\\u{202e}b\\u{2028}c");
+        assert_eq!(clip("x\u{2066}y\n"), "\"x\\u{2066}y\\n\"");
         let long = format!("start {} end: what to do", "x".repeat(100_000));
         let s = one_line(&long);
         assert_eq!(s.chars().count(), MAX_MESSAGE);

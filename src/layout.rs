@@ -43,6 +43,7 @@ impl Layout {
     pub fn artifacts(&self, commit: &str) -> SetLocation {
         SetLocation {
             root: format!("{}artifacts/{commit}/", self.prefix),
+            id: commit.to_string(),
             cache: false,
         }
     }
@@ -69,26 +70,47 @@ impl Layout {
         format!("{}{inverted:013}-{commit}", self.index_prefix())
     }
 
-    /// The commit named by an index key, if it is one.
+    /// The commit named by an index key, if it is one: 13 digits, `-`, and a full lowercase
+    /// hex object id (40 or 64 digits). Anyone who writes `index/` can write any key there,
+    /// so nothing else is ever taken for a commit.
     pub fn index_commit<'k>(&self, key: &'k str) -> Option<&'k str> {
         let rest = key.strip_prefix(&self.index_prefix())?;
         let (time, commit) = rest.split_once('-')?;
-        (time.len() == 13 && time.bytes().all(|b| b.is_ascii_digit())).then_some(commit)
+        (time.len() == 13 && time.bytes().all(|b| b.is_ascii_digit()) && is_object_id(commit))
+            .then_some(commit)
     }
 
     /// The cache entry for a code hash: `[prefix/]cache/<code-hash>/`.
     pub fn cache(&self, code_hash: &str) -> SetLocation {
         SetLocation {
             root: format!("{}cache/{code_hash}/", self.prefix),
+            id: code_hash.to_string(),
             cache: true,
         }
     }
+}
+
+/// Whether `s` is a full lowercase hex object id: 40 digits (SHA-1) or 64 (SHA-256).
+pub fn is_object_id(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && is_lower_hex(s)
+}
+
+/// Whether `s` is a code hash: 64 lowercase hex digits.
+pub fn is_code_hash(s: &str) -> bool {
+    s.len() == 64 && is_lower_hex(s)
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// One asset set's place in the bucket (an artifacts set or a cache entry).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetLocation {
     root: String,
+    /// The commit (artifacts) or code hash (cache) the place is named by.
+    id: String,
     cache: bool,
 }
 
@@ -96,6 +118,11 @@ impl SetLocation {
     /// The key prefix, ending in `/`.
     pub fn root(&self) -> &str {
         &self.root
+    }
+
+    /// The commit of an artifacts set, or the code hash of a cache entry.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// Whether this is a cache entry (which the original tool never wrote in this layout, so
@@ -141,7 +168,24 @@ mod tests {
         let older = l.index_key(1_800_000_000_000, "c1");
         assert!(newer < older, "newest sorts first");
         assert_eq!(older, "team/x/index/8199999999999-c1");
-        assert_eq!(l.index_commit(&older), Some("c1"));
+        // Only a full hex object id is a commit.
+        assert_eq!(l.index_commit(&older), None);
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        let key = l.index_key(1_800_000_000_000, sha);
+        assert_eq!(l.index_commit(&key), Some(sha));
+        for bad in [
+            "..",
+            "not-a-commit",
+            &sha.to_uppercase(),
+            &sha[..39],
+            &format!("{sha}0"),
+        ] {
+            let key = format!("team/x/index/0000000000000-{bad}");
+            assert_eq!(l.index_commit(&key), None, "{bad}");
+        }
+        assert!(l
+            .index_commit(&format!("team/x/index/0000000000000-{}", "a".repeat(64)))
+            .is_some());
         assert_eq!(l.index_commit("team/x/index/junk"), None);
         assert!(Layout::new("a//b").is_err());
     }

@@ -23,6 +23,12 @@ fn paint(code: &str, s: &str) -> String {
     }
 }
 
+/// A log line with nothing raw that could hide or forge text (a name read from the bucket
+/// may hold a newline or a bidirectional override): every line goes through here.
+fn printable(msg: &str) -> std::borrow::Cow<'_, str> {
+    crate::error::escape_unprintable(msg)
+}
+
 /// Silences info lines (warnings and errors still print).
 pub fn set_quiet(q: bool) {
     QUIET.store(q, Ordering::Relaxed);
@@ -31,25 +37,25 @@ pub fn set_quiet(q: bool) {
 /// A phase line: what the tool is doing or has decided.
 pub fn phase(msg: impl AsRef<str>) {
     if !QUIET.load(Ordering::Relaxed) {
-        eprintln!("{} {}", paint("1;36", "==>"), msg.as_ref());
+        eprintln!("{} {}", paint("1;36", "==>"), printable(msg.as_ref()));
     }
 }
 
 /// A detail line, e.g. one transfer.
 pub fn detail(msg: impl AsRef<str>) {
     if !QUIET.load(Ordering::Relaxed) {
-        eprintln!("    {}", msg.as_ref());
+        eprintln!("    {}", printable(msg.as_ref()));
     }
 }
 
 /// A warning: something the user should know about but that does not stop the run.
 pub fn warn(msg: impl AsRef<str>) {
-    eprintln!("{} {}", paint("1;33", "warning:"), msg.as_ref());
+    eprintln!("{} {}", paint("1;33", "warning:"), printable(msg.as_ref()));
 }
 
 /// The one line printed for a fatal error.
 pub fn error(msg: impl AsRef<str>) {
-    eprintln!("{} {}", paint("1;31", "error:"), msg.as_ref());
+    eprintln!("{} {}", paint("1;31", "error:"), printable(msg.as_ref()));
 }
 
 /// Bytes in decimal units, e.g. `12.3 MB`.

@@ -1,11 +1,51 @@
 //! The completion manifest: written last, it is what makes a set count as complete.
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{clip, is_unprintable, Error};
+use crate::layout::{is_code_hash, is_object_id, SetLocation};
 
 /// The manifest format this version writes.
 pub const FORMAT: u32 = 1;
+
+/// The largest manifest a reader takes (64 MiB: about 300,000 files). The bucket is hostile
+/// input: a larger one is refused without reading past this.
+pub const MANIFEST_MAX: u64 = 64 << 20;
+
+/// The largest asset a manifest may name: 5 TiB, the most S3 stores in one object.
+pub const MAX_ASSET_SIZE: u64 = 5 << 40;
+
+/// The longest short text field (`created`, `tool_version`, an entity tag) a manifest may hold.
+const MAX_FIELD: usize = 256;
+
+/// The longest key prefix a manifest may name (S3 keys have at most 1,024 bytes).
+const MAX_PREFIX: usize = 1024;
+
+/// Why a manifest read from the bucket was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// A format this version does not know: a newer version wrote it, so the set is left
+    /// alone and the user told to upgrade.
+    NewerFormat(String),
+    /// Broken or hostile: too large, not JSON, or a field that breaks its rule (named).
+    Invalid(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::NewerFormat(why) | Refused::Invalid(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<Refused> for Error {
+    fn from(r: Refused) -> Self {
+        Error::Verify(r.to_string())
+    }
+}
 
 /// A set's manifest: every asset with its size and SHA-256, and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,6 +57,11 @@ pub struct Manifest {
     /// The code hash, when caching was on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code_hash: Option<String>,
+    /// The key prefix the set was written under (`[prefix/]artifacts/<commit>/` or
+    /// `[prefix/]cache/<code-hash>/`): with the commit or code hash, it binds the manifest, and
+    /// so its signature, to that one place. Absent in manifests of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
     /// The version of s3-asset-manager that wrote the manifest.
     pub tool_version: String,
     /// When the set was completed (RFC 3339, UTC).
@@ -85,13 +130,20 @@ impl BuildIdentity {
 }
 
 impl Manifest {
-    /// A new manifest stamped with this tool's version, the current time and the build.
-    pub fn new(commit: &str, code_hash: Option<&str>, mut files: Vec<FileEntry>) -> Self {
+    /// A new manifest for the set at `loc`, stamped with this tool's version, the current
+    /// time and the build.
+    pub fn new(
+        loc: &SetLocation,
+        commit: &str,
+        code_hash: Option<&str>,
+        mut files: Vec<FileEntry>,
+    ) -> Self {
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Manifest {
             format: FORMAT,
             commit: commit.to_string(),
             code_hash: code_hash.map(str::to_string),
+            prefix: Some(loc.root().to_string()),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             completed_ms: None,
@@ -100,36 +152,138 @@ impl Manifest {
         }
     }
 
-    /// Parses and validates a manifest read from `key`.
-    pub fn parse(bytes: &[u8], key: &str) -> Result<Self> {
+    /// Parses and validates a manifest read from `key`: every field a reader relies on, each
+    /// refused with a message that names it. What was read from the bucket is hostile input.
+    pub fn parse(bytes: &[u8], key: &str) -> std::result::Result<Self, Refused> {
+        let invalid = |what: String| Refused::Invalid(format!("manifest {key}: {what}"));
+        if bytes.len() as u64 > MANIFEST_MAX {
+            return Err(invalid(format!(
+                "it is over {} MiB, the most a manifest may hold",
+                MANIFEST_MAX >> 20
+            )));
+        }
         let m: Manifest = serde_json::from_slice(bytes).map_err(|e| {
             // serde quotes the offending value in full: keep it short.
             let why = crate::error::clip_quoted(&e.to_string(), &['"', '`']);
-            Error::Verify(format!(
-                "manifest {key} is not valid JSON ({why}): the set cannot be trusted; delete the manifest and publish again"
-            ))
+            invalid(format!("it is not valid JSON ({why})"))
         })?;
         if m.format != FORMAT {
-            return Err(Error::Verify(format!(
+            return Err(Refused::NewerFormat(format!(
                 "manifest {key} has format {} but this version reads format {FORMAT}: upgrade s3-asset-manager",
                 m.format
             )));
         }
-        for f in &m.files {
-            check_asset_path(&f.path).map_err(|why| {
-                Error::Verify(format!(
-                    "manifest {key} lists an unsafe path {} ({why}): refusing the set",
-                    crate::error::clip(&f.path)
-                ))
-            })?;
-            if f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(Error::Verify(format!(
-                    "manifest {key} has an invalid SHA-256 for {}: refusing the set",
-                    crate::error::clip(&f.path)
-                )));
+        m.validate().map_err(invalid)?;
+        Ok(m)
+    }
+
+    /// Every field's rule, the first broken one named (`files[3].size`, say).
+    fn validate(&self) -> std::result::Result<(), String> {
+        if !is_object_id(&self.commit) {
+            return Err(format!(
+                "`commit` {} is not a full lowercase hex commit id",
+                clip(&self.commit)
+            ));
+        }
+        if let Some(h) = self.code_hash.as_deref().filter(|h| !is_code_hash(h)) {
+            return Err(format!(
+                "`code_hash` {} is not 64 lowercase hex digits",
+                clip(h)
+            ));
+        }
+        if let Some(p) = &self.prefix {
+            let bad = p.len() > MAX_PREFIX || !p.ends_with('/') || p.chars().any(is_unprintable);
+            if bad {
+                return Err(format!(
+                    "`prefix` {} is not a key prefix (at most {MAX_PREFIX} bytes, ending in '/', printable)",
+                    clip(p)
+                ));
             }
         }
-        Ok(m)
+        for (name, value) in [
+            ("created", &self.created),
+            ("tool_version", &self.tool_version),
+        ] {
+            if value.len() > MAX_FIELD || value.chars().any(is_unprintable) {
+                return Err(format!(
+                    "`{name}` {} is longer than {MAX_FIELD} bytes or not printable",
+                    clip(value)
+                ));
+            }
+        }
+        let mut seen = HashSet::with_capacity(self.files.len());
+        let mut total: u64 = 0;
+        for (i, f) in self.files.iter().enumerate() {
+            check_asset_path(&f.path)
+                .map_err(|why| format!("`files[{i}].path` {} is unsafe ({why})", clip(&f.path)))?;
+            if !seen.insert(f.path.as_str()) {
+                return Err(format!(
+                    "`files[{i}].path` {} is listed twice",
+                    clip(&f.path)
+                ));
+            }
+            if f.size > MAX_ASSET_SIZE {
+                return Err(format!(
+                    "`files[{i}].size` {} is over 5 TiB, the most S3 stores in one object",
+                    f.size
+                ));
+            }
+            total = total
+                .checked_add(f.size)
+                .ok_or_else(|| format!("`files`: the sizes add up past {} bytes", u64::MAX))?;
+            if f.sha256.len() != 64
+                || !f
+                    .sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                return Err(format!(
+                    "`files[{i}].sha256` of {} is not 64 lowercase hex digits",
+                    clip(&f.path)
+                ));
+            }
+            if let Some(etag) = &f.etag {
+                if etag.len() > MAX_FIELD || !etag.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                    return Err(format!(
+                        "`files[{i}].etag` of {} is not a printable entity tag of at most {MAX_FIELD} bytes",
+                        clip(&f.path)
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this manifest is the one of the set at `loc`: it names that commit (an
+    /// artifacts set) or code hash (a cache entry), and the prefix it was written under is
+    /// `loc`'s. A manifest copied anywhere else (with its signature, which covers these names)
+    /// is not that set's. One without a prefix (written by an earlier version) passes only
+    /// when `require_prefix` is false: readers with trusted keys require it.
+    pub fn check_place(
+        &self,
+        loc: &SetLocation,
+        require_prefix: bool,
+    ) -> std::result::Result<(), String> {
+        let key = loc.manifest_key();
+        let (field, named) = match loc.is_cache() {
+            true => ("code hash", self.code_hash.as_deref().unwrap_or("none")),
+            false => ("commit", self.commit.as_str()),
+        };
+        if named != loc.id() {
+            return Err(format!(
+                "manifest {key} names {field} {named}, but it was found at {loc}: a set copied from another place is not this set"
+            ));
+        }
+        match &self.prefix {
+            Some(p) if p != loc.root() => Err(format!(
+                "manifest {key} was written under {}, but it was found at {loc}: a set copied from another place is not this set",
+                clip(p)
+            )),
+            None if require_prefix => Err(format!(
+                "manifest {key} names no key prefix (an earlier version wrote it), so nothing binds its signature to {loc}"
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Serialises the manifest as pretty JSON.
@@ -139,14 +293,21 @@ impl Manifest {
         v
     }
 
-    /// The sum of all asset sizes.
+    /// The sum of all asset sizes (which [`Manifest::parse`] checked cannot overflow).
     pub fn total_bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.size).sum()
+        sum_sizes(self.files.iter().map(|f| f.size))
     }
 }
 
+/// Sizes added without overflow: a sum past `u64::MAX` stops there.
+pub fn sum_sizes(sizes: impl IntoIterator<Item = u64>) -> u64 {
+    sizes.into_iter().fold(0, u64::saturating_add)
+}
+
 /// Checks that `path` is a safe relative asset path: `/`-separated, no empty, `.` or `..`
-/// segments, no leading `.` in any segment, no control characters, not absolute.
+/// segments, no leading `.` in any segment, not absolute, and nothing a log could not show as
+/// it is (control characters, bidirectional overrides, invisible formatting characters, line
+/// and paragraph separators).
 pub fn check_asset_path(path: &str) -> std::result::Result<(), &'static str> {
     if path.is_empty() {
         return Err("empty path");
@@ -156,6 +317,9 @@ pub fn check_asset_path(path: &str) -> std::result::Result<(), &'static str> {
     }
     if path.chars().any(char::is_control) {
         return Err("control character");
+    }
+    if path.chars().any(is_unprintable) {
+        return Err("bidirectional, invisible or separator character");
     }
     for seg in path.split('/') {
         if seg.is_empty() {
@@ -174,31 +338,157 @@ pub fn check_asset_path(path: &str) -> std::result::Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::Layout;
+
+    const SHA1: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn hash(c: char) -> String {
+        c.to_string().repeat(64)
+    }
+
+    fn entry(path: &str, size: u64) -> FileEntry {
+        FileEntry {
+            path: path.into(),
+            size,
+            sha256: hash('0'),
+            etag: None,
+        }
+    }
 
     #[test]
     fn round_trips_and_validates() {
+        let layout = Layout::new("team").unwrap();
+        let loc = layout.artifacts(SHA1);
         let m = Manifest::new(
-            "abc",
-            Some("def"),
+            &loc,
+            SHA1,
+            Some(&hash('d')),
             vec![
-                FileEntry {
-                    path: "b/x.zip".into(),
-                    size: 3,
-                    sha256: "0".repeat(64),
-                    etag: None,
-                },
+                entry("b/x.zip", 3),
                 FileEntry {
                     path: "a.zip".into(),
                     size: 4,
-                    sha256: "1".repeat(64),
+                    sha256: hash('1'),
                     etag: Some("abc".into()),
                 },
             ],
         );
         assert_eq!(m.files[0].path, "a.zip");
         assert_eq!(m.total_bytes(), 7);
+        assert_eq!(
+            m.prefix.as_deref(),
+            Some("team/artifacts/0123456789abcdef0123456789abcdef01234567/")
+        );
         let back = Manifest::parse(&m.to_bytes(), "k").unwrap();
         assert_eq!(back, m);
+        assert_eq!(back.check_place(&loc, true), Ok(()));
+    }
+
+    /// A manifest is its set's only: another commit, another code hash or another prefix
+    /// refuses it, and one without a prefix passes only where none is required.
+    #[test]
+    fn a_manifest_names_its_place() {
+        let layout = Layout::new("").unwrap();
+        let other = "1123456789abcdef0123456789abcdef01234567";
+        let loc = layout.artifacts(SHA1);
+        let m = Manifest::new(&loc, SHA1, Some(&hash('a')), vec![entry("a", 1)]);
+        let e = m.check_place(&layout.artifacts(other), false).unwrap_err();
+        assert!(
+            e.contains(&format!("names commit {SHA1}")) && e.contains(other),
+            "{e}"
+        );
+        let e = m
+            .check_place(&Layout::new("x").unwrap().artifacts(SHA1), false)
+            .unwrap_err();
+        assert!(
+            e.contains("was written under \"artifacts/") && e.contains("x/artifacts/"),
+            "{e}"
+        );
+        // A cache entry is named by its code hash, not by the commit that built it.
+        let cache = layout.cache(&hash('a'));
+        let c = Manifest::new(&cache, SHA1, Some(&hash('a')), vec![entry("a", 1)]);
+        assert_eq!(c.check_place(&cache, true), Ok(()));
+        let e = c.check_place(&layout.cache(&hash('b')), false).unwrap_err();
+        assert!(e.contains("names code hash aaaa"), "{e}");
+        let e = c.check_place(&layout.artifacts(SHA1), false).unwrap_err();
+        assert!(e.contains("was written under \"cache/"), "{e}");
+        let mut old = m.clone();
+        old.prefix = None;
+        assert_eq!(old.check_place(&loc, false), Ok(()));
+        assert!(old
+            .check_place(&loc, true)
+            .unwrap_err()
+            .contains("names no key prefix"));
+    }
+
+    /// Each broken field is refused with one line that names it, and never printed raw.
+    #[test]
+    fn every_field_is_validated() {
+        let loc = Layout::new("").unwrap().artifacts(SHA1);
+        let good = Manifest::new(&loc, SHA1, None, vec![entry("a", 1), entry("b", 2)]);
+        let cases: Vec<(&str, Box<dyn Fn(&mut Manifest)>)> = vec![
+            (
+                "`files[1].path` \"a\" is listed twice",
+                Box::new(|m| m.files[1].path = "a".into()),
+            ),
+            (
+                "`files[0].size` 9223372036854775808 is over 5 TiB",
+                Box::new(|m| m.files[0].size = 1 << 63),
+            ),
+            (
+                "`files[1].size` 5497558138881 is over 5 TiB",
+                Box::new(|m| m.files[1].size = (5 << 40) + 1),
+            ),
+            (
+                "`commit` \"abc\" is not a full lowercase hex",
+                Box::new(|m| m.commit = "abc".into()),
+            ),
+            ("`commit`", Box::new(|m| m.commit = SHA1.to_uppercase())),
+            (
+                "`code_hash` \"../../etc\\nINJECT\" is not 64",
+                Box::new(|m| m.code_hash = Some("../../etc\nINJECT".into())),
+            ),
+            (
+                "`files[0].path`",
+                Box::new(|m| m.files[0].path = "a\u{202e}piz.exe".into()),
+            ),
+            (
+                "`files[0].path`",
+                Box::new(|m| m.files[0].path = "a\u{2028}b".into()),
+            ),
+            (
+                "`files[0].path`",
+                Box::new(|m| m.files[0].path = "a\u{2066}b".into()),
+            ),
+            (
+                "`files[0].path`",
+                Box::new(|m| m.files[0].path = "a\u{1b}[31mb".into()),
+            ),
+            (
+                "`files[0].sha256`",
+                Box::new(|m| m.files[0].sha256 = hash('A')),
+            ),
+            (
+                "`files[0].etag`",
+                Box::new(|m| m.files[0].etag = Some("x\ny".into())),
+            ),
+            (
+                "`prefix`",
+                Box::new(|m| m.prefix = Some("a\u{202e}/".into())),
+            ),
+            ("`created`", Box::new(|m| m.created = "x".repeat(300))),
+        ];
+        for (want, break_it) in cases {
+            let mut m = good.clone();
+            break_it(&mut m);
+            let e = Manifest::parse(&m.to_bytes(), "k").unwrap_err().to_string();
+            assert!(e.contains(want), "want {want:?} in {e:?}");
+            assert!(!e.chars().any(is_unprintable), "raw character in {e:?}");
+            assert!(e.len() < 400, "{e}");
+        }
+        let huge = vec![b' '; MANIFEST_MAX as usize + 1];
+        let e = Manifest::parse(&huge, "k").unwrap_err().to_string();
+        assert!(e.contains("over 64 MiB"), "{e}");
     }
 
     #[test]
@@ -224,6 +514,9 @@ mod tests {
             "a\nb",
             "",
             "a\\b",
+            "a\u{202e}b",
+            "a\u{2029}b",
+            "a\u{feff}b",
         ] {
             assert!(check_asset_path(bad).is_err(), "{bad:?}");
         }

@@ -17,6 +17,10 @@ use crate::layout::SetLocation;
 /// The SSHSIG namespace of every manifest signature.
 pub const NAMESPACE: &str = "s3-asset-manager";
 
+/// The largest signature object a reader takes (an Ed25519 SSHSIG is about 300 bytes): a
+/// larger one is refused without reading past this.
+pub const SIGNATURE_MAX: u64 = 16 << 10;
+
 /// The key of the signature of `manifest` (the exact bytes) in the set at `loc`:
 /// `<set>/.manifest.json.<sha256-hex>.sig`.
 pub fn signature_key(loc: &SetLocation, manifest: &[u8]) -> String {
@@ -91,6 +95,11 @@ impl SigningKey {
             )));
         }
         Ok(SigningKey { key })
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.key.public_key().clone()
     }
 
     /// The public key's SHA-256 fingerprint, as `ssh-keygen -l` prints it.
@@ -186,6 +195,20 @@ impl TrustedKeys {
         Ok(TrustedKeys { keys })
     }
 
+    /// The keys a publisher holding `own` trusts: these and its own public key, so that it
+    /// restores, keeps and counts as complete only sets signed by a trusted key or by itself.
+    pub fn including(trusted: Option<&TrustedKeys>, own: &SigningKey) -> TrustedKeys {
+        let mut keys = trusted.map(|t| t.keys.clone()).unwrap_or_default();
+        let public = own.public_key();
+        if !keys.iter().any(|t| t.key.key_data() == public.key_data()) {
+            keys.push(Trusted {
+                name: format!("{} (this publisher's signing key)", own.fingerprint()),
+                key: public,
+            });
+        }
+        TrustedKeys { keys }
+    }
+
     /// How many keys are trusted.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -201,6 +224,12 @@ impl TrustedKeys {
         let Some(signature) = signature else {
             return Verdict::Untrusted("it is unsigned".into());
         };
+        if signature.len() as u64 > SIGNATURE_MAX {
+            return Verdict::Untrusted(format!(
+                "its signature is over {} KiB, the most a signature may hold",
+                SIGNATURE_MAX >> 10
+            ));
+        }
         let sig = match SshSig::from_pem(signature) {
             Ok(s) => s,
             Err(e) => return Verdict::Untrusted(format!("its signature is unreadable ({e})")),
@@ -268,6 +297,17 @@ BKwpy3yEAWV8KYAevLo6AAAABHRlc3QB
         let others = trusted(&[OTHER]);
         assert!(
             matches!(others.verify(b"manifest", Some(&sig)), Verdict::Untrusted(w) if w.contains(&key.fingerprint()))
+        );
+        // A publisher trusts its own key beside the others, and only once.
+        let own = TrustedKeys::including(Some(&others), &key);
+        assert!(
+            matches!(own.verify(b"manifest", Some(&sig)), Verdict::Trusted(n) if n.contains("this publisher's"))
+        );
+        assert_eq!(TrustedKeys::including(Some(&keys), &key).len(), 1);
+        assert_eq!(TrustedKeys::including(None, &key).len(), 1);
+        let big = vec![b'x'; SIGNATURE_MAX as usize + 1];
+        assert!(
+            matches!(keys.verify(b"manifest", Some(&big)), Verdict::Untrusted(w) if w.contains("over 16 KiB"))
         );
         // Rotation: either of two trusted keys verifies.
         assert!(matches!(

@@ -101,7 +101,7 @@ async fn conformance(s: Arc<dyn Store>, conditions_enforced: bool) {
     // Missing objects.
     assert!(s.head("nope/x").await.unwrap().is_none());
     assert!(s.get("nope/x", None).await.unwrap().is_none());
-    assert!(s.get_bytes("nope/x").await.unwrap().is_none());
+    assert!(s.get_bytes("nope/x", 100).await.unwrap().is_none());
     assert!(s.list("nope/").await.unwrap().is_empty());
 
     // put_bytes, head with metadata, get, ranges.
@@ -114,6 +114,15 @@ async fn conformance(s: Arc<dyn Store>, conditions_enforced: bool) {
     .unwrap();
     let h = s.head("a/b/one.txt").await.unwrap().unwrap();
     assert_eq!(h.size, 11);
+    // A bounded read stops one byte past its limit, so a caller sees "too large".
+    assert_eq!(
+        s.get_bytes("a/b/one.txt", 4).await.unwrap().unwrap(),
+        b"hello"
+    );
+    assert_eq!(
+        s.get_bytes("a/b/one.txt", 11).await.unwrap().unwrap(),
+        b"hello world"
+    );
     assert_eq!(
         h.metadata.get("commit-hash").map(String::as_str),
         Some("c1")

@@ -19,7 +19,7 @@ use super::{Engine, SetState};
 use crate::error::{Error, Result};
 use crate::layout::SetLocation;
 use crate::log;
-use crate::manifest::{FileEntry, Manifest};
+use crate::manifest::{FileEntry, Manifest, MANIFEST_MAX};
 use crate::signing;
 use crate::store::{Precondition, PutOptions};
 
@@ -221,16 +221,42 @@ impl Engine {
                     body
                 }
             };
-            let bad = self.overwritten(loc, &m.files).await?;
-            if bad.is_empty() {
-                return Ok(());
-            }
-            let current = self.store.get_bytes(&loc.manifest_key()).await?;
+            // Whether our objects, or our manifest, were replaced meanwhile. Where keys are
+            // set, the manifest is read beside the listing: a publisher that holds a key must
+            // not end with a manifest in place that it would not take itself (an unsigned
+            // publisher's, racing it). Otherwise only once objects were replaced.
+            let key = loc.manifest_key();
+            let read_current = || self.store.get_bytes(&key, MANIFEST_MAX);
+            let (bad, early) = tokio::join!(self.overwritten(loc, &m.files), async {
+                match self.keys.trusted.is_some() {
+                    true => read_current().await.map(Some),
+                    false => Ok(None),
+                }
+            });
+            let bad = bad?;
+            let current = match early? {
+                Some(current) => current,
+                None if bad.is_empty() => return Ok(()),
+                None => read_current().await?,
+            };
             if current.as_deref() != Some(body.as_slice()) {
-                // A later publisher wrote its own manifest; it checks its own objects.
-                log::phase(format!(
-                    "a concurrent publisher completed {loc} after us; it verifies its own set"
+                // A later publisher wrote its own manifest, and checks its own objects: it
+                // stands if it is a set we would take (valid, its own place's, and trusted
+                // where keys are set). Otherwise ours goes back, and so do our objects.
+                if let Some(SetState::Complete(_)) = self.read_manifest(loc).await? {
+                    log::phase(format!(
+                        "a concurrent publisher completed {loc} after us; it verifies its own set"
+                    ));
+                    return Ok(());
+                }
+                log::warn(format!(
+                    "a concurrent publisher replaced our manifest of {loc} with one that does not count: writing ours again"
                 ));
+                took_over = true;
+                if bad.is_empty() {
+                    continue;
+                }
+            } else if bad.is_empty() {
                 return Ok(());
             }
             if !took_over && self.yield_to_winner(loc, &bad).await? {

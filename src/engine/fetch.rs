@@ -38,8 +38,10 @@ impl Engine {
     ) -> Result<Option<Report>> {
         let started = Instant::now();
         let artifacts = self.layout.artifacts(commit);
-        if let SetState::Untrusted { why, .. } = &state {
-            return Err(refuse_untrusted(&artifacts, why));
+        match &state {
+            SetState::Untrusted { why, .. } => return Err(refuse_untrusted(&artifacts, why)),
+            SetState::Invalid { why } => return Err(refuse_invalid(&artifacts, why)),
+            _ => {}
         }
         let Some(mut report) = found_report(commit, &state) else {
             return Ok(None);
@@ -64,7 +66,9 @@ impl Engine {
                 ));
                 (files, "their package-hash metadata")
             }
-            SetState::Untrusted { .. } | SetState::Missing => return Ok(None),
+            SetState::Untrusted { .. } | SetState::Invalid { .. } | SetState::Missing => {
+                return Ok(None)
+            }
         };
         let unverified = files.iter().filter(|f| f.sha256.is_empty()).count();
         if unverified > 0 {
@@ -142,11 +146,17 @@ pub fn found_report(commit: &str, state: &SetState) -> Option<Report> {
         }
         SetState::Legacy { objects } => {
             r.files = objects.len() as u64;
-            r.bytes = objects.iter().map(|o| o.size).sum();
+            r.bytes = crate::manifest::sum_sizes(objects.iter().map(|o| o.size));
         }
-        SetState::Untrusted { .. } | SetState::Missing => return None,
+        SetState::Untrusted { .. } | SetState::Invalid { .. } | SetState::Missing => return None,
     }
     Some(r)
+}
+
+/// The error for a set whose manifest is not its own (copied from another place) or breaks
+/// the format: a reader never takes it.
+pub fn refuse_invalid(loc: &SetLocation, why: &str) -> Error {
+    Error::Verify(format!("refusing {loc}: {why}; publish the set again"))
 }
 
 /// The error for a set whose manifest no trusted key signed: a reader never takes it.

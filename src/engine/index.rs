@@ -42,13 +42,28 @@ impl Engine {
 
     /// The complete artifacts sets for the resource's `check`, oldest first: the latest only
     /// when `since` is `None`; otherwise `since` (if it still exists) and every newer set.
+    ///
+    /// Anyone who can write `index/` can write any key there, so an entry counts only when
+    /// it names a full hex commit whose set's manifest maps to exactly that entry (its
+    /// completion time and its commit). The rest are skipped, counted in one warning, and
+    /// bounded: past [`SKIPPED_MAX`] skipped entries, the check stops looking.
     pub async fn versions(&self, since: Option<&str>) -> Result<Vec<String>> {
-        let prefix = self.layout.index_prefix();
-        let Some(since) = since else {
-            return Ok(self.latest_version(&prefix).await?.into_iter().collect());
+        let mut skipped = Skipped::default();
+        let found = match since {
+            None => self
+                .latest_version(&mut skipped)
+                .await
+                .map(|v| v.into_iter().collect()),
+            Some(since) => self.versions_since(since, &mut skipped).await,
         };
-        let m = match self.set_state(&self.layout.artifacts(since), false).await? {
-            SetState::Complete(m) => m,
+        skipped.report();
+        found
+    }
+
+    async fn versions_since(&self, since: &str, skipped: &mut Skipped) -> Result<Vec<String>> {
+        let prefix = self.layout.index_prefix();
+        let m = match self.read_manifest(&self.layout.artifacts(since)).await? {
+            Some(SetState::Complete(m)) => m,
             _ => {
                 log::phase(format!(
                     "version {since} no longer exists{}: reporting the latest set",
@@ -58,7 +73,7 @@ impl Engine {
                         ""
                     }
                 ));
-                return Ok(self.latest_version(&prefix).await?.into_iter().collect());
+                return Ok(self.latest_version(skipped).await?.into_iter().collect());
             }
         };
         let Some(ms) = m.completed_ms else {
@@ -66,7 +81,8 @@ impl Engine {
             return Ok(vec![since.to_string()]);
         };
         let stop = self.layout.index_key(ms, since);
-        let mut newer: Vec<String> = Vec::new();
+        // Every entry before `since`'s own: the newer sets, newest first.
+        let mut newer: Vec<(String, String)> = Vec::new();
         let mut after: Option<String> = None;
         'pages: loop {
             let page = self
@@ -77,8 +93,13 @@ impl Engine {
                 if o.key >= stop {
                     break 'pages;
                 }
-                if let Some(c) = self.layout.index_commit(&o.key) {
-                    newer.push(c.to_string());
+                match self.layout.index_commit(&o.key) {
+                    Some(c) if c != since => newer.push((o.key.clone(), c.to_string())),
+                    Some(_) => skipped.add(),
+                    None => skipped.add(),
+                }
+                if skipped.exhausted() {
+                    break 'pages;
                 }
             }
             match page.last() {
@@ -86,56 +107,109 @@ impl Engine {
                 _ => break,
             }
         }
-        // Oldest first; a commit indexed twice (two racing publishers) counts once, at its
-        // first completion. An entry is written beside its set's manifest, so each new set
-        // counts only once its manifest is there (all checked at once, one round trip).
-        let mut seen = std::collections::HashSet::from([since.to_string()]);
-        let candidates: Vec<String> = newer
-            .into_iter()
-            .rev()
-            .filter(|c| seen.insert(c.clone()))
-            .collect();
-        let listed: Vec<Result<bool>> = futures::stream::iter(candidates.iter())
-            .map(|c| self.listed(c))
-            .buffered(LISTED_IN_FLIGHT)
-            .collect()
-            .await;
+        // Oldest first. Each candidate counts only once its manifest is there and maps to
+        // its entry (all read at once, 32 in flight): a commit indexed twice (racing or
+        // repairing publishers) counts once, at the completion its manifest names.
         let mut out = vec![since.to_string()];
-        for (c, listed) in candidates.into_iter().zip(listed) {
-            if listed? {
-                out.push(c);
+        let mut checks = futures::stream::iter(newer.iter().rev())
+            .map(|(key, c)| async move { (c, self.listed(key, c).await) })
+            .buffered(LISTED_IN_FLIGHT);
+        while let Some((c, listed)) = checks.next().await {
+            match listed? {
+                true => out.push(c.clone()),
+                false => skipped.add(),
+            }
+            if skipped.exhausted() {
+                break;
             }
         }
         Ok(out)
     }
 
-    /// Whether an indexed commit's set counts as a version: its manifest exists (a HEAD) and,
-    /// with trusted keys set, one of them signed it (which costs reading it and its signature).
-    async fn listed(&self, commit: &str) -> Result<bool> {
+    /// Whether the index entry `key` for `commit` counts as a version: the set's manifest
+    /// exists, is valid, names this place and maps to exactly this entry, and with trusted
+    /// keys set, one of them signed it. One request (the manifest), two with trusted keys.
+    async fn listed(&self, key: &str, commit: &str) -> Result<bool> {
         let loc = self.layout.artifacts(commit);
-        if self.keys.trusted.is_some() {
-            return Ok(matches!(
-                self.set_state(&loc, false).await?,
-                SetState::Complete(_)
-            ));
-        }
-        Ok(self.store.head(&loc.manifest_key()).await?.is_some())
+        Ok(match self.read_manifest(&loc).await? {
+            Some(SetState::Complete(m)) => m
+                .completed_ms
+                .is_some_and(|ms| self.layout.index_key(ms, commit) == key),
+            _ => false,
+        })
     }
 
-    /// The newest indexed set whose manifest still exists (and is trusted, with trusted keys).
-    async fn latest_version(&self, prefix: &str) -> Result<Option<String>> {
+    /// The newest indexed set that counts (see [`Engine::listed`]): the first entry, then
+    /// pages of more when it does not count.
+    async fn latest_version(&self, skipped: &mut Skipped) -> Result<Option<String>> {
+        let prefix = self.layout.index_prefix();
         let mut after: Option<String> = None;
+        let mut page_size = 1;
         loop {
-            let page = self.store.list_page(prefix, after.as_deref(), 1).await?;
-            let Some(entry) = page.first() else {
+            let page = self
+                .store
+                .list_page(&prefix, after.as_deref(), page_size)
+                .await?;
+            let Some(last) = page.last() else {
                 return Ok(None);
             };
-            if let Some(c) = self.layout.index_commit(&entry.key) {
-                if self.listed(c).await? {
+            // In order, the entries of a page read at once (a page after the first holds
+            // only what a skipped entry pushed down).
+            let mut checks = futures::stream::iter(&page)
+                .map(|entry| async move {
+                    match self.layout.index_commit(&entry.key) {
+                        Some(c) => self.listed(&entry.key, c).await.map(|l| l.then_some(c)),
+                        None => Ok(None),
+                    }
+                })
+                .buffered(LISTED_IN_FLIGHT);
+            while let Some(listed) = checks.next().await {
+                if let Some(c) = listed? {
                     return Ok(Some(c.to_string()));
                 }
+                skipped.add();
+                if skipped.exhausted() {
+                    return Ok(None);
+                }
             }
-            after = Some(entry.key.clone());
+            if page.len() < page_size {
+                return Ok(None);
+            }
+            after = Some(last.key.clone());
+            page_size = 1000;
+        }
+    }
+}
+
+/// The most index entries one `check` skips (entries that are not a complete set's: forged,
+/// malformed, or left by an interrupted or racing publish) before it stops looking: each may
+/// have cost a read of a manifest.
+pub const SKIPPED_MAX: usize = 1000;
+
+/// The index entries a `check` skipped, for its one warning.
+#[derive(Debug, Default)]
+struct Skipped(usize);
+
+impl Skipped {
+    fn add(&mut self) {
+        self.0 += 1;
+    }
+
+    fn exhausted(&self) -> bool {
+        self.0 >= SKIPPED_MAX
+    }
+
+    fn report(&self) {
+        match self.0 {
+            0 => {}
+            n if self.exhausted() => log::warn(format!(
+                "skipped {n} index entries that are not a complete set's (malformed, forged, or left by an interrupted or racing publish) and stopped looking there: remove them from index/"
+            )),
+            n => log::warn(format!(
+                "skipped {n} index {} that {} not a complete set's (malformed, forged, or left by an interrupted or racing publish)",
+                if n == 1 { "entry" } else { "entries" },
+                if n == 1 { "is" } else { "are" }
+            )),
         }
     }
 }

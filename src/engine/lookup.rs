@@ -59,13 +59,16 @@ impl Engine {
                 return Ok(report);
             }
             Some(SetState::Legacy { objects }) => {
-                let bytes = objects.iter().map(|o| o.size).sum();
+                let bytes = crate::manifest::sum_sizes(objects.iter().map(|o| o.size));
                 found(&mut report, objects.len() as u64, bytes)?;
                 report.seconds = started.elapsed().as_secs_f64();
                 return Ok(report);
             }
             Some(SetState::Untrusted { .. }) => {
                 log::phase(format!("{artifacts} is not trusted: building it again"))
+            }
+            Some(SetState::Invalid { .. }) => {
+                log::phase(format!("{artifacts} is not complete: building it again"))
             }
             Some(SetState::Missing) => log::phase(format!("{artifacts} is not complete")),
             None => {}

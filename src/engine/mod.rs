@@ -22,7 +22,7 @@ mod restore;
 mod transfer;
 mod window;
 
-pub use fetch::{found_report, refuse_untrusted};
+pub use fetch::{found_report, refuse_invalid, refuse_untrusted};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,8 +33,8 @@ use crate::codehash::{self, Patterns};
 use crate::error::{clip, Error, Result};
 use crate::layout::{Layout, SetLocation};
 use crate::log;
-use crate::manifest::Manifest;
-use crate::signing::{self, SigningKey, TrustedKeys, Verdict};
+use crate::manifest::{Manifest, Refused, MANIFEST_MAX};
+use crate::signing::{self, SigningKey, TrustedKeys, Verdict, SIGNATURE_MAX};
 use crate::store::{ObjectInfo, Store, Tuning};
 
 /// How the cache may be used.
@@ -197,6 +197,14 @@ pub enum SetState {
         /// Why it is not trusted, naming its signer or saying it is unsigned.
         why: String,
     },
+    /// A manifest that is not this set's: it names another commit, code hash or prefix (a
+    /// set copied from elsewhere), or breaks a rule of the format (too large, a duplicate
+    /// path, a size over 5 TiB, ...). Not complete: a reader refuses it, `check` builds, and
+    /// any publisher replaces it.
+    Invalid {
+        /// What is wrong with it, naming what it names and where it was found, or the field.
+        why: String,
+    },
     /// No manifest: missing, interrupted, or legacy without `accept_legacy`.
     Missing,
 }
@@ -275,8 +283,16 @@ impl Engine {
         }
     }
 
-    /// The same engine, signing and trusting with `keys`.
-    pub fn with_keys(mut self, keys: Keys) -> Self {
+    /// The same engine, signing and trusting with `keys`. A signing key implies trust in its
+    /// own public key: such a publisher takes only sets signed by a trusted key or by itself,
+    /// so it never signs what it has not verified.
+    pub fn with_keys(mut self, mut keys: Keys) -> Self {
+        if let Some(own) = &keys.signing {
+            keys.trusted = Some(Arc::new(TrustedKeys::including(
+                keys.trusted.as_deref(),
+                own,
+            )));
+        }
         self.keys = keys;
         self
     }
@@ -321,22 +337,37 @@ impl Engine {
         })
     }
 
-    /// The state of a set that has a manifest (complete, or untrusted); `None` without one.
+    /// The state of a set that has a manifest (complete, untrusted or invalid); `None`
+    /// without one. Everything read here is hostile input: the manifest and its signature are
+    /// read up to their size limits only, the manifest is validated field by field, and it
+    /// must name this place (its commit or code hash, and its prefix), whoever signed it.
     pub(super) async fn read_manifest(&self, loc: &SetLocation) -> Result<Option<SetState>> {
         let key = loc.manifest_key();
-        let Some(bytes) = self.store.get_bytes(&key).await? else {
+        let Some(bytes) = self.store.get_bytes(&key, MANIFEST_MAX).await? else {
             return Ok(None);
         };
-        // Writes are atomic, so an unreadable or unsafe manifest was put there by hand
-        // (or by an attacker): refuse the set loudly rather than guess.
-        let manifest = Box::new(Manifest::parse(&bytes, &key)?);
+        // Writes are atomic, so an unreadable, unsafe or misplaced manifest was put there by
+        // hand (or by an attacker): the set is not complete, and the log says why.
+        let invalid = |why: String| {
+            log::warn(format!("{why}: {loc} is not counted as complete"));
+            Ok(Some(SetState::Invalid { why }))
+        };
+        let manifest = match Manifest::parse(&bytes, &key) {
+            Ok(m) => Box::new(m),
+            Err(Refused::Invalid(why)) => return invalid(why),
+            // Not ours to judge, or to replace: stop and say so.
+            Err(newer @ Refused::NewerFormat(_)) => return Err(newer.into()),
+        };
+        if let Err(why) = manifest.check_place(loc, self.keys.trusted.is_some()) {
+            return invalid(why);
+        }
         let Some(trusted) = &self.keys.trusted else {
             return Ok(Some(SetState::Complete(manifest)));
         };
         // The signature of exactly these bytes: never another manifest's.
         let signature = self
             .store
-            .get_bytes(&signing::signature_key(loc, &bytes))
+            .get_bytes(&signing::signature_key(loc, &bytes), SIGNATURE_MAX)
             .await?;
         Ok(Some(match trusted.verify(&bytes, signature.as_deref()) {
             Verdict::Trusted(signer) => {

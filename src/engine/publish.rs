@@ -101,6 +101,9 @@ impl Engine {
                     return Ok(skipped(commit, code_hash));
                 }
             },
+            SetState::Invalid { .. } => log::warn(format!(
+                "{artifacts} has a manifest that is not its own: publishing the set over it"
+            )),
             SetState::Missing => {}
         }
         let (code_hash, cache) = cache?;
@@ -128,7 +131,7 @@ impl Engine {
             .map(|a| self.store.checksum_parts(a.size))
             .collect();
         let hashed = hash_assets(&files, parts).await?;
-        let total: u64 = hashed.iter().map(|h| h.size).sum();
+        let total = crate::manifest::sum_sizes(hashed.iter().map(|h| h.size));
         log::phase(format!(
             "uploading {} files, {} to {}{artifacts}",
             files.len(),
@@ -192,14 +195,16 @@ impl Engine {
         };
         let cached = match copied {
             None => None,
-            Some(Ok((loc, files, from))) => Some((loc, Manifest::new(&commit, ch, files), from)),
+            Some(Ok((loc, files, from))) => {
+                Some((loc, Manifest::new(loc, &commit, ch, files), from))
+            }
             Some(Err(Error::Verify(e))) => {
                 log::warn(not_filled(ch.unwrap_or_default(), &e));
                 None
             }
             Some(Err(e)) => return Err(e),
         };
-        let manifest = Manifest::new(&commit, ch, written);
+        let manifest = Manifest::new(&artifacts, &commit, ch, written);
         let (filled, completed) = tokio::join!(
             async {
                 match &cached {

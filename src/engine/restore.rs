@@ -48,7 +48,7 @@ impl Engine {
                 "restored",
             )
             .await?;
-        let manifest = Manifest::new(commit, Some(code_hash), files);
+        let manifest = Manifest::new(artifacts, commit, Some(code_hash), files);
         self.complete_set(artifacts, manifest, &origin, true).await
     }
 

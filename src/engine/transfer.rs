@@ -174,7 +174,7 @@ impl Engine {
         code_hash: Option<&str>,
         verb: &'static str,
     ) -> Result<Vec<FileEntry>> {
-        let total = files.iter().map(|f| f.size).sum();
+        let total = crate::manifest::sum_sizes(files.iter().map(|f| f.size));
         let (progress, _guard) = Progress::start(verb, files.len() as u64, total);
         let max = self.tuning.concurrency;
         let throttles = self.store.throttled();
@@ -243,7 +243,7 @@ impl Engine {
         files: &[FileEntry],
         dest: &Path,
     ) -> Result<()> {
-        let total = files.iter().map(|f| f.size).sum();
+        let total = crate::manifest::sum_sizes(files.iter().map(|f| f.size));
         let (progress, _guard) = Progress::start("downloaded", files.len() as u64, total);
         let mut window = Window::new(self.tuning.concurrency, self.store.throttled());
         let jobs = files.iter().map(|f| {

@@ -10,7 +10,8 @@ use super::{parse_request, CheckRequest, InRequest, MetadataField, OutRequest, R
 use crate::assets;
 use crate::commit;
 use crate::engine::{
-    found_report, refuse_untrusted, LookupOptions, Outcome, PublishOptions, Report, SetState,
+    found_report, refuse_invalid, refuse_untrusted, LookupOptions, Outcome, PublishOptions, Report,
+    SetState,
 };
 use crate::error::{clip, one_line, Error, Result};
 use crate::log;
@@ -100,6 +101,15 @@ pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
             }
             log::phase(format!(
                 "{artifacts} is not complete: wrote .commit-hash only"
+            ));
+            Report::new(&commit, Outcome::Missing)
+        }
+        SetState::Invalid { why } => {
+            if params.require {
+                return Err(refuse_invalid(&artifacts, &why));
+            }
+            log::warn(format!(
+                "refusing {artifacts}: {why}; wrote .commit-hash only, so the build runs"
             ));
             Report::new(&commit, Outcome::Missing)
         }

@@ -22,10 +22,29 @@ use crate::layout::Layout;
 use crate::signing::{SigningKey, TrustedKeys};
 use crate::store::{self, Bucket, StoreConfig, Tuning};
 
-/// A secret string: never printed by `Debug`.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
+/// A secret string: never printed by `Debug`, nor by a deserialisation error (a number given
+/// for a secret key is still the key: the error names the field and the type, not the value).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub String);
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error as _, IgnoredAny};
+        // Whatever it is, read it whole and say only that it is not a string.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Any {
+            Text(String),
+            Other(IgnoredAny),
+        }
+        match Any::deserialize(d) {
+            Ok(Any::Text(s)) => Ok(Secret(s)),
+            _ => Err(D::Error::custom(
+                "expected a string (the value given is not shown: it is a secret)",
+            )),
+        }
+    }
+}
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

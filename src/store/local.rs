@@ -249,20 +249,33 @@ impl Store for LocalStore {
     }
 
     async fn get(&self, key: &str, range: Option<(u64, u64)>) -> Result<Option<Reader>> {
+        use std::os::unix::fs::OpenOptionsExt;
         let path = self.path_of(key)?;
-        let mut f = match tokio::fs::File::open(&path).await {
+        // Without blocking: opening a FIFO to read waits for a writer, forever. What was
+        // opened is then checked to be a regular file before a byte is read.
+        let f = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+        {
             Ok(f) => f,
             Err(e) if not_found(&e) => return Ok(None),
             Err(e) => return Err(Error::io("cannot open", &path, e)),
         };
-        if !f
+        let kind = f
             .metadata()
-            .await
             .map_err(|e| Error::io("cannot stat", &path, e))?
-            .is_file()
-        {
+            .file_type();
+        if kind.is_dir() {
             return Ok(None);
         }
+        if !kind.is_file() {
+            return Err(Error::Store(format!(
+                "{} is not a regular file (a FIFO, socket or device): refusing to read it; remove it from the bucket directory",
+                path.display()
+            )));
+        }
+        let mut f = tokio::fs::File::from_std(f);
         match range {
             None => Ok(Some(Box::pin(f))),
             Some((first, last)) => {
@@ -357,5 +370,32 @@ impl Store for LocalStore {
             .map_err(|e| Error::io("cannot copy", &from, e))?;
         drop(out);
         self.commit(&tmp, dst, opts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A FIFO at a key is refused at once, not read (which would wait for a writer forever);
+    /// a directory is no object.
+    #[tokio::test]
+    async fn non_regular_files_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        std::fs::create_dir_all(dir.path().join("a/dir")).unwrap();
+        let fifo = dir.path().join("a/.manifest.json");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            store.get_bytes("a/.manifest.json", 100),
+        )
+        .await
+        .expect("reading a FIFO must not block");
+        let e = read.err().expect("a FIFO is refused").to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        assert!(store.get("a/dir", None).await.unwrap().is_none());
+        assert!(store.head("a/.manifest.json").await.unwrap().is_none());
     }
 }

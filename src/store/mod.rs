@@ -145,13 +145,16 @@ pub trait Store: Send + Sync {
         if_match: Option<&str>,
     ) -> Result<String>;
 
-    /// Reads a whole (small) object into memory, or `None` if it does not exist.
-    async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let Some(mut r) = self.get(key, None).await? else {
+    /// Reads a small object into memory, or `None` if it does not exist. Reads no more than
+    /// `limit + 1` bytes: a longer object comes back cut there, so that the caller can tell
+    /// it is over the limit without its memory following a hostile object's size.
+    async fn get_bytes(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        let Some(r) = self.get(key, None).await? else {
             return Ok(None);
         };
         let mut buf = Vec::new();
-        r.read_to_end(&mut buf)
+        r.take(limit.saturating_add(1))
+            .read_to_end(&mut buf)
             .await
             .map_err(|e| Error::Store(format!("reading {key} from {} failed: {e}", self.url())))?;
         Ok(Some(buf))
