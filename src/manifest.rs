@@ -271,16 +271,16 @@ impl Manifest {
         };
         if named != loc.id() {
             return Err(format!(
-                "manifest {key} names {field} {named}, but it was found at {loc}: a set copied from another place is not this set"
+                "manifest {key} names {field} {named}: a set copied from another place is not this set"
             ));
         }
         match &self.prefix {
             Some(p) if p != loc.root() => Err(format!(
-                "manifest {key} was written under {}, but it was found at {loc}: a set copied from another place is not this set",
+                "manifest {key} was written under {}: a set copied from another place is not this set",
                 clip(p)
             )),
             None if require_prefix => Err(format!(
-                "manifest {key} names no key prefix (an earlier version wrote it), so nothing binds its signature to {loc}"
+                "manifest {key} names no key prefix (an earlier version wrote it), so nothing binds its signature to this place"
             )),
             _ => Ok(()),
         }

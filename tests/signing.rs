@@ -9,56 +9,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{cli, resource, Repo, Run, S3Server};
+use common::{cli, resource, Key, Repo, Run, S3Server};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 type Env = BTreeMap<String, String>;
-
-/// An Ed25519 key pair made by `ssh-keygen`, as a user makes one.
-struct Key {
-    private: PathBuf,
-    public_line: String,
-}
-
-impl Key {
-    fn new(dir: &Path, name: &str) -> Key {
-        let private = dir.join(name);
-        let out = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-            .arg(&private)
-            .output()
-            .expect("ssh-keygen (openssh-client; scripts/test installs it)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let public_line = std::fs::read_to_string(private.with_extension("pub"))
-            .unwrap()
-            .trim()
-            .to_string();
-        Key {
-            private,
-            public_line,
-        }
-    }
-
-    /// The fingerprint `ssh-keygen -l` prints, e.g. `SHA256:...`.
-    fn fingerprint(&self) -> String {
-        let out = Command::new("ssh-keygen")
-            .arg("-lf")
-            .arg(&self.private)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        text.split_whitespace().nth(1).unwrap().to_string()
-    }
-
-    fn private_text(&self) -> String {
-        std::fs::read_to_string(&self.private).unwrap()
-    }
-}
 
 /// A bucket on the S3 server, a repository with one commit, and three keys: `main` (the trusted
 /// pipeline), `next` (its successor, for rotation) and `pr` (a pull-request pipeline's).

@@ -156,7 +156,7 @@ pub fn found_report(commit: &str, state: &SetState) -> Option<Report> {
 /// The error for a set whose manifest is not its own (copied from another place) or breaks
 /// the format: a reader never takes it.
 pub fn refuse_invalid(loc: &SetLocation, why: &str) -> Error {
-    Error::Verify(format!("refusing {loc}: {why}; publish the set again"))
+    Error::Verify(format!("{why}: refusing {loc}; publish the set again"))
 }
 
 /// The error for a set whose manifest no trusted key signed: a reader never takes it.

@@ -492,3 +492,48 @@ pub fn resource(name: &str, dir: &Path, request: &serde_json::Value) -> Run {
     };
     run_bin_stdin(&resource_bin(name), &args, dir, &env, &request.to_string())
 }
+
+/// An Ed25519 key pair made by `ssh-keygen`, as a user makes one.
+pub struct Key {
+    pub private: PathBuf,
+    pub public_line: String,
+}
+
+impl Key {
+    pub fn new(dir: &Path, name: &str) -> Key {
+        let private = dir.join(name);
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .arg(&private)
+            .output()
+            .expect("ssh-keygen (openssh-client; scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let public_line = std::fs::read_to_string(private.with_extension("pub"))
+            .unwrap()
+            .trim()
+            .to_string();
+        Key {
+            private,
+            public_line,
+        }
+    }
+
+    /// The fingerprint `ssh-keygen -l` prints, e.g. `SHA256:...`.
+    pub fn fingerprint(&self) -> String {
+        let out = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(&self.private)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.split_whitespace().nth(1).unwrap().to_string()
+    }
+
+    pub fn private_text(&self) -> String {
+        std::fs::read_to_string(&self.private).unwrap()
+    }
+}

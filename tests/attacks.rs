@@ -1,0 +1,829 @@
+//! A bucket writer without the signing key gains nothing: each attack of the security review,
+//! performed the way a writer with `artifacts/`, `cache/` and `index/` access would (objects
+//! first, then the manifest and its signature), against the built binaries, and the refusal
+//! the README documents. Every test runs on a `file://` bucket and on the S3 server the test
+//! script started (Garage or SeaweedFS).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{resource, Key, Repo, Run, S3Server};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// Where a test's bucket lives.
+enum Place {
+    File(PathBuf),
+    S3(S3Server, String),
+}
+
+/// A fresh bucket, with the raw object access an attacker has.
+struct Bucket {
+    place: Place,
+}
+
+impl Bucket {
+    /// A `file://` bucket under `root`, and one on the S3 server when the tests have one.
+    fn all(root: &Path, tag: &str) -> Vec<Bucket> {
+        let dir = root.join("bucket");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut all = vec![Bucket {
+            place: Place::File(dir),
+        }];
+        if let Some(g) = S3Server::get() {
+            let name = g.new_bucket(tag);
+            all.push(Bucket {
+                place: Place::S3(g, name),
+            });
+        }
+        all
+    }
+
+    fn name(&self) -> String {
+        match &self.place {
+            Place::File(_) => "file://".into(),
+            Place::S3(g, _) => format!("{:?}", g.store),
+        }
+    }
+
+    /// The task environment that reaches the bucket.
+    fn env(&self) -> BTreeMap<String, String> {
+        match &self.place {
+            Place::File(dir) => BTreeMap::from([(
+                "PACKAGE_ASSETS_BUCKET".to_string(),
+                format!("file://{}", dir.display()),
+            )]),
+            Place::S3(g, b) => g.env(b),
+        }
+    }
+
+    /// The resource's `source`, with `extra` on top.
+    fn source(&self, extra: Value) -> Value {
+        let mut s = match &self.place {
+            Place::File(dir) => json!({ "bucket": format!("file://{}", dir.display()) }),
+            Place::S3(g, b) => g.source(b, json!({})),
+        };
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            s[k] = v.clone();
+        }
+        s
+    }
+
+    fn put(&self, key: &str, body: &[u8]) {
+        match &self.place {
+            Place::File(dir) => {
+                let p = dir.join(key);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, body).unwrap();
+            }
+            Place::S3(g, b) => g.put(b, key, body),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        match &self.place {
+            Place::File(dir) => std::fs::read(dir.join(key)).ok(),
+            Place::S3(g, b) => self
+                .keys()
+                .contains(&key.to_string())
+                .then(|| g.get_bytes(b, key)),
+        }
+    }
+
+    /// A server-side copy, metadata included, as `aws s3 cp` between two keys makes it.
+    fn copy(&self, from: &str, to: &str) {
+        match &self.place {
+            Place::File(dir) => {
+                let dst = dir.join(to);
+                std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+                std::fs::copy(dir.join(from), dst).unwrap();
+                let meta = |k: &str| dir.join(".s3am/meta").join(k);
+                if meta(from).exists() {
+                    std::fs::create_dir_all(meta(to).parent().unwrap()).unwrap();
+                    std::fs::copy(meta(from), meta(to)).unwrap();
+                }
+            }
+            Place::S3(g, b) => common::rt().block_on(async {
+                g.client()
+                    .copy_object()
+                    .bucket(b)
+                    .key(to)
+                    .copy_source(format!("{b}/{from}"))
+                    .send()
+                    .await
+                    .expect("copy object");
+            }),
+        }
+    }
+
+    /// Every key, sorted.
+    fn keys(&self) -> Vec<String> {
+        let mut keys = match &self.place {
+            Place::File(dir) => walkdir::WalkDir::new(dir)
+                .into_iter()
+                .filter_entry(|e| e.file_name() != ".s3am")
+                .flatten()
+                .filter(|e| e.file_type().is_file())
+                .map(|e| {
+                    let rel = e.path().strip_prefix(dir).unwrap();
+                    rel.to_string_lossy().into_owned()
+                })
+                .collect(),
+            Place::S3(g, b) => g.keys(b),
+        };
+        keys.sort();
+        keys
+    }
+
+    /// A writer's copy of the set at `from` to `to` (key prefixes ending in `/`): the objects
+    /// first, then the signatures, then the manifest.
+    fn copy_set(&self, from: &str, to: &str) {
+        let mut keys: Vec<String> = self
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with(from))
+            .collect();
+        let rank = |k: &str| match k.rsplit('/').next().unwrap() {
+            ".manifest.json" => 2,
+            n if n.starts_with(".manifest.json.") => 1,
+            _ => 0,
+        };
+        keys.sort_by_key(|k| rank(k));
+        for k in keys {
+            self.copy(&k, &format!("{to}{}", &k[from.len()..]));
+        }
+    }
+}
+
+/// A repository with three commits (A, B, and C at HEAD), the `main` pipeline's key, and a
+/// trusted keys file holding its public key.
+struct World {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    a: String,
+    b: String,
+    c: String,
+    main: Key,
+    trusted: String,
+}
+
+impl World {
+    fn new() -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let repo = Repo::init(&root.join("repo"));
+        let mut commits = Vec::new();
+        for v in ["v1", "v2", "v3"] {
+            repo.write("src/app.py", &format!("print('{v}')\n"));
+            commits.push(repo.commit(v));
+        }
+        let keys = root.join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        let main = Key::new(&keys, "main");
+        let trusted = root.join("trusted");
+        std::fs::write(&trusted, format!("{}\n", main.public_line)).unwrap();
+        World {
+            a: commits[0].clone(),
+            b: commits[1].clone(),
+            c: commits[2].clone(),
+            _tmp: tmp,
+            root,
+            main,
+            trusted: trusted.to_string_lossy().into_owned(),
+        }
+    }
+
+    fn unique(&self, tag: &str) -> PathBuf {
+        self.root.join(common::unique_name(tag))
+    }
+
+    /// The CLI against `b`, with `extra` variables.
+    fn run(&self, b: &Bucket, args: &[&str], extra: &[(&str, &str)]) -> Run {
+        let mut env = b.env();
+        env.insert("GIT_REPO_PATH".into(), "repo".into());
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        common::cli(args, &self.root, &env)
+    }
+
+    fn signing(&self) -> (&'static str, String) {
+        (
+            "S3AM_SIGNING_KEY",
+            self.main.private.to_string_lossy().into_owned(),
+        )
+    }
+
+    /// `upload` of `content` as fn.zip for `commit` (with a `.code-hash` when given), by the
+    /// main pipeline (`signed`) or by a writer without its key.
+    fn publish(
+        &self,
+        b: &Bucket,
+        commit: &str,
+        content: &str,
+        signed: bool,
+        code_hash: Option<&str>,
+    ) {
+        let pkg = self.unique("pkg");
+        std::fs::create_dir_all(&pkg).unwrap();
+        std::fs::write(pkg.join(".commit-hash"), commit).unwrap();
+        if let Some(h) = code_hash {
+            std::fs::write(pkg.join(".code-hash"), h).unwrap();
+        }
+        std::fs::write(pkg.join("fn.zip"), content).unwrap();
+        let pkg_s = pkg.to_string_lossy().into_owned();
+        let key = self.signing();
+        let mut vars = vec![("PACKAGE_DIRECTORY", pkg_s.as_str())];
+        if signed {
+            vars.push((key.0, key.1.as_str()));
+        }
+        self.run(b, &["upload"], &vars).ok();
+    }
+
+    /// `fetch --commit` into a fresh directory, as a trusted deploy (with the trusted keys) or
+    /// as a reader without keys.
+    fn fetch(&self, b: &Bucket, commit: &str, trusted: bool) -> (Run, PathBuf) {
+        let dest = self.unique("dest");
+        let d = dest.to_string_lossy().into_owned();
+        let mut vars = vec![];
+        if trusted {
+            vars.push(("S3AM_TRUSTED_KEYS", self.trusted.as_str()));
+        }
+        let r = self.run(b, &["fetch", "--commit", commit, "--dest", &d], &vars);
+        (r, dest)
+    }
+
+    /// `check` at HEAD (C) in a fresh package directory, with `extra` variables.
+    fn check(&self, b: &Bucket, extra: &[(&str, &str)]) -> (Run, PathBuf) {
+        let pkg = self.unique("pkg");
+        let p = pkg.to_string_lossy().into_owned();
+        let mut vars = extra.to_vec();
+        vars.push(("PACKAGE_DIRECTORY", &p));
+        let r = self.run(b, &["check"], &vars);
+        (r, pkg)
+    }
+
+    /// The code hash of HEAD over `src`.
+    fn code_hash(&self) -> String {
+        let r = common::cli(
+            &["hash", "--repo", "repo", "--filter", "src"],
+            &self.root,
+            &BTreeMap::new(),
+        );
+        r.ok();
+        r.stdout.trim().to_string()
+    }
+
+    /// The resource's `in` of `commit` into a fresh directory.
+    fn get(&self, commit: &str, source: Value, params: Value) -> (Run, PathBuf) {
+        let dest = self.unique("get");
+        let req = json!({"source": source, "version": {"commit": commit}, "params": params});
+        (resource("in", &dest, &req), dest)
+    }
+
+    fn trusted_source(&self, b: &Bucket) -> Value {
+        b.source(json!({ "trusted_keys": [self.main.public_line] }))
+    }
+}
+
+/// The key of the signature of `manifest` in the set at `root`.
+fn signature_key(root: &str, manifest: &[u8]) -> String {
+    format!(
+        "{root}.manifest.json.{}.sig",
+        hex::encode(Sha256::digest(manifest))
+    )
+}
+
+/// Asserts that `dest` holds no asset and no `.found`: a refused read wrote nothing.
+fn wrote_nothing(dest: &Path, what: &str) {
+    let names: Vec<String> = std::fs::read_dir(dest)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        names.iter().all(|n| n == ".commit-hash"),
+        "{what} wrote {names:?}"
+    );
+}
+
+/// No log line of `run` carries a character that could hide or forge text.
+fn printable(run: &Run) {
+    let raw = |c: char| {
+        (c.is_control() && c != '\n')
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+    };
+    assert!(
+        !run.stderr.chars().any(raw),
+        "a raw character in the log: {:?}",
+        run.stderr
+    );
+}
+
+/// 1. A signed set copied onto another commit (a complete one, and one not built yet), and
+/// onto another prefix, is refused by every reader: a trusted fetch, a trusted check, the
+/// resource's `in` with `require`, and readers without keys. The main pipeline's next publish
+/// of that commit replaces it.
+#[test]
+fn a_signed_set_replayed_onto_another_commit_or_prefix_is_refused() {
+    let w = World::new();
+    for b in Bucket::all(&w.root, "replay") {
+        let store = b.name();
+        w.publish(&b, &w.a, "old vulnerable build", true, None);
+        w.publish(&b, &w.b, "good build", true, None);
+        // The legitimate flow first: a trusted deploy takes B.
+        let (r, dest) = w.fetch(&b, &w.b, true);
+        r.ok();
+        assert_eq!(
+            std::fs::read_to_string(dest.join("fn.zip")).unwrap(),
+            "good build",
+            "{store}"
+        );
+
+        let (a, bb, c) = (
+            format!("artifacts/{}/", w.a),
+            format!("artifacts/{}/", w.b),
+            format!("artifacts/{}/", w.c),
+        );
+        b.copy_set(&a, &bb);
+        b.copy_set(&a, &c);
+        let before = b.keys();
+        for trusted in [true, false] {
+            let (r, dest) = w.fetch(&b, &w.b, trusted);
+            r.fails(1, &format!("names commit {}", w.a));
+            assert!(
+                r.stderr.contains(&format!("{bb}.manifest.json names commit")),
+                "{store}: {}",
+                r.stderr
+            );
+            wrote_nothing(&dest, "a refused fetch");
+        }
+        let (r, pkg) = w.check(&b, &[("S3AM_TRUSTED_KEYS", &w.trusted)]);
+        r.ok();
+        assert!(
+            !pkg.join(".found").exists(),
+            "{store}: a replayed set was found"
+        );
+        assert!(
+            r.stderr.contains(&format!("names commit {}", w.a)),
+            "{store}: {}",
+            r.stderr
+        );
+        let (r, dest) = w.get(&w.b, w.trusted_source(&b), json!({"require": true}));
+        r.fails(1, &format!("names commit {}", w.a));
+        wrote_nothing(&dest, "a refused get");
+        let (r, dest) = w.get(&w.c, w.trusted_source(&b), json!({}));
+        r.ok();
+        wrote_nothing(&dest, "a get of a replayed set");
+        assert_eq!(
+            b.keys(),
+            before,
+            "{store}: a refused read wrote to the bucket"
+        );
+
+        // Another prefix, the same commit: a monorepo's other package.
+        b.copy_set(&a, &format!("other/{a}"));
+        let (r, _) = w.run_prefixed(&b, "other", &w.a);
+        r.fails(1, &format!("was written under \"{a}\""));
+
+        // The main pipeline publishes B again: the copy is replaced by a signed set of B's.
+        w.publish(&b, &w.b, "good build", true, None);
+        let (r, dest) = w.fetch(&b, &w.b, true);
+        r.ok();
+        assert_eq!(
+            std::fs::read_to_string(dest.join("fn.zip")).unwrap(),
+            "good build",
+            "{store}"
+        );
+    }
+}
+
+impl World {
+    /// A trusted `fetch` of `commit` under `prefix`.
+    fn run_prefixed(&self, b: &Bucket, prefix: &str, commit: &str) -> (Run, PathBuf) {
+        let dest = self.unique("dest");
+        let d = dest.to_string_lossy().into_owned();
+        let vars = [
+            ("S3AM_TRUSTED_KEYS", self.trusted.as_str()),
+            ("S3AM_PREFIX", prefix),
+        ];
+        let r = self.run(b, &["fetch", "--commit", commit, "--dest", &d], &vars);
+        (r, dest)
+    }
+}
+
+/// 2. A signed cache entry copied under the code hash the next build computes is not
+/// restored, and the log names the code hash the manifest was written for. Nothing is written.
+#[test]
+fn a_cache_entry_replayed_under_another_code_hash_is_not_restored() {
+    let w = World::new();
+    let hash = w.code_hash();
+    let old = "1".repeat(64);
+    for b in Bucket::all(&w.root, "cachereplay") {
+        let store = b.name();
+        w.publish(&b, &w.a, "old vulnerable build", true, Some(&old));
+        b.copy_set(&format!("cache/{old}/"), &format!("cache/{hash}/"));
+        let before = b.keys();
+        let signing = w.signing();
+        for extra in [
+            vec![("S3AM_TRUSTED_KEYS", w.trusted.as_str())],
+            vec![(signing.0, signing.1.as_str())],
+            vec![],
+        ] {
+            let mut vars = extra.clone();
+            vars.push(("CODE_HASH_FIND_FILTER", "src"));
+            let (r, pkg) = w.check(&b, &vars);
+            r.ok();
+            assert!(
+                !pkg.join(".found").exists(),
+                "{store}: restored a replayed entry"
+            );
+            assert!(
+                r.stderr.contains(&format!("names code hash {old}")),
+                "{store}: {}",
+                r.stderr
+            );
+            assert_eq!(
+                b.keys(),
+                before,
+                "{store}: a refused restore wrote to the bucket"
+            );
+        }
+    }
+}
+
+/// 3. A writer plants an unsigned cache entry under the code hash the main pipeline computes.
+/// The main pipeline, holding its signing key but no trusted keys, neither restores it nor
+/// signs it: it builds, publishes its own set, and replaces the entry with a signed one.
+#[test]
+fn a_signing_publisher_never_launders_an_unsigned_cache_entry() {
+    let w = World::new();
+    let hash = w.code_hash();
+    for b in Bucket::all(&w.root, "launder") {
+        let store = b.name();
+        // The writer's publish of its own commit fills cache/<hash>/ without a signature.
+        w.publish(&b, &w.a, "planted", false, Some(&hash));
+        let before = b.keys();
+        let signing = w.signing();
+        let (r, pkg) = w.check(
+            &b,
+            &[(signing.0, &signing.1), ("CODE_HASH_FIND_FILTER", "src")],
+        );
+        r.ok();
+        assert!(
+            !pkg.join(".found").exists(),
+            "{store}: restored an unsigned entry"
+        );
+        assert!(r.stderr.contains("it is unsigned"), "{store}: {}", r.stderr);
+        assert_eq!(
+            b.keys(),
+            before,
+            "{store}: a refused restore wrote to the bucket"
+        );
+
+        w.publish(&b, &w.c, "real", true, Some(&hash));
+        let (r, dest) = w.fetch(&b, &w.c, true);
+        r.ok();
+        assert_eq!(
+            std::fs::read_to_string(dest.join("fn.zip")).unwrap(),
+            "real",
+            "{store}"
+        );
+        // The entry is the main pipeline's now, signed.
+        let root = format!("cache/{hash}/");
+        let manifest = b.get(&format!("{root}.manifest.json")).unwrap();
+        assert!(
+            b.get(&signature_key(&root, &manifest)).is_some(),
+            "{store}: the entry is unsigned"
+        );
+        let m: Value = serde_json::from_slice(&manifest).unwrap();
+        assert_eq!(m["commit"], json!(w.c), "{store}");
+    }
+}
+
+/// 4. Forged index entries: an old set's commit at a newer time (a rollback), a name that is
+/// not a commit, `..`, and more forged entries than a check looks at. Each is skipped with one
+/// warning, never reported, never an error, and the work spent on them is bounded.
+#[test]
+fn forged_index_entries_are_skipped_and_bounded() {
+    let w = World::new();
+    for b in Bucket::all(&w.root, "index") {
+        let store = b.name();
+        w.publish(&b, &w.a, "a", false, None);
+        w.publish(&b, &w.b, "b", false, None);
+        let check = |version: Option<&str>| {
+            let mut req = json!({ "source": b.source(json!({})) });
+            if let Some(v) = version {
+                req["version"] = json!({ "commit": v });
+            }
+            let r = resource("check", &w.root, &req);
+            r.ok();
+            let versions: Vec<String> = serde_json::from_str::<Vec<Value>>(&r.stdout)
+                .unwrap()
+                .iter()
+                .map(|v| v["commit"].as_str().unwrap().to_string())
+                .collect();
+            (r, versions)
+        };
+        b.put(&format!("index/0000000000001-{}", w.a), b"");
+        b.put("index/0000000000000-not-a-commit", b"");
+        b.put("index/0000000000000-..", b"");
+        let (r, v) = check(None);
+        assert_eq!(v, vec![w.b.clone()], "{store}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("skipped 3 index entries"),
+            "{store}: {}",
+            r.stderr
+        );
+        let (_, v) = check(Some(&w.b));
+        assert_eq!(v, vec![w.b.clone()], "{store}: a rollback");
+        let (_, v) = check(Some(&w.a));
+        assert_eq!(v, vec![w.a.clone(), w.b.clone()], "{store}");
+
+        // More forged entries than one check looks at: it stops, and says so.
+        for i in 0..1001u32 {
+            b.put(&format!("index/0000000000000-{:040x}", i), b"");
+        }
+        let (r, v) = check(None);
+        assert!(v.is_empty(), "{store}: {v:?}");
+        assert!(
+            r.stderr.contains("stopped looking"),
+            "{store}: {}",
+            r.stderr
+        );
+        if let Some(n) = r
+            .stderr
+            .split(" version(s) (")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+        {
+            let n: u64 = n.parse().unwrap();
+            // Two listings and one manifest read per entry, up to 31 of them still in flight.
+            assert!(n <= 1040, "{store}: {n} requests for 1,001 forged entries");
+        }
+    }
+}
+
+/// Runs the CLI and returns its run and its peak resident memory in KiB.
+fn run_measured(w: &World, b: &Bucket, args: &[&str], timeout: std::time::Duration) -> (Run, u64) {
+    use std::io::Read;
+    let mut cmd = Command::new(common::CLI);
+    cmd.args(args)
+        .current_dir(&w.root)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &w.root)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(b.env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let readers = std::thread::spawn(move || {
+        let (mut o, mut e) = (String::new(), String::new());
+        let _ = out.read_to_string(&mut o);
+        let _ = err.read_to_string(&mut e);
+        (o, e)
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+    loop {
+        let got = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if got == pid {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{args:?} still running after {timeout:?}: it blocked");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (stdout, stderr) = readers.join().unwrap();
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (
+        Run {
+            code,
+            stdout,
+            stderr,
+        },
+        usage.ru_maxrss as u64,
+    )
+}
+
+/// 5. A manifest over the limit is refused without reading past it (1 GiB on `file://`, sparse;
+/// 65 MiB on S3), a signature over its limit too, and on `file://` a FIFO in the manifest's
+/// place is refused at once instead of hanging the reader.
+#[test]
+fn oversized_and_non_regular_manifests_are_refused_without_reading_them() {
+    let w = World::new();
+    let secs = std::time::Duration::from_secs(60);
+    for b in Bucket::all(&w.root, "bounded") {
+        let store = b.name();
+        let key = format!("artifacts/{}/.manifest.json", w.a);
+        match &b.place {
+            Place::File(dir) => {
+                std::fs::create_dir_all(dir.join(&key).parent().unwrap()).unwrap();
+                let f = std::fs::File::create(dir.join(&key)).unwrap();
+                f.set_len(1 << 30).unwrap();
+            }
+            Place::S3(..) => b.put(&key, &vec![b' '; 65 << 20]),
+        }
+        let dest = w.unique("dest");
+        let d = dest.to_string_lossy().into_owned();
+        let (r, rss_kib) = run_measured(&w, &b, &["fetch", "--commit", &w.a, "--dest", &d], secs);
+        r.fails(1, "over 64 MiB, the most a manifest may hold");
+        assert!(rss_kib < 200 * 1024, "{store}: peak RSS {rss_kib} KiB");
+        wrote_nothing(&dest, "a refused fetch");
+
+        // A signature of 1 MiB beside a real signed manifest.
+        w.publish(&b, &w.b, "b", true, None);
+        let root = format!("artifacts/{}/", w.b);
+        let manifest = b.get(&format!("{root}.manifest.json")).unwrap();
+        b.put(&signature_key(&root, &manifest), &vec![b'x'; 1 << 20]);
+        let (r, dest) = w.fetch(&b, &w.b, true);
+        r.fails(1, "over 16 KiB");
+        wrote_nothing(&dest, "a refused fetch");
+
+        if let Place::File(dir) = &b.place {
+            let fifo = dir.join(format!("artifacts/{}/.manifest.json", w.c));
+            std::fs::create_dir_all(fifo.parent().unwrap()).unwrap();
+            let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            let (r, _) = run_measured(&w, &b, &["fetch", "--commit", &w.c, "--dest", &d], secs);
+            r.fails(1, "not a regular file");
+        }
+    }
+}
+
+/// A hand-written manifest of `commit` naming `files` (path, size), with `fields` on top.
+fn forged_manifest(commit: &str, files: &[(&str, u64)], fields: Value) -> Vec<u8> {
+    let sha = hex::encode(Sha256::digest(b"abc"));
+    let mut m = json!({
+        "format": 1,
+        "commit": commit,
+        "prefix": format!("artifacts/{commit}/"),
+        "tool_version": "0.1.0",
+        "created": "2026-11-30T00:00:00Z",
+        "files": files.iter().map(|(p, s)| json!({"path": p, "size": s, "sha256": sha})).collect::<Vec<_>>(),
+    });
+    for (k, v) in fields.as_object().into_iter().flatten() {
+        m[k] = v.clone();
+    }
+    serde_json::to_vec_pretty(&m).unwrap()
+}
+
+/// 6. Manifests that break a field's rule: a path listed twice, a size of 2^63, a code hash
+/// that is not hex (which would land in `.code-hash` and the resource's metadata), paths with
+/// control, bidirectional and separator characters. Each is refused with one line naming the
+/// field, no reader writes a file or a marker, and no log line prints the characters raw.
+#[test]
+fn manifests_breaking_a_field_rule_are_refused_naming_the_field() {
+    let w = World::new();
+    let c = w.c.clone();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "`files[1].path` \"fn.zip\" is listed twice",
+            forged_manifest(&c, &[("fn.zip", 3), ("fn.zip", 3)], json!({})),
+        ),
+        (
+            "`files[0].size` 9223372036854775808 is over 5 TiB",
+            forged_manifest(&c, &[("fn.zip", 1 << 63)], json!({})),
+        ),
+        (
+            "`code_hash` \"../../etc\\nINJECT\" is not 64",
+            forged_manifest(
+                &c,
+                &[("fn.zip", 3)],
+                json!({"code_hash": "../../etc\nINJECT"}),
+            ),
+        ),
+        (
+            "`files[0].path` \"fn\\u{202e}piz.exe\"",
+            forged_manifest(&c, &[("fn\u{202e}piz.exe", 3)], json!({})),
+        ),
+        (
+            "`files[0].path` \"fn\\u{1b}[2Kx.zip\"",
+            forged_manifest(&c, &[("fn\u{1b}[2Kx.zip", 3)], json!({})),
+        ),
+        (
+            "`files[0].path` \"a\\u{2028}b\"",
+            forged_manifest(&c, &[("a\u{2028}b", 3)], json!({})),
+        ),
+    ];
+    for b in Bucket::all(&w.root, "fields") {
+        let store = b.name();
+        for (needle, manifest) in &cases {
+            b.put(&format!("artifacts/{c}/fn.zip"), b"abc");
+            b.put(&format!("artifacts/{c}/.manifest.json"), manifest);
+            let before = b.keys();
+            let (r, dest) = w.fetch(&b, &c, false);
+            r.fails(1, needle);
+            printable(&r);
+            wrote_nothing(&dest, "a refused fetch");
+            let (r, pkg) = w.check(&b, &[]);
+            r.ok();
+            printable(&r);
+            assert!(r.stderr.contains(needle), "{store}: {}", r.stderr);
+            assert!(!pkg.join(".found").exists(), "{store}: {needle}");
+            assert!(!pkg.join(".code-hash").exists(), "{store}: {needle}");
+            let (r, dest) = w.get(&c, b.source(json!({})), json!({"require": true}));
+            r.fails(1, needle);
+            printable(&r);
+            wrote_nothing(&dest, "a refused get");
+            assert_eq!(
+                b.keys(),
+                before,
+                "{store}: a refused read wrote to the bucket"
+            );
+        }
+    }
+}
+
+/// 7. Symlinks planted at the markers' names, pointing outside: `in` and `check` replace the
+/// links and leave what they point to alone.
+#[test]
+fn markers_replace_a_planted_symlink_instead_of_following_it() {
+    let w = World::new();
+    let hash = "2".repeat(64);
+    for b in Bucket::all(&w.root, "markers") {
+        let store = b.name();
+        w.publish(&b, &w.c, "c", false, Some(&hash));
+        let plant = |dir: &Path| {
+            std::fs::create_dir_all(dir).unwrap();
+            let mut victims = Vec::new();
+            for name in [".commit-hash", ".found", ".code-hash"] {
+                let victim = w.unique("victim");
+                std::fs::write(&victim, "precious").unwrap();
+                std::os::unix::fs::symlink(&victim, dir.join(name)).unwrap();
+                victims.push((name, victim));
+            }
+            victims
+        };
+        let dest = w.unique("get");
+        let victims = plant(&dest);
+        let req = json!({"source": b.source(json!({})), "version": {"commit": w.c}});
+        resource("in", &dest, &req).ok();
+        let pkg = w.unique("pkg");
+        let more = plant(&pkg);
+        let p = pkg.to_string_lossy().into_owned();
+        w.run(&b, &["check"], &[("PACKAGE_DIRECTORY", &p)]).ok();
+        for (dir, victims) in [(&dest, victims), (&pkg, more)] {
+            for (name, victim) in victims {
+                assert_eq!(
+                    std::fs::read_to_string(&victim).unwrap(),
+                    "precious",
+                    "{store}: {name}"
+                );
+                let meta = std::fs::symlink_metadata(dir.join(name)).unwrap();
+                assert!(meta.is_file(), "{store}: {name} is still a link");
+            }
+        }
+        assert_eq!(
+            std::fs::read_to_string(dest.join(".code-hash")).unwrap(),
+            hash
+        );
+        assert_eq!(
+            std::fs::read_to_string(pkg.join(".commit-hash")).unwrap(),
+            w.c
+        );
+    }
+}
+
+/// 8. A secret given with the wrong type: the error names the field and the type it wants,
+/// never the value.
+#[test]
+fn a_secret_of_the_wrong_type_is_named_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = format!("file://{}", dir.path().display());
+    for (field, value) in [
+        ("secret_access_key", json!(12345678901234567890u64)),
+        ("secret_access_key", json!(1.2345678901234567)),
+        ("session_token", json!({"token": "SECRETSECRET"})),
+        ("signing_key", json!(["SECRETSECRET"])),
+        ("signing_key", json!(true)),
+    ] {
+        let req = json!({"source": {"bucket": bucket, field: value}});
+        let r = resource("check", dir.path(), &req);
+        r.fails(1, &format!("`source.{field}`: expected a string"));
+        for secret in [
+            "12345678901234567890",
+            "SECRETSECRET",
+            "1.2345678901234567",
+            "true",
+        ] {
+            assert!(!r.stderr.contains(secret), "{field}: {}", r.stderr);
+        }
+    }
+}
