@@ -124,14 +124,27 @@ fn manifests_naming_unsafe_paths_are_refused() {
         let _ = std::panic::catch_unwind(|| {
             g.put(&bucket, &format!("artifacts/{COMMIT}/{path}"), b"evil")
         });
+        // Such a set is not complete: `in` writes .commit-hash only (the build runs), and
+        // fails with `require`.
         let sandbox = Sandbox::new();
         let r = resource(
             "in",
             &sandbox.dest(),
             &json!({"source": source(&g, &bucket, false), "version": {"commit": COMMIT}}),
         );
+        assert_eq!(r.code, 0, "in {path:?}: {}", r.stderr);
+        assert!(r.stderr.contains("is unsafe"), "{path:?}: {}", r.stderr);
+        assert!(!sandbox.dest().join(".found").exists());
+        assert!(sandbox.outside_files().is_empty());
+        let sandbox = Sandbox::new();
+        let r = resource(
+            "in",
+            &sandbox.dest(),
+            &json!({"source": source(&g, &bucket, false), "version": {"commit": COMMIT},
+                    "params": {"require": true}}),
+        );
         assert_refused(&r, &sandbox, &format!("in {path:?}"));
-        assert!(r.stderr.contains("unsafe path"), "{path:?}: {}", r.stderr);
+        assert!(r.stderr.contains("is unsafe"), "{path:?}: {}", r.stderr);
         assert!(!sandbox.dest().join(".found").exists());
 
         let sandbox = Sandbox::new();
