@@ -253,11 +253,11 @@ impl TrustedKeys {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     // Made with `ssh-keygen -t ed25519 -N '' -C test`; for these tests only.
-    const PRIVATE: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+    pub(crate) const PRIVATE: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
 b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
 QyNTUxOQAAACCizi8KwmdnwF8c7sZb5f+Y8ASsKct8hAFlfCmAHry6OgAAAIitGhFprRoR
 aQAAAAtzc2gtZWQyNTUxOQAAACCizi8KwmdnwF8c7sZb5f+Y8ASsKct8hAFlfCmAHry6Og

@@ -357,7 +357,8 @@ fn a_signed_set_replayed_onto_another_commit_or_prefix_is_refused() {
             let (r, dest) = w.fetch(&b, &w.b, trusted);
             r.fails(1, &format!("names commit {}", w.a));
             assert!(
-                r.stderr.contains(&format!("{bb}.manifest.json names commit")),
+                r.stderr
+                    .contains(&format!("{bb}.manifest.json names commit")),
                 "{store}: {}",
                 r.stderr
             );
