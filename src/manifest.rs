@@ -426,7 +426,8 @@ mod tests {
     fn every_field_is_validated() {
         let loc = Layout::new("").unwrap().artifacts(SHA1);
         let good = Manifest::new(&loc, SHA1, None, vec![entry("a", 1), entry("b", 2)]);
-        let cases: Vec<(&str, Box<dyn Fn(&mut Manifest)>)> = vec![
+        type Breaker = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(&str, Breaker)> = vec![
             (
                 "`files[1].path` \"a\" is listed twice",
                 Box::new(|m| m.files[1].path = "a".into()),

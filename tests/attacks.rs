@@ -325,7 +325,7 @@ fn printable(run: &Run) {
     );
 }
 
-/// 1. A signed set copied onto another commit (a complete one, and one not built yet), and
+/// Attack 1: A signed set copied onto another commit (a complete one, and one not built yet), and
 /// onto another prefix, is refused by every reader: a trusted fetch, a trusted check, the
 /// resource's `in` with `require`, and readers without keys. The main pipeline's next publish
 /// of that commit replaces it.
@@ -418,7 +418,7 @@ impl World {
     }
 }
 
-/// 2. A signed cache entry copied under the code hash the next build computes is not
+/// Attack 2: A signed cache entry copied under the code hash the next build computes is not
 /// restored, and the log names the code hash the manifest was written for. Nothing is written.
 #[test]
 fn a_cache_entry_replayed_under_another_code_hash_is_not_restored() {
@@ -458,7 +458,7 @@ fn a_cache_entry_replayed_under_another_code_hash_is_not_restored() {
     }
 }
 
-/// 3. A writer plants an unsigned cache entry under the code hash the main pipeline computes.
+/// Attack 3: A writer plants an unsigned cache entry under the code hash the main pipeline computes.
 /// The main pipeline, holding its signing key but no trusted keys, neither restores it nor
 /// signs it: it builds, publishes its own set, and replaces the entry with a signed one.
 #[test]
@@ -507,7 +507,7 @@ fn a_signing_publisher_never_launders_an_unsigned_cache_entry() {
     }
 }
 
-/// 4. Forged index entries: an old set's commit at a newer time (a rollback), a name that is
+/// Attack 4: Forged index entries: an old set's commit at a newer time (a rollback), a name that is
 /// not a commit, `..`, and more forged entries than a check looks at. Each is skipped with one
 /// warning, never reported, never an error, and the work spent on them is bounded.
 #[test]
@@ -571,6 +571,8 @@ fn forged_index_entries_are_skipped_and_bounded() {
 }
 
 /// Runs the CLI and returns its run and its peak resident memory in KiB.
+// The child is reaped by `wait4`, which also reports its peak memory; `Child::wait` cannot.
+#[allow(clippy::zombie_processes)]
 fn run_measured(w: &World, b: &Bucket, args: &[&str], timeout: std::time::Duration) -> (Run, u64) {
     use std::io::Read;
     let mut cmd = Command::new(common::CLI);
@@ -623,7 +625,7 @@ fn run_measured(w: &World, b: &Bucket, args: &[&str], timeout: std::time::Durati
     )
 }
 
-/// 5. A manifest over the limit is refused without reading past it (1 GiB on `file://`, sparse;
+/// Attack 5: A manifest over the limit is refused without reading past it (1 GiB on `file://`, sparse;
 /// 65 MiB on S3), a signature over its limit too, and on `file://` a FIFO in the manifest's
 /// place is refused at once instead of hanging the reader.
 #[test]
@@ -685,7 +687,7 @@ fn forged_manifest(commit: &str, files: &[(&str, u64)], fields: Value) -> Vec<u8
     serde_json::to_vec_pretty(&m).unwrap()
 }
 
-/// 6. Manifests that break a field's rule: a path listed twice, a size of 2^63, a code hash
+/// Attack 6: Manifests that break a field's rule: a path listed twice, a size of 2^63, a code hash
 /// that is not hex (which would land in `.code-hash` and the resource's metadata), paths with
 /// control, bidirectional and separator characters. Each is refused with one line naming the
 /// field, no reader writes a file or a marker, and no log line prints the characters raw.
@@ -752,7 +754,7 @@ fn manifests_breaking_a_field_rule_are_refused_naming_the_field() {
     }
 }
 
-/// 7. Symlinks planted at the markers' names, pointing outside: `in` and `check` replace the
+/// Attack 7: Symlinks planted at the markers' names, pointing outside: `in` and `check` replace the
 /// links and leave what they point to alone.
 #[test]
 fn markers_replace_a_planted_symlink_instead_of_following_it() {
@@ -802,7 +804,7 @@ fn markers_replace_a_planted_symlink_instead_of_following_it() {
     }
 }
 
-/// 8. A secret given with the wrong type: the error names the field and the type it wants,
+/// Attack 8: A secret given with the wrong type: the error names the field and the type it wants,
 /// never the value.
 #[test]
 fn a_secret_of_the_wrong_type_is_named_never_shown() {

@@ -393,7 +393,7 @@ mod tests {
         )
         .await
         .expect("reading a FIFO must not block");
-        let e = read.err().expect("a FIFO is refused").to_string();
+        let e = read.expect_err("a FIFO is refused").to_string();
         assert!(e.contains("not a regular file"), "{e}");
         assert!(store.get("a/dir", None).await.unwrap().is_none());
         assert!(store.head("a/.manifest.json").await.unwrap().is_none());
