@@ -1,5 +1,5 @@
 # Garage (a real S3-compatible store) for tests and benchmarks. Source this file, then:
-#   garage_install   build Garage 2.5.0 once into the cache (about 9 minutes), reuse it after
+#   garage_install   build Garage 2.5.0 once into the cache (about 8 minutes on 2 cores), reuse it after
 #   garage_start     start a single node on 127.0.0.1 on free ports, create a key that may
 #                    create buckets and a bucket "s3am-test", export S3AM_TEST_* variables
 #   garage_stop      stop the node and delete its data
@@ -14,7 +14,7 @@ garage_install() {
   if [ -x "$GARAGE_BIN" ] && "$GARAGE_BIN" --version >/dev/null 2>&1; then
     return 0
   fi
-  echo "garage: building Garage $GARAGE_VERSION into $GARAGE_ROOT (once; about 9 minutes)" >&2
+  echo "garage: building Garage $GARAGE_VERSION into $GARAGE_ROOT (once; about 8 minutes on 2 cores)" >&2
   mkdir -p "$S3AM_CACHE_DIR"
   # A kept target dir lets an interrupted build resume instead of starting over. Only what the
   # tests use is built: LMDB metadata, no metrics, SQLite or K2V; and without Garage's LTO,
