@@ -78,3 +78,37 @@ pub fn check_patterns(p: &Patterns) {
         Err(e) => panic!("normalised patterns {list:?} are rejected when parsed again: {e}"),
     }
 }
+
+/// A manifest that parsed keeps every rule a reader relies on: hex ids, no path twice, each
+/// path safe and printable, sizes within 5 TiB whose sum does not overflow, lowercase hex
+/// SHA-256s, printable entity tags and prefix.
+pub fn check_manifest(m: &s3_asset_manager::manifest::Manifest) {
+    use s3_asset_manager::error::is_unprintable;
+    use s3_asset_manager::layout::{is_code_hash, is_object_id};
+    use s3_asset_manager::manifest::{check_asset_path, MAX_ASSET_SIZE};
+    assert!(is_object_id(&m.commit), "commit {:?} accepted", m.commit);
+    if let Some(h) = &m.code_hash {
+        assert!(is_code_hash(h), "code hash {h:?} accepted");
+    }
+    if let Some(p) = &m.prefix {
+        assert!(!p.chars().any(is_unprintable), "prefix {p:?} accepted");
+    }
+    let mut seen = HashSet::new();
+    let mut total: u64 = 0;
+    for f in &m.files {
+        assert!(check_asset_path(&f.path).is_ok(), "unsafe path {:?} accepted", f.path);
+        assert!(!f.path.chars().any(is_unprintable), "path {:?} accepted", f.path);
+        assert!(seen.insert(f.path.clone()), "path {:?} accepted twice", f.path);
+        assert!(f.size <= MAX_ASSET_SIZE, "size {} accepted", f.size);
+        total = total.checked_add(f.size).expect("sizes that overflow accepted");
+        assert!(
+            f.sha256.len() == 64 && f.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "sha256 {:?} accepted",
+            f.sha256
+        );
+        if let Some(e) = &f.etag {
+            assert!(!e.chars().any(is_unprintable), "etag {e:?} accepted");
+        }
+    }
+    assert_eq!(m.total_bytes(), total);
+}
