@@ -16,7 +16,11 @@ pub mod exit {
     pub const STORE_REFUSED: i32 = 4;
 }
 
-/// Everything that can go wrong, worded so that `Display` is the one line a user reads.
+/// An underlying error kept as the source of a store failure.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong. Decisions (retry, blame, exit code) are made on the
+/// variant; `Display` is the one line a user reads.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A setting is missing or invalid.
@@ -27,22 +31,73 @@ pub enum Error {
     #[error("{0}")]
     Input(String),
 
-    /// The store rejected the bucket or the credentials.
-    #[error("{0}")]
-    StoreRefused(String),
+    /// The store refused access: the bucket does not exist, or the credentials were rejected
+    /// or lack a permission. Not retried.
+    #[error("{message}")]
+    Denied {
+        /// What failed, why, and what to do.
+        message: String,
+        /// The store's own error.
+        #[source]
+        source: Option<BoxError>,
+    },
 
-    /// The store failed or could not be reached.
-    #[error("{0}")]
-    Store(String),
+    /// The store kept throttling (503 SlowDown, 429) past the SDK's retries. Retried.
+    #[error("{message}")]
+    Throttled {
+        /// What failed, why, and what to do.
+        message: String,
+        /// The store's own error.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// A failure that may pass: a 5xx, a reset or refused connection, a body cut off or
+    /// corrupted on the way (which the store refuses by its checksum). Retried.
+    #[error("{message}")]
+    Transient {
+        /// What failed, why, and what to do.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// The store refused the request itself, and would again (a 4xx other than the above, a
+    /// key it cannot store). Never sent twice.
+    #[error("{message}")]
+    Rejected {
+        /// What failed, why, and what to do.
+        message: String,
+        /// The store's own error.
+        #[source]
+        source: Option<BoxError>,
+    },
 
     /// The store did not answer within the configured timeout (not retried: the timeout is
     /// the user's bound on how long a silent store may hold the build).
     #[error("{0}")]
     Timeout(String),
 
-    /// Downloaded or copied content does not match its manifest.
+    /// A conditional copy or write was refused: its source or target changed meanwhile.
     #[error("{0}")]
-    Verify(String),
+    Precondition(String),
+
+    /// An object a manifest names is not in the store.
+    #[error("{0}")]
+    NotFound(String),
+
+    /// Content, or a manifest, does not match what it must: a failed verification.
+    #[error("{0}")]
+    Corrupt(String),
+
+    /// Concurrent publishers kept replacing each other's objects.
+    #[error("{0}")]
+    Conflict(String),
+
+    /// A fault inside this process: a task that failed, a runtime that did not start.
+    #[error("{0}")]
+    Internal(String),
 
     /// A local file operation failed.
     #[error("{what} {}: {source}", path.display())]
@@ -63,11 +118,59 @@ impl Error {
         match self {
             Error::Config(_) => exit::CONFIG,
             Error::Input(_) => exit::INPUT,
-            Error::StoreRefused(_) => exit::STORE_REFUSED,
-            Error::Store(_) | Error::Timeout(_) | Error::Verify(_) | Error::Io { .. } => {
-                exit::RUNTIME
-            }
+            Error::Denied { .. } => exit::STORE_REFUSED,
+            Error::Throttled { .. }
+            | Error::Transient { .. }
+            | Error::Rejected { .. }
+            | Error::Timeout(_)
+            | Error::Precondition(_)
+            | Error::NotFound(_)
+            | Error::Corrupt(_)
+            | Error::Conflict(_)
+            | Error::Internal(_)
+            | Error::Io { .. } => exit::RUNTIME,
         }
+    }
+
+    /// Whether trying the same thing again may succeed: the one question every retry loop
+    /// asks. Only transient failures and throttling; a refusal is never sent twice.
+    pub fn retryable(&self) -> bool {
+        matches!(self, Error::Transient { .. } | Error::Throttled { .. })
+    }
+
+    /// Whether a concurrent publisher explains this: it kept replacing objects, or changed
+    /// one that a copy was conditioned on.
+    pub fn is_concurrent_write(&self) -> bool {
+        matches!(self, Error::Conflict(_) | Error::Precondition(_))
+    }
+
+    /// A transient failure with its cause.
+    pub fn transient(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Transient {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A refusal by the store (or of a key it cannot hold), without a cause to keep.
+    pub fn rejected(message: impl Into<String>) -> Self {
+        Error::Rejected {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Access refused, without a cause to keep.
+    pub fn denied(message: impl Into<String>) -> Self {
+        Error::Denied {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A background task that failed (panicked or was cancelled) while doing `what`.
+    pub fn task(what: &str, e: tokio::task::JoinError) -> Self {
+        Error::Internal(format!("{what} failed: {e}"))
     }
 
     /// Wraps an I/O error with what was being done to which path.

@@ -43,7 +43,7 @@ impl std::fmt::Display for Refused {
 
 impl From<Refused> for Error {
     fn from(r: Refused) -> Self {
-        Error::Verify(r.to_string())
+        Error::Corrupt(r.to_string())
     }
 }
 

@@ -184,11 +184,11 @@ impl Ranged {
     ) -> Result<()> {
         drop(self.complete.take());
         let Some(hasher) = self.hasher.take() else {
-            return Err(Error::Store("a download was finished twice".into()));
+            return Err(Error::Internal("a download was finished twice".into()));
         };
         let (got_size, got) = hasher
             .await
-            .map_err(|e| Error::Store(format!("a download's hash task failed: {e}")))??;
+            .map_err(|e| Error::task("a download's hash", e))??;
         if got_size != size || (!sha256.is_empty() && got != sha256) {
             return Err(mismatch(got_size, &got));
         }
@@ -237,7 +237,7 @@ fn create(tmp: &Path, read: bool) -> Result<File> {
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::Store(format!("a download's write task failed: {e}")))?
+        .map_err(|e| Error::task("a download's write", e))?
 }
 
 #[cfg(test)]
@@ -255,7 +255,7 @@ mod tests {
     }
 
     fn mismatch(size: u64, got: &str) -> Error {
-        Error::Verify(format!("mismatch: {size} {got}"))
+        Error::Corrupt(format!("mismatch: {size} {got}"))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -287,7 +287,7 @@ async fn conformance(s: Arc<dyn Store>, conditions_enforced: bool) {
             .await
             .unwrap_err();
         assert!(
-            matches!(e, s3_asset_manager::Error::Verify(_)),
+            matches!(e, s3_asset_manager::Error::Precondition(_)),
             "{src}: {e}"
         );
     }

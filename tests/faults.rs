@@ -624,6 +624,76 @@ fn a_store_without_crc64nvme_gets_sha256_parts() {
     fetch_and_compare(&t, &files);
 }
 
+/// A refusal is sent once; a failure that may pass is retried. A store answers every PUT of
+/// an asset with 400 InvalidArgument: the upload fails at once with one line, having sent
+/// that PUT once. It answers the first PUTs with 503: the upload retries them and succeeds.
+#[test]
+fn a_permanent_refusal_is_sent_once_and_a_503_is_retried() {
+    let Some(g) = S3Server::get() else { return };
+    let bucket = g.new_bucket("refused");
+    let p = Proxy::start(upstream(&g), Faults::default());
+    let t = task(&g, &bucket, &p.url());
+    t.run(&["check"]).ok();
+    t.build(&[("fn.zip", b"zip")]);
+    let key = format!("artifacts/{}/fn.zip", t.repo.head());
+    let puts = || {
+        p.stats
+            .heads
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.starts_with("PUT ") && h.lines().next().unwrap().contains(&key))
+            .count()
+    };
+    p.set(Faults {
+        fail_puts: Some(proxy::PutFailure {
+            path_contains: key.clone(),
+            status: 400,
+            code: "InvalidArgument",
+            count: 0,
+        }),
+        ..Faults::default()
+    });
+    let started = Instant::now();
+    let r = t.run(&["upload"]);
+    assert_clean_failure(&r);
+    assert!(
+        r.stderr.contains("HTTP 400 InvalidArgument"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(puts(), 1, "a 400 was sent again:\n{}", r.stderr);
+    assert!(
+        !r.stderr.contains("again ("),
+        "retried a refusal:\n{}",
+        r.stderr
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    p.stats.heads.lock().unwrap().clear();
+    p.stats
+        .puts_failed
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    p.set(Faults {
+        fail_puts: Some(proxy::PutFailure {
+            path_contains: key.clone(),
+            status: 503,
+            code: "ServiceUnavailable",
+            count: 3,
+        }),
+        ..Faults::default()
+    });
+    t.run(&["upload"]).ok();
+    assert_eq!(puts(), 4, "three 503s, then the PUT that went through");
+    let out = t.root.join("out");
+    t.run(&["fetch", "--dest", out.to_str().unwrap()]).ok();
+    assert_eq!(std::fs::read(out.join("fn.zip")).unwrap(), b"zip");
+}
+
 #[test]
 fn throttling_shrinks_the_transfers_in_flight_and_says_so_once() {
     let Some(g) = S3Server::get() else { return };

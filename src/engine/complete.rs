@@ -30,7 +30,7 @@ const CONFLICT_ROUNDS: u32 = 8;
 pub(super) const PUBLISHER_KEY: &str = "publisher-id";
 
 fn conflict(loc: &SetLocation) -> Error {
-    Error::Verify(format!(
+    Error::Conflict(format!(
         "conflict: concurrent publishers kept replacing each other's objects under {loc}, so no consistent set could be written; downloads verify against the manifest and will refuse a mixed set: run the publish again"
     ))
 }

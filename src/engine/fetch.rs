@@ -109,7 +109,7 @@ impl Engine {
             .map(|o| async move {
                 let rel = o.key.strip_prefix(loc.root()).unwrap_or(&o.key);
                 crate::manifest::check_asset_path(rel).map_err(|why| {
-                    Error::Verify(format!(
+                    Error::Corrupt(format!(
                         "refusing object {:?} of legacy set {loc}: unsafe path ({why})",
                         o.key
                     ))
@@ -156,12 +156,12 @@ pub fn found_report(commit: &str, state: &SetState) -> Option<Report> {
 /// The error for a set whose manifest is not its own (copied from another place) or breaks
 /// the format: a reader never takes it.
 pub fn refuse_invalid(loc: &SetLocation, why: &str) -> Error {
-    Error::Verify(format!("{why}: refusing {loc}; publish the set again"))
+    Error::Corrupt(format!("{why}: refusing {loc}; publish the set again"))
 }
 
 /// The error for a set whose manifest no trusted key signed: a reader never takes it.
 pub fn refuse_untrusted(loc: &SetLocation, why: &str) -> Error {
-    Error::Verify(format!(
+    Error::Corrupt(format!(
         "refusing {loc}: {why}; with trusted keys set, only sets signed by one of them count: publish it again from a pipeline that holds a trusted signing key"
     ))
 }

@@ -428,7 +428,7 @@ impl Engine {
             codehash::compute(&repo_buf, &spec_c.patterns, &spec_c.salt)
         })
         .await
-        .map_err(|e| Error::Store(format!("code hash task failed: {e}")))??;
+        .map_err(|e| Error::task("computing the code hash", e))??;
         log::phase(format!(
             "code hash {} over {} files matching \"{}\" ({:.2} s)",
             h.hex,

@@ -198,8 +198,8 @@ impl Engine {
             Some(Ok((loc, files, from))) => {
                 Some((loc, Manifest::new(loc, &commit, ch, files), from))
             }
-            Some(Err(Error::Verify(e))) => {
-                log::warn(not_filled(ch.unwrap_or_default(), &e));
+            Some(Err(e)) if e.is_concurrent_write() => {
+                log::warn(not_filled(ch.unwrap_or_default(), &e.to_string()));
                 None
             }
             Some(Err(e)) => return Err(e),
@@ -219,7 +219,9 @@ impl Engine {
         );
         completed?;
         match (filled, ch) {
-            (Err(Error::Verify(e)), Some(h)) => log::warn(not_filled(h, &e)),
+            (Err(e), Some(h)) if e.is_concurrent_write() => {
+                log::warn(not_filled(h, &e.to_string()))
+            }
             (other, _) => other?,
         }
         Ok(Report {
@@ -295,5 +297,5 @@ async fn hash_assets(files: &[Asset], parts: Vec<Option<u64>>) -> Result<Vec<Has
             .collect::<Result<Vec<_>>>()
     })
     .await
-    .map_err(|e| Error::Store(format!("hashing task failed: {e}")))?
+    .map_err(|e| Error::task("hashing the assets", e))?
 }

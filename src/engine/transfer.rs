@@ -114,7 +114,7 @@ impl Engine {
             })?,
             Origin::Set { from, etags } => {
                 let sha = parse_hex32(&f.sha256).ok_or_else(|| {
-                    Error::Verify(format!("invalid SHA-256 for {} in a manifest", f.path))
+                    Error::Corrupt(format!("invalid SHA-256 for {} in a manifest", f.path))
                 })?;
                 let if_match = etags.get(&f.path).cloned().flatten();
                 let etag = self
@@ -139,8 +139,9 @@ impl Engine {
                 .await?;
             return Ok((etag, hex::encode(sha)));
         }
-        let sha = parse_hex32(&f.sha256)
-            .ok_or_else(|| Error::Verify(format!("{} was not hashed before its upload", f.path)))?;
+        let sha = parse_hex32(&f.sha256).ok_or_else(|| {
+            Error::Corrupt(format!("{} was not hashed before its upload", f.path))
+        })?;
         let etag = self
             .store
             .put_file(
@@ -199,7 +200,7 @@ impl Engine {
                 let mut attempt = 1;
                 let (etag, sha256) = loop {
                     match self.write_one(to, origin, f, commit, code_hash).await {
-                        Err(Error::Store(e)) if attempt < BODY_ATTEMPTS => {
+                        Err(e) if e.retryable() && attempt < BODY_ATTEMPTS => {
                             log::warn(format!(
                                 "{e}; writing {} again ({attempt} of {BODY_ATTEMPTS})",
                                 f.path
@@ -268,7 +269,7 @@ impl Engine {
         let mut attempt = 1;
         loop {
             match self.download_once(key, f, dest).await {
-                Err(Error::Store(e)) if attempt < BODY_ATTEMPTS => {
+                Err(e) if e.retryable() && attempt < BODY_ATTEMPTS => {
                     log::warn(format!("{e}; retrying ({attempt} of {BODY_ATTEMPTS})"));
                     tokio::time::sleep(jitter(attempt)).await;
                     attempt += 1;
@@ -280,7 +281,7 @@ impl Engine {
 
     async fn download_once(&self, key: &str, f: &FileEntry, dest: &Path) -> Result<()> {
         crate::manifest::check_asset_path(&f.path).map_err(|why| {
-            Error::Verify(format!(
+            Error::Corrupt(format!(
                 "refusing to download {}: unsafe path ({why})",
                 crate::error::clip(&f.path)
             ))
@@ -293,17 +294,18 @@ impl Engine {
             target.file_name().unwrap_or_default().to_string_lossy()
         ));
         let missing = || {
-            Error::Verify(format!(
+            Error::NotFound(format!(
                 "{key} is listed in the manifest but missing from {}: the set is damaged; publish it again",
                 self.store.url()
             ))
         };
-        let failed = |e: std::io::Error| Error::Store(format!("downloading {key} failed: {e}"));
+        let failed =
+            |e: std::io::Error| Error::transient(format!("downloading {key} failed: {e}"), e);
         let expected = f.sha256.clone();
         let want_size = f.size;
         let key_owned = key.to_string();
         let mismatch = move |size, got: &str| {
-            Error::Verify(format!(
+            Error::Corrupt(format!(
                 "{key_owned} does not match its manifest (got {size} bytes, SHA-256 {got}; expected {want_size} bytes, {expected}): the object was changed after publishing; refusing it"
             ))
         };
@@ -331,7 +333,7 @@ impl Engine {
                             break;
                         }
                         if at + n as u64 > end {
-                            return Err(Error::Verify(format!(
+                            return Err(Error::Corrupt(format!(
                                 "{key} sent more than the {} bytes asked of it: the object was changed after publishing; refusing it",
                                 end - start
                             )));
@@ -390,7 +392,7 @@ fn create_dirs_inside(dest: &Path, rel: &str) -> Result<()> {
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
-                return Err(Error::Verify(format!(
+                return Err(Error::Corrupt(format!(
                     "refusing to download {}: {} exists and is not a directory (a symlink or a file); the destination must not redirect writes",
                     crate::error::clip(rel),
                     dir.display()
@@ -433,5 +435,5 @@ async fn read_small(path: &Path, size: u64) -> Result<(Vec<u8>, [u8; 32])> {
     }
     tokio::task::spawn_blocking(read)
         .await
-        .map_err(|e| Error::Store(format!("reading task failed: {e}")))?
+        .map_err(|e| Error::task("reading a file", e))?
 }

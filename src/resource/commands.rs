@@ -220,12 +220,12 @@ where
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::Store(format!("cannot start the async runtime: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
         rt.block_on(op(input))
     });
     match result.and_then(|v| {
         serde_json::to_string(&v)
-            .map_err(|e| Error::Store(format!("cannot encode the response: {e}")))
+            .map_err(|e| Error::Internal(format!("cannot encode the response: {e}")))
     }) {
         Ok(json) => {
             println!("{json}");

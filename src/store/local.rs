@@ -31,7 +31,7 @@ impl LocalStore {
     /// Opens the directory `root`, which must exist.
     pub fn open(root: &Path) -> Result<Self> {
         if !root.is_dir() {
-            return Err(Error::StoreRefused(format!(
+            return Err(Error::denied(format!(
                 "bucket directory {} does not exist: create it (mkdir -p {}) or fix PACKAGE_ASSETS_BUCKET",
                 root.display(),
                 root.display()
@@ -51,7 +51,7 @@ impl LocalStore {
                 .all(|s| !s.is_empty() && s != "." && s != "..")
             && key.split('/').next() != Some(INTERNAL);
         if !ok {
-            return Err(Error::Store(format!(
+            return Err(Error::rejected(format!(
                 "key {key:?} cannot be stored in a file bucket: it has an empty, '.', '..' or reserved segment"
             )));
         }
@@ -167,7 +167,7 @@ impl LocalStore {
             if key.starts_with(prefix) {
                 let meta = entry
                     .metadata()
-                    .map_err(|e| Error::Store(format!("cannot stat {key}: {e}")))?;
+                    .map_err(|e| Error::Internal(format!("cannot stat {key}: {e}")))?;
                 out.push(ObjectInfo {
                     key: key.to_string(),
                     size: meta.len(),
@@ -270,7 +270,7 @@ impl Store for LocalStore {
             return Ok(None);
         }
         if !kind.is_file() {
-            return Err(Error::Store(format!(
+            return Err(Error::rejected(format!(
                 "{} is not a regular file (a FIFO, socket or device): refusing to read it; remove it from the bucket directory",
                 path.display()
             )));
@@ -338,7 +338,7 @@ impl Store for LocalStore {
         self.path_of(dst)?;
         let tmp = self.tmp_path()?;
         let missing = || {
-            Error::Store(format!(
+            Error::NotFound(format!(
                 "cannot copy {src}: it does not exist in {}",
                 self.url()
             ))
@@ -356,7 +356,7 @@ impl Store for LocalStore {
             .map_err(|e| Error::io("cannot stat", &from, e))?;
         if let Some(want) = if_match {
             if etag_of(&meta) != bare_etag(want) {
-                return Err(Error::Verify(format!(
+                return Err(Error::Precondition(format!(
                     "{src} changed after its manifest was written (entity tag differs): not copying it"
                 )));
             }

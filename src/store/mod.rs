@@ -156,7 +156,9 @@ pub trait Store: Send + Sync {
         r.take(limit.saturating_add(1))
             .read_to_end(&mut buf)
             .await
-            .map_err(|e| Error::Store(format!("reading {key} from {} failed: {e}", self.url())))?;
+            .map_err(|e| {
+                Error::transient(format!("reading {key} from {} failed: {e}", self.url()), e)
+            })?;
         Ok(Some(buf))
     }
 }

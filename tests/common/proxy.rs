@@ -35,6 +35,20 @@ pub struct Faults {
     /// Answer a CreateMultipartUpload that asks for CRC64NVME with 400 InvalidRequest, as a
     /// store without that algorithm does.
     pub refuse_crc64_multipart: bool,
+    /// Answer chosen PUTs with an error of the store's.
+    pub fail_puts: Option<PutFailure>,
+}
+
+/// PUTs to answer with an error instead of passing them on.
+#[derive(Debug, Clone)]
+pub struct PutFailure {
+    /// Only PUTs whose request line contains this (a key).
+    pub path_contains: String,
+    /// The status and S3 error code to answer, e.g. 400 `InvalidArgument`.
+    pub status: u16,
+    pub code: &'static str,
+    /// How many to answer so (the first ones seen); 0: all of them.
+    pub count: u64,
 }
 
 /// Counters of what happened.
@@ -52,6 +66,8 @@ pub struct Stats {
     pub peak_in_flight: AtomicU64,
     /// Requests answered 503 SlowDown because too many were in flight.
     pub throttled: AtomicU64,
+    /// PUTs answered with [`Faults::fail_puts`]'s error.
+    pub puts_failed: AtomicU64,
     /// The number in flight as each request arrived, in order.
     pub in_flight_samples: Mutex<Vec<u64>>,
     /// Every request forwarded to the store: its start line, when it arrived and when its
@@ -316,6 +332,25 @@ fn serve(
         let method = req.start.split(' ').next().unwrap_or("").to_string();
         if !f.latency.is_zero() {
             std::thread::sleep(f.latency);
+        }
+        if let Some(fail) = f.fail_puts.as_ref().filter(|p| {
+            method == "PUT"
+                && req.start.contains(&p.path_contains)
+                && (p.count == 0 || stats.puts_failed.load(Ordering::Relaxed) < p.count)
+        }) {
+            copy_body(&mut from_client, &mut std::io::sink(), &req, None)?;
+            stats.puts_failed.fetch_add(1, Ordering::Relaxed);
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{}</Code><Message>injected by the test proxy</Message></Error>",
+                fail.code
+            );
+            write!(
+                to_client,
+                "HTTP/1.1 {} Injected\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}",
+                fail.status,
+                body.len()
+            )?;
+            continue;
         }
         if f.throttle_above > 0 && in_flight > f.throttle_above && rng.next_f64() < f.throttle_rate
         {

@@ -7,69 +7,95 @@ use super::S3Store;
 use crate::error::{Error, Result};
 
 impl S3Store {
-    /// Turns an SDK error into one actionable line, never including credentials.
+    /// Turns an SDK error into a typed error whose line says what failed, why, and what to
+    /// do, never including credentials; the SDK's error stays as its source. The type
+    /// decides the retry: a 5xx, a reset, or a body the store refused by its checksum (it was
+    /// corrupted on the way) may pass; any other refusal would only be refused again.
     pub(super) fn fail<E>(&self, what: &str, err: SdkError<E, HttpResponse>) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let bucket = &self.bucket;
         let endpoint = &self.endpoint;
-        match &err {
+        let denied = |message: String| Error::Denied {
+            message,
+            source: None,
+        };
+        let (message, kind) = match &err {
             SdkError::ServiceError(se) => {
                 let status = se.raw().status().as_u16();
                 let code = se.err().code().unwrap_or("");
                 let msg = one_line(se.err().message().unwrap_or(""));
+                let credentials = || {
+                    denied(format!(
+                        "{endpoint} rejected the credentials while {what} ({code}): check AWS_ACCESS_KEY_ID / the secret key / the session token or profile"
+                    ))
+                };
                 match code {
-                    "NoSuchBucket" => Error::StoreRefused(format!(
+                    "NoSuchBucket" => return denied(format!(
                         "bucket {bucket:?} does not exist at {endpoint}: create it, or fix PACKAGE_ASSETS_BUCKET / the endpoint"
                     )),
                     "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken"
-                    | "InvalidToken" | "InvalidClientTokenId" => Error::StoreRefused(format!(
-                        "{endpoint} rejected the credentials while {what} ({code}): check AWS_ACCESS_KEY_ID / the secret key / the session token or profile"
-                    )),
+                    | "InvalidToken" | "InvalidClientTokenId" => return credentials(),
                     // Some stores (Garage) answer a bad key or signature with a plain AccessDenied.
-                    _ if status == 403 && is_credential_message(&msg) => Error::StoreRefused(format!(
-                        "{endpoint} rejected the credentials while {what} ({code}): check AWS_ACCESS_KEY_ID / the secret key / the session token or profile"
-                    )),
-                    _ if code == "AccessDenied" || status == 403 => Error::StoreRefused(format!(
+                    _ if status == 403 && is_credential_message(&msg) => return credentials(),
+                    _ if code == "AccessDenied" || status == 403 => return denied(format!(
                         "access denied to bucket {bucket:?} at {endpoint} while {what} ({code} {msg}): grant the credentials s3:ListBucket, s3:GetObject and s3:PutObject on it"
                     )),
-                    _ if (200..300).contains(&status) => Error::Store(format!(
-                        "{what} failed at {endpoint}: its answer (HTTP {status}) could not be read ({})",
-                        root_cause(&err)
-                    )),
-                    _ => Error::Store(format!(
-                        "{what} failed at {endpoint}: HTTP {status} {code} {msg}"
-                    )),
+                    _ if (200..300).contains(&status) => (
+                        format!(
+                            "{what} failed at {endpoint}: its answer (HTTP {status}) could not be read ({})",
+                            root_cause(&err)
+                        ),
+                        Kind::Transient,
+                    ),
+                    _ => (
+                        format!("{what} failed at {endpoint}: HTTP {status} {code} {msg}"),
+                        classify(status, code),
+                    ),
                 }
             }
-            SdkError::TimeoutError(_) => Error::Timeout(format!(
-                "{what} timed out after {} s at {endpoint}: the store does not answer; check the endpoint, the network and HTTPS_PROXY, or raise S3AM_TIMEOUT",
-                self.tuning.timeout.as_secs()
-            )),
+            SdkError::TimeoutError(_) => {
+                return Error::Timeout(format!(
+                    "{what} timed out after {} s at {endpoint}: the store does not answer; check the endpoint, the network and HTTPS_PROXY, or raise S3AM_TIMEOUT",
+                    self.tuning.timeout.as_secs()
+                ))
+            }
             SdkError::DispatchFailure(_) if root_cause(&err).contains("no credentials") => {
-                Error::Config(format!(
+                return Error::Config(format!(
                     "no AWS credentials found while {what}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or AWS_WEB_IDENTITY_TOKEN_FILE, or run where an instance or task role is available"
                 ))
             }
-            SdkError::DispatchFailure(_) => Error::Store(format!(
-                "cannot reach {endpoint} while {what} ({}): check the endpoint (AWS_ENDPOINT_URL / --endpoint), the network and HTTPS_PROXY/NO_PROXY",
-                root_cause(&err)
-            )),
+            SdkError::DispatchFailure(_) => (
+                format!(
+                    "cannot reach {endpoint} while {what} ({}): check the endpoint (AWS_ENDPOINT_URL / --endpoint), the network and HTTPS_PROXY/NO_PROXY",
+                    root_cause(&err)
+                ),
+                Kind::Transient,
+            ),
             SdkError::ConstructionFailure(_) => {
                 let text = one_line(&DisplayErrorContext(&err).to_string());
                 if text.to_ascii_lowercase().contains("credential") {
-                    Error::Config(format!(
+                    return Error::Config(format!(
                         "no usable AWS credentials while {what} ({text}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where a role is available"
-                    ))
-                } else {
-                    Error::Store(format!("{what} could not be sent: {text}"))
+                    ));
                 }
+                (format!("{what} could not be sent: {text}"), Kind::Rejected)
             }
-            _ => Error::Store(format!(
-                "{what} failed at {endpoint}: {}",
-                one_line(&DisplayErrorContext(&err).to_string())
-            )),
+            // A response cut off or unreadable.
+            _ => (
+                format!(
+                    "{what} failed at {endpoint}: {}",
+                    one_line(&DisplayErrorContext(&err).to_string())
+                ),
+                Kind::Transient,
+            ),
+        };
+        let source: Option<crate::error::BoxError> = Some(Box::new(err));
+        match kind {
+            Kind::Transient => Error::Transient { message, source },
+            Kind::Throttled => Error::Throttled { message, source },
+            Kind::Rejected => Error::Rejected { message, source },
         }
     }
 
@@ -80,12 +106,46 @@ impl S3Store {
     {
         if let SdkError::ServiceError(se) = &err {
             if se.raw().status().as_u16() == 412 {
-                return Error::Verify(format!(
+                return Error::Precondition(format!(
                     "{src} changed after its manifest was written (entity tag differs): not copying it"
                 ));
             }
         }
         self.fail(&format!("copying {src} to {dst}"), err)
+    }
+}
+
+/// How a store's refusal is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Transient,
+    Throttled,
+    Rejected,
+}
+
+/// A failed request by its status and error code: throttling, a failure that may pass, or a
+/// refusal that would be repeated.
+fn classify(status: u16, code: &str) -> Kind {
+    match (status, code) {
+        (429, _)
+        | (_, "SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded") => {
+            Kind::Throttled
+        }
+        (500..=599, _) | (408, _) => Kind::Transient,
+        // A body corrupted or cut on the way, which the store refused by its checksum or
+        // length; or a connection the store gave up on: sent again, they may pass.
+        (
+            _,
+            "BadDigest"
+            | "InvalidDigest"
+            | "XAmzContentSHA256Mismatch"
+            | "XAmzContentChecksumMismatch"
+            | "IncompleteBody"
+            | "RequestTimeout"
+            | "OperationAborted"
+            | "InternalError",
+        ) => Kind::Transient,
+        _ => Kind::Rejected,
     }
 }
 
@@ -129,4 +189,24 @@ fn is_credential_message(msg: &str) -> bool {
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only what may pass is retried: a 400 is refused again, a checksum mismatch (a body
+    /// corrupted on the way) or a 5xx may pass.
+    #[test]
+    fn refusals_are_classified_by_status_and_code() {
+        assert_eq!(classify(400, "InvalidArgument"), Kind::Rejected);
+        assert_eq!(classify(400, "InvalidRequest"), Kind::Rejected);
+        assert_eq!(classify(404, "NoSuchKey"), Kind::Rejected);
+        assert_eq!(classify(400, "BadDigest"), Kind::Transient);
+        assert_eq!(classify(400, "InvalidDigest"), Kind::Transient);
+        assert_eq!(classify(500, "InternalError"), Kind::Transient);
+        assert_eq!(classify(502, ""), Kind::Transient);
+        assert_eq!(classify(503, "SlowDown"), Kind::Throttled);
+        assert_eq!(classify(429, ""), Kind::Throttled);
+    }
 }

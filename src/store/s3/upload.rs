@@ -114,10 +114,10 @@ impl S3Store {
         checksum: PartChecksum,
     ) -> Result<(String, PartChecksum)> {
         if id.is_empty() {
-            return Err(Error::Store(format!(
-                "{} returned no upload id for {key}",
-                self.endpoint
-            )));
+            return Err(Error::transient(
+                format!("{} returned no upload id for {key}", self.endpoint),
+                "an empty upload id",
+            ));
         }
         Ok((id, checksum))
     }
@@ -281,7 +281,7 @@ impl S3Store {
                         })
                     })
                     .await
-                    .map_err(|e| Error::Store(format!("reading part of {key}: {e}")))??;
+                    .map_err(|e| Error::task(&format!("reading a part of {key}"), e))??;
                     let body = ByteStream::read_from()
                         .path(path)
                         .offset(offset)
