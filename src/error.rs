@@ -231,6 +231,12 @@ pub fn clip(value: &str) -> String {
     }
 }
 
+/// The configuration error for a bad `value` of the setting `name` (a variable, a flag, a
+/// `source` field): `invalid value "x" for NAME: why`.
+pub fn invalid_value(name: &str, value: &str, why: &str) -> Error {
+    Error::Config(format!("invalid value {} for {name}: {why}", clip(value)))
+}
+
 /// The longest error message the front ends print, in characters (after `error: `).
 pub const MAX_MESSAGE: usize = 360;
 

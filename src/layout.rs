@@ -2,6 +2,19 @@
 
 use crate::error::{clip, Error, Result};
 
+/// The user metadata keys every asset object carries (and the original tool's readers use).
+pub mod meta {
+    /// The commit the object was built from.
+    pub const COMMIT: &str = "commit-hash";
+    /// Base64 SHA-256 of the content: Lambda's `CodeSha256` format.
+    pub const PACKAGE_HASH: &str = "package-hash";
+    /// The code hash, when caching was on.
+    pub const CODE_HASH: &str = "code-hash";
+    /// The publisher (process) that wrote the object: racing publishers of one set tell
+    /// their objects apart by it.
+    pub const PUBLISHER: &str = "publisher-id";
+}
+
 /// The manifest's name inside a set. It starts with `.`, so it never collides with an asset.
 pub const MANIFEST_NAME: &str = ".manifest.json";
 

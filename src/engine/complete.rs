@@ -14,10 +14,11 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use super::transfer::{jitter, Origin};
+use super::retry::jitter;
+use super::transfer::Origin;
 use super::{Engine, SetState};
 use crate::error::{Error, Result};
-use crate::layout::SetLocation;
+use crate::layout::{meta, SetLocation};
 use crate::log;
 use crate::manifest::{FileEntry, Manifest, MANIFEST_MAX};
 use crate::signing;
@@ -25,9 +26,6 @@ use crate::store::{Precondition, PutOptions};
 
 /// How many times a set is rewritten while concurrent publishers overwrite it.
 const CONFLICT_ROUNDS: u32 = 8;
-
-/// The object metadata key naming the publisher that wrote it.
-pub(super) const PUBLISHER_KEY: &str = "publisher-id";
 
 fn conflict(loc: &SetLocation) -> Error {
     Error::Conflict(format!(
@@ -109,7 +107,7 @@ impl Engine {
         let mut winner: Option<String> = None;
         for f in bad.iter().take(3) {
             if let Some(h) = self.store.head(&loc.key(&f.path)).await? {
-                if let Some(id) = h.metadata.get(PUBLISHER_KEY) {
+                if let Some(id) = h.metadata.get(meta::PUBLISHER) {
                     if *id < self.publisher && winner.as_ref().is_none_or(|w| id < w) {
                         winner = Some(id.clone());
                     }

@@ -8,7 +8,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::{Engine, Outcome, Report, SetState};
 use crate::error::{Error, Result};
-use crate::layout::SetLocation;
+use crate::layout::{meta, SetLocation};
 use crate::log;
 use crate::manifest::FileEntry;
 use crate::store::ObjectInfo;
@@ -118,7 +118,7 @@ impl Engine {
                     .store
                     .head(&o.key)
                     .await?
-                    .and_then(|h| h.metadata.get("package-hash").cloned())
+                    .and_then(|h| h.metadata.get(meta::PACKAGE_HASH).cloned())
                     .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
                     .filter(|d| d.len() == 32)
                     .map(hex::encode);

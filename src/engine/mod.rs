@@ -19,6 +19,7 @@ mod index;
 mod lookup;
 mod publish;
 mod restore;
+mod retry;
 mod transfer;
 mod window;
 

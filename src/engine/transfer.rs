@@ -11,32 +11,36 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use super::complete::PUBLISHER_KEY;
+use super::retry::retried;
 use super::window::{self, Window};
 use super::Engine;
 use crate::error::{Error, Result};
-use crate::layout::SetLocation;
+use crate::layout::{meta, SetLocation};
 use crate::log::{self, Progress};
 use crate::manifest::FileEntry;
 use crate::sink::{Ranged, Sink, INLINE_IO, WRITE_SLICE};
 use crate::store::{PutOptions, PARTS_IN_FLIGHT};
 
-fn metadata(commit: &str, sha256: &[u8; 32], code_hash: Option<&str>) -> BTreeMap<String, String> {
+/// The user metadata of an asset object: its commit, its content's SHA-256 (base64,
+/// Lambda's `CodeSha256` format), its code hash, and the publisher that wrote it.
+fn metadata(
+    commit: &str,
+    sha256: &[u8; 32],
+    code_hash: Option<&str>,
+    publisher: &str,
+) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
-    m.insert("commit-hash".to_string(), commit.to_string());
+    m.insert(meta::COMMIT.to_string(), commit.to_string());
     m.insert(
-        "package-hash".to_string(),
+        meta::PACKAGE_HASH.to_string(),
         base64::engine::general_purpose::STANDARD.encode(sha256),
     );
     if let Some(h) = code_hash {
-        m.insert("code-hash".to_string(), h.to_string());
+        m.insert(meta::CODE_HASH.to_string(), h.to_string());
     }
+    m.insert(meta::PUBLISHER.to_string(), publisher.to_string());
     m
 }
-
-/// Attempts at one object's transfer (each made of the SDK's own retried requests): a body
-/// cut off mid-stream, or a request that failed every SDK attempt, is tried again from the start.
-const BODY_ATTEMPTS: u32 = 4;
 
 /// What a large file's transfer holds in memory: its [`PARTS_IN_FLIGHT`] parts or ranges, each
 /// with a 256 KiB buffer of ours and its connection's (up to about 400 KiB). Measured, not
@@ -74,15 +78,6 @@ pub(super) struct Local {
     pub(super) part_crc64: Vec<u64>,
 }
 
-/// A random pause that grows with the round, so racing publishers fall out of step.
-pub(super) fn jitter(round: u32) -> std::time::Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(round);
-    let spread = 400 * u64::from(round);
-    std::time::Duration::from_millis(100 + h.finish() % spread)
-}
-
 fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     hex::decode(s).ok()?.try_into().ok()
 }
@@ -99,11 +94,7 @@ impl Engine {
         code_hash: Option<&str>,
     ) -> Result<(String, String)> {
         let opts = |sha: [u8; 32], part_crc64: Vec<u64>| PutOptions {
-            metadata: {
-                let mut m = metadata(commit, &sha, code_hash);
-                m.insert(PUBLISHER_KEY.to_string(), self.publisher.clone());
-                m
-            },
+            metadata: metadata(commit, &sha, code_hash, &self.publisher),
             sha256: Some(sha),
             part_crc64,
         };
@@ -197,20 +188,11 @@ impl Engine {
                 // The SDK retries each request; a file whose request still failed after
                 // all of them is written again from the start, a few times, before the
                 // whole publish gives up.
-                let mut attempt = 1;
-                let (etag, sha256) = loop {
-                    match self.write_one(to, origin, f, commit, code_hash).await {
-                        Err(e) if e.retryable() && attempt < BODY_ATTEMPTS => {
-                            log::warn(format!(
-                                "{e}; writing {} again ({attempt} of {BODY_ATTEMPTS})",
-                                f.path
-                            ));
-                            tokio::time::sleep(jitter(attempt)).await;
-                            attempt += 1;
-                        }
-                        other => break other?,
-                    }
-                };
+                let (etag, sha256) = retried(
+                    || format!("writing {} again", f.path),
+                    || self.write_one(to, origin, f, commit, code_hash),
+                )
+                .await?;
                 progress.file_done(&f.path, f.size, t.elapsed());
                 Ok::<_, Error>((
                     i,
@@ -266,17 +248,11 @@ impl Engine {
     async fn download_verified(&self, key: &str, f: &FileEntry, dest: &Path) -> Result<()> {
         // The SDK retries a request until its response starts; a body cut off mid-stream is
         // retried here, from the start of the file.
-        let mut attempt = 1;
-        loop {
-            match self.download_once(key, f, dest).await {
-                Err(e) if e.retryable() && attempt < BODY_ATTEMPTS => {
-                    log::warn(format!("{e}; retrying ({attempt} of {BODY_ATTEMPTS})"));
-                    tokio::time::sleep(jitter(attempt)).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        retried(
+            || "retrying".to_string(),
+            || self.download_once(key, f, dest),
+        )
+        .await
     }
 
     async fn download_once(&self, key: &str, f: &FileEntry, dest: &Path) -> Result<()> {

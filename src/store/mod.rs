@@ -289,6 +289,16 @@ pub fn transfer_part_size(size: u64, preferred: u64) -> u64 {
     part_size_for(size, preferred.max(size.div_ceil(64).min(64 * MIB)))
 }
 
+/// A server-side encryption setting: `AES256` or `aws:kms` (an empty one means none), or
+/// why it is not one. Every front end checks it here.
+pub fn parse_sse(s: &str) -> std::result::Result<Option<String>, &'static str> {
+    match s {
+        "" => Ok(None),
+        "AES256" | "aws:kms" => Ok(Some(s.to_string())),
+        _ => Err("not a server-side encryption: use AES256 or aws:kms"),
+    }
+}
+
 /// An entity tag without its quotes.
 pub fn bare_etag(e: &str) -> String {
     e.trim().trim_matches('"').to_string()

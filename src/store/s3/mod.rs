@@ -3,6 +3,7 @@
 //! an SDK failure becomes a one-line error is in `errors`.
 
 mod errors;
+mod sse;
 mod upload;
 
 use std::collections::HashMap;
@@ -22,7 +23,6 @@ use aws_sdk_s3::config::retry::{RetryPartition, TokenBucket};
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, MetadataDirective, ServerSideEncryption};
 use aws_sdk_s3::Client;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
@@ -47,8 +47,7 @@ pub struct S3Store {
     bucket: String,
     endpoint: String,
     checksums: bool,
-    sse: Option<ServerSideEncryption>,
-    sse_kms_key_id: Option<String>,
+    sse: sse::Sse,
     tuning: Tuning,
     requests: Arc<AtomicU64>,
     throttled: Arc<AtomicU64>,
@@ -234,11 +233,10 @@ impl S3Store {
             bucket: bucket.to_string(),
             endpoint,
             checksums: !cfg.skip_checksums,
-            sse: cfg
-                .server_side_encryption
-                .as_deref()
-                .map(ServerSideEncryption::from),
-            sse_kms_key_id: cfg.sse_kms_key_id.clone(),
+            sse: sse::Sse::new(
+                cfg.server_side_encryption.as_deref(),
+                cfg.sse_kms_key_id.clone(),
+            ),
             tuning: tuning.clone(),
             requests,
             throttled,
@@ -434,39 +432,7 @@ impl Store for S3Store {
         opts: &PutOptions,
         if_match: Option<&str>,
     ) -> Result<String> {
-        let if_match = if_match.map(|e| format!("\"{}\"", bare_etag(e)));
-        if size <= self.tuning.copy_multipart_threshold {
-            let out = self
-                .client
-                .copy_object()
-                .bucket(&self.bucket)
-                .key(dst)
-                .copy_source(self.copy_source(src))
-                .set_copy_source_if_match(if_match)
-                .metadata_directive(MetadataDirective::Replace)
-                .set_metadata(Some(Self::metadata(opts)))
-                .set_server_side_encryption(self.sse.clone())
-                .set_ssekms_key_id(self.sse_kms_key_id.clone())
-                .send()
-                .await
-                .map_err(|e| self.fail_copy(src, dst, e))?;
-            return Ok(out
-                .copy_object_result()
-                .and_then(|r| r.e_tag())
-                .map(bare_etag)
-                .unwrap_or_default());
-        }
-        // The store checks each copied part, so a copy needs no checksum of ours.
-        let algorithm = self.checksums.then_some(ChecksumAlgorithm::Sha256);
-        let upload_id = self
-            .create_multipart(dst, opts, algorithm)
-            .await
-            .map_err(|e| self.fail(&format!("starting the multipart copy to {dst}"), e))?;
-        let parts = self
-            .copy_parts(src, dst, size, &upload_id, if_match.as_deref())
-            .await;
-        let parts = parts.map(|p| (p, None));
-        self.finish_multipart(dst, &upload_id, parts).await
+        self.copy_object(src, dst, size, opts, if_match).await
     }
 }
 

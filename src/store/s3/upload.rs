@@ -8,10 +8,13 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadError;
 use aws_sdk_s3::primitives::{ByteStream, Length};
-use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart, MetadataDirective,
+};
 use base64::Engine as _;
 use futures::{StreamExt, TryStreamExt};
 
+use super::sse::WithSse;
 use super::S3Store;
 use crate::error::{Error, Result};
 use crate::log;
@@ -36,6 +39,50 @@ fn crc64_header(crc: u64) -> String {
 }
 
 impl S3Store {
+    /// Copies `src` to `dst` server-side: in one request up to the copy threshold, in parts
+    /// above it; with `if_match`, only while `src` still has that entity tag.
+    pub(super) async fn copy_object(
+        &self,
+        src: &str,
+        dst: &str,
+        size: u64,
+        opts: &PutOptions,
+        if_match: Option<&str>,
+    ) -> Result<String> {
+        let if_match = if_match.map(|e| format!("\"{}\"", bare_etag(e)));
+        if size <= self.tuning.copy_multipart_threshold {
+            let out = self
+                .client
+                .copy_object()
+                .bucket(&self.bucket)
+                .key(dst)
+                .copy_source(self.copy_source(src))
+                .set_copy_source_if_match(if_match)
+                .metadata_directive(MetadataDirective::Replace)
+                .set_metadata(Some(Self::metadata(opts)))
+                .sse(&self.sse)
+                .send()
+                .await
+                .map_err(|e| self.fail_copy(src, dst, e))?;
+            return Ok(out
+                .copy_object_result()
+                .and_then(|r| r.e_tag())
+                .map(bare_etag)
+                .unwrap_or_default());
+        }
+        // The store checks each copied part, so a copy needs no checksum of ours.
+        let algorithm = self.checksums.then_some(ChecksumAlgorithm::Sha256);
+        let upload_id = self
+            .create_multipart(dst, opts, algorithm)
+            .await
+            .map_err(|e| self.fail(&format!("starting the multipart copy to {dst}"), e))?;
+        let parts = self
+            .copy_parts(src, dst, size, &upload_id, if_match.as_deref())
+            .await;
+        let parts = parts.map(|p| (p, None));
+        self.finish_multipart(dst, &upload_id, parts).await
+    }
+
     pub(super) async fn create_multipart(
         &self,
         key: &str,
@@ -51,8 +98,7 @@ impl S3Store {
             .set_metadata(Some(Self::metadata(opts)))
             .set_checksum_algorithm(algorithm)
             .set_checksum_type(full_object.then_some(ChecksumType::FullObject))
-            .set_server_side_encryption(self.sse.clone())
-            .set_ssekms_key_id(self.sse_kms_key_id.clone())
+            .sse(&self.sse)
             .send()
             .await?;
         Ok(resp.upload_id().unwrap_or_default().to_string())
@@ -203,8 +249,7 @@ impl S3Store {
             .set_if_match(if_match)
             .set_metadata(Some(Self::metadata(opts)))
             .set_checksum_sha256(self.checksum(opts.sha256))
-            .set_server_side_encryption(self.sse.clone())
-            .set_ssekms_key_id(self.sse_kms_key_id.clone())
+            .sse(&self.sse)
             .body(body)
             .customize()
             // An in-memory body would otherwise be hashed once more to sign it; the S3
