@@ -5,6 +5,7 @@
 //! entrypoints, the command line and the Concourse resource) calls it.
 
 pub mod assets;
+pub mod cli;
 pub mod codehash;
 pub mod commit;
 pub mod engine;
@@ -13,6 +14,7 @@ pub mod layout;
 pub mod log;
 pub mod manifest;
 pub mod resource;
+pub mod settings;
 pub mod signing;
 pub mod sink;
 pub mod store;

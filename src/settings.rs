@@ -35,7 +35,8 @@ impl Settings {
     pub async fn engine(&self) -> Result<Engine> {
         log::set_quiet(self.quiet);
         let store = store::open(&self.store, &self.tuning).await?;
-        Ok(Engine::new(store, self.layout.clone(), self.tuning.clone()).with_keys(self.keys.clone()))
+        Ok(Engine::new(store, self.layout.clone(), self.tuning.clone())
+            .with_keys(self.keys.clone()))
     }
 
     /// A lookup of the checkout at `repo`, writing markers into `markers` when given.

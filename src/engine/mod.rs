@@ -24,6 +24,7 @@ mod transfer;
 mod window;
 
 pub use fetch::{found_report, refuse_invalid, refuse_untrusted};
+pub use window::{FLOOR as FEWEST_IN_FLIGHT, START as FIRST_IN_FLIGHT};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -18,7 +18,7 @@ use crate::store::Store;
 /// and a larger one reaches the memory budget's limit (about 170 small files) in two
 /// doublings. 64 small requests at once are far below what S3 takes per prefix (3,500 PUTs
 /// a second); a store that throttles halves it.
-pub(super) const START: usize = 64;
+pub const START: usize = 64;
 
 /// The most bytes that transfers in flight hold in memory at once (small files are read or
 /// received whole; large ones stream through small buffers).
@@ -26,7 +26,7 @@ pub(super) const MEMORY_BUDGET: u64 = 32 << 20;
 
 /// The fewest transfers in flight after throttling: a store that sheds a share of requests
 /// at random, whatever the load, must not stall a transfer to one at a time.
-const FLOOR: usize = 4;
+pub const FLOOR: usize = 4;
 
 /// Whether this process has said that the store throttles: once is enough, whichever
 /// transfer loop (uploads, copies, downloads) noticed first.

@@ -9,10 +9,7 @@ use serde::Serialize;
 use super::{parse_request, CheckRequest, InRequest, MetadataField, OutRequest, Response, Version};
 use crate::assets;
 use crate::commit;
-use crate::engine::{
-    found_report, refuse_invalid, refuse_untrusted, LookupOptions, Outcome, PublishOptions, Report,
-    SetState,
-};
+use crate::engine::{found_report, refuse_invalid, refuse_untrusted, Outcome, Report, SetState};
 use crate::error::{clip, one_line, Error, Result};
 use crate::log;
 
@@ -67,7 +64,7 @@ pub async fn check(req: CheckRequest) -> Result<Vec<Version>> {
         Some(v) => Some(valid_commit(v)?),
         None => None,
     };
-    let engine = req.source.engine().await?;
+    let engine = req.source.settings()?.engine().await?;
     let versions = engine.versions(since.as_deref()).await?;
     let requests = match engine.store().requests() {
         0 => String::new(),
@@ -84,13 +81,12 @@ pub async fn check(req: CheckRequest) -> Result<Vec<Version>> {
 pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
     let commit = valid_commit(&req.version)?;
     let params = req.params.clone().unwrap_or_default();
-    let engine = req.source.engine().await?;
+    let settings = req.source.settings()?;
+    let engine = settings.engine().await?;
     std::fs::create_dir_all(dest).map_err(|e| Error::io("cannot create", dest, e))?;
     assets::write_marker(dest, assets::COMMIT_MARKER, &commit)?;
     let artifacts = engine.layout().artifacts(&commit);
-    let state = engine
-        .set_state(&artifacts, req.source.accept_legacy)
-        .await?;
+    let state = engine.set_state(&artifacts, settings.accept_legacy).await?;
     let report = match state {
         SetState::Missing => {
             if params.require {
@@ -150,32 +146,14 @@ pub async fn put(req: OutRequest, base: &Path) -> Result<Response> {
         Some(p) => Some(inside(base, p, "path")?),
         None => None,
     };
-    let cache = req.source.cache_mode()?;
-    let spec = req.source.code_hash_spec()?;
     // Every setting is checked before the checkout: a bad config line reads as one.
-    req.source.validate()?;
+    let settings = req.source.settings()?;
     let commit = commit::resolve_head(&repo)?;
-    let engine = req.source.engine().await?;
+    let engine = settings.engine().await?;
     let report = match path {
-        None => {
-            let opts = LookupOptions {
-                repo,
-                markers: None,
-                code_hash: spec,
-                cache,
-                accept_legacy: req.source.accept_legacy,
-            };
-            engine.lookup(&opts).await?
-        }
+        None => engine.lookup(&settings.lookup(repo, None)).await?,
         Some(dir) => {
-            let opts = PublishOptions {
-                package_dir: dir,
-                commit: Some(commit.clone()),
-                code_hash: None,
-                compute_code_hash: spec.map(|s| (repo, s)),
-                cache,
-                accept_legacy: req.source.accept_legacy,
-            };
+            let opts = settings.publish(dir, Some(commit.clone()), Some(repo));
             engine.publish(&opts).await?
         }
     };

@@ -16,9 +16,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::codehash::Patterns;
-use crate::engine::{CacheMode, CodeHashSpec, Engine, Keys};
-use crate::error::{clip, clip_quoted, Error, Result};
+use crate::engine::{CacheMode, CodeHashSpec, Keys};
+use crate::error::{clip_quoted, invalid_value, Error, Result};
 use crate::layout::Layout;
+use crate::settings::Settings;
 use crate::signing::{SigningKey, TrustedKeys};
 use crate::store::{self, Bucket, StoreConfig, Tuning};
 
@@ -351,54 +352,50 @@ impl Source {
 
     /// Checks every setting that can be checked without the network.
     pub fn validate(&self) -> Result<()> {
-        self.cache_mode()?;
-        self.keys()?;
-        self.code_hash_spec()?;
-        let (_, url_prefix) = Bucket::parse(&self.bucket)?;
+        self.settings().map(drop)
+    }
+
+    /// Checks every field once into the settings the resource runs with.
+    pub fn settings(&self) -> Result<Settings> {
+        let cache = self.cache_mode()?;
+        let keys = self.keys()?;
+        let code_hash = self.code_hash_spec()?;
+        let (bucket, url_prefix) = Bucket::parse(&self.bucket)?;
         if !url_prefix.is_empty() {
             return Err(Error::Config(
                 "source.bucket is a bucket name (or file:///abs/dir); put the key prefix in source.prefix".into(),
             ));
         }
-        Layout::new(self.prefix.as_deref().unwrap_or(""))?;
-        if let Some(sse) = &self.server_side_encryption {
-            if sse != "AES256" && sse != "aws:kms" {
-                return Err(Error::Config(format!(
-                    "invalid source.server_side_encryption {}: use AES256 or aws:kms",
-                    clip(sse)
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// Opens the store and builds the engine.
-    pub async fn engine(&self) -> Result<Engine> {
-        self.validate()?;
-        let keys = self.keys()?;
-        let (bucket, _) = Bucket::parse(&self.bucket)?;
-        let empty = |s: &Option<String>| s.clone().filter(|v| !v.is_empty());
-        let cfg = StoreConfig {
+        let layout = Layout::new(self.prefix.as_deref().unwrap_or(""))?;
+        let sse = match &self.server_side_encryption {
+            Some(v) => store::parse_sse(v)
+                .map_err(|why| invalid_value("source.server_side_encryption", v, why))?,
+            None => None,
+        };
+        let nonempty = |s: &Option<String>| s.clone().filter(|v| !v.is_empty());
+        let store = StoreConfig {
             bucket: Some(bucket),
-            endpoint: empty(&self.endpoint),
-            region: empty(&self.region_name),
+            endpoint: nonempty(&self.endpoint),
+            region: nonempty(&self.region_name),
             path_style: self.use_path_style,
-            access_key_id: empty(&self.access_key_id),
+            access_key_id: nonempty(&self.access_key_id),
             secret_access_key: self.secret_access_key.as_ref().map(|s| s.0.clone()),
             session_token: self.session_token.as_ref().map(|s| s.0.clone()),
-            role_arn: empty(&self.aws_role_arn),
+            role_arn: nonempty(&self.aws_role_arn),
             skip_checksums: self.skip_s3_checksums,
-            server_side_encryption: empty(&self.server_side_encryption),
-            sse_kms_key_id: empty(&self.sse_kms_key_id),
-            ca_bundle: empty(&self.ca_bundle),
+            server_side_encryption: sse,
+            sse_kms_key_id: nonempty(&self.sse_kms_key_id),
+            ca_bundle: nonempty(&self.ca_bundle),
         };
-        let tuning = Tuning::default();
-        let store = store::open(&cfg, &tuning).await?;
-        Ok(Engine::new(
+        Ok(Settings {
             store,
-            Layout::new(self.prefix.as_deref().unwrap_or(""))?,
-            tuning,
-        )
-        .with_keys(keys))
+            layout,
+            tuning: Tuning::default(),
+            keys,
+            cache,
+            accept_legacy: self.accept_legacy,
+            code_hash,
+            quiet: false,
+        })
     }
 }

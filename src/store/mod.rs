@@ -286,8 +286,18 @@ pub fn part_size_for(size: u64, preferred: u64) -> u64 {
 /// parts move a large file faster across a distance (1 GiB through a 40 ms-each-way proxy:
 /// download 2.49 s in 16 MiB ranges against 2.69 s in 8 MiB ones, upload 4.39 s against 4.54 s).
 pub fn transfer_part_size(size: u64, preferred: u64) -> u64 {
-    part_size_for(size, preferred.max(size.div_ceil(64).min(64 * MIB)))
+    let large = size.div_ceil(LARGE_FILE_PARTS).min(LARGEST_PART);
+    part_size_for(size, preferred.max(large))
 }
+
+/// A file over this many bytes goes in larger parts than `S3AM_PART_SIZE`.
+pub const LARGE_FILE: u64 = 512 * MIB;
+
+/// About how many parts a file over [`LARGE_FILE`] goes in.
+pub const LARGE_FILE_PARTS: u64 = LARGE_FILE / (8 * MIB);
+
+/// The largest part [`transfer_part_size`] chooses, up to S3's 10,000 parts.
+pub const LARGEST_PART: u64 = 64 * MIB;
 
 /// A server-side encryption setting: `AES256` or `aws:kms` (an empty one means none), or
 /// why it is not one. Every front end checks it here.
