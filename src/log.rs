@@ -58,6 +58,14 @@ pub fn error(msg: impl AsRef<str>) {
     eprintln!("{} {}", paint("1;31", "error:"), printable(msg.as_ref()));
 }
 
+/// A count with its noun, singular for one: `1 file`, `2 files`.
+pub fn count(n: u64, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
 /// Bytes in decimal units, e.g. `12.3 MB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
@@ -75,10 +83,16 @@ pub fn bytes(n: u64) -> String {
 }
 
 /// Throughput in MB/s.
-pub fn rate(n: u64, d: Duration) -> String {
+///
+/// Only where it means something: below [`RATE_MIN_BYTES`] a transfer's time is its round
+/// trips, and "0.5 MB/s" for a few hundred bytes would read as slowness.
+pub fn rate(n: u64, d: Duration) -> Option<String> {
     let secs = d.as_secs_f64().max(1e-6);
-    format!("{:.1} MB/s", n as f64 / 1e6 / secs)
+    (n >= RATE_MIN_BYTES).then(|| format!("{:.1} MB/s", n as f64 / 1e6 / secs))
 }
+
+/// The fewest bytes a transfer moves for its rate to be shown: 1 MiB.
+pub const RATE_MIN_BYTES: u64 = 1 << 20;
 
 /// Counts a transfer of many files and prints a progress line every few seconds.
 #[derive(Debug)]
@@ -110,12 +124,14 @@ impl Progress {
                 every.tick().await;
                 let (f, b) = ticker.done();
                 detail(format!(
-                    "progress: {} {f}/{} files, {} of {} ({})",
+                    "progress: {} {f}/{}, {} of {}{}",
                     ticker.verb,
-                    ticker.files,
+                    count(ticker.files, "file"),
                     crate::log::bytes(b),
                     crate::log::bytes(ticker.bytes),
                     rate(b, ticker.started.elapsed())
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
                 ));
             }
         });
@@ -127,11 +143,13 @@ impl Progress {
         self.done_files.fetch_add(1, Ordering::Relaxed);
         self.done_bytes.fetch_add(size, Ordering::Relaxed);
         detail(format!(
-            "{} {name} {} in {:.2} s ({})",
+            "{} {name} {} in {:.2} s{}",
             self.verb,
             bytes(size),
             took.as_secs_f64(),
             rate(size, took)
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
         ));
     }
 
@@ -168,6 +186,14 @@ mod tests {
         assert_eq!(bytes(999), "999 B");
         assert_eq!(bytes(1_500), "1.5 kB");
         assert_eq!(bytes(12_345_678), "12.3 MB");
-        assert_eq!(rate(10_000_000, Duration::from_secs(2)), "5.0 MB/s");
+        assert_eq!(
+            rate(10_000_000, Duration::from_secs(2)).as_deref(),
+            Some("5.0 MB/s")
+        );
+        // A few hundred bytes: no rate, which would only measure round trips.
+        assert_eq!(rate(358, Duration::from_millis(700)), None);
+        assert_eq!(count(1, "file"), "1 file");
+        assert_eq!(count(0, "file"), "0 files");
+        assert_eq!(count(2, "S3 request"), "2 S3 requests");
     }
 }

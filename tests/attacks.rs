@@ -559,7 +559,7 @@ fn forged_index_entries_are_skipped_and_bounded() {
         );
         if let Some(n) = r
             .stderr
-            .split(" version(s) (")
+            .split(" versions (")
             .nth(1)
             .and_then(|t| t.split(' ').next())
         {

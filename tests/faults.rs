@@ -12,10 +12,28 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Run, S3Server, Task};
+use common::{Env, Run, S3Server, Task};
 use proxy::{Faults, Proxy};
 
-type Env = BTreeMap<String, String>;
+/// What a test needs of the S3 store beyond what every store under test does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    /// Plain S3: every store.
+    S3,
+    /// `If-None-Match: *` enforced on PUT: SeaweedFS (Garage ignores it).
+    ConditionalWrites,
+}
+
+/// The S3 server for a test, or `None` to skip it: there is none (`S3AM_TEST_SKIP_S3=1`), or
+/// its store lacks what the test `needs`, which stderr says so that the skip is visible.
+fn server(needs: Needs) -> Option<S3Server> {
+    let g = S3Server::get()?;
+    if needs == Needs::ConditionalWrites && g.store != common::Store::SeaweedFs {
+        eprintln!("skipped: {:?} does not enforce conditional writes", g.store);
+        return None;
+    }
+    Some(g)
+}
 
 fn upstream(g: &S3Server) -> SocketAddr {
     g.endpoint
@@ -104,7 +122,7 @@ fn assert_clean_failure(r: &Run) {
 
 #[test]
 fn transfers_survive_30_percent_server_errors() {
-    let Some(g) = S3Server::get() else { return };
+    let Some(g) = server(Needs::S3) else { return };
     let bucket = g.new_bucket("err");
     let p = Proxy::start(
         upstream(&g),
@@ -141,7 +159,7 @@ fn transfers_survive_30_percent_server_errors() {
 
 #[test]
 fn transfers_survive_or_fail_cleanly_on_connection_resets() {
-    let Some(g) = S3Server::get() else { return };
+    let Some(g) = server(Needs::S3) else { return };
     let bucket = g.new_bucket("reset");
     let p = Proxy::start(
         upstream(&g),
@@ -190,7 +208,7 @@ fn transfers_survive_or_fail_cleanly_on_connection_resets() {
 
 #[test]
 fn a_blackholed_endpoint_fails_within_the_timeout() {
-    let Some(g) = S3Server::get() else { return };
+    let Some(g) = server(Needs::S3) else { return };
     let bucket = g.new_bucket("hole");
     let p = Proxy::start(
         upstream(&g),
@@ -221,7 +239,7 @@ fn a_blackholed_endpoint_fails_within_the_timeout() {
 
 #[test]
 fn sigkill_at_random_points_never_leaves_a_complete_looking_set() {
-    let Some(g) = S3Server::get() else { return };
+    let Some(g) = server(Needs::S3) else { return };
     // A little latency stretches the upload so the kills land in every phase.
     let p = Proxy::start(
         upstream(&g),
@@ -292,7 +310,7 @@ fn spawn_upload(root: &Path, env: &Env) -> std::process::Child {
 
 #[test]
 fn four_concurrent_publishers_leave_one_consistent_set() {
-    let Some(g) = S3Server::get() else { return };
+    let Some(g) = server(Needs::S3) else { return };
     for round in 0..3 {
         let bucket = g.new_bucket("race");
         let p = Proxy::start(
@@ -368,7 +386,7 @@ fn four_concurrent_publishers_leave_one_consistent_set() {
 
 #[test]
 fn a_cache_entry_modified_after_its_manifest_is_not_restored() {
-    let Some(g) = S3Server::get() else { return };
+    let Some(g) = server(Needs::S3) else { return };
     let bucket = g.new_bucket("tamper");
     let t = task(&g, &bucket, &g.endpoint.clone());
     t.run(&["check"]).ok();
@@ -411,7 +429,7 @@ fn a_cache_entry_modified_after_its_manifest_is_not_restored() {
 
 #[test]
 fn a_publish_repairs_a_complete_set_whose_objects_changed() {
-    let Some(g) = S3Server::get() else { return };
+    let Some(g) = server(Needs::S3) else { return };
     let bucket = g.new_bucket("repair");
     let t = task(&g, &bucket, &g.endpoint.clone());
     t.run(&["check"]).ok();
@@ -442,11 +460,9 @@ fn a_publish_repairs_a_complete_set_whose_objects_changed() {
 /// verifying it, and exits 0.
 #[test]
 fn eight_publishers_and_the_store_refuses_all_but_one_manifest() {
-    let Some(g) = S3Server::get() else { return };
-    if g.store != common::Store::SeaweedFs {
-        eprintln!("skipped: {:?} does not enforce conditional writes", g.store);
+    let Some(g) = server(Needs::ConditionalWrites) else {
         return;
-    }
+    };
     const PUBLISHERS: usize = 8;
     let bucket = g.new_bucket("cond");
     let p = Proxy::start(
@@ -549,7 +565,7 @@ fn walk(dir: &Path) -> Vec<String> {
 /// again, and the set verifies byte for byte.
 #[test]
 fn a_part_corrupted_in_flight_is_refused_and_sent_again() {
-    let Some(g) = S3Server::get() else { return };
+    let Some(g) = server(Needs::S3) else { return };
     let bucket = g.new_bucket("corrupt");
     let p = Proxy::start(
         upstream(&g),
@@ -582,7 +598,7 @@ fn a_part_corrupted_in_flight_is_refused_and_sent_again() {
 /// stores do) gets SHA-256 part checksums instead, after one warning; the set verifies.
 #[test]
 fn a_store_without_crc64nvme_gets_sha256_parts() {
-    let Some(g) = S3Server::get() else { return };
+    let Some(g) = server(Needs::S3) else { return };
     let bucket = g.new_bucket("nocrc");
     let p = Proxy::start(
         upstream(&g),
@@ -629,7 +645,7 @@ fn a_store_without_crc64nvme_gets_sha256_parts() {
 /// that PUT once. It answers the first PUTs with 503: the upload retries them and succeeds.
 #[test]
 fn a_permanent_refusal_is_sent_once_and_a_503_is_retried() {
-    let Some(g) = S3Server::get() else { return };
+    let Some(g) = server(Needs::S3) else { return };
     let bucket = g.new_bucket("refused");
     let p = Proxy::start(upstream(&g), Faults::default());
     let t = task(&g, &bucket, &p.url());
@@ -696,7 +712,7 @@ fn a_permanent_refusal_is_sent_once_and_a_503_is_retried() {
 
 #[test]
 fn throttling_shrinks_the_transfers_in_flight_and_says_so_once() {
-    let Some(g) = S3Server::get() else { return };
+    let Some(g) = server(Needs::S3) else { return };
     let bucket = g.new_bucket("throttle");
     // A distant store (20 ms per request) that sheds half the requests over 24 in flight.
     let p = Proxy::start(

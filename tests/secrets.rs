@@ -7,13 +7,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{Repo, Run, S3Server};
+use common::{Env, Repo, Run, S3Server};
 use serde_json::{json, Value};
-
-type Env = BTreeMap<String, String>;
 
 const SECRET: &str = "S3AM-TEST-SECRET-6c1f0e5b9a7d4c3e8f2a1b0c9d8e7f6a";
 const TOKEN: &str = "S3AM-TEST-TOKEN-9d2b7e4f1a6c3e8b5d0f2a7c4e1b8d3f";

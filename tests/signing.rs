@@ -5,15 +5,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{cli, resource, Key, Repo, Run, S3Server};
+use common::{cli, resource, Env, Key, Repo, Run, S3Server};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-
-type Env = BTreeMap<String, String>;
 
 /// A bucket on the S3 server, a repository with one commit, and three keys: `main` (the trusted
 /// pipeline), `next` (its successor, for rotation) and `pr` (a pull-request pipeline's).
@@ -384,7 +381,7 @@ fn a_restore_takes_only_a_trusted_cache_entry() {
     std::fs::write(f.root.join("packages/fn.zip"), "cached").unwrap();
     let r = f.run(&["upload"], &filter);
     r.ok();
-    assert!(r.stderr.contains("cached 1 files"), "{}", r.stderr);
+    assert!(r.stderr.contains("cached 1 file,"), "{}", r.stderr);
 
     // A docs-only commit has the same code hash.
     let repo = Repo {

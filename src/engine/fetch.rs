@@ -49,8 +49,8 @@ impl Engine {
         let (files, source) = match state {
             SetState::Complete(m) => {
                 log::phase(format!(
-                    "downloading {} files, {} from {artifacts} to {}",
-                    m.files.len(),
+                    "downloading {}, {} from {artifacts} to {}",
+                    log::count(m.files.len() as u64, "file"),
                     log::bytes(report.bytes),
                     dest.display()
                 ));
@@ -59,8 +59,8 @@ impl Engine {
             SetState::Legacy { objects } => {
                 let files = self.legacy_entries(&artifacts, &objects).await?;
                 log::phase(format!(
-                    "downloading legacy set {artifacts}: {} files, {} to {}, verified against their package-hash metadata",
-                    files.len(),
+                    "downloading legacy set {artifacts}: {}, {} to {}, verified against their package-hash metadata",
+                    log::count(files.len() as u64, "file"),
                     log::bytes(report.bytes),
                     dest.display()
                 ));
@@ -81,15 +81,18 @@ impl Engine {
         self.download_files(&artifacts, &files, dest).await?;
         log::phase(match unverified {
             0 => format!(
-                "verified {} files against {source} (size and SHA-256)",
-                files.len()
+                "verified {} against {source} (size and SHA-256)",
+                log::count(files.len() as u64, "file")
             ),
             n if n == files.len() => {
-                format!("checked {n} files by size only: none has package-hash metadata")
+                format!(
+                    "checked {} by size only: none has package-hash metadata",
+                    log::count(n as u64, "file")
+                )
             }
             n => format!(
-                "verified {} files: size for all, SHA-256 for the {} with package-hash metadata",
-                files.len(),
+                "verified {}: size for all, SHA-256 for the {} with package-hash metadata",
+                log::count(files.len() as u64, "file"),
                 files.len() - n
             ),
         });

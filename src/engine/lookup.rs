@@ -45,8 +45,8 @@ impl Engine {
         match &state {
             Some(SetState::Complete(m)) => {
                 log::phase(format!(
-                    "found {artifacts}: complete, {} files, {} (created {})",
-                    m.files.len(),
+                    "found {artifacts}: complete, {}, {} (created {})",
+                    log::count(m.files.len() as u64, "file"),
                     log::bytes(m.total_bytes()),
                     m.created
                 ));
@@ -84,7 +84,7 @@ impl Engine {
         };
         let (said, restored) = tokio::join!(
             say_what_is_there,
-            self.try_cache(opts, &mut report, &artifacts, &commit)
+            self.try_cache(opts, &mut report, &artifacts)
         );
         said?;
         restored?;
@@ -102,7 +102,6 @@ impl Engine {
         opts: &LookupOptions,
         report: &mut Report,
         artifacts: &SetLocation,
-        commit: &str,
     ) -> Result<()> {
         let spec = match (&opts.code_hash, opts.cache) {
             (Some(spec), CacheMode::ReadWrite | CacheMode::ReadOnly) => spec,
@@ -121,7 +120,7 @@ impl Engine {
                     "{problem}; not restoring it: build needed (the upload rewrites the entry)"
                 )),
                 None => {
-                    self.restore(&cache, &m, artifacts, commit, &hash).await?;
+                    self.restore(&cache, &m, artifacts).await?;
                     report.outcome = Outcome::Restored;
                     report.files = m.files.len() as u64;
                     report.bytes = m.total_bytes();

@@ -20,24 +20,24 @@ mod lookup;
 mod publish;
 mod restore;
 mod retry;
+mod state;
 mod transfer;
 mod window;
 
 pub use fetch::{found_report, refuse_invalid, refuse_untrusted};
 pub use window::{FLOOR as FEWEST_IN_FLIGHT, START as FIRST_IN_FLIGHT};
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::codehash::{self, Patterns};
 use crate::error::{clip, Error, Result};
-use crate::layout::{Layout, SetLocation};
+use crate::layout::Layout;
 use crate::log;
-use crate::manifest::{Manifest, Refused, MANIFEST_MAX};
-use crate::signing::{self, SigningKey, TrustedKeys, Verdict, SIGNATURE_MAX};
-use crate::store::{ObjectInfo, Store, Tuning};
+use crate::manifest::Manifest;
+use crate::signing::{SigningKey, TrustedKeys};
+use crate::store::{Store, Tuning};
 
 /// How the cache may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -150,17 +150,20 @@ impl Report {
 
     /// The summary after "summary: <outcome> for commit <commit>: ".
     fn summary(&self, requests: u64) -> String {
-        let requests = match requests {
-            0 => None,
-            1 => Some("1 S3 request".to_string()),
-            n => Some(format!("{n} S3 requests")),
-        };
-        let set = format!("{} files, {}", self.files, log::bytes(self.bytes));
+        let requests = (requests > 0).then(|| log::count(requests, "S3 request"));
+        let set = format!(
+            "{}, {}",
+            log::count(self.files, "file"),
+            log::bytes(self.bytes)
+        );
         let seconds = format!("{:.2} s", self.seconds);
-        // In brackets: the rate where bytes moved, and the requests made.
-        let aside = |first: String| {
-            let all: Vec<String> = std::iter::once(first).chain(requests.clone()).collect();
-            format!("({})", all.join(", "))
+        // In brackets: the rate where it means something, and the requests made.
+        let aside = |first: Option<String>| {
+            let all: Vec<String> = first.into_iter().chain(requests.clone()).collect();
+            match all.is_empty() {
+                true => String::new(),
+                false => format!(" ({})", all.join(", ")),
+            }
         };
         if self.moved == 0 {
             let what = match self.outcome {
@@ -169,7 +172,7 @@ impl Report {
                 Outcome::Skipped => "upload skipped: the set is already complete".to_string(),
                 Outcome::Restored | Outcome::Uploaded => set,
             };
-            return format!("{what} {}", aside(seconds));
+            return format!("{what}{}", aside(Some(seconds)));
         }
         let how = match self.outcome {
             Outcome::Restored => " copied from the cache",
@@ -177,7 +180,7 @@ impl Report {
             _ => "",
         };
         let rate = log::rate(self.moved, std::time::Duration::from_secs_f64(self.seconds));
-        format!("{set}{how} in {seconds} {}", aside(rate))
+        format!("{set}{how} in {seconds}{}", aside(rate))
     }
 }
 
@@ -309,119 +312,6 @@ impl Engine {
         &self.layout
     }
 
-    /// Reads a set's manifest; a set without one is `Missing` (or `Legacy`, logged), which
-    /// takes a listing after it.
-    pub async fn set_state(&self, loc: &SetLocation, accept_legacy: bool) -> Result<SetState> {
-        match self.read_manifest(loc).await? {
-            Some(state) => Ok(state),
-            None => {
-                let objects = self.store.list(loc.root()).await?;
-                Ok(self.unfinished(loc, objects, accept_legacy))
-            }
-        }
-    }
-
-    /// A set's state and its listing, both read at once: for a set that is probably missing,
-    /// or whose objects will be checked against its manifest ([`Engine::damage_in`]).
-    pub(super) async fn read_state_listed(
-        &self,
-        loc: &SetLocation,
-        accept_legacy: bool,
-    ) -> Result<(SetState, Vec<ObjectInfo>)> {
-        let (state, listing) = tokio::join!(self.read_manifest(loc), self.store.list(loc.root()));
-        let listing = listing?;
-        Ok(match state? {
-            Some(state) => (state, listing),
-            None => (
-                self.unfinished(loc, listing.clone(), accept_legacy),
-                listing,
-            ),
-        })
-    }
-
-    /// The state of a set that has a manifest (complete, untrusted or invalid); `None`
-    /// without one. Everything read here is hostile input: the manifest and its signature are
-    /// read up to their size limits only, the manifest is validated field by field, and it
-    /// must name this place (its commit or code hash, and its prefix), whoever signed it.
-    pub(super) async fn read_manifest(&self, loc: &SetLocation) -> Result<Option<SetState>> {
-        let key = loc.manifest_key();
-        let Some(bytes) = self.store.get_bytes(&key, MANIFEST_MAX).await? else {
-            return Ok(None);
-        };
-        // Writes are atomic, so an unreadable, unsafe or misplaced manifest was put there by
-        // hand (or by an attacker): the set is not complete, and the log says why.
-        let invalid = |why: String| {
-            log::warn(format!("{why}: {loc} is not counted as complete"));
-            Ok(Some(SetState::Invalid { why }))
-        };
-        let manifest = match Manifest::parse(&bytes, &key) {
-            Ok(m) => Box::new(m),
-            Err(Refused::Invalid(why)) => return invalid(why),
-            // Not ours to judge, or to replace: stop and say so.
-            Err(newer @ Refused::NewerFormat(_)) => return Err(newer.into()),
-        };
-        if let Err(why) = manifest.check_place(loc, self.keys.trusted.is_some()) {
-            return invalid(why);
-        }
-        let Some(trusted) = &self.keys.trusted else {
-            return Ok(Some(SetState::Complete(manifest)));
-        };
-        // The signature of exactly these bytes: never another manifest's.
-        let signature = self
-            .store
-            .get_bytes(&signing::signature_key(loc, &bytes), SIGNATURE_MAX)
-            .await?;
-        Ok(Some(match trusted.verify(&bytes, signature.as_deref()) {
-            Verdict::Trusted(signer) => {
-                log::phase(format!("{loc} is signed by trusted key {signer}"));
-                SetState::Complete(manifest)
-            }
-            Verdict::Untrusted(why) => {
-                log::warn(format!(
-                    "{loc} has a manifest, but {why}: not counted as complete"
-                ));
-                SetState::Untrusted { manifest, why }
-            }
-        }))
-    }
-
-    /// The state of a set without a manifest, from its listing: missing, or (logged) an
-    /// interrupted upload or a legacy set.
-    pub(super) fn unfinished(
-        &self,
-        loc: &SetLocation,
-        mut objects: Vec<ObjectInfo>,
-        accept_legacy: bool,
-    ) -> SetState {
-        // A signature left by an interrupted publish is not an asset.
-        objects.retain(|o| !signing::is_signature_key(loc, &o.key));
-        if objects.is_empty() {
-            return SetState::Missing;
-        }
-        let n = objects.len();
-        if loc.is_cache() {
-            log::warn(format!(
-                "{loc} has {n} objects but no manifest: an interrupted upload; not used"
-            ));
-            SetState::Missing
-        } else if accept_legacy && self.keys.trusted.is_some() {
-            log::warn(format!(
-                "{loc} has {n} objects and no manifest: a legacy set, which is unsigned: not counted as found because trusted keys are set"
-            ));
-            SetState::Missing
-        } else if accept_legacy {
-            log::phase(format!(
-                "{loc} has {n} objects and no manifest: a legacy set (written by the original tool, or interrupted); counted as found because accept_legacy is on"
-            ));
-            SetState::Legacy { objects }
-        } else {
-            log::warn(format!(
-                "{loc} has {n} objects but no manifest: an interrupted upload, or a legacy set from the original tool; not counted as found (to count legacy sets, turn on accept_legacy: S3AM_ACCEPT_LEGACY=true, --accept-legacy or source.accept_legacy)"
-            ));
-            SetState::Missing
-        }
-    }
-
     /// Computes the code hash on the blocking pool and logs it.
     pub async fn code_hash(&self, repo: &Path, spec: &CodeHashSpec) -> Result<String> {
         let started = Instant::now();
@@ -432,149 +322,15 @@ impl Engine {
         .await
         .map_err(|e| Error::task("computing the code hash", e))??;
         log::phase(format!(
-            "code hash {} over {} files matching \"{}\" ({:.2} s)",
+            "code hash {} over {} matching \"{}\" ({:.2} s)",
             h.hex,
-            h.records.len(),
+            log::count(h.records.len() as u64, "file"),
             spec.patterns,
             started.elapsed().as_secs_f64()
         ));
         Ok(h.hex)
     }
-
-    /// Why a complete set cannot be trusted, if it cannot: an object its manifest names is
-    /// missing, has another size, or was rewritten after the manifest (its entity tag differs).
-    pub async fn damage(&self, loc: &SetLocation, m: &Manifest) -> Result<Option<String>> {
-        let listing = self
-            .list_known(loc, m.files.iter().map(|f| f.path.as_str()))
-            .await?;
-        Ok(self.damage_in(loc, m, &listing))
-    }
-
-    /// The objects of `loc`, at least those at the relative paths `rels`, listed in one round
-    /// trip however many there are: knowing the keys, it asks for every 900 of them at once
-    /// (listing a page of 1,000 after the key before each slice) instead of page after page.
-    /// The other 100 of a page leave room for objects it does not know (the manifest, a
-    /// signature); a slice that more of them push past one page is read on to its end.
-    pub(super) async fn list_known<'a>(
-        &self,
-        loc: &SetLocation,
-        rels: impl Iterator<Item = &'a str>,
-    ) -> Result<Vec<ObjectInfo>> {
-        const PAGE: usize = 1000;
-        const SLICE: usize = 900;
-        let mut keys: Vec<String> = rels.map(|r| loc.key(r)).collect();
-        if keys.len() <= SLICE {
-            return self.store.list(loc.root()).await;
-        }
-        // Listings are in UTF-8 byte order, which is `String`'s.
-        keys.sort_unstable();
-        // Slice i holds the keys after `bounds[i]` up to and including `bounds[i + 1]`.
-        let mut bounds: Vec<Option<&str>> = vec![None];
-        bounds.extend(keys.chunks(SLICE).map(|c| c.last().map(String::as_str)));
-        let last = bounds.len() - 2;
-        *bounds.last_mut().expect("at least two bounds") = None;
-        let slices = (0..=last).map(|i| {
-            let (from, to) = (bounds[i], bounds[i + 1]);
-            async move {
-                let mut out: Vec<ObjectInfo> = Vec::new();
-                let mut after = from.map(str::to_string);
-                loop {
-                    let page = self
-                        .store
-                        .list_page(loc.root(), after.as_deref(), PAGE)
-                        .await?;
-                    let full = page.len() == PAGE;
-                    let next = page.last().map(|o| o.key.clone());
-                    let past_end = |k: &str| to.is_some_and(|t| k > t);
-                    // A full page that reached the slice's last key ends the slice too.
-                    let reached = next.as_deref().is_some_and(|k| to.is_some_and(|t| k >= t));
-                    let done = !full || reached;
-                    out.extend(page.into_iter().filter(|o| !past_end(&o.key)));
-                    if done {
-                        return Ok::<_, Error>(out);
-                    }
-                    after = next;
-                }
-            }
-        });
-        let mut all: Vec<ObjectInfo> = futures::future::try_join_all(slices)
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
-        all.dedup_by(|a, b| a.key == b.key);
-        Ok(all)
-    }
-
-    /// [`Engine::damage`] against a listing of the set already read.
-    pub(super) fn damage_in(
-        &self,
-        loc: &SetLocation,
-        m: &Manifest,
-        listing: &[ObjectInfo],
-    ) -> Option<String> {
-        let present: HashMap<&str, (u64, Option<&String>)> = listing
-            .iter()
-            .map(|o| (o.key.as_str(), (o.size, o.etag.as_ref())))
-            .collect();
-        for f in &m.files {
-            let why = match present.get(loc.key(&f.path).as_str()) {
-                None => "is missing".to_string(),
-                Some((size, _)) if *size != f.size => {
-                    format!("is {size} bytes but its manifest says {}", f.size)
-                }
-                Some((_, Some(etag))) if f.etag.as_ref().is_some_and(|e| e != *etag) => {
-                    "was modified after the manifest was written".to_string()
-                }
-                Some(_) => continue,
-            };
-            return Some(format!("{loc} is damaged: {} {why}", f.path));
-        }
-        None
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::{local::LocalStore, PutOptions};
-
-    /// A set of 2,345 objects in a local store, half of them known: the slices listed at once
-    /// return every object of the set exactly once, in order, however the unknown ones push
-    /// each slice past a page.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn listing_known_keys_in_slices_misses_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path()).unwrap());
-        let engine = Engine::new(store.clone(), Layout::new("").unwrap(), Tuning::default());
-        let loc = engine.layout().artifacts(&"a".repeat(40));
-        let rels: Vec<String> = (0..2345).map(|i| format!("d{}/f{i:05}", i % 7)).collect();
-        for r in &rels {
-            store
-                .put_bytes(&loc.key(r), b"x".to_vec(), &PutOptions::default())
-                .await
-                .unwrap();
-        }
-        // Another set beside it, whose keys sort after ours.
-        let other = engine.layout().artifacts(&"b".repeat(40));
-        store
-            .put_bytes(&other.key("f"), b"y".to_vec(), &PutOptions::default())
-            .await
-            .unwrap();
-        let mut want: Vec<String> = rels.iter().map(|r| loc.key(r)).collect();
-        want.sort();
-        for known in [
-            rels.iter().collect::<Vec<_>>(),
-            rels.iter().step_by(2).collect(),
-        ] {
-            let got: Vec<String> = engine
-                .list_known(&loc, known.iter().map(|r| r.as_str()))
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|o| o.key)
-                .collect();
-            assert_eq!(got, want, "{} keys known", known.len());
-        }
-    }
-}
+mod tests;

@@ -4,28 +4,21 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::transfer::{Local, Origin, IN_MEMORY};
+use super::transfer::{Local, Origin, Stamp, IN_MEMORY};
 use super::{CacheMode, Engine, Outcome, PublishOptions, Report, SetState};
 use crate::assets::{self, Asset};
 use crate::codehash;
 use crate::error::{Error, Result};
+use crate::layout::SetLocation;
 use crate::log;
 use crate::manifest::{FileEntry, Manifest};
+use crate::store::ObjectInfo;
 
 impl Engine {
     /// The `upload` task: publish the package directory as the commit's asset set.
     pub async fn publish(&self, opts: &PublishOptions) -> Result<Report> {
         let started = Instant::now();
         let dir = &opts.package_dir;
-        let skipped = |commit: String, code_hash: Option<String>| Report {
-            commit,
-            code_hash,
-            outcome: Outcome::Skipped,
-            files: 0,
-            bytes: 0,
-            moved: 0,
-            seconds: started.elapsed().as_secs_f64(),
-        };
         if assets::is_found(dir) {
             log::phase(format!(
                 "{} exists: the assets were found or restored, nothing to upload",
@@ -35,13 +28,13 @@ impl Engine {
                 Some(c) => c.clone(),
                 None => assets::read_commit(dir).unwrap_or_default(),
             };
-            return Ok(skipped(commit, None));
+            return Ok(skipped(commit, None, started));
         }
         let commit = match &opts.commit {
             Some(c) => c.clone(),
             None => assets::read_commit(dir)?,
         };
-        let code_hash = match &opts.code_hash {
+        let marked = match &opts.code_hash {
             Some(h) => Some(h.clone()),
             None => assets::read_code_hash(dir)?,
         };
@@ -56,30 +49,55 @@ impl Engine {
         // The artifacts' state and, to fill the cache, the code hash and the cache entry's
         // state, at once: a publish almost always finds both missing, so listing them costs
         // nothing extra and saves round trips.
-        let fill = opts.cache == CacheMode::ReadWrite;
-        let (state, cache) = tokio::join!(
+        let (state, plan) = tokio::join!(
             self.read_state_listed(&artifacts, opts.accept_legacy),
-            async {
-                let code_hash = match (code_hash.clone(), &opts.compute_code_hash) {
-                    (None, Some((repo, spec))) => Some(self.code_hash(repo, spec).await?),
-                    (h, _) => h,
-                };
-                let plan = match &code_hash {
-                    Some(h) if fill => Some(self.cache_to_fill(h).await?),
-                    _ => None,
-                };
-                Ok::<_, Error>((code_hash, plan))
-            }
+            self.plan_cache(opts, marked.clone())
         );
         let (state, listing) = state?;
+        if !self.replaces(&artifacts, state, &listing).await? {
+            return Ok(skipped(commit, marked, started));
+        }
+        let (code_hash, plan) = plan?;
+        let cache = cache_target(opts.cache, code_hash.as_deref(), plan);
+        let (entries, origin, total) = self.prepare(&files, &artifacts).await?;
+        let stamp = Stamp {
+            commit: &commit,
+            code_hash: code_hash.as_deref(),
+        };
+        self.start_probe();
+        let sets = Sets {
+            artifacts: &artifacts,
+            cache: cache.as_ref(),
+        };
+        self.upload_and_complete(sets, &origin, &entries, stamp, total)
+            .await?;
+        Ok(Report {
+            commit,
+            code_hash,
+            outcome: Outcome::Uploaded,
+            files: files.len() as u64,
+            bytes: total,
+            moved: total,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Whether to publish over the set in `state`: not when it is complete (then indexed, in
+    /// case its publisher could not), a legacy set, or untrusted with no key to replace it.
+    async fn replaces(
+        &self,
+        artifacts: &SetLocation,
+        state: SetState,
+        listing: &[ObjectInfo],
+    ) -> Result<bool> {
         match state {
-            SetState::Complete(m) => match self.damage_in(&artifacts, &m, &listing) {
+            SetState::Complete(m) => match self.damage_in(artifacts, &m, listing) {
                 None => {
                     log::phase(format!(
                         "{artifacts} is already complete (another pipeline published it): uploading nothing"
                     ));
-                    self.ensure_indexed(&commit, &m).await?;
-                    return Ok(skipped(commit, code_hash));
+                    self.ensure_indexed(artifacts.id(), &m).await?;
+                    return Ok(false);
                 }
                 Some(problem) => log::warn(format!("{problem}; publishing it again")),
             },
@@ -87,7 +105,7 @@ impl Engine {
                 log::phase(format!(
                     "{artifacts} holds a legacy set, accepted as complete: uploading nothing"
                 ));
-                return Ok(skipped(commit, code_hash));
+                return Ok(false);
             }
             SetState::Untrusted { why, .. } => match &self.keys.signing {
                 Some(key) => log::warn(format!(
@@ -98,7 +116,7 @@ impl Engine {
                     log::warn(format!(
                         "{artifacts} is complete, but {why}; this publisher holds no signing key (S3AM_SIGNING_KEY, source.signing_key) that could make it trusted: uploading nothing"
                     ));
-                    return Ok(skipped(commit, code_hash));
+                    return Ok(false);
                 }
             },
             SetState::Invalid { .. } => log::warn(format!(
@@ -106,35 +124,38 @@ impl Engine {
             )),
             SetState::Missing => {}
         }
-        let (code_hash, cache) = cache?;
-        let cache = match (&code_hash, cache) {
-            (Some(_), Some(Ok(loc))) => Some(loc),
-            (_, Some(Err(why))) => {
-                log::phase(why);
-                None
-            }
-            (Some(h), None) => {
-                log::phase(format!(
-                    "cache is {}: not writing cache/{h}/",
-                    if opts.cache == CacheMode::Off {
-                        "off"
-                    } else {
-                        "read-only"
-                    }
-                ));
-                None
-            }
-            (None, _) => None,
+        Ok(true)
+    }
+
+    /// The code hash (the marker's, or computed when the publish may) and, where the cache
+    /// may be written, whether its entry needs filling.
+    async fn plan_cache(&self, opts: &PublishOptions, marked: Option<String>) -> Result<CachePlan> {
+        let code_hash = match (marked, &opts.compute_code_hash) {
+            (None, Some((repo, spec))) => Some(self.code_hash(repo, spec).await?),
+            (h, _) => h,
         };
+        let fill = match &code_hash {
+            Some(h) if opts.cache == CacheMode::ReadWrite => Some(self.cache_to_fill(h).await?),
+            _ => None,
+        };
+        Ok((code_hash, fill))
+    }
+
+    /// Hashes the assets: their manifest entries, where their bytes come from, and how many.
+    async fn prepare(
+        &self,
+        files: &[Asset],
+        artifacts: &SetLocation,
+    ) -> Result<(Vec<FileEntry>, Origin, u64)> {
         let parts: Vec<Option<u64>> = files
             .iter()
             .map(|a| self.store.checksum_parts(a.size))
             .collect();
-        let hashed = hash_assets(&files, parts).await?;
+        let hashed = hash_assets(files, parts).await?;
         let total = crate::manifest::sum_sizes(hashed.iter().map(|h| h.size));
         log::phase(format!(
-            "uploading {} files, {} to {}{artifacts}",
-            files.len(),
+            "uploading {}, {} to {}{artifacts}",
+            log::count(files.len() as u64, "file"),
             log::bytes(total),
             self.store.url().trim_end_matches('/').to_string() + "/"
         ));
@@ -148,34 +169,74 @@ impl Engine {
                 etag: None,
             })
             .collect();
-        let origin = Origin::Files(
-            files
-                .iter()
-                .zip(hashed)
-                .map(|(a, h)| {
-                    let local = Local {
-                        path: a.path.clone(),
-                        part_crc64: h.parts,
-                    };
-                    (a.rel.clone(), local)
-                })
-                .collect(),
+        let local = files.iter().zip(hashed).map(|(a, h)| {
+            let local = Local {
+                path: a.path.clone(),
+                part_crc64: h.parts,
+            };
+            (a.rel.clone(), local)
+        });
+        Ok((entries, Origin::Files(local.collect()), total))
+    }
+
+    /// Uploads the assets into the artifacts set and fills the cache entry, then writes both
+    /// manifests at once (the artifacts' no earlier than the cache entry's).
+    async fn upload_and_complete(
+        &self,
+        sets: Sets<'_>,
+        origin: &Origin,
+        entries: &[FileEntry],
+        stamp: Stamp<'_>,
+        total: u64,
+    ) -> Result<()> {
+        let (written, cached) = self
+            .upload_both(sets, origin, entries, stamp, total)
+            .await?;
+        let manifest = Manifest::new(sets.artifacts, stamp.commit, stamp.code_hash, written);
+        let (filled, completed) = tokio::join!(
+            async {
+                match (&cached, sets.cache) {
+                    (Some((files, from)), Some(loc)) => {
+                        let m = Manifest::new(loc, stamp.commit, stamp.code_hash, files.clone());
+                        let from = from.as_ref().unwrap_or(origin);
+                        self.complete_set(loc, m, from, false).await
+                    }
+                    _ => Ok(()),
+                }
+            },
+            self.complete_set(sets.artifacts, manifest, origin, true)
         );
-        let ch = code_hash.as_deref();
-        self.start_probe();
-        // A small set goes to the cache entry from the same local files, beside the artifacts:
-        // sending its bytes twice costs less than the round trip a server-side copy waits for.
-        // A larger one is copied server-side from the artifacts once they are written.
-        let direct = match (&cache, ch) {
-            (Some(loc), Some(h)) if total <= DIRECT_CACHE_MAX => Some((loc, h)),
-            _ => None,
-        };
+        completed?;
+        match (filled, stamp.code_hash) {
+            (Err(e), Some(h)) if e.is_concurrent_write() => {
+                log::warn(not_filled(h, &e.to_string()));
+                Ok(())
+            }
+            (other, _) => other,
+        }
+    }
+
+    /// Writes the assets into the artifacts set and, when it is to be filled, the cache
+    /// entry: the artifacts written, and the cache entry's files with where they came from
+    /// (`None`: the local files). A small set goes to the cache entry from the same local
+    /// files, beside the artifacts: sending its bytes twice costs less than the round trip a
+    /// server-side copy waits for. A larger one is copied server-side from the artifacts once
+    /// they are written.
+    async fn upload_both(
+        &self,
+        sets: Sets<'_>,
+        origin: &Origin,
+        entries: &[FileEntry],
+        stamp: Stamp<'_>,
+        total: u64,
+    ) -> Result<(Vec<FileEntry>, Option<Cached>)> {
+        let direct = sets.cache.filter(|_| total <= DIRECT_CACHE_MAX);
         let (written, cached_direct) = tokio::join!(
-            self.write_files(&artifacts, &origin, &entries, &commit, ch, "uploaded"),
+            self.write_files(sets.artifacts, origin, entries, stamp, "uploaded"),
             async {
                 match direct {
-                    Some((loc, h)) => Some(
-                        self.write_files(loc, &origin, &entries, &commit, Some(h), "cached")
+                    Some(loc) => Some(
+                        self.write_files(loc, origin, entries, stamp, "cached")
                             .await,
                     ),
                     None => None,
@@ -183,56 +244,84 @@ impl Engine {
             }
         );
         let written = written?;
-        // Then both manifests go out at once (the artifacts' no earlier than the cache's).
-        let copied = match (&cache, ch, cached_direct) {
-            (Some(loc), _, Some(files)) => Some(files.map(|f| (loc, f, None))),
-            (Some(loc), Some(h), None) => Some(
-                self.copy_to_cache(&artifacts, loc, h, &commit, &written)
+        let copied = match (sets.cache, cached_direct) {
+            (Some(_), Some(files)) => Some(files.map(|f| (f, None))),
+            (Some(loc), None) => Some(
+                self.copy_to_cache(sets.artifacts, loc, &written)
                     .await
-                    .map(|(f, from)| (loc, f, Some(from))),
+                    .map(|(f, from)| (f, Some(from))),
             ),
             _ => None,
         };
         let cached = match copied {
             None => None,
-            Some(Ok((loc, files, from))) => {
-                Some((loc, Manifest::new(loc, &commit, ch, files), from))
-            }
+            Some(Ok(cached)) => Some(cached),
             Some(Err(e)) if e.is_concurrent_write() => {
-                log::warn(not_filled(ch.unwrap_or_default(), &e.to_string()));
+                log::warn(not_filled(
+                    stamp.code_hash.unwrap_or_default(),
+                    &e.to_string(),
+                ));
                 None
             }
             Some(Err(e)) => return Err(e),
         };
-        let manifest = Manifest::new(&artifacts, &commit, ch, written);
-        let (filled, completed) = tokio::join!(
-            async {
-                match &cached {
-                    Some((loc, m, from)) => {
-                        let from = from.as_ref().unwrap_or(&origin);
-                        self.complete_set(loc, m.clone(), from, false).await
-                    }
-                    None => Ok(()),
-                }
-            },
-            self.complete_set(&artifacts, manifest, &origin, true)
-        );
-        completed?;
-        match (filled, ch) {
-            (Err(e), Some(h)) if e.is_concurrent_write() => {
-                log::warn(not_filled(h, &e.to_string()))
-            }
-            (other, _) => other?,
+        Ok((written, cached))
+    }
+}
+
+/// The two sets a publish writes: the artifacts set, and the cache entry when it is filled.
+#[derive(Clone, Copy)]
+struct Sets<'a> {
+    artifacts: &'a SetLocation,
+    cache: Option<&'a SetLocation>,
+}
+
+/// The code hash, and (where the cache may be written) its entry to fill or why not.
+type CachePlan = (
+    Option<String>,
+    Option<std::result::Result<SetLocation, String>>,
+);
+
+/// A cache entry's files, and where they came from when not from the local files.
+type Cached = (Vec<FileEntry>, Option<Origin>);
+
+/// The cache entry a publish fills, if any; the log says why not otherwise.
+fn cache_target(
+    mode: CacheMode,
+    code_hash: Option<&str>,
+    plan: Option<std::result::Result<SetLocation, String>>,
+) -> Option<SetLocation> {
+    match (code_hash, plan) {
+        (Some(_), Some(Ok(loc))) => Some(loc),
+        (_, Some(Err(why))) => {
+            log::phase(why);
+            None
         }
-        Ok(Report {
-            commit,
-            code_hash,
-            outcome: Outcome::Uploaded,
-            files: files.len() as u64,
-            bytes: total,
-            moved: total,
-            seconds: started.elapsed().as_secs_f64(),
-        })
+        (Some(h), None) => {
+            log::phase(format!(
+                "cache is {}: not writing cache/{h}/",
+                if mode == CacheMode::Off {
+                    "off"
+                } else {
+                    "read-only"
+                }
+            ));
+            None
+        }
+        (None, _) => None,
+    }
+}
+
+/// The report of a publish that uploaded nothing.
+fn skipped(commit: String, code_hash: Option<String>, started: Instant) -> Report {
+    Report {
+        commit,
+        code_hash,
+        outcome: Outcome::Skipped,
+        files: 0,
+        bytes: 0,
+        moved: 0,
+        seconds: started.elapsed().as_secs_f64(),
     }
 }
 

@@ -2,7 +2,7 @@
 //! side of a publish (whether to fill the entry; copying a large set into it). Each set is
 //! completed with its own manifest, written last.
 
-use super::transfer::Origin;
+use super::transfer::{Origin, Stamp};
 use super::{Engine, SetState};
 use crate::error::Result;
 use crate::layout::SetLocation;
@@ -10,18 +10,17 @@ use crate::log;
 use crate::manifest::{FileEntry, Manifest};
 
 impl Engine {
-    /// Copies a complete cache entry to the artifacts set server-side, manifest last.
+    /// Copies a complete cache entry to the artifacts set server-side, manifest last. The
+    /// places name the commit and the code hash the objects are stamped with.
     pub(super) async fn restore(
         &self,
         cache: &SetLocation,
         m: &Manifest,
         artifacts: &SetLocation,
-        commit: &str,
-        code_hash: &str,
     ) -> Result<()> {
         log::phase(format!(
-            "found {cache}: restoring {} files, {} to {artifacts} by server-side copy",
-            m.files.len(),
+            "found {cache}: restoring {}, {} to {artifacts} by server-side copy",
+            log::count(m.files.len() as u64, "file"),
             log::bytes(m.total_bytes())
         ));
         if self.keys.trusted.is_some() && self.keys.signing.is_none() {
@@ -38,17 +37,11 @@ impl Engine {
                 .collect(),
         };
         self.start_probe();
+        let stamp = Stamp::of(artifacts, cache);
         let files = self
-            .write_files(
-                artifacts,
-                &origin,
-                &m.files,
-                commit,
-                Some(code_hash),
-                "restored",
-            )
+            .write_files(artifacts, &origin, &m.files, stamp, "restored")
             .await?;
-        let manifest = Manifest::new(artifacts, commit, Some(code_hash), files);
+        let manifest = Manifest::new(artifacts, stamp.commit, stamp.code_hash, files);
         self.complete_set(artifacts, manifest, &origin, true).await
     }
 
@@ -80,13 +73,12 @@ impl Engine {
     }
 
     /// Copies the artifacts just written (`files`) to the cache entry `cache`, server-side:
-    /// the copied files, and where they came from for a repair.
+    /// the copied files, and where they came from for a repair. The places name the commit
+    /// and the code hash the copies are stamped with.
     pub(super) async fn copy_to_cache(
         &self,
         artifacts: &SetLocation,
         cache: &SetLocation,
-        code_hash: &str,
-        commit: &str,
         files: &[FileEntry],
     ) -> Result<(Vec<FileEntry>, Origin)> {
         let origin = Origin::Set {
@@ -97,7 +89,7 @@ impl Engine {
                 .collect(),
         };
         let written = self
-            .write_files(cache, &origin, files, commit, Some(code_hash), "cached")
+            .write_files(cache, &origin, files, Stamp::of(artifacts, cache), "cached")
             .await?;
         Ok((written, origin))
     }

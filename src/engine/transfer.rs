@@ -21,21 +21,37 @@ use crate::manifest::FileEntry;
 use crate::sink::{Ranged, Sink, INLINE_IO, WRITE_SLICE};
 use crate::store::{PutOptions, PARTS_IN_FLIGHT};
 
-/// The user metadata of an asset object: its commit, its content's SHA-256 (base64,
-/// Lambda's `CodeSha256` format), its code hash, and the publisher that wrote it.
-fn metadata(
-    commit: &str,
-    sha256: &[u8; 32],
-    code_hash: Option<&str>,
-    publisher: &str,
-) -> BTreeMap<String, String> {
+/// What every object written into a set is stamped with: the commit its assets were built
+/// from and the code hash, when caching is on. They travel together, so they cannot swap.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Stamp<'a> {
+    /// The commit.
+    pub commit: &'a str,
+    /// The code hash, when caching is on.
+    pub code_hash: Option<&'a str>,
+}
+
+impl<'a> Stamp<'a> {
+    /// The stamp of objects copied between an artifacts set and a cache entry: the places
+    /// name both.
+    pub(super) fn of(artifacts: &'a SetLocation, cache: &'a SetLocation) -> Self {
+        Stamp {
+            commit: artifacts.id(),
+            code_hash: Some(cache.id()),
+        }
+    }
+}
+
+/// The user metadata of an asset object: its stamp, its content's SHA-256 (base64, Lambda's
+/// `CodeSha256` format), and the publisher that wrote it.
+fn metadata(stamp: Stamp<'_>, sha256: &[u8; 32], publisher: &str) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
-    m.insert(meta::COMMIT.to_string(), commit.to_string());
+    m.insert(meta::COMMIT.to_string(), stamp.commit.to_string());
     m.insert(
         meta::PACKAGE_HASH.to_string(),
         base64::engine::general_purpose::STANDARD.encode(sha256),
     );
-    if let Some(h) = code_hash {
+    if let Some(h) = stamp.code_hash {
         m.insert(meta::CODE_HASH.to_string(), h.to_string());
     }
     m.insert(meta::PUBLISHER.to_string(), publisher.to_string());
@@ -90,11 +106,10 @@ impl Engine {
         to: &SetLocation,
         origin: &Origin,
         f: &FileEntry,
-        commit: &str,
-        code_hash: Option<&str>,
+        stamp: Stamp<'_>,
     ) -> Result<(String, String)> {
         let opts = |sha: [u8; 32], part_crc64: Vec<u64>| PutOptions {
-            metadata: metadata(commit, &sha, code_hash, &self.publisher),
+            metadata: metadata(stamp, &sha, &self.publisher),
             sha256: Some(sha),
             part_crc64,
         };
@@ -162,8 +177,7 @@ impl Engine {
         to: &SetLocation,
         origin: &Origin,
         files: &[FileEntry],
-        commit: &str,
-        code_hash: Option<&str>,
+        stamp: Stamp<'_>,
         verb: &'static str,
     ) -> Result<Vec<FileEntry>> {
         let total = crate::manifest::sum_sizes(files.iter().map(|f| f.size));
@@ -190,7 +204,7 @@ impl Engine {
                 // whole publish gives up.
                 let (etag, sha256) = retried(
                     || format!("writing {} again", f.path),
-                    || self.write_one(to, origin, f, commit, code_hash),
+                    || self.write_one(to, origin, f, stamp),
                 )
                 .await?;
                 progress.file_done(&f.path, f.size, t.elapsed());
@@ -209,11 +223,13 @@ impl Engine {
         let written: Vec<FileEntry> = written.into_iter().map(|(_, f)| f).collect();
         let took = progress.elapsed();
         log::phase(format!(
-            "{verb} {} files, {} to {to} in {:.2} s ({})",
-            files.len(),
+            "{verb} {}, {} to {to} in {:.2} s{}",
+            log::count(files.len() as u64, "file"),
             log::bytes(total),
             took.as_secs_f64(),
             log::rate(total, took)
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
         ));
         Ok(written)
     }
@@ -255,6 +271,7 @@ impl Engine {
         .await
     }
 
+    /// One try at downloading `key` into `dest/<f.path>`, through a temporary file beside it.
     async fn download_once(&self, key: &str, f: &FileEntry, dest: &Path) -> Result<()> {
         crate::manifest::check_asset_path(&f.path).map_err(|why| {
             Error::Corrupt(format!(
@@ -269,97 +286,132 @@ impl Engine {
             ".{}.s3am-partial",
             target.file_name().unwrap_or_default().to_string_lossy()
         ));
-        let missing = || {
-            Error::NotFound(format!(
-                "{key} is listed in the manifest but missing from {}: the set is damaged; publish it again",
-                self.store.url()
-            ))
-        };
-        let failed =
-            |e: std::io::Error| Error::transient(format!("downloading {key} failed: {e}"), e);
-        let expected = f.sha256.clone();
-        let want_size = f.size;
-        let key_owned = key.to_string();
-        let mismatch = move |size, got: &str| {
-            Error::Corrupt(format!(
-                "{key_owned} does not match its manifest (got {size} bytes, SHA-256 {got}; expected {want_size} bytes, {expected}): the object was changed after publishing; refusing it"
-            ))
-        };
         if f.size >= self.tuning.multipart_threshold {
-            // A large object comes in ranges, several at once, each written where it belongs
-            // as its bytes arrive; the file is hashed in order behind them.
-            let part = crate::store::transfer_part_size(f.size, self.tuning.part_size);
-            let ranges: Vec<(u64, u64)> = (0..f.size.div_ceil(part))
-                .map(|i| (i * part, ((i + 1) * part).min(f.size)))
-                .collect();
-            let ranged = Ranged::create(tmp)?;
-            let file = &ranged;
-            let mut written = futures::stream::iter(ranges)
-                .map(|(start, end)| async move {
-                    let mut body = self
-                        .store
-                        .get(key, Some((start, end - 1)))
-                        .await?
-                        .ok_or_else(missing)?;
-                    let mut buf = vec![0u8; WRITE_SLICE];
-                    let mut at = start;
-                    loop {
-                        let n = body.read(&mut buf).await.map_err(failed)?;
-                        if n == 0 {
-                            break;
-                        }
-                        if at + n as u64 > end {
-                            return Err(Error::Corrupt(format!(
-                                "{key} sent more than the {} bytes asked of it: the object was changed after publishing; refusing it",
-                                end - start
-                            )));
-                        }
-                        file.write_at(&buf[..n], at)?;
-                        at += n as u64;
+            self.download_ranged(key, f, tmp, target).await
+        } else {
+            self.download_whole(key, f, tmp, target).await
+        }
+    }
+
+    /// A large object, in ranges, several at once, each written where it belongs as its bytes
+    /// arrive; the file is hashed in order behind them.
+    async fn download_ranged(
+        &self,
+        key: &str,
+        f: &FileEntry,
+        tmp: PathBuf,
+        target: PathBuf,
+    ) -> Result<()> {
+        let part = crate::store::transfer_part_size(f.size, self.tuning.part_size);
+        let ranges: Vec<(u64, u64)> = (0..f.size.div_ceil(part))
+            .map(|i| (i * part, ((i + 1) * part).min(f.size)))
+            .collect();
+        let ranged = Ranged::create(tmp)?;
+        let file = &ranged;
+        let mut written = futures::stream::iter(ranges)
+            .map(|(start, end)| async move {
+                let mut body = self
+                    .store
+                    .get(key, Some((start, end - 1)))
+                    .await?
+                    .ok_or_else(|| self.not_in_store(key))?;
+                let mut buf = vec![0u8; WRITE_SLICE];
+                let mut at = start;
+                loop {
+                    let n = body.read(&mut buf).await.map_err(|e| cut_off(key, e))?;
+                    if n == 0 {
+                        break;
                     }
-                    if at != end {
-                        return Err(failed(std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            format!("a range ended after {} of {} bytes", at - start, end - start),
+                    if at + n as u64 > end {
+                        return Err(Error::Corrupt(format!(
+                            "{key} sent more than the {} bytes asked of it: the object was changed after publishing; refusing it",
+                            end - start
                         )));
                     }
-                    Ok::<_, Error>(end)
-                })
-                .buffered(self.tuning.concurrency.clamp(1, PARTS_IN_FLIGHT));
-            // `buffered` yields the ranges in order, so each one completes the file up to its end.
-            while let Some(end) = written.next().await {
-                file.complete_to(end?);
-            }
-            drop(written);
-            return ranged
-                .finish(target, f.size, f.sha256.clone(), mismatch)
-                .await;
+                    file.write_at(&buf[..n], at)?;
+                    at += n as u64;
+                }
+                if at != end {
+                    let short = format!("a range ended after {} of {} bytes", at - start, end - start);
+                    let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, short);
+                    return Err(cut_off(key, eof));
+                }
+                Ok::<_, Error>(end)
+            })
+            .buffered(self.tuning.concurrency.clamp(1, PARTS_IN_FLIGHT));
+        // `buffered` yields the ranges in order, so each one completes the file up to its end.
+        while let Some(end) = written.next().await {
+            file.complete_to(end?);
         }
+        drop(written);
+        ranged
+            .finish(target, f.size, f.sha256.clone(), mismatch(key, f))
+            .await
+    }
+
+    /// A small object (most of them), read whole: it fits in one chunk, which goes to the
+    /// sink with `finish`, one trip to the blocking pool to create, write, check and rename
+    /// the file.
+    async fn download_whole(
+        &self,
+        key: &str,
+        f: &FileEntry,
+        tmp: PathBuf,
+        target: PathBuf,
+    ) -> Result<()> {
         let mut sink = Sink::new(tmp);
-        let mut body = self.store.get(key, None).await?.ok_or_else(missing)?;
-        // Small objects (most of them) fit in one chunk, which goes to the sink with `finish`:
-        // one trip to the blocking pool creates, writes, checks and renames the file.
-        let chunk = (f.size + 1).clamp(64 * 1024, 4 * WRITE_SLICE as u64);
+        let mut body = self
+            .store
+            .get(key, None)
+            .await?
+            .ok_or_else(|| self.not_in_store(key))?;
+        let chunk = f
+            .size
+            .saturating_add(1)
+            .clamp(64 * 1024, 4 * WRITE_SLICE as u64);
         let last = loop {
             let mut buf = Vec::with_capacity(chunk as usize);
             (&mut body)
                 .take(chunk)
                 .read_to_end(&mut buf)
                 .await
-                .map_err(failed)?;
+                .map_err(|e| cut_off(key, e))?;
             if (buf.len() as u64) < chunk {
                 break buf;
             }
             sink = sink.write(buf).await?;
         };
-        sink.finish(last, target, f.size, f.sha256.clone(), mismatch)
+        sink.finish(last, target, f.size, f.sha256.clone(), mismatch(key, f))
             .await
+    }
+
+    /// An object the manifest names that the store does not have.
+    fn not_in_store(&self, key: &str) -> Error {
+        Error::NotFound(format!(
+            "{key} is listed in the manifest but missing from {}: the set is damaged; publish it again",
+            self.store.url()
+        ))
     }
 }
 
 /// Creates the directories of `rel` (a checked asset path) under `dest`, refusing to pass
 /// through anything that is not a real directory, such as a symlink planted in `dest`: a
 /// download never writes outside its destination.
+/// A body cut off on the way: tried again.
+fn cut_off(key: &str, e: std::io::Error) -> Error {
+    Error::transient(format!("downloading {key} failed: {e}"), e)
+}
+
+/// The error for a download whose size or SHA-256 is not its manifest's.
+fn mismatch(key: &str, f: &FileEntry) -> impl Fn(u64, &str) -> Error + Send + 'static {
+    let (key, expected, want_size) = (key.to_string(), f.sha256.clone(), f.size);
+    move |size, got: &str| {
+        Error::Corrupt(format!(
+            "{key} does not match its manifest (got {size} bytes, SHA-256 {got}; expected {want_size} bytes, {expected}): the object was changed after publishing; refusing it"
+        ))
+    }
+}
+
 fn create_dirs_inside(dest: &Path, rel: &str) -> Result<()> {
     let mut dir = dest.to_path_buf();
     let segments: Vec<&str> = rel.split('/').collect();

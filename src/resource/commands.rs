@@ -68,9 +68,12 @@ pub async fn check(req: CheckRequest) -> Result<Vec<Version>> {
     let versions = engine.versions(since.as_deref()).await?;
     let requests = match engine.store().requests() {
         0 => String::new(),
-        n => format!(" ({n} S3 requests)"),
+        n => format!(" ({})", log::count(n, "S3 request")),
     };
-    log::phase(format!("check: {} version(s){requests}", versions.len()));
+    log::phase(format!(
+        "check: {}{requests}",
+        log::count(versions.len() as u64, "version")
+    ));
     Ok(versions
         .into_iter()
         .map(|commit| Version { commit })

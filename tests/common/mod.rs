@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+/// A child process's environment variables, by name.
+pub type Env = BTreeMap<String, String>;
+
 /// The S3 store under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
@@ -29,9 +32,6 @@ pub struct S3Server {
     /// Which server it is (`S3AM_TEST_STORE`; Garage when unset).
     pub store: Store,
 }
-
-/// The helper's name before SeaweedFS joined the matrix, kept so older tests still compile.
-pub type Garage = S3Server;
 
 impl S3Server {
     /// The running server. Fails the test with a clear message when the tests were not
@@ -107,8 +107,8 @@ impl S3Server {
     }
 
     /// The environment a task process needs to reach this server.
-    pub fn env(&self, bucket: &str) -> BTreeMap<String, String> {
-        let mut e = BTreeMap::new();
+    pub fn env(&self, bucket: &str) -> Env {
+        let mut e = Env::new();
         e.insert("PACKAGE_ASSETS_BUCKET".into(), bucket.into());
         e.insert("AWS_ENDPOINT_URL".into(), self.endpoint.clone());
         e.insert("AWS_REGION".into(), self.region.clone());
@@ -277,11 +277,11 @@ pub struct Task {
     _tmp: tempfile::TempDir,
     pub root: PathBuf,
     pub repo: Repo,
-    pub env: BTreeMap<String, String>,
+    pub env: Env,
 }
 
 impl Task {
-    pub fn new(env: BTreeMap<String, String>, files: &[(&str, &str)]) -> Task {
+    pub fn new(env: Env, files: &[(&str, &str)]) -> Task {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
         let repo = Repo::init(&root.join("repo"));
@@ -373,18 +373,12 @@ impl Run {
 }
 
 /// Runs a built binary with a clean environment plus `env`, in `cwd`.
-pub fn run_bin(bin: &str, args: &[&str], cwd: &Path, env: &BTreeMap<String, String>) -> Run {
+pub fn run_bin(bin: &str, args: &[&str], cwd: &Path, env: &Env) -> Run {
     run_bin_stdin(bin, args, cwd, env, "")
 }
 
 /// Like [`run_bin`], feeding `stdin`.
-pub fn run_bin_stdin(
-    bin: &str,
-    args: &[&str],
-    cwd: &Path,
-    env: &BTreeMap<String, String>,
-    stdin: &str,
-) -> Run {
+pub fn run_bin_stdin(bin: &str, args: &[&str], cwd: &Path, env: &Env, stdin: &str) -> Run {
     use std::io::Write;
     let mut cmd = Command::new(bin);
     cmd.args(args).current_dir(cwd).env_clear();
@@ -420,7 +414,7 @@ pub fn run_bin_stdin(
 pub const CLI: &str = env!("CARGO_BIN_EXE_s3-asset-manager");
 
 /// Runs the CLI.
-pub fn cli(args: &[&str], cwd: &Path, env: &BTreeMap<String, String>) -> Run {
+pub fn cli(args: &[&str], cwd: &Path, env: &Env) -> Run {
     run_bin(CLI, args, cwd, env)
 }
 

@@ -1,5 +1,7 @@
 //! How an SDK failure becomes one line that says what failed, why, and what to do.
 
+use std::ops::ControlFlow;
+
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
@@ -15,81 +17,9 @@ impl S3Store {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let bucket = &self.bucket;
-        let endpoint = &self.endpoint;
-        let denied = |message: String| Error::Denied {
-            message,
-            source: None,
-        };
-        let (message, kind) = match &err {
-            SdkError::ServiceError(se) => {
-                let status = se.raw().status().as_u16();
-                let code = se.err().code().unwrap_or("");
-                let msg = one_line(se.err().message().unwrap_or(""));
-                let credentials = || {
-                    denied(format!(
-                        "{endpoint} rejected the credentials while {what} ({code}): check AWS_ACCESS_KEY_ID / the secret key / the session token or profile"
-                    ))
-                };
-                match code {
-                    "NoSuchBucket" => return denied(format!(
-                        "bucket {bucket:?} does not exist at {endpoint}: create it, or fix PACKAGE_ASSETS_BUCKET / the endpoint"
-                    )),
-                    "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken"
-                    | "InvalidToken" | "InvalidClientTokenId" => return credentials(),
-                    // Some stores (Garage) answer a bad key or signature with a plain AccessDenied.
-                    _ if status == 403 && is_credential_message(&msg) => return credentials(),
-                    _ if code == "AccessDenied" || status == 403 => return denied(format!(
-                        "access denied to bucket {bucket:?} at {endpoint} while {what} ({code} {msg}): grant the credentials s3:ListBucket, s3:GetObject and s3:PutObject on it"
-                    )),
-                    _ if (200..300).contains(&status) => (
-                        format!(
-                            "{what} failed at {endpoint}: its answer (HTTP {status}) could not be read ({})",
-                            root_cause(&err)
-                        ),
-                        Kind::Transient,
-                    ),
-                    _ => (
-                        format!("{what} failed at {endpoint}: HTTP {status} {code} {msg}"),
-                        classify(status, code),
-                    ),
-                }
-            }
-            SdkError::TimeoutError(_) => {
-                return Error::Timeout(format!(
-                    "{what} timed out after {} s at {endpoint}: the store does not answer; check the endpoint, the network and HTTPS_PROXY, or raise S3AM_TIMEOUT",
-                    self.tuning.timeout.as_secs()
-                ))
-            }
-            SdkError::DispatchFailure(_) if root_cause(&err).contains("no credentials") => {
-                return Error::Config(format!(
-                    "no AWS credentials found while {what}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or AWS_WEB_IDENTITY_TOKEN_FILE, or run where an instance or task role is available"
-                ))
-            }
-            SdkError::DispatchFailure(_) => (
-                format!(
-                    "cannot reach {endpoint} while {what} ({}): check the endpoint (AWS_ENDPOINT_URL / --endpoint), the network and HTTPS_PROXY/NO_PROXY",
-                    root_cause(&err)
-                ),
-                Kind::Transient,
-            ),
-            SdkError::ConstructionFailure(_) => {
-                let text = one_line(&DisplayErrorContext(&err).to_string());
-                if text.to_ascii_lowercase().contains("credential") {
-                    return Error::Config(format!(
-                        "no usable AWS credentials while {what} ({text}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where a role is available"
-                    ));
-                }
-                (format!("{what} could not be sent: {text}"), Kind::Rejected)
-            }
-            // A response cut off or unreadable.
-            _ => (
-                format!(
-                    "{what} failed at {endpoint}: {}",
-                    one_line(&DisplayErrorContext(&err).to_string())
-                ),
-                Kind::Transient,
-            ),
+        let (message, kind) = match self.describe(what, &err) {
+            ControlFlow::Continue(described) => described,
+            ControlFlow::Break(error) => return error,
         };
         let source: Option<crate::error::BoxError> = Some(Box::new(err));
         match kind {
@@ -97,6 +27,109 @@ impl S3Store {
             Kind::Throttled => Error::Throttled { message, source },
             Kind::Rejected => Error::Rejected { message, source },
         }
+    }
+
+    /// The line for a failed request and how it is retried; or, where the cure is in the
+    /// settings (the bucket, the credentials, the timeout), the finished error.
+    fn describe<E>(
+        &self,
+        what: &str,
+        err: &SdkError<E, HttpResponse>,
+    ) -> ControlFlow<Error, (String, Kind)>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let endpoint = &self.endpoint;
+        ControlFlow::Continue(match err {
+            SdkError::ServiceError(se) => {
+                return self.refused(what, se.raw().status().as_u16(), se.err(), err)
+            }
+            SdkError::TimeoutError(_) => {
+                return ControlFlow::Break(Error::Timeout(format!(
+                    "{what} timed out after {} s at {endpoint}: the store does not answer; check the endpoint, the network and HTTPS_PROXY, or raise S3AM_TIMEOUT",
+                    self.tuning.timeout.as_secs()
+                )))
+            }
+            SdkError::DispatchFailure(_) if root_cause(err).contains("no credentials") => {
+                return ControlFlow::Break(Error::Config(format!(
+                    "no AWS credentials found while {what}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or AWS_WEB_IDENTITY_TOKEN_FILE, or run where an instance or task role is available"
+                )))
+            }
+            SdkError::DispatchFailure(_) => (
+                format!(
+                    "cannot reach {endpoint} while {what} ({}): check the endpoint (AWS_ENDPOINT_URL / --endpoint), the network and HTTPS_PROXY/NO_PROXY",
+                    root_cause(err)
+                ),
+                Kind::Transient,
+            ),
+            SdkError::ConstructionFailure(_) => {
+                let text = one_line(&DisplayErrorContext(err).to_string());
+                if text.to_ascii_lowercase().contains("credential") {
+                    return ControlFlow::Break(Error::Config(format!(
+                        "no usable AWS credentials while {what} ({text}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where a role is available"
+                    )));
+                }
+                (format!("{what} could not be sent: {text}"), Kind::Rejected)
+            }
+            // A response cut off or unreadable.
+            _ => (
+                format!(
+                    "{what} failed at {endpoint}: {}",
+                    one_line(&DisplayErrorContext(err).to_string())
+                ),
+                Kind::Transient,
+            ),
+        })
+    }
+
+    /// A store's error answer: a missing bucket or refused credentials are cured in the
+    /// settings, so their line says which; any other answer is retried or not by its status
+    /// and code.
+    fn refused(
+        &self,
+        what: &str,
+        status: u16,
+        meta: &impl ProvideErrorMetadata,
+        err: &(dyn std::error::Error + 'static),
+    ) -> ControlFlow<Error, (String, Kind)> {
+        let bucket = &self.bucket;
+        let endpoint = &self.endpoint;
+        let denied = |message: String| {
+            ControlFlow::Break(Error::Denied {
+                message,
+                source: None,
+            })
+        };
+        let code = meta.code().unwrap_or("");
+        let msg = one_line(meta.message().unwrap_or(""));
+        let credentials = || {
+            denied(format!(
+                "{endpoint} rejected the credentials while {what} ({code}): check AWS_ACCESS_KEY_ID / the secret key / the session token or profile"
+            ))
+        };
+        ControlFlow::Continue(match code {
+            "NoSuchBucket" => return denied(format!(
+                "bucket {bucket:?} does not exist at {endpoint}: create it, or fix PACKAGE_ASSETS_BUCKET / the endpoint"
+            )),
+            "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken"
+            | "InvalidToken" | "InvalidClientTokenId" => return credentials(),
+            // Some stores (Garage) answer a bad key or signature with a plain AccessDenied.
+            _ if status == 403 && is_credential_message(&msg) => return credentials(),
+            _ if code == "AccessDenied" || status == 403 => return denied(format!(
+                "access denied to bucket {bucket:?} at {endpoint} while {what} ({code} {msg}): grant the credentials s3:ListBucket, s3:GetObject and s3:PutObject on it"
+            )),
+            _ if (200..300).contains(&status) => (
+                format!(
+                    "{what} failed at {endpoint}: its answer (HTTP {status}) could not be read ({})",
+                    root_cause(err)
+                ),
+                Kind::Transient,
+            ),
+            _ => (
+                format!("{what} failed at {endpoint}: HTTP {status} {code} {msg}"),
+                classify(status, code),
+            ),
+        })
     }
 
     /// A failed copy; a failed `x-amz-copy-source-if-match` means the source was rewritten.

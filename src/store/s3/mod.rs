@@ -1,7 +1,8 @@
 //! S3 and S3-compatible stores through the AWS SDK: its credential chain, retries and
-//! timeouts. Uploads (single and multipart) and server-side copies are in `upload`, and how
-//! an SDK failure becomes a one-line error is in `errors`.
+//! timeouts, set up in `client`. Uploads (single and multipart) and server-side copies are in
+//! `upload`, and how an SDK failure becomes a one-line error is in `errors`.
 
+mod client;
 mod errors;
 mod sse;
 mod upload;
@@ -10,23 +11,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_s3::config::interceptors::{
-    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
-};
-use aws_sdk_s3::config::retry::{RetryPartition, TokenBucket};
-use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_s3::config::{Credentials, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
-use aws_smithy_http_client::proxy::ProxyConfig;
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
-use aws_smithy_runtime_api::box_error::BoxError;
 use base64::Engine as _;
 
 use super::{
@@ -34,7 +22,6 @@ use super::{
     StoreConfig, Tuning,
 };
 use crate::error::{Error, Result};
-use errors::check_endpoint;
 
 /// Attempts per request (the first try and its retries) on throttling, 5xx, resets and
 /// timeouts, with exponential backoff and jitter.
@@ -55,181 +42,18 @@ pub struct S3Store {
     crc64_multipart: Arc<AtomicBool>,
 }
 
-/// Counts every request attempt the client sends (retries included), for the logs and tests.
-#[derive(Debug)]
-struct CountRequests {
-    sent: Arc<AtomicU64>,
-    throttled: Arc<AtomicU64>,
-}
-
-impl Intercept for CountRequests {
-    fn name(&self) -> &'static str {
-        "CountRequests"
-    }
-
-    fn read_before_transmit(
-        &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> std::result::Result<(), BoxError> {
-        self.sent.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    fn read_before_deserialization(
-        &self,
-        context: &BeforeDeserializationInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> std::result::Result<(), BoxError> {
-        // Every attempt's response passes here, retried ones included: the transfer loops see
-        // throttling as it happens, not only once retries run out.
-        if matches!(context.response().status().as_u16(), 503 | 429) {
-            self.throttled.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-}
-
-/// Builds the HTTP client: rustls, the system's roots plus `AWS_CA_BUNDLE`, and
-/// `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` from the environment.
-fn http_client(
-    ca_bundle: Option<Vec<u8>>,
-) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    let mut trust = TrustStore::default();
-    if let Some(pem) = ca_bundle {
-        trust = trust.with_pem_certificate(pem);
-    }
-    let ctx = TlsContext::builder()
-        .with_trust_store(trust)
-        .build()
-        .expect("a TLS context without extra names always builds");
-    aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
-        let mut b =
-            aws_smithy_http_client::Connector::builder().proxy_config(ProxyConfig::from_env());
-        b.set_connector_settings(settings.cloned());
-        if let Some(c) = components {
-            b.set_sleep_impl(c.sleep_impl());
-        }
-        b.tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
-            .tls_context(ctx.clone())
-            .build()
-    })
-}
-
 impl S3Store {
     /// Opens `bucket` with the given settings; nothing is sent until the first request.
     pub async fn open(bucket: &str, cfg: &StoreConfig, tuning: &Tuning) -> Result<Self> {
-        let mut ca_bundle = match std::env::var_os("AWS_CA_BUNDLE").filter(|v| !v.is_empty()) {
-            Some(path) => Some(std::fs::read(&path).map_err(|e| {
-                Error::Config(format!(
-                    "cannot read AWS_CA_BUNDLE {}: {e}; point it at a PEM file of CA certificates",
-                    Path::new(&path).display()
-                ))
-            })?),
-            None => None,
-        };
-        if let Some(pem) = &cfg.ca_bundle {
-            if !pem.contains("-----BEGIN CERTIFICATE-----") {
-                return Err(Error::Config(
-                    "the CA bundle holds no PEM certificate: give the CA certificate's text, from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----".into(),
-                ));
-            }
-            let mut all = ca_bundle.unwrap_or_default();
-            all.push(b'\n');
-            all.extend_from_slice(pem.as_bytes());
-            ca_bundle = Some(all);
-        }
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http_client(ca_bundle))
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(MAX_ATTEMPTS)
-                    .with_initial_backoff(Duration::from_millis(100))
-                    .with_max_backoff(Duration::from_secs(5)),
-            )
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    // A store silent this long gets the request retried...
-                    .read_timeout(
-                        (tuning.timeout / 4).clamp(Duration::from_secs(2), Duration::from_secs(30)),
-                    )
-                    // ...and no request, retries included, outlives the configured timeout.
-                    .operation_timeout(tuning.timeout)
-                    .build(),
-            );
-        if let Some(r) = &cfg.region {
-            loader = loader.region(Region::new(r.clone()));
-        }
-        let env_endpoint = std::env::var("AWS_ENDPOINT_URL")
-            .ok()
-            .filter(|v| !v.is_empty());
-        for ep in cfg.endpoint.iter().chain(env_endpoint.iter()) {
-            check_endpoint(ep)?;
-        }
-        if let Some(ep) = &cfg.endpoint {
-            loader = loader.endpoint_url(ep.clone());
-        }
-        match (&cfg.access_key_id, &cfg.secret_access_key) {
-            (Some(id), Some(secret)) => {
-                loader = loader.credentials_provider(Credentials::new(
-                    id.clone(),
-                    secret.clone(),
-                    cfg.session_token.clone(),
-                    None,
-                    "s3-asset-manager-config",
-                ));
-            }
-            (None, None) => {}
-            _ => {
-                return Err(Error::Config(
-                    "give both access_key_id and secret_access_key, or neither to use the default credential chain".into(),
-                ))
-            }
-        }
-        let mut sdk = loader.load().await;
-        if sdk.region().is_none() {
-            sdk = sdk.into_builder().region(Region::new("us-east-1")).build();
-        }
-        if let Some(role) = &cfg.role_arn {
-            let provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
-                .session_name("s3-asset-manager")
-                .configure(&sdk)
-                .build()
-                .await;
-            sdk = sdk
-                .into_builder()
-                .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(provider))
-                .build();
-        }
+        let sdk = client::sdk_config(cfg, tuning).await?;
         let endpoint = sdk
             .endpoint_url()
             .map(str::to_string)
             .unwrap_or_else(|| "AWS S3".to_string());
         let requests = Arc::new(AtomicU64::new(0));
         let throttled = Arc::new(AtomicU64::new(0));
-        let mut s3 = aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(cfg.path_style)
-            .interceptor(CountRequests {
-                sent: requests.clone(),
-                throttled: throttled.clone(),
-            })
-            // The default retry quota runs dry after ~100 retries in a run, which a large
-            // transfer through a flaky store reaches; every request still stops at MAX_ATTEMPTS.
-            .retry_partition(
-                RetryPartition::custom("s3-asset-manager")
-                    .token_bucket(TokenBucket::unlimited())
-                    .build(),
-            );
-        if cfg.skip_checksums {
-            s3 = s3
-                .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-                .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
-        }
         Ok(S3Store {
-            client: Client::from_conf(s3.build()),
+            client: client::s3_client(&sdk, cfg, &requests, &throttled),
             bucket: bucket.to_string(),
             endpoint,
             checksums: !cfg.skip_checksums,

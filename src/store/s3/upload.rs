@@ -33,6 +33,16 @@ pub(super) enum PartChecksum {
     Sha256,
 }
 
+/// Where one part of a multipart upload lies in its file, and its CRC64/NVME when the
+/// caller computed it already.
+#[derive(Debug, Clone, Copy)]
+struct FilePart {
+    number: i32,
+    offset: u64,
+    len: u64,
+    known_crc64: Option<u64>,
+}
+
 /// An S3 checksum header's value for a CRC64/NVME.
 fn crc64_header(crc: u64) -> String {
     base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
@@ -304,82 +314,65 @@ impl S3Store {
         let parallel = self.tuning.concurrency.clamp(1, PARTS_IN_FLIGHT);
         let mut parts: Vec<(CompletedPart, u64, u64)> = futures::stream::iter(0..count)
             .map(|i| {
-                async move {
-                    let offset = i * part_size;
-                    let len = part_size.min(size - offset) as usize;
-                    let p = path.to_path_buf();
-                    let known = known.map(|k| k[i as usize]);
-                    // Checksum the part through a small buffer, then stream it from the file:
-                    // memory stays a few MiB whatever the part size and the parts in flight.
-                    let (crc_value, sha) = tokio::task::spawn_blocking(move || {
-                        let range = (offset, len as u64);
-                        Ok::<_, Error>(match checksum {
-                            PartChecksum::Off => (0, None),
-                            PartChecksum::Crc64 => match known {
-                                Some(crc) => (crc, None),
-                                None => (crate::codehash::crc64_range(&p, range.0, range.1)?, None),
-                            },
-                            PartChecksum::Sha256 => (
-                                0,
-                                Some(crate::codehash::sha256_range(&p, range.0, range.1)?),
-                            ),
-                        })
-                    })
-                    .await
-                    .map_err(|e| Error::task(&format!("reading a part of {key}"), e))??;
-                    let body = ByteStream::read_from()
-                        .path(path)
-                        .offset(offset)
-                        .length(Length::Exact(len as u64))
-                        .buffer_size(256 * 1024)
-                        .build()
-                        .await
-                        .map_err(|e| {
-                            Error::Input(format!("cannot read {}: {e}", path.display()))
-                        })?;
-                    let number = (i + 1) as i32;
-                    let sha = self.checksum(sha);
-                    let crc = (checksum == PartChecksum::Crc64).then(|| crc64_header(crc_value));
-                    let resp = self
-                        .client
-                        .upload_part()
-                        .bucket(&self.bucket)
-                        .key(key)
-                        .upload_id(upload_id)
-                        .part_number(number)
-                        .set_checksum_sha256(sha.clone())
-                        .set_checksum_crc64_nvme(crc.clone())
-                        .body(body)
-                        .send()
-                        .await
-                        .map_err(|e| self.fail(&format!("uploading part {number} of {key}"), e))?;
-                    let part = CompletedPart::builder()
-                        .part_number(number)
-                        .set_e_tag(resp.e_tag().map(str::to_string))
-                        .set_checksum_sha256(sha)
-                        .set_checksum_crc64_nvme(crc)
-                        .build();
-                    Ok::<_, Error>((part, crc_value, len as u64))
-                }
+                let offset = i * part_size;
+                let part = FilePart {
+                    number: (i + 1) as i32,
+                    offset,
+                    len: part_size.min(size - offset),
+                    known_crc64: known.map(|k| k[i as usize]),
+                };
+                self.upload_part(key, path, upload_id, checksum, part)
             })
             .buffer_unordered(parallel)
             .try_collect()
             .await?;
         parts.sort_by_key(|(p, _, _)| p.part_number());
-        let full = (checksum == PartChecksum::Crc64).then(|| {
-            parts
-                .iter()
-                .map(|(_, crc, len)| (*crc, *len))
-                .reduce(|(a, _), (b, len)| {
-                    (
-                        crc_fast::checksum_combine(crc_fast::CrcAlgorithm::Crc64Nvme, a, b, len),
-                        len,
-                    )
-                })
-                .map(|(crc, _)| crc)
-                .unwrap_or(0)
-        });
+        let full = (checksum == PartChecksum::Crc64).then(|| full_crc64(&parts));
         Ok((parts.into_iter().map(|(p, _, _)| p).collect(), full))
+    }
+
+    /// Uploads one part, streamed from the file; the completed part, with its CRC64/NVME
+    /// (0 unless `checksum` is CRC64/NVME) and length for combining the whole object's.
+    async fn upload_part(
+        &self,
+        key: &str,
+        path: &Path,
+        upload_id: &str,
+        checksum: PartChecksum,
+        part: FilePart,
+    ) -> Result<(CompletedPart, u64, u64)> {
+        let (crc_value, sha) = part_checksums(key, path, checksum, part).await?;
+        let body = ByteStream::read_from()
+            .path(path)
+            .offset(part.offset)
+            .length(Length::Exact(part.len))
+            .buffer_size(256 * 1024)
+            .build()
+            .await
+            .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+        let number = part.number;
+        let sha = self.checksum(sha);
+        let crc = (checksum == PartChecksum::Crc64).then(|| crc64_header(crc_value));
+        let resp = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .set_checksum_sha256(sha.clone())
+            .set_checksum_crc64_nvme(crc.clone())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.fail(&format!("uploading part {number} of {key}"), e))?;
+        let completed = CompletedPart::builder()
+            .part_number(number)
+            .set_e_tag(resp.e_tag().map(str::to_string))
+            .set_checksum_sha256(sha)
+            .set_checksum_crc64_nvme(crc)
+            .build();
+        Ok((completed, crc_value, part.len))
     }
 
     pub(super) async fn copy_parts(
@@ -429,4 +422,47 @@ impl S3Store {
             .try_collect()
             .await
     }
+}
+
+/// A part's CRC64/NVME (0 unless `checksum` is CRC64/NVME) and SHA-256 (for SHA-256 parts),
+/// read through a small buffer off the async threads, so memory stays a few MiB whatever the
+/// part size and the parts in flight.
+async fn part_checksums(
+    key: &str,
+    path: &Path,
+    checksum: PartChecksum,
+    part: FilePart,
+) -> Result<(u64, Option<[u8; 32]>)> {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let range = (part.offset, part.len);
+        Ok::<_, Error>(match checksum {
+            PartChecksum::Off => (0, None),
+            PartChecksum::Crc64 => match part.known_crc64 {
+                Some(crc) => (crc, None),
+                None => (crate::codehash::crc64_range(&p, range.0, range.1)?, None),
+            },
+            PartChecksum::Sha256 => (
+                0,
+                Some(crate::codehash::sha256_range(&p, range.0, range.1)?),
+            ),
+        })
+    })
+    .await
+    .map_err(|e| Error::task(&format!("reading a part of {key}"), e))?
+}
+
+/// The whole object's CRC64/NVME, combined from its parts' (in order) and their lengths.
+fn full_crc64(parts: &[(CompletedPart, u64, u64)]) -> u64 {
+    parts
+        .iter()
+        .map(|(_, crc, len)| (*crc, *len))
+        .reduce(|(a, _), (b, len)| {
+            (
+                crc_fast::checksum_combine(crc_fast::CrcAlgorithm::Crc64Nvme, a, b, len),
+                len,
+            )
+        })
+        .map(|(crc, _)| crc)
+        .unwrap_or(0)
 }

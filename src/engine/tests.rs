@@ -1,0 +1,235 @@
+//! Unit tests of the engine over a local store.
+
+use super::*;
+use crate::store::{local::LocalStore, PutOptions};
+
+/// A set of 2,345 objects in a local store, half of them known: the slices listed at once
+/// return every object of the set exactly once, in order, however the unknown ones push
+/// each slice past a page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_known_keys_in_slices_misses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path()).unwrap());
+    let engine = Engine::new(store.clone(), Layout::new("").unwrap(), Tuning::default());
+    let loc = engine.layout().artifacts(&"a".repeat(40));
+    let rels: Vec<String> = (0..2345).map(|i| format!("d{}/f{i:05}", i % 7)).collect();
+    for r in &rels {
+        store
+            .put_bytes(&loc.key(r), b"x".to_vec(), &PutOptions::default())
+            .await
+            .unwrap();
+    }
+    // Another set beside it, whose keys sort after ours.
+    let other = engine.layout().artifacts(&"b".repeat(40));
+    store
+        .put_bytes(&other.key("f"), b"y".to_vec(), &PutOptions::default())
+        .await
+        .unwrap();
+    let mut want: Vec<String> = rels.iter().map(|r| loc.key(r)).collect();
+    want.sort();
+    for known in [
+        rels.iter().collect::<Vec<_>>(),
+        rels.iter().step_by(2).collect(),
+    ] {
+        let got: Vec<String> = engine
+            .list_known(&loc, known.iter().map(|r| r.as_str()))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(got, want, "{} keys known", known.len());
+    }
+}
+
+/// Racing publishers, on a local store that lets a test write between a publisher's steps.
+mod racing {
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+
+    use super::super::*;
+    use crate::engine::{CacheMode, Keys, PublishOptions};
+    use crate::error::Result;
+    use crate::layout::Layout;
+    use crate::manifest::Manifest;
+    use crate::signing;
+    use crate::signing::{SigningKey, TrustedKeys, Verdict};
+    use crate::store::{local::LocalStore, ObjectHead, ObjectInfo, Reader, Store, Tuning};
+    use crate::store::{Precondition, PutOptions};
+
+    /// A local bucket where an unsigned publisher races ours: its manifest of the same set
+    /// (ours, with another `created`, unsigned) lands just before our manifest write (where
+    /// the store enforces `If-None-Match`) or just after it (where it ignores the header, as
+    /// Garage does).
+    struct Racing {
+        inner: LocalStore,
+        enforces: bool,
+        raced: Mutex<bool>,
+    }
+
+    impl Racing {
+        /// The racing publisher's manifest, once: ours, restamped and unsigned.
+        async fn race(&self, key: &str, ours: &[u8]) {
+            let first = !std::mem::replace(&mut *self.raced.lock().unwrap(), true);
+            if first && key.ends_with(crate::layout::MANIFEST_NAME) {
+                let mut m = Manifest::parse(ours, key).unwrap();
+                m.created = "2000-01-01T00:00:00Z".into();
+                let opts = PutOptions::default();
+                self.inner
+                    .put_bytes(key, m.to_bytes(), &opts)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Store for Racing {
+        fn url(&self) -> String {
+            self.inner.url()
+        }
+        fn enforces_preconditions(&self) -> Option<bool> {
+            Some(self.enforces)
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+            self.inner.list(prefix).await
+        }
+        async fn list_page(
+            &self,
+            prefix: &str,
+            after: Option<&str>,
+            max: usize,
+        ) -> Result<Vec<ObjectInfo>> {
+            self.inner.list_page(prefix, after, max).await
+        }
+        async fn head(&self, key: &str) -> Result<Option<ObjectHead>> {
+            self.inner.head(key).await
+        }
+        async fn get(&self, key: &str, range: Option<(u64, u64)>) -> Result<Option<Reader>> {
+            self.inner.get(key, range).await
+        }
+        async fn put_file(
+            &self,
+            key: &str,
+            path: &Path,
+            size: u64,
+            opts: &PutOptions,
+        ) -> Result<String> {
+            self.inner.put_file(key, path, size, opts).await
+        }
+        async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<String> {
+            self.inner.put_bytes(key, body, opts).await
+        }
+        async fn put_bytes_if(
+            &self,
+            key: &str,
+            body: Vec<u8>,
+            opts: &PutOptions,
+            cond: Precondition<'_>,
+        ) -> Result<Option<String>> {
+            if self.enforces {
+                self.race(key, &body).await;
+                return self.inner.put_bytes_if(key, body, opts, cond).await;
+            }
+            let ours = body.clone();
+            let etag = self.inner.put_bytes(key, body, opts).await?;
+            self.race(key, &ours).await;
+            Ok(Some(etag))
+        }
+        async fn copy(
+            &self,
+            src: &str,
+            dst: &str,
+            size: u64,
+            opts: &PutOptions,
+            if_match: Option<&str>,
+        ) -> Result<String> {
+            self.inner.copy(src, dst, size, opts, if_match).await
+        }
+    }
+
+    /// A signing publisher racing an unsigned one never ends with the unsigned manifest in
+    /// place: it takes the set over, and its own signed manifest is what readers find.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_signing_publisher_never_keeps_a_racing_unsigned_manifest() {
+        for enforces in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let bucket = dir.path().join("bucket");
+            std::fs::create_dir_all(&bucket).unwrap();
+            let store = Arc::new(Racing {
+                inner: LocalStore::open(&bucket).unwrap(),
+                enforces,
+                raced: Mutex::new(false),
+            });
+            let key = SigningKey::parse(crate::signing::tests::PRIVATE.as_bytes(), "k").unwrap();
+            let key = Arc::new(key);
+            let engine = Engine::new(store.clone(), Layout::new("").unwrap(), Tuning::default())
+                .with_keys(Keys {
+                    signing: Some(key.clone()),
+                    trusted: None,
+                });
+            let pkg = dir.path().join("pkg");
+            std::fs::create_dir_all(&pkg).unwrap();
+            std::fs::write(pkg.join("fn.zip"), "ours").unwrap();
+            let commit = "0123456789abcdef0123456789abcdef01234567";
+            engine
+                .publish(&PublishOptions {
+                    package_dir: pkg,
+                    commit: Some(commit.into()),
+                    code_hash: None,
+                    compute_code_hash: None,
+                    cache: CacheMode::Off,
+                    accept_legacy: false,
+                })
+                .await
+                .unwrap();
+            assert!(*store.raced.lock().unwrap(), "the race never ran");
+            let loc = engine.layout().artifacts(commit);
+            let body = store
+                .get_bytes(&loc.manifest_key(), 1 << 20)
+                .await
+                .unwrap()
+                .unwrap();
+            let sig = store
+                .get_bytes(&signing::signature_key(&loc, &body), 1 << 20)
+                .await
+                .unwrap();
+            let own = TrustedKeys::including(None, &key);
+            assert!(
+                matches!(own.verify(&body, sig.as_deref()), Verdict::Trusted(_)),
+                "enforces {enforces}: the manifest in place is not ours: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+}
+
+/// The summary line counts in words ("1 file") and shows a rate only where it means
+/// something: not for a few bytes, whose time is round trips.
+#[test]
+fn summaries_say_one_file_and_no_rate_for_tiny_transfers() {
+    let mut r = Report::new("c", Outcome::Found);
+    r.files = 1;
+    r.bytes = 358;
+    r.moved = 358;
+    r.seconds = 0.7;
+    let line = r.summary(3);
+    assert_eq!(
+        line,
+        "1 file, 358 B downloaded and verified in 0.70 s (3 S3 requests)"
+    );
+    r.bytes = 4 << 20;
+    r.moved = 4 << 20;
+    r.files = 2;
+    let line = r.summary(1);
+    assert!(
+        line.contains("2 files, 4.2 MB") && line.contains("MB/s, 1 S3 request)"),
+        "{line}"
+    );
+    r.moved = 0;
+    assert!(r
+        .summary(0)
+        .ends_with("already complete: skip the build (0.70 s)"));
+}

@@ -1,0 +1,187 @@
+//! Unit tests of the manifest module.
+use super::*;
+use crate::layout::Layout;
+
+const SHA1: &str = "0123456789abcdef0123456789abcdef01234567";
+
+fn hash(c: char) -> String {
+    c.to_string().repeat(64)
+}
+
+fn entry(path: &str, size: u64) -> FileEntry {
+    FileEntry {
+        path: path.into(),
+        size,
+        sha256: hash('0'),
+        etag: None,
+    }
+}
+
+#[test]
+fn round_trips_and_validates() {
+    let layout = Layout::new("team").unwrap();
+    let loc = layout.artifacts(SHA1);
+    let m = Manifest::new(
+        &loc,
+        SHA1,
+        Some(&hash('d')),
+        vec![
+            entry("b/x.zip", 3),
+            FileEntry {
+                path: "a.zip".into(),
+                size: 4,
+                sha256: hash('1'),
+                etag: Some("abc".into()),
+            },
+        ],
+    );
+    assert_eq!(m.files[0].path, "a.zip");
+    assert_eq!(m.total_bytes(), 7);
+    assert_eq!(
+        m.prefix.as_deref(),
+        Some("team/artifacts/0123456789abcdef0123456789abcdef01234567/")
+    );
+    let back = Manifest::parse(&m.to_bytes(), "k").unwrap();
+    assert_eq!(back, m);
+    assert_eq!(back.check_place(&loc, true), Ok(()));
+}
+
+/// A manifest is its set's only: another commit, another code hash or another prefix
+/// refuses it, and one without a prefix passes only where none is required.
+#[test]
+fn a_manifest_names_its_place() {
+    let layout = Layout::new("").unwrap();
+    let other = "1123456789abcdef0123456789abcdef01234567";
+    let loc = layout.artifacts(SHA1);
+    let m = Manifest::new(&loc, SHA1, Some(&hash('a')), vec![entry("a", 1)]);
+    let e = m.check_place(&layout.artifacts(other), false).unwrap_err();
+    assert!(
+        e.contains(&format!("names commit {SHA1}")) && e.contains(other),
+        "{e}"
+    );
+    let e = m
+        .check_place(&Layout::new("x").unwrap().artifacts(SHA1), false)
+        .unwrap_err();
+    assert!(
+        e.contains("was written under \"artifacts/") && e.contains("x/artifacts/"),
+        "{e}"
+    );
+    // A cache entry is named by its code hash, not by the commit that built it.
+    let cache = layout.cache(&hash('a'));
+    let c = Manifest::new(&cache, SHA1, Some(&hash('a')), vec![entry("a", 1)]);
+    assert_eq!(c.check_place(&cache, true), Ok(()));
+    let e = c.check_place(&layout.cache(&hash('b')), false).unwrap_err();
+    assert!(e.contains("names code hash aaaa"), "{e}");
+    let e = c.check_place(&layout.artifacts(SHA1), false).unwrap_err();
+    assert!(e.contains("was written under \"cache/"), "{e}");
+    let mut old = m.clone();
+    old.prefix = None;
+    assert_eq!(old.check_place(&loc, false), Ok(()));
+    assert!(old
+        .check_place(&loc, true)
+        .unwrap_err()
+        .contains("names no key prefix"));
+}
+
+/// Each broken field is refused with one line that names it, and never printed raw.
+#[test]
+fn every_field_is_validated() {
+    let loc = Layout::new("").unwrap().artifacts(SHA1);
+    let good = Manifest::new(&loc, SHA1, None, vec![entry("a", 1), entry("b", 2)]);
+    type Breaker = Box<dyn Fn(&mut Manifest)>;
+    let cases: Vec<(&str, Breaker)> = vec![
+        (
+            "`files[1].path` \"a\" is listed twice",
+            Box::new(|m| m.files[1].path = "a".into()),
+        ),
+        (
+            "`files[0].size` 9223372036854775808 is over 5 TiB",
+            Box::new(|m| m.files[0].size = 1 << 63),
+        ),
+        (
+            "`files[1].size` 5497558138881 is over 5 TiB",
+            Box::new(|m| m.files[1].size = (5 << 40) + 1),
+        ),
+        (
+            "`commit` \"abc\" is not a full lowercase hex",
+            Box::new(|m| m.commit = "abc".into()),
+        ),
+        ("`commit`", Box::new(|m| m.commit = SHA1.to_uppercase())),
+        (
+            "`code_hash` \"../../etc\\nINJECT\" is not 64",
+            Box::new(|m| m.code_hash = Some("../../etc\nINJECT".into())),
+        ),
+        (
+            "`files[0].path`",
+            Box::new(|m| m.files[0].path = "a\u{202e}piz.exe".into()),
+        ),
+        (
+            "`files[0].path`",
+            Box::new(|m| m.files[0].path = "a\u{2028}b".into()),
+        ),
+        (
+            "`files[0].path`",
+            Box::new(|m| m.files[0].path = "a\u{2066}b".into()),
+        ),
+        (
+            "`files[0].path`",
+            Box::new(|m| m.files[0].path = "a\u{1b}[31mb".into()),
+        ),
+        (
+            "`files[0].sha256`",
+            Box::new(|m| m.files[0].sha256 = hash('A')),
+        ),
+        (
+            "`files[0].etag`",
+            Box::new(|m| m.files[0].etag = Some("x\ny".into())),
+        ),
+        (
+            "`prefix`",
+            Box::new(|m| m.prefix = Some("a\u{202e}/".into())),
+        ),
+        ("`created`", Box::new(|m| m.created = "x".repeat(300))),
+    ];
+    for (want, break_it) in cases {
+        let mut m = good.clone();
+        break_it(&mut m);
+        let e = Manifest::parse(&m.to_bytes(), "k").unwrap_err().to_string();
+        assert!(e.contains(want), "want {want:?} in {e:?}");
+        assert!(!e.chars().any(is_unprintable), "raw character in {e:?}");
+        assert!(e.len() < 400, "{e}");
+    }
+    let huge = vec![b' '; MANIFEST_MAX as usize + 1];
+    let e = Manifest::parse(&huge, "k").unwrap_err().to_string();
+    assert!(e.contains("over 64 MiB"), "{e}");
+}
+
+#[test]
+fn parse_errors_are_one_short_line() {
+    let long = format!("{{\"format\":\"{}\"}}", "x".repeat(850));
+    let e = Manifest::parse(long.as_bytes(), "k")
+        .unwrap_err()
+        .to_string();
+    assert!(e.len() < 300 && !e.contains('\n'), "{e}");
+}
+
+#[test]
+fn rejects_unsafe_paths() {
+    for bad in [
+        "../x",
+        "/etc/passwd",
+        "a/../../b",
+        "a//b",
+        "./a",
+        "a/.",
+        ".hidden",
+        "a\0b",
+        "a\nb",
+        "",
+        "a\\b",
+        "a\u{202e}b",
+        "a\u{2029}b",
+        "a\u{feff}b",
+    ] {
+        assert!(check_asset_path(bad).is_err(), "{bad:?}");
+    }
+    assert!(check_asset_path("dir/fn.zip").is_ok());
+}
