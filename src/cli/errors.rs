@@ -11,12 +11,25 @@ use super::Cli;
 use crate::engine::{FEWEST_IN_FLIGHT, FIRST_IN_FLIGHT};
 use crate::error::{clip, exit, invalid_value, one_line};
 use crate::log;
+use crate::store::s3::{SILENT_MAX, SILENT_SHARE};
 use crate::store::{LARGEST_PART, LARGE_FILE, LARGE_FILE_PARTS};
 
 /// The help of `--concurrency`, written from the window's constants.
 pub fn concurrency_help() -> String {
     format!(
         "The most files transferred at once: the number in flight starts at {FIRST_IN_FLIGHT}, doubles while throughput grows, and halves (to no fewer than {FEWEST_IN_FLIGHT}) when the store throttles"
+    )
+}
+
+/// The help of `--timeout`, written from the constants of a silent store's retry.
+pub fn timeout_help() -> String {
+    let share = match SILENT_SHARE {
+        4 => "a quarter".to_string(),
+        n => format!("1/{n}"),
+    };
+    format!(
+        "The longest one S3 request may take, retries included, in seconds; a silent store is retried after {share} of it (at most {} s)",
+        SILENT_MAX.as_secs()
     )
 }
 

@@ -217,9 +217,8 @@ pub struct StoreArgs {
         default_value = "512M"
     )]
     copy_part_size: String,
-    /// The longest one S3 request may take, retries included, in seconds; a silent store is
-    /// retried after a quarter of it (at most 30 s).
-    #[arg(long, env = "S3AM_TIMEOUT", value_name = "SECONDS",
+    // The longest one S3 request may take; the help says when a silent store is retried.
+    #[arg(long, env = "S3AM_TIMEOUT", value_name = "SECONDS", help = errors::timeout_help(),
           default_value_t = Tuning::default().timeout.as_secs().to_string())]
     timeout: String,
     /// An unencrypted OpenSSH Ed25519 private key file: every manifest written is signed.

@@ -65,12 +65,17 @@ impl Engine {
             code_hash: code_hash.as_deref(),
         };
         self.start_probe();
-        let sets = Sets {
-            artifacts: &artifacts,
-            cache: cache.as_ref(),
+        let up = Upload {
+            sets: Sets {
+                artifacts: &artifacts,
+                cache: cache.as_ref(),
+            },
+            origin: &origin,
+            entries: &entries,
+            stamp,
+            total,
         };
-        self.upload_and_complete(sets, &origin, &entries, stamp, total)
-            .await?;
+        self.upload_and_complete(&up).await?;
         Ok(Report {
             commit,
             code_hash,
@@ -181,17 +186,14 @@ impl Engine {
 
     /// Uploads the assets into the artifacts set and fills the cache entry, then writes both
     /// manifests at once (the artifacts' no earlier than the cache entry's).
-    async fn upload_and_complete(
-        &self,
-        sets: Sets<'_>,
-        origin: &Origin,
-        entries: &[FileEntry],
-        stamp: Stamp<'_>,
-        total: u64,
-    ) -> Result<()> {
-        let (written, cached) = self
-            .upload_both(sets, origin, entries, stamp, total)
-            .await?;
+    async fn upload_and_complete(&self, up: &Upload<'_>) -> Result<()> {
+        let Upload {
+            sets,
+            origin,
+            stamp,
+            ..
+        } = *up;
+        let (written, cached) = self.upload_both(up).await?;
         let manifest = Manifest::new(sets.artifacts, stamp.commit, stamp.code_hash, written);
         let (filled, completed) = tokio::join!(
             async {
@@ -222,14 +224,14 @@ impl Engine {
     /// files, beside the artifacts: sending its bytes twice costs less than the round trip a
     /// server-side copy waits for. A larger one is copied server-side from the artifacts once
     /// they are written.
-    async fn upload_both(
-        &self,
-        sets: Sets<'_>,
-        origin: &Origin,
-        entries: &[FileEntry],
-        stamp: Stamp<'_>,
-        total: u64,
-    ) -> Result<(Vec<FileEntry>, Option<Cached>)> {
+    async fn upload_both(&self, up: &Upload<'_>) -> Result<(Vec<FileEntry>, Option<Cached>)> {
+        let Upload {
+            sets,
+            origin,
+            entries,
+            stamp,
+            total,
+        } = *up;
         let direct = sets.cache.filter(|_| total <= DIRECT_CACHE_MAX);
         let (written, cached_direct) = tokio::join!(
             self.write_files(sets.artifacts, origin, entries, stamp, "uploaded"),
@@ -267,6 +269,17 @@ impl Engine {
         };
         Ok((written, cached))
     }
+}
+
+/// What a publish uploads, and where: the assets' entries, where their bytes come from, how
+/// many bytes, and what they are stamped with.
+#[derive(Clone, Copy)]
+struct Upload<'a> {
+    sets: Sets<'a>,
+    origin: &'a Origin,
+    entries: &'a [FileEntry],
+    stamp: Stamp<'a>,
+    total: u64,
 }
 
 /// The two sets a publish writes: the artifacts set, and the cache entry when it is filled.

@@ -143,14 +143,24 @@ fn loader(ca_bundle: Option<Vec<u8>>, tuning: &Tuning) -> ConfigLoader {
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(5))
                 // A store silent this long gets the request retried...
-                .read_timeout(
-                    (tuning.timeout / 4).clamp(Duration::from_secs(2), Duration::from_secs(30)),
-                )
+                .read_timeout(silent_after(tuning.timeout))
                 // ...and no request, retries included, outlives the configured timeout.
                 .operation_timeout(tuning.timeout)
                 .build(),
         )
 }
+
+/// How long a store may stay silent before a request is sent again: a
+/// [`SILENT_SHARE`]th of the whole request's timeout, from 2 s up to [`SILENT_MAX`].
+fn silent_after(timeout: Duration) -> Duration {
+    (timeout / SILENT_SHARE).clamp(Duration::from_secs(2), SILENT_MAX)
+}
+
+/// A silent store is retried after this share of `S3AM_TIMEOUT` (a quarter)...
+pub const SILENT_SHARE: u32 = 4;
+
+/// ...and after no more than this.
+pub const SILENT_MAX: Duration = Duration::from_secs(30);
 
 /// Builds the HTTP client: rustls, the system's roots plus `AWS_CA_BUNDLE`, and
 /// `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` from the environment.

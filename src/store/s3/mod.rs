@@ -4,6 +4,7 @@
 
 mod client;
 mod errors;
+pub use client::{SILENT_MAX, SILENT_SHARE};
 mod sse;
 mod upload;
 
