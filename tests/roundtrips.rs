@@ -142,7 +142,8 @@ fn a_small_publish_with_caching_off_takes_three_round_trips_where_the_store_arbi
     let Some((g, p, t)) = rig("rt-off", false) else {
         return;
     };
-    assert_eq!(trips(&p, &t, &["check"]), "1: GET manifest | 2: LIST");
+    // The manifest and the listing at once: found means fetchable, and a missing set is said.
+    assert_eq!(trips(&p, &t, &["check"]), "1: GET manifest, LIST");
     build_five(&t);
     let publish = trips(&p, &t, &["upload"]);
     // Read the set and list it at once; write the files (and ask the store, once per
@@ -152,9 +153,9 @@ fn a_small_publish_with_caching_off_takes_three_round_trips_where_the_store_arbi
     // Where the store arbitrates, nothing is checked after the manifest; where it does not,
     // the files are listed again.
     assert_by_store(&g, &publish, common, " | 4: LIST");
-    // Found: one request.
+    // Found: one round trip, the objects checked against the manifest.
     t.reset_packages();
-    assert_eq!(trips(&p, &t, &["check"]), "1: GET manifest");
+    assert_eq!(trips(&p, &t, &["check"]), "1: GET manifest, LIST");
     assert!(t.found());
 }
 
@@ -163,10 +164,11 @@ fn a_small_publish_with_caching_on_writes_the_cache_beside_the_artifacts() {
     let Some((g, p, t)) = rig("rt-on", true) else {
         return;
     };
-    // Missing: the cache entry is read and listed beside the listing of the artifacts.
+    // Missing: the set, then the cache entry (once the code hash is known), each read and
+    // listed at once.
     assert_eq!(
         trips(&p, &t, &["check"]),
-        "1: GET manifest | 2: GET manifest, LIST x2"
+        "1: GET manifest, LIST | 2: GET manifest, LIST"
     );
     build_five(&t);
     let publish = trips(&p, &t, &["upload"]);
@@ -177,14 +179,14 @@ fn a_small_publish_with_caching_on_writes_the_cache_beside_the_artifacts() {
     // Download: the manifest, then every file at once.
     let dest = t.root.join("dest");
     let fetch = trips(&p, &t, &["fetch", "--dest", dest.to_str().unwrap()]);
-    assert_eq!(fetch, "1: GET manifest | 2: GET file x5");
+    assert_eq!(fetch, "1: GET manifest, LIST | 2: GET file x5");
     // Another commit of the same code restores from the cache.
     t.repo.write("README", "docs\n");
     t.repo.commit("docs only");
     t.reset_packages();
     let restore = trips(&p, &t, &["check"]);
     assert!(t.found());
-    let common = "1: GET manifest | 2: GET manifest, LIST x2 | 3: COPY file x5, PUT probe | 4: PUT index, PUT manifest";
+    let common = "1: GET manifest, LIST | 2: GET manifest, LIST | 3: COPY file x5, PUT probe | 4: PUT index, PUT manifest";
     // Where the store arbitrates, the probe object is there since the upload: refused at once.
     assert_by_store(&g, &restore, common, ", PUT probe | 5: LIST");
 }

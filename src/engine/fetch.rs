@@ -24,12 +24,12 @@ impl Engine {
         accept_legacy: bool,
     ) -> Result<Option<Report>> {
         let artifacts = self.layout.artifacts(commit);
-        let state = self.set_state(&artifacts, accept_legacy).await?;
+        let state = self.fetchable_state(&artifacts, accept_legacy).await?;
         self.download(commit, state, dest).await
     }
 
-    /// Downloads the set in `state` (read by [`Engine::set_state`]) into `dest`, verified;
-    /// `None` when the state is `Missing`.
+    /// Downloads the set in `state` (read by [`Engine::fetchable_state`]) into `dest`,
+    /// verified; `None` when the state is `Missing`.
     pub async fn download(
         &self,
         commit: &str,
@@ -41,6 +41,7 @@ impl Engine {
         match &state {
             SetState::Untrusted { why, .. } => return Err(refuse_untrusted(&artifacts, why)),
             SetState::Invalid { why } => return Err(refuse_invalid(&artifacts, why)),
+            SetState::Damaged { why, .. } => return Err(refuse_damaged(&artifacts, why)),
             _ => {}
         }
         let Some(mut report) = found_report(commit, &state) else {
@@ -66,9 +67,10 @@ impl Engine {
                 ));
                 (files, "their package-hash metadata")
             }
-            SetState::Untrusted { .. } | SetState::Invalid { .. } | SetState::Missing => {
-                return Ok(None)
-            }
+            SetState::Untrusted { .. }
+            | SetState::Invalid { .. }
+            | SetState::Damaged { .. }
+            | SetState::Missing => return Ok(None),
         };
         let unverified = files.iter().filter(|f| f.sha256.is_empty()).count();
         if unverified > 0 {
@@ -151,7 +153,10 @@ pub fn found_report(commit: &str, state: &SetState) -> Option<Report> {
             r.files = objects.len() as u64;
             r.bytes = crate::manifest::sum_sizes(objects.iter().map(|o| o.size));
         }
-        SetState::Untrusted { .. } | SetState::Invalid { .. } | SetState::Missing => return None,
+        SetState::Untrusted { .. }
+        | SetState::Invalid { .. }
+        | SetState::Damaged { .. }
+        | SetState::Missing => return None,
     }
     Some(r)
 }
@@ -160,6 +165,13 @@ pub fn found_report(commit: &str, state: &SetState) -> Option<Report> {
 /// the format: a reader never takes it.
 pub fn refuse_invalid(loc: &SetLocation, why: &str) -> Error {
     Error::Corrupt(format!("{why}: refusing {loc}; publish the set again"))
+}
+
+/// The error for a set whose objects no longer match its manifest: found means fetchable.
+pub fn refuse_damaged(loc: &SetLocation, why: &str) -> Error {
+    Error::NotFound(format!(
+        "{why}: refusing {loc}; publish the set again (the upload repairs it)"
+    ))
 }
 
 /// The error for a set whose manifest no trusted key signed: a reader never takes it.

@@ -35,15 +35,10 @@ impl Engine {
             report.bytes = bytes;
             Ok(())
         };
-        // Only a set without a manifest needs listing: to count it as a legacy set, or (with
-        // accept_legacy off) just to say what is there, which can wait for the cache.
-        let state = if opts.accept_legacy {
-            Some(self.set_state(&artifacts, true).await?)
-        } else {
-            self.read_manifest(&artifacts).await?
-        };
-        match &state {
-            Some(SetState::Complete(m)) => {
+        // The manifest and the listing at once: a set is found only when every object its
+        // manifest names is there with its size, and a set without a manifest is said.
+        match &self.fetchable_state(&artifacts, opts.accept_legacy).await? {
+            SetState::Complete(m) => {
                 log::phase(format!(
                     "found {artifacts}: complete, {}, {} (created {})",
                     log::count(m.files.len() as u64, "file"),
@@ -58,36 +53,21 @@ impl Engine {
                 report.seconds = started.elapsed().as_secs_f64();
                 return Ok(report);
             }
-            Some(SetState::Legacy { objects }) => {
+            SetState::Legacy { objects } => {
                 let bytes = crate::manifest::sum_sizes(objects.iter().map(|o| o.size));
                 found(&mut report, objects.len() as u64, bytes)?;
                 report.seconds = started.elapsed().as_secs_f64();
                 return Ok(report);
             }
-            Some(SetState::Untrusted { .. }) => {
+            SetState::Untrusted { .. } => {
                 log::phase(format!("{artifacts} is not trusted: building it again"))
             }
-            Some(SetState::Invalid { .. }) => {
-                log::phase(format!("{artifacts} is not complete: building it again"))
-            }
-            Some(SetState::Missing) => log::phase(format!("{artifacts} is not complete")),
-            None => {}
+            SetState::Invalid { .. } | SetState::Damaged { .. } => log::phase(format!(
+                "{artifacts} is not complete: building it again (the upload repairs it)"
+            )),
+            SetState::Missing => log::phase(format!("{artifacts} is not complete")),
         }
-        // What an unlisted set holds is read beside the cache lookup.
-        let say_what_is_there = async {
-            if state.is_none() {
-                let objects = self.store.list(artifacts.root()).await?;
-                self.unfinished(&artifacts, objects, false);
-                log::phase(format!("{artifacts} is not complete"));
-            }
-            Ok::<_, crate::error::Error>(())
-        };
-        let (said, restored) = tokio::join!(
-            say_what_is_there,
-            self.try_cache(opts, &mut report, &artifacts)
-        );
-        said?;
-        restored?;
+        self.try_cache(opts, &mut report, &artifacts).await?;
         if report.outcome == Outcome::Restored {
             mark(opts.markers.as_deref(), assets::FOUND_MARKER, "")?;
         }

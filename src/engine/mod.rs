@@ -24,7 +24,7 @@ mod state;
 mod transfer;
 mod window;
 
-pub use fetch::{found_report, refuse_invalid, refuse_untrusted};
+pub use fetch::{found_report, refuse_damaged, refuse_invalid, refuse_untrusted};
 pub use window::{FLOOR as FEWEST_IN_FLIGHT, START as FIRST_IN_FLIGHT};
 
 use std::path::{Path, PathBuf};
@@ -208,6 +208,14 @@ pub enum SetState {
     /// any publisher replaces it.
     Invalid {
         /// What is wrong with it, naming what it names and where it was found, or the field.
+        why: String,
+    },
+    /// A manifest, but objects it names are gone, of another size, or rewritten (expiry, a
+    /// manual delete): not found. A reader refuses it, `check` builds, a publish repairs it.
+    Damaged {
+        /// The manifest.
+        manifest: Box<Manifest>,
+        /// What is damaged: "2 of 14 objects missing: a.zip, b.zip".
         why: String,
     },
     /// No manifest: missing, interrupted, or legacy without `accept_legacy`.

@@ -124,6 +124,8 @@ impl Engine {
                     return Ok(false);
                 }
             },
+            // Never from `read_state_listed`: damage is judged above, against the listing.
+            SetState::Damaged { .. } => {}
             SetState::Invalid { .. } => log::warn(format!(
                 "{artifacts} has a manifest that is not its own: publishing the set over it"
             )),

@@ -11,6 +11,21 @@ use crate::manifest::{Manifest, Refused, MANIFEST_MAX};
 use crate::signing::{self, Verdict, SIGNATURE_MAX};
 use crate::store::ObjectInfo;
 
+/// The first few of `paths`, and how many more.
+fn some(paths: &[&str]) -> String {
+    const SHOWN: usize = 5;
+    let mut s = paths
+        .iter()
+        .take(SHOWN)
+        .map(|p| crate::error::clip(p).trim_matches('"').to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if paths.len() > SHOWN {
+        s.push_str(&format!(" and {} more", paths.len() - SHOWN));
+    }
+    s
+}
+
 impl Engine {
     /// Reads a set's manifest; a set without one is `Missing` (or `Legacy`, logged), which
     /// takes a listing after it.
@@ -190,7 +205,9 @@ impl Engine {
         Ok(all)
     }
 
-    /// [`Engine::damage`] against a listing of the set already read.
+    /// [`Engine::damage`] against a listing of the set already read: every object its
+    /// manifest names that is missing, has another size, or was rewritten after the manifest
+    /// (its entity tag differs), counted, with the first few named.
     pub(super) fn damage_in(
         &self,
         loc: &SetLocation,
@@ -201,19 +218,48 @@ impl Engine {
             .iter()
             .map(|o| (o.key.as_str(), (o.size, o.etag.as_ref())))
             .collect();
+        let (mut missing, mut resized, mut rewritten) = (Vec::new(), Vec::new(), Vec::new());
         for f in &m.files {
-            let why = match present.get(loc.key(&f.path).as_str()) {
-                None => "is missing".to_string(),
-                Some((size, _)) if *size != f.size => {
-                    format!("is {size} bytes but its manifest says {}", f.size)
-                }
+            match present.get(loc.key(&f.path).as_str()) {
+                None => missing.push(f.path.as_str()),
+                Some((size, _)) if *size != f.size => resized.push(f.path.as_str()),
                 Some((_, Some(etag))) if f.etag.as_ref().is_some_and(|e| e != *etag) => {
-                    "was modified after the manifest was written".to_string()
+                    rewritten.push(f.path.as_str())
                 }
-                Some(_) => continue,
-            };
-            return Some(format!("{loc} is damaged: {} {why}", f.path));
+                Some(_) => {}
+            }
         }
-        None
+        let n = m.files.len();
+        let parts: Vec<String> = [
+            (missing, "missing"),
+            (resized, "of another size than the manifest says"),
+            (rewritten, "rewritten after the manifest was written"),
+        ]
+        .into_iter()
+        .filter(|(paths, _)| !paths.is_empty())
+        .map(|(paths, why)| format!("{} of {n} objects {why}: {}", paths.len(), some(&paths)))
+        .collect();
+        (!parts.is_empty()).then(|| format!("{loc} is damaged: {}", parts.join("; ")))
+    }
+
+    /// A set's state as a reader takes it: read with its listing, and a complete set whose
+    /// objects no longer match its manifest (expired, deleted, rewritten) is damaged, not
+    /// found: found means fetchable.
+    pub async fn fetchable_state(
+        &self,
+        loc: &SetLocation,
+        accept_legacy: bool,
+    ) -> Result<SetState> {
+        let (state, listing) = self.read_state_listed(loc, accept_legacy).await?;
+        Ok(match state {
+            SetState::Complete(m) => match self.damage_in(loc, &m, &listing) {
+                None => SetState::Complete(m),
+                Some(why) => {
+                    log::warn(format!("{why}: not counted as complete"));
+                    SetState::Damaged { manifest: m, why }
+                }
+            },
+            other => other,
+        })
     }
 }

@@ -9,7 +9,9 @@ use serde::Serialize;
 use super::{parse_request, CheckRequest, InRequest, MetadataField, OutRequest, Response, Version};
 use crate::assets;
 use crate::commit;
-use crate::engine::{found_report, refuse_invalid, refuse_untrusted, Outcome, Report, SetState};
+use crate::engine::{
+    found_report, refuse_damaged, refuse_invalid, refuse_untrusted, Outcome, Report, SetState,
+};
 use crate::error::{clip, one_line, Error, Result};
 use crate::log;
 
@@ -89,7 +91,9 @@ pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
     std::fs::create_dir_all(dest).map_err(|e| Error::io("cannot create", dest, e))?;
     assets::write_marker(dest, assets::COMMIT_MARKER, &commit)?;
     let artifacts = engine.layout().artifacts(&commit);
-    let state = engine.set_state(&artifacts, settings.accept_legacy).await?;
+    let state = engine
+        .fetchable_state(&artifacts, settings.accept_legacy)
+        .await?;
     let report = match state {
         SetState::Missing => {
             if params.require {
@@ -100,6 +104,15 @@ pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
             }
             log::phase(format!(
                 "{artifacts} is not complete: wrote .commit-hash only"
+            ));
+            Report::new(&commit, Outcome::Missing)
+        }
+        SetState::Damaged { why, .. } => {
+            if params.require {
+                return Err(refuse_damaged(&artifacts, &why));
+            }
+            log::warn(format!(
+                "refusing {artifacts}: {why}; wrote .commit-hash only, so the build runs"
             ));
             Report::new(&commit, Outcome::Missing)
         }

@@ -3,6 +3,8 @@
 //! variables, its name in `S3AM_TEST_STORE`).
 #![allow(dead_code)]
 
+pub mod bucket;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,119 @@
+//! Found means fetchable: a set that lost objects after its manifest was written (an expiry
+//! rule, `aws s3 rm`) is damaged, never found. On `file://` and on the S3 server.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::bucket::Bucket;
+use common::{resource, Env, Run, Task};
+use serde_json::json;
+
+/// A task on `b` with three assets built into ./packages.
+fn task(b: &Bucket) -> Task {
+    let env: Env = b.env();
+    let t = Task::new(env, &[("src/main.py", "print(1)\n")]);
+    t.run(&["check"]).ok();
+    t.build(&[("a.zip", b"a"), ("b.zip", b"bb"), ("c/d.tgz", b"ddd")]);
+    t
+}
+
+/// `fetch` into a fresh directory.
+fn fetch(t: &Task) -> (Run, PathBuf) {
+    let dest = t.root.join(common::unique_name("dest"));
+    let r = t.run(&["fetch", "--dest", dest.to_str().unwrap()]);
+    (r, dest)
+}
+
+/// One object of a complete set is deleted: `check` builds instead of writing `.found`,
+/// `fetch` and a required `get` fail with the same line naming what is missing, a plain `get`
+/// writes `.commit-hash` only, and the next upload repairs the set.
+#[test]
+fn a_set_with_a_missing_object_is_damaged_not_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "damaged") {
+        let store = b.name();
+        let t = task(&b);
+        t.run(&["upload"]).ok();
+        let commit = t.repo.head();
+        b.delete(&format!("artifacts/{commit}/b.zip"));
+        let damage = "is damaged: 1 of 3 objects missing: b.zip";
+
+        t.reset_packages();
+        let r = t.run(&["check"]);
+        r.ok();
+        assert!(
+            !t.found(),
+            "{store}: a damaged set was found:\n{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains(damage), "{store}: {}", r.stderr);
+
+        let (r, dest) = fetch(&t);
+        r.fails(1, damage);
+        assert!(
+            !dest.join("a.zip").exists(),
+            "{store}: a refused fetch wrote files"
+        );
+
+        let source = b.source(json!({}));
+        let get = |params: serde_json::Value| {
+            let dest = t.root.join(common::unique_name("get"));
+            let req = json!({"source": source, "version": {"commit": commit}, "params": params});
+            (resource("in", &dest, &req), dest)
+        };
+        let (r, dest) = get(json!({"require": true}));
+        r.fails(1, damage);
+        assert!(!dest.join(".found").exists(), "{store}");
+        let (r, dest) = get(json!({"skip_download": true}));
+        r.ok();
+        assert!(
+            !dest.join(".found").exists(),
+            "{store}: the lookup's get found it"
+        );
+        assert!(dest.join(".commit-hash").exists(), "{store}");
+
+        // The build runs again, and its upload repairs the set.
+        t.build(&[("a.zip", b"a"), ("b.zip", b"bb"), ("c/d.tgz", b"ddd")]);
+        let r = t.run(&["upload"]);
+        r.ok();
+        assert!(
+            r.stderr.contains("publishing it again"),
+            "{store}: {}",
+            r.stderr
+        );
+        t.reset_packages();
+        t.run(&["check"]).ok();
+        assert!(t.found(), "{store}: the repaired set is not found");
+        let (r, dest) = fetch(&t);
+        r.ok();
+        assert_eq!(std::fs::read(dest.join("b.zip")).unwrap(), b"bb", "{store}");
+    }
+}
+
+/// An object of another size than its manifest says is damage too, named as such.
+#[test]
+fn an_object_of_another_size_is_damage() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "resized") {
+        let store = b.name();
+        let t = task(&b);
+        t.run(&["upload"]).ok();
+        let commit = t.repo.head();
+        b.put(
+            &format!("artifacts/{commit}/c/d.tgz"),
+            b"longer than before",
+        );
+        t.reset_packages();
+        let r = t.run(&["check"]);
+        r.ok();
+        assert!(!t.found(), "{store}");
+        assert!(
+            r.stderr
+                .contains("1 of 3 objects of another size than the manifest says: c/d.tgz"),
+            "{store}: {}",
+            r.stderr
+        );
+        fetch(&t).0.fails(1, "of another size");
+    }
+}
