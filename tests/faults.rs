@@ -406,7 +406,8 @@ fn a_cache_entry_modified_after_its_manifest_is_not_restored() {
     r.ok();
     assert!(!t.found(), "a tampered entry must not be restored");
     assert!(
-        r.stderr.contains("1 of 5 objects rewritten after the manifest was written"),
+        r.stderr
+            .contains("1 of 5 objects rewritten after the manifest was written"),
         "{}",
         r.stderr
     );
@@ -444,8 +445,10 @@ fn a_publish_repairs_a_complete_set_whose_objects_changed() {
     );
     let dest = t.root.join("bad");
     // Refused from the listing, before a byte is downloaded.
-    t.run(&["fetch", "--dest", dest.to_str().unwrap()])
-        .fails(1, "is damaged: 1 of 4 objects of another size than the manifest says");
+    t.run(&["fetch", "--dest", dest.to_str().unwrap()]).fails(
+        1,
+        "is damaged: 1 of 4 objects of another size than the manifest says",
+    );
     let r = t.run(&["upload"]);
     r.ok();
     assert!(r.stderr.contains("publishing it again"), "{}", r.stderr);
