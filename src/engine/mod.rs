@@ -8,10 +8,12 @@
 //!   probe of whether the store enforces conditional writes;
 //! - `fetch`: download and verify a set (the CLI's `fetch`, the resource's `in`);
 //! - `index`: the version index behind the resource's `check`;
-//! - `transfer`: the concurrent upload, copy and download loops every operation calls.
+//! - `transfer`: the concurrent upload, copy and download loops every operation calls;
+//! - `state`: the reads they all make: a set's manifest (bounded, validated, bound to its
+//!   place, trusted), its listing, its damage;
+//! - `retry`: the one retry loop, which asks the error whether to try again.
 //!
-//! This file holds the types they share and the reads they all make: a set's state, its
-//! damage, the code hash.
+//! This file holds the types they share, and the code hash.
 
 mod complete;
 mod fetch;

@@ -47,13 +47,20 @@ impl Engine {
         accept_legacy: bool,
     ) -> Result<(SetState, Vec<ObjectInfo>)> {
         let (state, listing) = tokio::join!(self.read_manifest(loc), self.store.list(loc.root()));
-        let listing = listing?;
         Ok(match state? {
-            Some(state) => (state, listing),
-            None => (
-                self.unfinished(loc, listing.clone(), accept_legacy),
-                listing,
-            ),
+            // Refused whatever its objects: a listing that failed (a hostile key the store's
+            // XML cannot carry, say) changes nothing.
+            Some(refused @ (SetState::Invalid { .. } | SetState::Untrusted { .. })) => {
+                (refused, listing.unwrap_or_default())
+            }
+            Some(state) => (state, listing?),
+            None => {
+                let listing = listing?;
+                (
+                    self.unfinished(loc, listing.clone(), accept_legacy),
+                    listing,
+                )
+            }
         })
     }
 
