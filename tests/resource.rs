@@ -277,10 +277,14 @@ fn get_downloads_verifies_and_writes_markers() {
     r.fails(1, "no complete asset set");
     assert!(r.stdout.is_empty());
 
-    // A tampered object fails the get and leaves no file behind.
+    // A tampered object of another size fails the get from the listing (the set is
+    // damaged), and leaves no file behind.
     f.g.put(&f.bucket, &format!("artifacts/{c}/fn.zip"), b"evil");
     let r = f.get("get5", &c, json!({}));
-    r.fails(1, "does not match its manifest");
+    r.fails(
+        1,
+        "is damaged: 1 of 2 objects of another size than the manifest says: fn.zip",
+    );
     assert!(r.stdout.is_empty());
     assert!(!f.root.join("get5/fn.zip").exists());
     assert!(!f.root.join("get5/.fn.zip.s3am-partial").exists());

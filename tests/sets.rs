@@ -65,6 +65,8 @@ fn a_set_with_a_missing_object_is_damaged_not_found() {
         let (r, dest) = get(json!({"require": true}));
         r.fails(1, damage);
         assert!(!dest.join(".found").exists(), "{store}");
+        // A downloading get fails like fetch; the lookup's existence check says missing.
+        get(json!({})).0.fails(1, damage);
         let (r, dest) = get(json!({"skip_download": true}));
         r.ok();
         assert!(

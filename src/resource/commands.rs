@@ -108,7 +108,9 @@ pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
             Report::new(&commit, Outcome::Missing)
         }
         SetState::Damaged { why, .. } => {
-            if params.require {
+            // A download fails, as `fetch` does; the lookup's existence check (markers only)
+            // says "missing", so the build runs and its upload repairs the set.
+            if params.require || !params.skip_download {
                 return Err(refuse_damaged(&artifacts, &why));
             }
             log::warn(format!(
