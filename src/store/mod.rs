@@ -206,8 +206,8 @@ impl Bucket {
     }
 }
 
-/// Everything needed to open a store.
-#[derive(Debug, Clone, Default)]
+/// Everything needed to open a store. Its `Debug` never shows the credentials.
+#[derive(Clone, Default)]
 pub struct StoreConfig {
     /// The bucket, with any `s3://bucket/prefix` prefix already split off.
     pub bucket: Option<Bucket>,
@@ -234,6 +234,26 @@ pub struct StoreConfig {
     /// Extra CA certificates (PEM) to trust, for an endpoint with a private CA; `AWS_CA_BUNDLE`
     /// (a file) is read too.
     pub ca_bundle: Option<String>,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("StoreConfig")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &redacted(&self.secret_access_key))
+            .field("session_token", &redacted(&self.session_token))
+            .field("role_arn", &self.role_arn)
+            .field("skip_checksums", &self.skip_checksums)
+            .field("server_side_encryption", &self.server_side_encryption)
+            .field("sse_kms_key_id", &self.sse_kms_key_id)
+            .field("ca_bundle", &self.ca_bundle.as_ref().map(|_| "<PEM>"))
+            .finish()
+    }
 }
 
 /// Transfer knobs; the defaults suit CI workers, tests shrink them to reach multipart paths.
@@ -331,6 +351,21 @@ pub async fn open(cfg: &StoreConfig, tuning: &Tuning) -> Result<Arc<dyn Store>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_never_shows_credentials() {
+        let cfg = StoreConfig {
+            secret_access_key: Some("SECRETKEY".into()),
+            session_token: Some("SESSIONTOKEN".into()),
+            ..StoreConfig::default()
+        };
+        let shown = format!("{cfg:?}");
+        assert!(
+            !shown.contains("SECRETKEY") && !shown.contains("SESSIONTOKEN"),
+            "{shown}"
+        );
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
 
     #[test]
     fn parses_buckets() {
