@@ -110,6 +110,11 @@ pub fn is_object_id(s: &str) -> bool {
 
 /// Whether `s` is a code hash: 64 lowercase hex digits.
 pub fn is_code_hash(s: &str) -> bool {
+    is_sha256_hex(s)
+}
+
+/// Whether `s` is a SHA-256 in lowercase hex (64 digits), as manifests record them.
+pub fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && is_lower_hex(s)
 }
 

@@ -84,7 +84,7 @@ pub fn check_patterns(p: &Patterns) {
 /// SHA-256s, printable entity tags and prefix.
 pub fn check_manifest(m: &s3_asset_manager::manifest::Manifest) {
     use s3_asset_manager::error::is_unprintable;
-    use s3_asset_manager::layout::{is_code_hash, is_object_id};
+    use s3_asset_manager::layout::{is_code_hash, is_object_id, is_sha256_hex};
     use s3_asset_manager::manifest::{check_asset_path, MAX_ASSET_SIZE};
     assert!(is_object_id(&m.commit), "commit {:?} accepted", m.commit);
     if let Some(h) = &m.code_hash {
@@ -101,11 +101,7 @@ pub fn check_manifest(m: &s3_asset_manager::manifest::Manifest) {
         assert!(seen.insert(f.path.clone()), "path {:?} accepted twice", f.path);
         assert!(f.size <= MAX_ASSET_SIZE, "size {} accepted", f.size);
         total = total.checked_add(f.size).expect("sizes that overflow accepted");
-        assert!(
-            f.sha256.len() == 64 && f.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
-            "sha256 {:?} accepted",
-            f.sha256
-        );
+        assert!(is_sha256_hex(&f.sha256), "sha256 {:?} accepted", f.sha256);
         if let Some(e) = &f.etag {
             assert!(!e.chars().any(is_unprintable), "etag {e:?} accepted");
         }

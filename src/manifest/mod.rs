@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{clip, is_unprintable, Error};
-use crate::layout::{is_code_hash, is_object_id, SetLocation};
+use crate::layout::{is_code_hash, is_object_id, is_sha256_hex, SetLocation};
 
 /// The manifest format this version writes.
 pub const FORMAT: u32 = 1;
@@ -231,12 +231,7 @@ impl Manifest {
             total = total
                 .checked_add(f.size)
                 .ok_or_else(|| format!("`files`: the sizes add up past {} bytes", u64::MAX))?;
-            if f.sha256.len() != 64
-                || !f
-                    .sha256
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            {
+            if !is_sha256_hex(&f.sha256) {
                 return Err(format!(
                     "`files[{i}].sha256` of {} is not 64 lowercase hex digits",
                     clip(&f.path)

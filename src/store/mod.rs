@@ -134,7 +134,7 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<String>>;
 
     /// Copies `src` to `dst` inside the bucket without downloading it, replacing the metadata;
-    /// returns the copy's entity tag. With `if_match`, the copy fails with [`Error::Verify`]
+    /// returns the copy's entity tag. With `if_match`, the copy fails with [`Error::Precondition`]
     /// unless `src` still has that entity tag.
     async fn copy(
         &self,
