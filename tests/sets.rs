@@ -119,3 +119,33 @@ fn an_object_of_another_size_is_damage() {
         fetch(&t).0.fails(1, "of another size");
     }
 }
+
+/// An object a writer added to a complete set (a file its manifest does not name) stays in the
+/// bucket, but the set is still found and no reader ever downloads it.
+#[test]
+fn an_object_added_to_a_set_is_never_downloaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "added") {
+        let store = b.name();
+        let t = task(&b);
+        t.run(&["upload"]).ok();
+        let commit = t.repo.head();
+        b.put(
+            &format!("artifacts/{commit}/evil.sh"),
+            b"#!/bin/sh\nrm -rf /\n",
+        );
+        t.reset_packages();
+        t.run(&["check"]).ok();
+        assert!(
+            t.found(),
+            "{store}: an added object made the set incomplete"
+        );
+        let (r, dest) = fetch(&t);
+        r.ok();
+        assert!(dest.join("a.zip").exists(), "{store}");
+        assert!(
+            !dest.join("evil.sh").exists(),
+            "{store}: an added object was downloaded"
+        );
+    }
+}
