@@ -13,10 +13,18 @@ pub mod meta {
     /// The publisher (process) that wrote the object: racing publishers of one set tell
     /// their objects apart by it.
     pub const PUBLISHER: &str = "publisher-id";
+    /// Set on an object a publisher wrote again after its manifest, repairing a set a
+    /// concurrent publisher overwrote: that publisher is still at work (the first writer of
+    /// an object may have completed the set and left).
+    pub const REPAIR: &str = "publisher-repair";
 }
 
 /// The manifest's name inside a set. It starts with `.`, so it never collides with an asset.
 pub const MANIFEST_NAME: &str = ".manifest.json";
+
+/// The empty object a read-write restore writes into a cache entry: its time in a listing is
+/// when the entry was last used. It starts with `.`, so it never collides with an asset.
+pub const LAST_USED_NAME: &str = ".last-used";
 
 /// Index times count down from here (milliseconds; the year 2286).
 const INDEX_EPOCH_END: u64 = 9_999_999_999_999;
@@ -93,6 +101,24 @@ impl Layout {
             .then_some(commit)
     }
 
+    /// The commit an index key names and when its set was completed (Unix milliseconds),
+    /// if the key is an index entry ([`Layout::index_commit`]).
+    pub fn index_entry<'k>(&self, key: &'k str) -> Option<(&'k str, u64)> {
+        let commit = self.index_commit(key)?;
+        let inverted: u64 = key[self.index_prefix().len()..][..13].parse().ok()?;
+        Some((commit, INDEX_EPOCH_END.saturating_sub(inverted)))
+    }
+
+    /// Where artifacts sets are: `[prefix/]artifacts/`.
+    pub fn artifacts_prefix(&self) -> String {
+        format!("{}artifacts/", self.prefix)
+    }
+
+    /// Where cache entries are: `[prefix/]cache/`.
+    pub fn cache_prefix(&self) -> String {
+        format!("{}cache/", self.prefix)
+    }
+
     /// The cache entry for a code hash: `[prefix/]cache/<code-hash>/`.
     pub fn cache(&self, code_hash: &str) -> SetLocation {
         SetLocation {
@@ -158,6 +184,11 @@ impl SetLocation {
     pub fn manifest_key(&self) -> String {
         self.key(MANIFEST_NAME)
     }
+
+    /// The key whose time says when a cache entry was last used ([`LAST_USED_NAME`]).
+    pub fn last_used_key(&self) -> String {
+        self.key(LAST_USED_NAME)
+    }
 }
 
 impl std::fmt::Display for SetLocation {
@@ -191,6 +222,7 @@ mod tests {
         let sha = "0123456789abcdef0123456789abcdef01234567";
         let key = l.index_key(1_800_000_000_000, sha);
         assert_eq!(l.index_commit(&key), Some(sha));
+        assert_eq!(l.index_entry(&key), Some((sha, 1_800_000_000_000)));
         for bad in [
             "..",
             "not-a-commit",

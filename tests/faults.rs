@@ -353,6 +353,8 @@ fn four_concurrent_publishers_leave_one_consistent_set() {
                     stderr.contains("conflict"),
                     "a failure must be a reported conflict: {stderr}"
                 );
+            } else if std::env::var_os("S3AM_TEST_VERBOSE").is_some() {
+                eprintln!("a publisher succeeded:\n{stderr}");
             }
             assert!(!stderr.contains("panicked"));
             codes.push(out.status.code().unwrap_or(-1));

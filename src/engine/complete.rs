@@ -27,6 +27,25 @@ use crate::store::{Precondition, PutOptions};
 /// How many times a set is rewritten while concurrent publishers overwrite it.
 const CONFLICT_ROUNDS: u32 = 8;
 
+/// How long a set must stay unchanged while we wait for a concurrent publisher before we take
+/// it that the publisher left: more than the longest pause between repair rounds
+/// ([`super::retry::jitter`], 3.3 s in the last round).
+const STALL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Bytes a second a waiting publisher allows the one it waits for to write its replaced
+/// objects again, on top of [`STALL`].
+const STALL_RATE: u64 = 20 << 20;
+
+/// The keys and entity tags of a listing, hashed: any write into the set changes it.
+fn fingerprint(listing: &[crate::store::ObjectInfo]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for o in listing {
+        (&o.key, &o.etag, o.size).hash(&mut h);
+    }
+    h.finish()
+}
+
 /// One publisher's way through completing a set.
 struct Completion<'a> {
     loc: &'a SetLocation,
@@ -128,11 +147,29 @@ impl Engine {
 
     /// If a publisher with a smaller id wrote some of `bad`, waits for it to complete `loc`
     /// with a set that verifies; true when it did. False when we are the winner, or it gave
-    /// no sign of finishing within the timeout (we then take over).
-    async fn yield_to_winner(&self, loc: &SetLocation, bad: &[FileEntry]) -> Result<bool> {
+    /// no sign of finishing (we then take over).
+    ///
+    /// Once we took a set over from a publisher the store had let win, only objects written
+    /// in a repair count: that publisher left after its manifest, but one repairing is still
+    /// at work and ends with a check of its own, so racing repairers settle on one of them.
+    ///
+    /// The winner may also have left already: its check passed before our writes landed, and
+    /// then it saw our manifest replace its own and left the set to us. Nothing in the bucket
+    /// tells that apart from a winner about to write, so a set that does not change for
+    /// [`STALL`] (plus the time its replaced objects take to write again at [`STALL_RATE`])
+    /// means it left, and we take over at once instead of waiting out the timeout.
+    async fn yield_to_winner(
+        &self,
+        loc: &SetLocation,
+        bad: &[FileEntry],
+        repairers_only: bool,
+    ) -> Result<bool> {
         let mut winner: Option<String> = None;
         for f in bad.iter().take(3) {
             if let Some(h) = self.store.head(&loc.key(&f.path)).await? {
+                if repairers_only && !h.metadata.contains_key(meta::REPAIR) {
+                    continue;
+                }
                 if let Some(id) = h.metadata.get(meta::PUBLISHER) {
                     if *id < self.publisher && winner.as_ref().is_none_or(|w| id < w) {
                         winner = Some(id.clone());
@@ -147,23 +184,44 @@ impl Engine {
             "publisher {winner} is writing {loc} at the same time; waiting for it to complete the set (we are {})",
             self.publisher
         ));
+        let bytes: u64 = bad.iter().map(|f| f.size).sum();
+        let stall = STALL + std::time::Duration::from_secs(bytes / STALL_RATE);
         let deadline = Instant::now() + self.tuning.timeout;
-        while Instant::now() < deadline {
-            if let SetState::Complete(m) = self.set_state(loc, false).await? {
-                if self.damage(loc, &m).await?.is_none() {
+        let mut unchanged: Option<(u64, Instant)> = None;
+        loop {
+            let (state, listing) =
+                tokio::join!(self.read_manifest(loc), self.store.list(loc.root()));
+            let listing = listing?;
+            if let Some(SetState::Complete(m)) = state? {
+                if self.damage_in(loc, &m, &listing).is_none() {
                     log::phase(format!(
                         "publisher {winner} completed {loc}: keeping its set, which verifies"
                     ));
                     return Ok(true);
                 }
             }
+            let now = fingerprint(&listing);
+            match unchanged {
+                Some((before, since)) if before == now => {
+                    if since.elapsed() >= stall {
+                        log::warn(format!(
+                            "publisher {winner} wrote nothing to {loc} for {} s: it left the set to us; taking over",
+                            since.elapsed().as_secs()
+                        ));
+                        return Ok(false);
+                    }
+                }
+                _ => unchanged = Some((now, Instant::now())),
+            }
+            if Instant::now() >= deadline {
+                log::warn(format!(
+                    "publisher {winner} did not complete {loc} within {} s: taking over",
+                    self.tuning.timeout.as_secs()
+                ));
+                return Ok(false);
+            }
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         }
-        log::warn(format!(
-            "publisher {winner} did not complete {loc} within {} s: taking over",
-            self.tuning.timeout.as_secs()
-        ));
-        Ok(false)
     }
 
     /// Writes a set's manifest last (an artifacts set's index entry beside it). Unless the
@@ -193,8 +251,13 @@ impl Engine {
                 Checked::Again => continue,
                 Checked::Replaced(bad) => bad,
             };
-            if !c.took_over && self.yield_to_winner(loc, &bad).await? {
+            if self.yield_to_winner(loc, &bad, c.took_over).await? {
                 return Ok(());
+            }
+            // Objects written now and no manifest after them would leave the set damaged
+            // for good: the publisher whose manifest is in place left it to us.
+            if round == CONFLICT_ROUNDS {
+                break;
             }
             self.repair(&mut c, &bad, round).await?;
         }
@@ -321,6 +384,7 @@ impl Engine {
         let stamp = Stamp {
             commit: &c.m.commit,
             code_hash: c.m.code_hash.as_deref(),
+            repair: true,
         };
         let redone = self
             .write_files(c.loc, c.origin, bad, stamp, "rewrote")

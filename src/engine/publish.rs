@@ -63,6 +63,7 @@ impl Engine {
         let stamp = Stamp {
             commit: &commit,
             code_hash: code_hash.as_deref(),
+            repair: false,
         };
         self.start_probe();
         let up = Upload {

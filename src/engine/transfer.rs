@@ -29,6 +29,9 @@ pub(super) struct Stamp<'a> {
     pub commit: &'a str,
     /// The code hash, when caching is on.
     pub code_hash: Option<&'a str>,
+    /// Whether the objects are written again in a repair, after our manifest: their
+    /// publisher is still at work, and racing publishers may wait for it.
+    pub repair: bool,
 }
 
 impl<'a> Stamp<'a> {
@@ -38,6 +41,7 @@ impl<'a> Stamp<'a> {
         Stamp {
             commit: artifacts.id(),
             code_hash: Some(cache.id()),
+            repair: false,
         }
     }
 }
@@ -55,6 +59,9 @@ fn metadata(stamp: Stamp<'_>, sha256: &[u8; 32], publisher: &str) -> BTreeMap<St
         m.insert(meta::CODE_HASH.to_string(), h.to_string());
     }
     m.insert(meta::PUBLISHER.to_string(), publisher.to_string());
+    if stamp.repair {
+        m.insert(meta::REPAIR.to_string(), "true".to_string());
+    }
     m
 }
 
