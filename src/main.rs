@@ -86,6 +86,9 @@ async fn run(command: Command, sources: Sources) -> Result<()> {
                 }
             }
         }
+        Command::List(args) => args.run(&sources).await?,
+        Command::Delete(args) => args.run(&sources).await?,
+        Command::Prune(args) => args.run(&sources).await?,
     }
     Ok(())
 }

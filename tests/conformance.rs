@@ -309,6 +309,60 @@ async fn conformance(s: Arc<dyn Store>, conditions_enforced: bool) {
         .unwrap();
     assert_eq!(read_all(s, "odd/copy of é", None).await.unwrap(), b"odd");
     assert_eq!(s.list("odd/").await.unwrap().len(), 2);
+
+    deletes(s).await;
+}
+
+/// Listings carry each object's time; a delete takes up to 1,000 keys in one request, a
+/// missing key among them included, and leaves the rest.
+async fn deletes(s: &dyn Store) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let listed = s.list("many/").await.unwrap();
+    for o in &listed {
+        let t = o.modified_ms.expect("a listing gives each object's time");
+        // Within ten minutes of this machine's clock (a store's clock may be a little off).
+        assert!(
+            t.abs_diff(now_ms) < 600_000,
+            "{} at {t}, now {now_ms}",
+            o.key
+        );
+    }
+    let mut keys: Vec<String> = listed.iter().map(|o| o.key.clone()).take(999).collect();
+    keys.push("many/never-written".into());
+    assert_eq!(keys.len(), store::DELETE_BATCH);
+    s.delete(&keys).await.unwrap();
+    let left = s.list("many/").await.unwrap();
+    assert_eq!(left.len(), 1100 - 999, "the rest stay");
+    assert!(left.iter().all(|o| !keys.contains(&o.key)));
+    // A nested key's directories (on file://) go with it; a sibling stays.
+    s.put_bytes("del/x/y/z", b"z".to_vec(), &PutOptions::default())
+        .await
+        .unwrap();
+    s.put_bytes("del/x/w", b"w".to_vec(), &PutOptions::default())
+        .await
+        .unwrap();
+    s.delete(&["del/x/y/z".to_string()]).await.unwrap();
+    assert_eq!(
+        s.list("del/")
+            .await
+            .unwrap()
+            .iter()
+            .map(|o| o.key.as_str())
+            .collect::<Vec<_>>(),
+        ["del/x/w"]
+    );
+    // A key written again after its directory was emptied is stored (file:// removes
+    // emptied directories, and a write makes them again).
+    s.put_bytes("del/x/y/z", b"z2".to_vec(), &PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(read_all(s, "del/x/y/z", None).await.unwrap(), b"z2");
+    s.delete(&[]).await.unwrap();
+    // Nothing pending in a store whose writes all finished; the list answers.
+    assert!(s.pending_uploads("del/").await.unwrap().is_empty());
 }
 
 async fn futures_lite_for_each(s: &dyn Store, n: usize) {
@@ -331,6 +385,14 @@ async fn local_store_conforms() {
     };
     let s = store::open(&cfg, &small_tuning()).await.unwrap();
     conformance(s.clone(), true).await;
+    // A temporary file a killed write left is an unfinished upload, and aborting removes it.
+    let tmp = dir.path().join(".s3am/tmp/12345-0-0");
+    std::fs::write(&tmp, b"half").unwrap();
+    let pending = s.pending_uploads("").await.unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert!(pending[0].started_ms.is_some());
+    s.abort_upload(&pending[0]).await.unwrap();
+    assert!(!tmp.exists());
     // The store's own bookkeeping never shows up as keys.
     assert!(s
         .list("")
@@ -363,7 +425,24 @@ async fn s3_store_conforms() {
             ..StoreConfig::default()
         };
         let s = store::open(&cfg, &small_tuning()).await.unwrap();
-        conformance(s, g.store == common::Store::SeaweedFs).await;
+        conformance(s.clone(), g.store == common::Store::SeaweedFs).await;
+        // An unfinished multipart upload is listed, with its time, and aborted.
+        let key = format!("pending/{skip_checksums}");
+        let up = g
+            .client()
+            .create_multipart_upload()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        let pending = s.pending_uploads(&key).await.unwrap();
+        assert_eq!(pending.len(), 1, "{:?}: {pending:?}", g.store);
+        assert_eq!(pending[0].key, key);
+        assert_eq!(Some(pending[0].id.as_str()), up.upload_id());
+        assert!(pending[0].started_ms.is_some(), "{:?}", g.store);
+        s.abort_upload(&pending[0]).await.unwrap();
+        assert!(s.pending_uploads(&key).await.unwrap().is_empty());
         // With checksums on, a multipart upload carries the whole object's CRC64/NVME, which
         // the store keeps (and checked: a wrong part is refused above).
         if !skip_checksums {

@@ -3,6 +3,7 @@
 //! clap's own errors as one line (`errors`).
 
 mod errors;
+mod manage;
 mod values;
 
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub use errors::parse;
+pub use manage::{DeleteArgs, ListArgs, PruneArgs};
 pub use values::Sources;
 
 use crate::codehash::Patterns;
@@ -82,6 +84,15 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// List every artifacts set and cache entry, newest first: kind, state, size, when it
+    /// was completed and last used, who signed it.
+    List(ListArgs),
+    /// Delete one set: its manifest (with its signature and index entries) first, then its
+    /// objects.
+    Delete(DeleteArgs),
+    /// Delete artifacts sets and cache entries by age, count and size, and what interrupted
+    /// uploads left behind; --dry-run prints the plan.
+    Prune(PruneArgs),
 }
 
 /// The checkout.

@@ -11,7 +11,8 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// `S3AM_CACHE (--cache)` for a value from the environment, `--cache` for one from a flag.
+    /// `S3AM_CACHE (--cache)` for a value from the environment, `--cache (S3AM_CACHE)` for
+    /// one from a flag, `--cache` for a flag without a variable.
     pub fn name(&self, id: &str) -> String {
         let arg = self.command.get_arguments().find(|a| a.get_id() == id);
         let flag = match arg.and_then(|a| a.get_long()) {
@@ -24,7 +25,8 @@ impl Sources {
         );
         match arg.and_then(|a| a.get_env()) {
             Some(env) if from_env => format!("{} ({flag})", env.to_string_lossy()),
-            _ => flag,
+            Some(env) => format!("{flag} ({})", env.to_string_lossy()),
+            None => flag,
         }
     }
 
@@ -98,6 +100,35 @@ pub fn parse_count(s: &str) -> std::result::Result<usize, String> {
     }
 }
 
+/// A count of 0 or more.
+pub fn parse_keep(s: &str) -> std::result::Result<usize, String> {
+    s.trim()
+        .parse::<usize>()
+        .map_err(|_| "must be a whole number, 0 or more".into())
+}
+
+/// A duration: a whole number with `s`, `m`, `h` or `d`, e.g. `90s`, `30m`, `12h`, `7d`.
+pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    const NOT: &str = "not a duration: use a whole number with s, m, h or d, e.g. 7d";
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or(NOT)?;
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| NOT.to_string())?;
+    let secs = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(NOT.into()),
+    };
+    if n == 0 {
+        return Err("the duration must be positive".into());
+    }
+    n.checked_mul(secs)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| "too long".into())
+}
+
 /// A whole number of seconds.
 pub fn parse_seconds(s: &str) -> std::result::Result<u64, String> {
     s.trim()
@@ -125,5 +156,24 @@ mod tests {
         assert_eq!(parse_bool("on"), Ok(true));
         assert_eq!(parse_bool(""), Ok(false));
         assert!(parse_bool("maybe").is_err());
+        assert_eq!(parse_keep("0"), Ok(0));
+        assert!(parse_keep("-1").is_err());
+        let secs = |s| parse_duration(s).map(|d| d.as_secs());
+        assert_eq!(secs("90s"), Ok(90));
+        assert_eq!(secs("30m"), Ok(1800));
+        assert_eq!(secs("12h"), Ok(43200));
+        assert_eq!(secs("7d"), Ok(604800));
+        for bad in [
+            "",
+            "7",
+            "d",
+            "1.5d",
+            "-1d",
+            "7 days",
+            "0s",
+            "99999999999999999d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 }

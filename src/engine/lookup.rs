@@ -100,7 +100,18 @@ impl Engine {
                     "{problem}; not restoring it: build needed (the upload rewrites the entry)"
                 )),
                 None => {
-                    self.restore(&cache, &m, artifacts).await?;
+                    let record_use = opts.cache == CacheMode::ReadWrite;
+                    if let Err(e) = self.restore(&cache, &m, artifacts, record_use).await {
+                        // A prune (or a lifecycle rule) may have removed the entry while
+                        // it was copied: then the build runs, as if it had never been.
+                        if let SetState::Complete(_) = self.fetchable_state(&cache, false).await? {
+                            return Err(e);
+                        }
+                        log::warn(format!(
+                            "{cache} went away while it was restored ({e}): build needed"
+                        ));
+                        return Ok(());
+                    }
                     report.outcome = Outcome::Restored;
                     report.files = m.files.len() as u64;
                     report.bytes = m.total_bytes();

@@ -11,14 +11,19 @@
 //! - `transfer`: the concurrent upload, copy and download loops every operation calls;
 //! - `state`: the reads they all make: a set's manifest (bounded, validated, bound to its
 //!   place, trusted), its listing, its damage;
-//! - `retry`: the one retry loop, which asks the error whether to try again.
+//! - `retry`: the one retry loop, which asks the error whether to try again;
+//! - `catalog`: every set in the bucket at a glance (`list`), from listings spread over key
+//!   ranges;
+//! - `prune`: `delete` and `prune`, manifest first, then the objects.
 //!
 //! This file holds the types they share, and the code hash.
 
+mod catalog;
 mod complete;
 mod fetch;
 mod index;
 mod lookup;
+mod prune;
 mod publish;
 mod restore;
 mod retry;
@@ -26,7 +31,9 @@ mod state;
 mod transfer;
 mod window;
 
+pub use catalog::{Catalog, CatalogOptions, IndexEntry, Kind, Listed, SetSummary};
 pub use fetch::{found_report, refuse_damaged, refuse_invalid, refuse_untrusted};
+pub use prune::{age, Deleted, Plan, PruneOptions, Removal, INCOMPLETE_MAX_AGE};
 pub use window::{FLOOR as FEWEST_IN_FLIGHT, START as FIRST_IN_FLIGHT};
 
 use std::path::{Path, PathBuf};

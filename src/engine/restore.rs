@@ -8,15 +8,19 @@ use crate::error::Result;
 use crate::layout::SetLocation;
 use crate::log;
 use crate::manifest::{FileEntry, Manifest};
+use crate::store::PutOptions;
 
 impl Engine {
     /// Copies a complete cache entry to the artifacts set server-side, manifest last. The
-    /// places name the commit and the code hash the objects are stamped with.
+    /// places name the commit and the code hash the objects are stamped with. With
+    /// `record_use` (a read-write pipeline), the entry's last use is recorded beside the
+    /// copies: an empty object, `.last-used`, whose time a listing shows.
     pub(super) async fn restore(
         &self,
         cache: &SetLocation,
         m: &Manifest,
         artifacts: &SetLocation,
+        record_use: bool,
     ) -> Result<()> {
         log::phase(format!(
             "found {cache}: restoring {}, {} to {artifacts} by server-side copy",
@@ -38,9 +42,26 @@ impl Engine {
         };
         self.start_probe();
         let stamp = Stamp::of(artifacts, cache);
-        let files = self
-            .write_files(artifacts, &origin, &m.files, stamp, "restored")
-            .await?;
+        let record = async {
+            if !record_use {
+                return;
+            }
+            let key = cache.last_used_key();
+            if let Err(e) = self
+                .store
+                .put_bytes(&key, Vec::new(), &PutOptions::default())
+                .await
+            {
+                log::warn(format!(
+                    "could not record this use of {cache} ({e}): a prune by --cache-max-unused may take it as unused"
+                ));
+            }
+        };
+        let (files, ()) = tokio::join!(
+            self.write_files(artifacts, &origin, &m.files, stamp, "restored"),
+            record
+        );
+        let files = files?;
         let manifest = Manifest::new(artifacts, stamp.commit, stamp.code_hash, files);
         self.complete_set(artifacts, manifest, &origin, true).await
     }

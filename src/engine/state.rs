@@ -11,6 +11,12 @@ use crate::manifest::{Manifest, Refused, MANIFEST_MAX};
 use crate::signing::{self, Verdict, SIGNATURE_MAX};
 use crate::store::ObjectInfo;
 
+/// A manifest read and judged: the set's state, and the trusted key that signed it.
+pub(super) struct ManifestRead {
+    pub(super) state: SetState,
+    pub(super) signer: Option<String>,
+}
+
 /// The first few of `paths`, and how many more.
 fn some(paths: &[&str]) -> String {
     const SHOWN: usize = 5;
@@ -65,19 +71,40 @@ impl Engine {
     }
 
     /// The state of a set that has a manifest (complete, untrusted or invalid); `None`
-    /// without one. Everything read here is hostile input: the manifest and its signature are
+    /// without one. Logs why a manifest does not count, and who signed one that does.
+    pub(super) async fn read_manifest(&self, loc: &SetLocation) -> Result<Option<SetState>> {
+        let Some(read) = self.inspect_manifest(loc).await? else {
+            return Ok(None);
+        };
+        match (&read.state, &read.signer) {
+            (SetState::Invalid { why }, _) => {
+                log::warn(format!("{why}: {loc} is not counted as complete"))
+            }
+            (SetState::Untrusted { why, .. }, _) => log::warn(format!(
+                "{loc} has a manifest, but {why}: not counted as complete"
+            )),
+            (_, Some(signer)) => log::phase(format!("{loc} is signed by trusted key {signer}")),
+            _ => {}
+        }
+        Ok(Some(read.state))
+    }
+
+    /// [`Engine::read_manifest`] without a word in the log, and with the trusted key that
+    /// signed it. Everything read here is hostile input: the manifest and its signature are
     /// read up to their size limits only, the manifest is validated field by field, and it
     /// must name this place (its commit or code hash, and its prefix), whoever signed it.
-    pub(super) async fn read_manifest(&self, loc: &SetLocation) -> Result<Option<SetState>> {
+    pub(super) async fn inspect_manifest(&self, loc: &SetLocation) -> Result<Option<ManifestRead>> {
         let key = loc.manifest_key();
         let Some(bytes) = self.store.get_bytes(&key, MANIFEST_MAX).await? else {
             return Ok(None);
         };
         // Writes are atomic, so an unreadable, unsafe or misplaced manifest was put there by
-        // hand (or by an attacker): the set is not complete, and the log says why.
+        // hand (or by an attacker): the set is not complete.
         let invalid = |why: String| {
-            log::warn(format!("{why}: {loc} is not counted as complete"));
-            Ok(Some(SetState::Invalid { why }))
+            Ok(Some(ManifestRead {
+                state: SetState::Invalid { why },
+                signer: None,
+            }))
         };
         let manifest = match Manifest::parse(&bytes, &key) {
             Ok(m) => Box::new(m),
@@ -89,7 +116,10 @@ impl Engine {
             return invalid(why);
         }
         let Some(trusted) = &self.keys.trusted else {
-            return Ok(Some(SetState::Complete(manifest)));
+            return Ok(Some(ManifestRead {
+                state: SetState::Complete(manifest),
+                signer: None,
+            }));
         };
         // The signature of exactly these bytes: never another manifest's.
         let signature = self
@@ -97,16 +127,14 @@ impl Engine {
             .get_bytes(&signing::signature_key(loc, &bytes), SIGNATURE_MAX)
             .await?;
         Ok(Some(match trusted.verify(&bytes, signature.as_deref()) {
-            Verdict::Trusted(signer) => {
-                log::phase(format!("{loc} is signed by trusted key {signer}"));
-                SetState::Complete(manifest)
-            }
-            Verdict::Untrusted(why) => {
-                log::warn(format!(
-                    "{loc} has a manifest, but {why}: not counted as complete"
-                ));
-                SetState::Untrusted { manifest, why }
-            }
+            Verdict::Trusted(signer) => ManifestRead {
+                state: SetState::Complete(manifest),
+                signer: Some(signer),
+            },
+            Verdict::Untrusted(why) => ManifestRead {
+                state: SetState::Untrusted { manifest, why },
+                signer: None,
+            },
         }))
     }
 
@@ -118,8 +146,9 @@ impl Engine {
         mut objects: Vec<ObjectInfo>,
         accept_legacy: bool,
     ) -> SetState {
-        // A signature left by an interrupted publish is not an asset.
-        objects.retain(|o| !signing::is_signature_key(loc, &o.key));
+        // A signature left by an interrupted publish is not an asset, nor is a cache
+        // entry's record of its last use.
+        objects.retain(|o| !signing::is_signature_key(loc, &o.key) && o.key != loc.last_used_key());
         if objects.is_empty() {
             return SetState::Missing;
         }

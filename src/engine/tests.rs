@@ -57,19 +57,31 @@ mod racing {
     use crate::signing;
     use crate::signing::{SigningKey, TrustedKeys, Verdict};
     use crate::store::{local::LocalStore, ObjectHead, ObjectInfo, Reader, Store, Tuning};
-    use crate::store::{Precondition, PutOptions};
+    use crate::store::{PendingUpload, Precondition, PutOptions};
 
     /// A local bucket where an unsigned publisher races ours: its manifest of the same set
     /// (ours, with another `created`, unsigned) lands just before our manifest write (where
     /// the store enforces `If-None-Match`) or just after it (where it ignores the header, as
     /// Garage does).
-    struct Racing {
-        inner: LocalStore,
+    pub(super) struct Racing {
+        pub(super) inner: LocalStore,
         enforces: bool,
         raced: Mutex<bool>,
+        /// How many delete requests succeed; the ones after fail (a prune cut off).
+        deletes_left: Mutex<usize>,
     }
 
     impl Racing {
+        /// A local bucket under `dir` that races nothing and takes `deletes` delete requests.
+        pub(super) fn new(dir: &Path, deletes: usize) -> Racing {
+            Racing {
+                inner: LocalStore::open(dir).unwrap(),
+                enforces: true,
+                raced: Mutex::new(true),
+                deletes_left: Mutex::new(deletes),
+            }
+        }
+
         /// The racing publisher's manifest, once: ours, restamped and unsigned.
         async fn race(&self, key: &str, ours: &[u8]) {
             let first = !std::mem::replace(&mut *self.raced.lock().unwrap(), true);
@@ -148,6 +160,22 @@ mod racing {
         ) -> Result<String> {
             self.inner.copy(src, dst, size, opts, if_match).await
         }
+        async fn delete(&self, keys: &[String]) -> Result<()> {
+            {
+                let mut left = self.deletes_left.lock().unwrap();
+                if *left == 0 {
+                    return Err(crate::error::Error::denied("deletes refused by the test"));
+                }
+                *left -= 1;
+            }
+            self.inner.delete(keys).await
+        }
+        async fn pending_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>> {
+            self.inner.pending_uploads(prefix).await
+        }
+        async fn abort_upload(&self, upload: &PendingUpload) -> Result<()> {
+            self.inner.abort_upload(upload).await
+        }
     }
 
     /// A signing publisher racing an unsigned one never ends with the unsigned manifest in
@@ -162,6 +190,7 @@ mod racing {
                 inner: LocalStore::open(&bucket).unwrap(),
                 enforces,
                 raced: Mutex::new(false),
+                deletes_left: Mutex::new(usize::MAX),
             });
             let key = SigningKey::parse(crate::signing::tests::PRIVATE.as_bytes(), "k").unwrap();
             let key = Arc::new(key);
@@ -202,6 +231,93 @@ mod racing {
                 "enforces {enforces}: the manifest in place is not ours: {}",
                 String::from_utf8_lossy(&body)
             );
+        }
+    }
+}
+
+/// A prune cut off part-way (the store refuses every delete after the first `allowed`)
+/// leaves each set complete (manifest and every object) or without its manifest: never a
+/// manifest whose objects are gone. 1,200 small sets, so the manifests alone take two
+/// delete requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prune_cut_off_part_way_leaves_every_set_complete_or_without_its_manifest() {
+    use racing::Racing;
+    for allowed in [0, 1, 2, 3, 5] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Racing::new(dir.path(), allowed));
+        let engine = Engine::new(store.clone(), Layout::new("").unwrap(), Tuning::default());
+        let mut commits = Vec::new();
+        for i in 0..1200u32 {
+            let commit = format!("{i:040x}");
+            let loc = engine.layout().artifacts(&commit);
+            store
+                .inner
+                .put_bytes(&loc.key("a.txt"), b"a".to_vec(), &PutOptions::default())
+                .await
+                .unwrap();
+            store
+                .inner
+                .put_bytes(&loc.key("b.txt"), b"bb".to_vec(), &PutOptions::default())
+                .await
+                .unwrap();
+            let files = ["a.txt", "b.txt"].map(|p| crate::manifest::FileEntry {
+                path: p.into(),
+                size: if p == "a.txt" { 1 } else { 2 },
+                sha256: "0".repeat(64),
+                etag: None,
+            });
+            let m = Manifest::new(&loc, &commit, None, files.to_vec());
+            store
+                .inner
+                .put_bytes(&loc.manifest_key(), m.to_bytes(), &PutOptions::default())
+                .await
+                .unwrap();
+            commits.push(commit);
+        }
+        let opts = crate::engine::PruneOptions {
+            max_age: Some(std::time::Duration::from_secs(1)),
+            keep_last: 0,
+            cache_max_unused: None,
+            cache_max_size: None,
+            incomplete_max_age: std::time::Duration::from_secs(86400),
+            accept_legacy: false,
+        };
+        let later = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+            + 60_000;
+        let plan = engine.plan_prune(&opts, later).await.unwrap();
+        assert_eq!(plan.remove.len(), 1200);
+        let result = engine.prune(&plan).await;
+        // 1,200 manifests take two requests, 2,400 objects three more.
+        assert_eq!(result.is_ok(), allowed >= 5, "allowed {allowed}");
+        let (mut complete, mut gone) = (0, 0);
+        for c in &commits {
+            let loc = engine.layout().artifacts(c);
+            let keys: Vec<String> = store
+                .inner
+                .list(loc.root())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|o| o.key)
+                .collect();
+            if keys.contains(&loc.manifest_key()) {
+                assert_eq!(
+                    keys.len(),
+                    3,
+                    "allowed {allowed}: {c} has its manifest but lost objects: {keys:?}"
+                );
+                complete += 1;
+            } else {
+                gone += 1;
+            }
+        }
+        match allowed {
+            0 => assert_eq!((complete, gone), (1200, 0)),
+            1 => assert_eq!(complete + gone, 1200),
+            _ => assert_eq!(gone, 1200, "allowed {allowed}"),
         }
     }
 }

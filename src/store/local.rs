@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::{bare_etag, ObjectHead, ObjectInfo, Precondition, PutOptions, Reader, Store};
+use super::{
+    bare_etag, ObjectHead, ObjectInfo, PendingUpload, Precondition, PutOptions, Reader, Store,
+};
 use crate::error::{Error, Result};
 
 const INTERNAL: &str = ".s3am";
@@ -84,8 +86,26 @@ impl LocalStore {
             }
         }
         let json = serde_json::to_vec(&opts.metadata).expect("metadata serialises");
-        std::fs::write(&meta, json).map_err(|e| Error::io("cannot write", &meta, e))?;
-        std::fs::rename(tmp, &dest).map_err(|e| {
+        let placed = || -> std::io::Result<()> {
+            std::fs::write(&meta, &json)?;
+            std::fs::rename(tmp, &dest)
+        };
+        // A delete removes directories it empties: one that went between our
+        // `create_dir_all` and the rename is made again.
+        let mut result = placed();
+        for _ in 0..3 {
+            match &result {
+                Err(e) if not_found(e) && tmp.exists() => {}
+                _ => break,
+            }
+            for p in [&dest, &meta] {
+                if let Some(parent) = p.parent() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+            }
+            result = placed();
+        }
+        result.map_err(|e| {
             let _ = std::fs::remove_file(tmp);
             Error::io("cannot write", &dest, e)
         })?;
@@ -130,6 +150,29 @@ impl LocalStore {
         self.commit(tmp, key, opts).map(Some)
     }
 
+    /// Removes the object at `key` and its metadata, then the directories that leaves
+    /// empty (a later listing would walk them).
+    fn delete_sync(&self, key: &str) -> Result<()> {
+        let path = self.path_of(key)?;
+        for p in [&path, &self.meta_path(key)] {
+            match std::fs::remove_file(p) {
+                Ok(()) => {}
+                Err(e) if not_found(&e) => {}
+                Err(e) => return Err(Error::io("cannot delete", p, e)),
+            }
+        }
+        for top in [self.root.clone(), self.root.join(INTERNAL).join("meta")] {
+            let mut dir = top.join(key);
+            while dir.pop() && dir != top && dir.starts_with(&top) {
+                // Fails (and stops) at the first directory that is not empty.
+                if std::fs::remove_dir(&dir).is_err() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn list_sync(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
         let start = if dir_part.is_empty() {
@@ -172,12 +215,19 @@ impl LocalStore {
                     key: key.to_string(),
                     size: meta.len(),
                     etag: Some(etag_of(&meta)),
+                    modified_ms: modified_ms(&meta),
                 });
             }
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
+}
+
+/// When a file was last written (Unix milliseconds).
+fn modified_ms(meta: &std::fs::Metadata) -> Option<u64> {
+    let since = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH);
+    since.ok().map(|d| d.as_millis() as u64)
 }
 
 /// A local entity tag: every write is a rename of a new file, so its inode and time change.
@@ -212,6 +262,50 @@ impl Store for LocalStore {
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         self.list_sync(prefix)
+    }
+
+    async fn delete(&self, keys: &[String]) -> Result<()> {
+        keys.iter().try_for_each(|k| self.delete_sync(k))
+    }
+
+    /// The temporary files of writes that never finished (a killed process's).
+    async fn pending_uploads(&self, _prefix: &str) -> Result<Vec<PendingUpload>> {
+        let dir = self.root.join(INTERNAL).join("tmp");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if not_found(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("cannot list", &dir, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let (Ok(meta), Some(name)) = (
+                entry.metadata(),
+                entry.file_name().to_str().map(str::to_string),
+            ) else {
+                continue;
+            };
+            out.push(PendingUpload {
+                key: format!("{INTERNAL}/tmp/{name}"),
+                id: name,
+                started_ms: modified_ms(&meta),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn abort_upload(&self, upload: &PendingUpload) -> Result<()> {
+        if upload.id.contains('/') || upload.id.starts_with('.') {
+            return Err(Error::Internal(format!(
+                "not a temporary file: {}",
+                upload.id
+            )));
+        }
+        let path = self.root.join(INTERNAL).join("tmp").join(&upload.id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if not_found(&e) => Ok(()),
+            Err(e) => Err(Error::io("cannot delete", &path, e)),
+        }
     }
 
     async fn list_page(

@@ -23,7 +23,24 @@ pub struct ObjectInfo {
     pub size: u64,
     /// The entity tag, without quotes: changes whenever the object is rewritten.
     pub etag: Option<String>,
+    /// When the object was last written (Unix milliseconds), when the store says.
+    pub modified_ms: Option<u64>,
 }
+
+/// A multipart upload that was started and neither completed nor aborted: its parts take
+/// space (and cost) until it is aborted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpload {
+    /// The key the upload would have written.
+    pub key: String,
+    /// The store's upload id.
+    pub id: String,
+    /// When it was started (Unix milliseconds), when the store says.
+    pub started_ms: Option<u64>,
+}
+
+/// The most keys one [`Store::delete`] takes: S3's limit for one DeleteObjects request.
+pub const DELETE_BATCH: usize = 1000;
 
 /// What a HEAD returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +161,17 @@ pub trait Store: Send + Sync {
         opts: &PutOptions,
         if_match: Option<&str>,
     ) -> Result<String>;
+
+    /// Deletes up to [`DELETE_BATCH`] keys in one request (S3's DeleteObjects). A key that
+    /// does not exist is not an error; any key the store refused to delete is.
+    async fn delete(&self, keys: &[String]) -> Result<()>;
+
+    /// The unfinished multipart uploads of keys starting with `prefix` (the local store: the
+    /// temporary files interrupted writes left behind).
+    async fn pending_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>>;
+
+    /// Aborts an unfinished upload, freeing its parts.
+    async fn abort_upload(&self, upload: &PendingUpload) -> Result<()>;
 
     /// Reads a small object into memory, or `None` if it does not exist. Reads no more than
     /// `limit + 1` bytes: a longer object comes back cut there, so that the caller can tell

@@ -3,6 +3,7 @@
 //! `upload`, and how an SDK failure becomes a one-line error is in `errors`.
 
 mod client;
+mod delete;
 mod errors;
 pub use client::{SILENT_MAX, SILENT_SHARE};
 mod sse;
@@ -19,8 +20,8 @@ use aws_sdk_s3::Client;
 use base64::Engine as _;
 
 use super::{
-    bare_etag, transfer_part_size, ObjectHead, ObjectInfo, Precondition, PutOptions, Reader, Store,
-    StoreConfig, Tuning,
+    bare_etag, transfer_part_size, ObjectHead, ObjectInfo, PendingUpload, Precondition, PutOptions,
+    Reader, Store, StoreConfig, Tuning,
 };
 use crate::error::{Error, Result};
 
@@ -87,6 +88,22 @@ impl S3Store {
     }
 }
 
+/// Unix milliseconds of an S3 timestamp.
+fn unix_ms(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<u64> {
+    t.and_then(|t| t.to_millis().ok())
+        .and_then(|ms| u64::try_from(ms).ok())
+}
+
+/// A listed object as the trait gives it.
+fn info(o: &aws_sdk_s3::types::Object) -> Option<ObjectInfo> {
+    Some(ObjectInfo {
+        key: o.key()?.to_string(),
+        size: o.size().unwrap_or(0).max(0) as u64,
+        etag: o.e_tag().map(bare_etag),
+        modified_ms: unix_ms(o.last_modified()),
+    })
+}
+
 /// Percent-encodes a key for `x-amz-copy-source`, keeping `/`.
 fn percent_encode(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
@@ -117,15 +134,7 @@ impl Store for S3Store {
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.fail(&format!("listing {prefix}"), e))?;
-            for o in page.contents() {
-                if let Some(key) = o.key() {
-                    out.push(ObjectInfo {
-                        key: key.to_string(),
-                        size: o.size().unwrap_or(0).max(0) as u64,
-                        etag: o.e_tag().map(bare_etag),
-                    });
-                }
-            }
+            out.extend(page.contents().iter().filter_map(info));
         }
         Ok(out)
     }
@@ -146,17 +155,7 @@ impl Store for S3Store {
             .send()
             .await
             .map_err(|e| self.fail(&format!("listing {prefix}"), e))?;
-        Ok(page
-            .contents()
-            .iter()
-            .filter_map(|o| {
-                Some(ObjectInfo {
-                    key: o.key()?.to_string(),
-                    size: o.size().unwrap_or(0).max(0) as u64,
-                    etag: o.e_tag().map(bare_etag),
-                })
-            })
-            .collect())
+        Ok(page.contents().iter().filter_map(info).collect())
     }
 
     fn requests(&self) -> u64 {
@@ -258,6 +257,18 @@ impl Store for S3Store {
         if_match: Option<&str>,
     ) -> Result<String> {
         self.copy_object(src, dst, size, opts, if_match).await
+    }
+
+    async fn delete(&self, keys: &[String]) -> Result<()> {
+        self.delete_objects(keys).await
+    }
+
+    async fn pending_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>> {
+        self.list_uploads(prefix).await
+    }
+
+    async fn abort_upload(&self, upload: &PendingUpload) -> Result<()> {
+        self.abort(&upload.key, &upload.id).await
     }
 }
 

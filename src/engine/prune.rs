@@ -1,0 +1,358 @@
+//! Deleting sets: `delete` one set, `prune` by age, count and size.
+//!
+//! Every removal goes in the order that keeps readers safe: first the manifests (with their
+//! signatures and index entries), and only once every one of them is gone, the objects. A
+//! removal that fails part-way leaves each set complete, or without its manifest: never a
+//! manifest whose objects are gone. Readers check a set's objects against its manifest
+//! anyway (found means fetchable), so a prune racing a publish can cost a rebuild, never a
+//! deploy of a broken set.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+
+use super::catalog::{CatalogOptions, IndexEntry, Kind, Listed, SetSummary, DIGITS};
+use super::Engine;
+use crate::error::Result;
+use crate::layout::SetLocation;
+use crate::log;
+use crate::signing;
+use crate::store::{PendingUpload, DELETE_BATCH};
+
+/// Delete requests (of up to 1,000 keys each) in flight at once.
+const DELETES_IN_FLIGHT: usize = 8;
+
+/// Aborts of unfinished uploads in flight at once.
+const ABORTS_IN_FLIGHT: usize = 16;
+
+/// What a prune removes; `None` and 0 prune nothing of their kind.
+#[derive(Debug, Clone)]
+pub struct PruneOptions {
+    /// Artifacts sets completed longer ago than this.
+    pub max_age: Option<Duration>,
+    /// The newest artifacts sets never pruned.
+    pub keep_last: usize,
+    /// Cache entries neither written nor restored from within this.
+    pub cache_max_unused: Option<Duration>,
+    /// Least recently used cache entries, until the cache fits in this many bytes.
+    pub cache_max_size: Option<u64>,
+    /// Sets without a manifest, index entries of sets that are gone, and unfinished
+    /// uploads, untouched for longer than this (never anything younger).
+    pub incomplete_max_age: Duration,
+    /// Count artifacts sets without a manifest as legacy sets (aged like complete ones).
+    pub accept_legacy: bool,
+}
+
+/// The default of [`PruneOptions::incomplete_max_age`]: a day.
+pub const INCOMPLETE_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// A set a prune removes, or keeps, and why.
+#[derive(Debug, Clone)]
+pub struct Removal {
+    /// The set.
+    pub set: SetSummary,
+    /// Why it goes or stays.
+    pub why: String,
+}
+
+/// What a prune will do.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// The sets that go.
+    pub remove: Vec<Removal>,
+    /// The sets that stay.
+    pub keep: Vec<Removal>,
+    /// Index entries that go: those of removed sets, and those of sets that are gone.
+    pub index: Vec<IndexEntry>,
+    /// Unfinished uploads that are aborted.
+    pub uploads: Vec<PendingUpload>,
+}
+
+impl Plan {
+    /// The bytes the removed sets hold (their objects as listed).
+    pub fn bytes(&self) -> u64 {
+        self.remove
+            .iter()
+            .flat_map(|r| &r.set.objects)
+            .map(|o| o.size)
+            .sum()
+    }
+}
+
+/// What a removal deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deleted {
+    /// Sets.
+    pub sets: u64,
+    /// Objects (manifests, signatures and index entries included).
+    pub objects: u64,
+    /// Bytes of the sets' objects.
+    pub bytes: u64,
+    /// Unfinished uploads aborted.
+    pub uploads: u64,
+}
+
+/// A duration as a person reads it: `90s`, `30m`, `12h`, `7d`.
+pub fn age(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s < 120 => format!("{s}s"),
+        s if s < 2 * 3600 => format!("{}m", s / 60),
+        s if s < 2 * 86400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+/// How long ago `ms` was, at `now_ms`.
+fn since(now_ms: u64, ms: Option<u64>) -> Option<Duration> {
+    ms.map(|ms| Duration::from_millis(now_ms.saturating_sub(ms)))
+}
+
+impl Engine {
+    /// Decides what a prune at `now_ms` removes, from listings only (about one request per
+    /// 1,000 objects, and one per 1,000 unfinished uploads).
+    pub async fn plan_prune(&self, opts: &PruneOptions, now_ms: u64) -> Result<Plan> {
+        let catalog = CatalogOptions {
+            verify: false,
+            accept_legacy: opts.accept_legacy,
+            index: true,
+        };
+        let (catalog, uploads) = tokio::join!(
+            self.catalog(catalog),
+            self.store.pending_uploads(self.layout.prefix())
+        );
+        let (catalog, uploads) = (catalog?, uploads?);
+        let mut plan = Plan::default();
+        let mut newest_kept = 0;
+        let mut cache = Vec::new();
+        // Newest first: the first `keep_last` artifacts sets are the newest.
+        for set in catalog.sets {
+            let decision = match (set.kind, set.state) {
+                (_, Listed::Incomplete) => incomplete(&set, opts, now_ms),
+                (Kind::Artifacts, _) if newest_kept < opts.keep_last => {
+                    newest_kept += 1;
+                    Err(match opts.keep_last {
+                        1 => "the newest (--keep-last 1)".to_string(),
+                        n => format!("one of the {n} newest (--keep-last {n})"),
+                    })
+                }
+                (Kind::Artifacts, _) => artifacts(&set, opts, now_ms),
+                (Kind::Cache, _) => match unused(&set, opts, now_ms) {
+                    Ok(why) => Ok(why),
+                    Err(why) => {
+                        cache.push(Removal { set, why });
+                        continue;
+                    }
+                },
+            };
+            match decision {
+                Ok(why) => plan.remove.push(Removal { set, why }),
+                Err(why) => plan.keep.push(Removal { set, why }),
+            }
+        }
+        least_recently_used(&mut plan, cache, opts.cache_max_size, now_ms);
+        let removed: HashSet<&str> = plan
+            .remove
+            .iter()
+            .filter(|r| r.set.kind == Kind::Artifacts)
+            .map(|r| r.set.id())
+            .collect();
+        let standing: HashSet<&str> = plan
+            .keep
+            .iter()
+            .filter(|r| r.set.kind == Kind::Artifacts && r.set.has_manifest)
+            .map(|r| r.set.id())
+            .collect();
+        let old = |ms: Option<u64>| since(now_ms, ms).is_some_and(|a| a > opts.incomplete_max_age);
+        plan.index = catalog
+            .index
+            .into_iter()
+            .filter(|e| {
+                removed.contains(e.commit.as_str())
+                    || (!standing.contains(e.commit.as_str()) && old(Some(e.completed_ms)))
+            })
+            .collect();
+        plan.uploads = uploads.into_iter().filter(|u| old(u.started_ms)).collect();
+        Ok(plan)
+    }
+
+    /// Carries out `plan`: manifests first, then objects, then unfinished uploads.
+    pub async fn prune(&self, plan: &Plan) -> Result<Deleted> {
+        let sets: Vec<&SetSummary> = plan.remove.iter().map(|r| &r.set).collect();
+        let index = plan.index.iter().map(|e| e.key.clone()).collect();
+        let mut deleted = self.remove(&sets, index).await?;
+        futures::stream::iter(&plan.uploads)
+            .map(|u| self.store.abort_upload(u))
+            .buffer_unordered(ABORTS_IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await?;
+        deleted.uploads = plan.uploads.len() as u64;
+        Ok(deleted)
+    }
+
+    /// Deletes the set at `loc` (manifest, signature and index entries first, then its
+    /// objects); `None` when nothing is there.
+    pub async fn delete_set(&self, loc: &SetLocation) -> Result<Option<Deleted>> {
+        let opts = CatalogOptions::default();
+        let (summary, index) = tokio::join!(self.summary(loc, opts), async {
+            match loc.is_cache() {
+                true => Ok(Vec::new()),
+                false => self.list_spread(self.layout.index_prefix(), DIGITS).await,
+            }
+        });
+        let Some(summary) = summary? else {
+            return Ok(None);
+        };
+        let index = index?
+            .into_iter()
+            .filter(|o| self.layout.index_commit(&o.key) == Some(loc.id()))
+            .map(|o| o.key)
+            .collect();
+        self.remove(&[&summary], index).await.map(Some)
+    }
+
+    /// Deletes `sets` and the index entries `index`: every manifest, signature and index
+    /// entry first, and only once all of them are gone, the objects.
+    async fn remove(&self, sets: &[&SetSummary], index: Vec<String>) -> Result<Deleted> {
+        let first_wave = |s: &SetSummary, key: &str| {
+            key == s.loc.manifest_key() || signing::is_signature_key(&s.loc, key)
+        };
+        let mut manifests: Vec<String> = index;
+        let mut objects: Vec<String> = Vec::new();
+        for s in sets {
+            for o in &s.objects {
+                match first_wave(s, &o.key) {
+                    true => manifests.push(o.key.clone()),
+                    false => objects.push(o.key.clone()),
+                }
+            }
+        }
+        let n = sets.iter().filter(|s| s.has_manifest).count() as u64;
+        if n > 0 {
+            log::phase(format!(
+                "deleting {} first, with their signatures and index entries",
+                log::count(n, "manifest")
+            ));
+        }
+        self.delete_keys(&manifests).await?;
+        for s in sets {
+            log::detail(format!(
+                "deleting {} ({}, {})",
+                s.loc,
+                log::count(s.files, "file"),
+                log::bytes(s.bytes)
+            ));
+        }
+        self.delete_keys(&objects).await?;
+        Ok(Deleted {
+            sets: sets.len() as u64,
+            objects: (manifests.len() + objects.len()) as u64,
+            bytes: sets.iter().flat_map(|s| &s.objects).map(|o| o.size).sum(),
+            uploads: 0,
+        })
+    }
+
+    /// Deletes `keys` in batches of [`DELETE_BATCH`], [`DELETES_IN_FLIGHT`] at once.
+    async fn delete_keys(&self, keys: &[String]) -> Result<()> {
+        futures::stream::iter(keys.chunks(DELETE_BATCH))
+            .map(|batch| self.store.delete(batch))
+            .buffer_unordered(DELETES_IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+}
+
+/// Whether a set without a manifest goes: `Ok(why)` it does, `Err(why)` it stays.
+fn incomplete(
+    set: &SetSummary,
+    opts: &PruneOptions,
+    now_ms: u64,
+) -> std::result::Result<String, String> {
+    let limit = age(opts.incomplete_max_age);
+    match since(now_ms, set.newest_ms) {
+        Some(a) if a > opts.incomplete_max_age => Ok(format!(
+            "no manifest, last written {} ago: older than --incomplete-max-age {limit}",
+            age(a)
+        )),
+        Some(a) => Err(format!(
+            "no manifest, last written {} ago: may be an upload under way (--incomplete-max-age {limit})",
+            age(a)
+        )),
+        None => Err("no manifest, and the store gave no time: kept".into()),
+    }
+}
+
+/// Whether an artifacts set (complete, or legacy) goes by age.
+fn artifacts(
+    set: &SetSummary,
+    opts: &PruneOptions,
+    now_ms: u64,
+) -> std::result::Result<String, String> {
+    let what = match set.state {
+        Listed::Legacy => "legacy set, last written",
+        _ => "completed",
+    };
+    match (since(now_ms, set.age_from_ms()), opts.max_age) {
+        (Some(a), Some(max)) if a > max => Ok(format!(
+            "{what} {} ago: older than --max-age {}",
+            age(a),
+            age(max)
+        )),
+        (Some(a), Some(max)) => Err(format!(
+            "{what} {} ago: within --max-age {}",
+            age(a),
+            age(max)
+        )),
+        (Some(a), None) => Err(format!("{what} {} ago (no --max-age)", age(a))),
+        (None, _) => Err("the store gave no time: kept".into()),
+    }
+}
+
+/// Whether a cache entry goes for being unused.
+fn unused(
+    set: &SetSummary,
+    opts: &PruneOptions,
+    now_ms: u64,
+) -> std::result::Result<String, String> {
+    match (
+        since(now_ms, set.last_used_ms.or(set.newest_ms)),
+        opts.cache_max_unused,
+    ) {
+        (Some(a), Some(max)) if a > max => Ok(format!(
+            "last used {} ago: unused for longer than --cache-max-unused {}",
+            age(a),
+            age(max)
+        )),
+        (Some(a), _) => Err(format!("last used {} ago", age(a))),
+        (None, _) => Err("the store gave no time: kept".into()),
+    }
+}
+
+/// Of the cache entries not removed yet (`cache`, most recently used first), the least
+/// recently used go until the rest fit in `max_size`.
+fn least_recently_used(
+    plan: &mut Plan,
+    mut cache: Vec<Removal>,
+    max_size: Option<u64>,
+    now_ms: u64,
+) {
+    cache.sort_by_key(|r| std::cmp::Reverse(r.set.last_used_ms.or(r.set.newest_ms)));
+    let mut total = 0u64;
+    for mut r in cache {
+        total = total.saturating_add(r.set.bytes);
+        match max_size {
+            Some(max) if total > max => {
+                let a = since(now_ms, r.set.last_used_ms.or(r.set.newest_ms)).map(age);
+                r.why = format!(
+                    "least recently used (last used {} ago): the cache is over --cache-max-size {}",
+                    a.unwrap_or_else(|| "at an unknown time".into()),
+                    log::bytes(max)
+                );
+                plan.remove.push(r);
+            }
+            _ => plan.keep.push(r),
+        }
+    }
+}

@@ -1,0 +1,497 @@
+//! `list`, `delete` and `prune`, run as the built binary on `file://` and on the S3 server:
+//! what each shows and removes, the order that keeps readers safe, the last use of cache
+//! entries, bad input, and prunes racing publishers.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::bucket::Bucket;
+use common::{git, Env, Run, Task};
+use serde_json::Value;
+
+/// A task on `b` with caching on (`src` is hashed).
+fn task(b: &Bucket) -> Task {
+    let mut env: Env = b.env();
+    env.insert("CODE_HASH_FIND_FILTER".into(), "src".into());
+    Task::new(env, &[("src/main.py", "print(1)\n")])
+}
+
+/// Commits `src/main.py` with `src` and `note` (a file outside the hash), then checks and,
+/// unless found or restored, builds and uploads. The commit.
+fn publish(t: &Task, src: &str, note: &str) -> String {
+    t.repo.write("src/main.py", src).write("NOTE", note);
+    let commit = t.repo.commit(note);
+    t.reset_packages();
+    t.run(&["check"]).ok();
+    if !t.found() {
+        t.build(&[("fn.zip", src.as_bytes()), ("lib/x.txt", b"x")]);
+        t.run(&["upload"]).ok();
+    }
+    commit
+}
+
+/// `list --json`, parsed.
+fn list(t: &Task, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["list", "--json"];
+    args.extend_from_slice(extra);
+    let r = t.run(&args);
+    r.ok();
+    serde_json::from_str::<Vec<Value>>(&r.stdout)
+        .unwrap_or_else(|e| panic!("list --json printed no JSON array ({e}): {}", r.stdout))
+}
+
+/// The listed set with this id.
+fn entry<'a>(sets: &'a [Value], id: &str) -> &'a Value {
+    sets.iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("{id} is not listed: {sets:?}"))
+}
+
+/// Keys under `prefix`.
+fn under(b: &Bucket, prefix: &str) -> Vec<String> {
+    b.keys()
+        .into_iter()
+        .filter(|k| k.starts_with(prefix))
+        .collect()
+}
+
+/// The code hash `check` wrote last.
+fn code_hash(t: &Task) -> String {
+    t.marker(".code-hash").unwrap().trim().to_string()
+}
+
+/// Stores give times to the second: a pause that puts two writes in different seconds.
+fn tick() {
+    std::thread::sleep(Duration::from_millis(1100));
+}
+
+/// Every set is listed with its kind, state, size and times, newest first; filters by kind
+/// and state work; `--verify` (and `--state damaged`) tell a damaged set from a complete one;
+/// the table has a header and a line a set.
+#[test]
+fn list_shows_every_set_newest_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "list") {
+        let store = b.name();
+        let t = task(&b);
+        let old = publish(&t, "print(1)\n", "one");
+        let old_hash = code_hash(&t);
+        tick();
+        let new = publish(&t, "print(2)\n", "two");
+        // An upload that never finished, and junk that is not a set.
+        let pending = "c".repeat(40);
+        b.put(&format!("artifacts/{pending}/half.zip"), b"half");
+        b.put("artifacts/not-a-commit/x", b"x");
+        b.put("cache/short/x", b"x");
+
+        let sets = list(&t, &[]);
+        assert_eq!(sets.len(), 5, "{store}: {sets:#?}");
+        let a = entry(&sets, &old);
+        assert_eq!(a["kind"], "artifacts", "{store}");
+        assert_eq!(a["state"], "complete", "{store}");
+        assert_eq!(a["files"], 2, "{store}");
+        assert_eq!(a["bytes"], 10, "{store}");
+        assert!(
+            a["created"].as_str().unwrap().ends_with('Z'),
+            "{store}: {a}"
+        );
+        assert!(
+            a["last_used"].is_null(),
+            "{store}: only cache entries have one"
+        );
+        let c = entry(&sets, &old_hash);
+        assert_eq!(c["kind"], "cache", "{store}");
+        assert_eq!(c["files"], 2, "{store}");
+        assert!(c["last_used"].is_string(), "{store}: {c}");
+        assert_eq!(entry(&sets, &pending)["state"], "incomplete", "{store}");
+        // Newest first: the second commit's set before the first's.
+        let pos = |id: &str| sets.iter().position(|s| s["id"] == id).unwrap();
+        assert!(pos(&new) < pos(&old), "{store}: {sets:#?}");
+
+        let cache = list(&t, &["--kind", "cache"]);
+        assert_eq!(cache.len(), 2, "{store}");
+        assert!(cache.iter().all(|s| s["kind"] == "cache"));
+        let incomplete = list(&t, &["--state", "incomplete"]);
+        assert_eq!(incomplete.len(), 1, "{store}");
+
+        // A lost object shows only where manifests are read.
+        b.delete(&format!("artifacts/{old}/lib/x.txt"));
+        assert_eq!(entry(&list(&t, &[]), &old)["state"], "complete", "{store}");
+        let verified = list(&t, &["--verify"]);
+        let d = entry(&verified, &old);
+        assert_eq!(d["state"], "damaged", "{store}");
+        assert!(
+            d["why"]
+                .as_str()
+                .unwrap()
+                .contains("1 of 2 objects missing: lib/x.txt"),
+            "{store}: {d}"
+        );
+        let damaged = list(&t, &["--state", "damaged"]);
+        assert_eq!(damaged.len(), 1, "{store}: {damaged:#?}");
+
+        let r = t.run(&["list"]);
+        r.ok();
+        let lines: Vec<&str> = r.stdout.lines().collect();
+        assert!(lines[0].starts_with("KIND"), "{store}: {}", r.stdout);
+        assert_eq!(lines.len(), 6, "{store}: {}", r.stdout);
+        assert!(
+            r.stderr.contains("listed 5 of 5 sets"),
+            "{store}: {}",
+            r.stderr
+        );
+    }
+}
+
+/// `delete` removes the set, its signature and index entries, and nothing else: the next
+/// `check` builds; a second delete says there is nothing; a cache entry goes by code hash.
+#[test]
+fn delete_removes_a_set_and_its_index_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "delete") {
+        let store = b.name();
+        let t = task(&b);
+        let keep = publish(&t, "print(1)\n", "one");
+        let gone = publish(&t, "print(2)\n", "two");
+        let hash = code_hash(&t);
+        assert!(b
+            .keys()
+            .iter()
+            .any(|k| k.starts_with("index/") && k.ends_with(&gone)));
+
+        let r = t.run(&["delete", "--commit", &gone]);
+        r.ok();
+        assert!(
+            under(&b, &format!("artifacts/{gone}/")).is_empty(),
+            "{store}"
+        );
+        assert!(
+            !b.keys()
+                .iter()
+                .any(|k| k.starts_with("index/") && k.ends_with(&gone)),
+            "{store}: its index entry stays"
+        );
+        assert!(
+            !under(&b, &format!("artifacts/{keep}/")).is_empty(),
+            "{store}"
+        );
+        assert!(!under(&b, &format!("cache/{hash}/")).is_empty(), "{store}");
+        t.run(&["delete", "--commit", &gone])
+            .fails(1, "nothing to delete");
+
+        // The cache entry goes too; then the build runs again.
+        t.run(&["delete", "--code-hash", &hash.to_uppercase()]).ok();
+        assert!(under(&b, &format!("cache/{hash}/")).is_empty(), "{store}");
+        t.reset_packages();
+        let r = t.run(&["check"]);
+        r.ok();
+        assert!(!t.found(), "{store}: a deleted set was found: {}", r.stderr);
+        assert!(r.stderr.contains("build needed"), "{store}: {}", r.stderr);
+    }
+}
+
+/// Age, count and leftovers: a dry run deletes nothing and says why each set goes or stays;
+/// `--keep-last` protects the newest; `--max-age` removes the rest with their index entries;
+/// an incomplete set goes only once older than `--incomplete-max-age`.
+#[test]
+fn prune_by_age_keeps_the_newest_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "prune") {
+        let store = b.name();
+        let t = task(&b);
+        let c1 = publish(&t, "print(1)\n", "one");
+        let c2 = publish(&t, "print(2)\n", "two");
+        tick();
+        tick();
+        let c3 = publish(&t, "print(3)\n", "three");
+        let pending = "d".repeat(40);
+        b.put(&format!("artifacts/{pending}/half.zip"), b"half");
+        let before = b.keys();
+
+        let r = t.run(&["prune", "--max-age", "2s", "--dry-run"]);
+        r.ok();
+        assert_eq!(b.keys(), before, "{store}: a dry run deleted");
+        for c in [&c1, &c2] {
+            assert!(
+                r.stdout.contains(&format!(
+                    "would delete artifacts {c} (2 files, 10 B): completed"
+                )),
+                "{store}: {}",
+                r.stdout
+            );
+        }
+        assert!(
+            r.stdout
+                .contains(&format!("keep artifacts {c3} (2 files, 10 B): completed")),
+            "{store}: {}",
+            r.stdout
+        );
+        assert!(
+            r.stdout.contains(&format!(
+                "keep artifacts {pending} (1 file, 4 B): no manifest"
+            )),
+            "{store}: {}",
+            r.stdout
+        );
+        assert!(
+            r.stdout.contains("would delete index entry index/"),
+            "{store}"
+        );
+        assert!(
+            r.stderr.contains("dry run: would delete 2 sets"),
+            "{store}: {}",
+            r.stderr
+        );
+
+        // The three newest are all there are: nothing goes.
+        t.run(&["prune", "--max-age", "2s", "--keep-last", "3"])
+            .ok();
+        assert_eq!(b.keys(), before, "{store}: --keep-last 3 deleted");
+
+        let r = t.run(&["prune", "--max-age", "2s", "--keep-last", "1"]);
+        r.ok();
+        for c in [&c1, &c2] {
+            assert!(
+                under(&b, &format!("artifacts/{c}/")).is_empty(),
+                "{store}: {c} stays"
+            );
+            assert!(
+                !b.keys()
+                    .iter()
+                    .any(|k| k.starts_with("index/") && k.ends_with(c.as_str())),
+                "{store}"
+            );
+        }
+        assert_eq!(under(&b, &format!("artifacts/{c3}/")).len(), 3, "{store}");
+        assert_eq!(
+            under(&b, &format!("artifacts/{pending}/")).len(),
+            1,
+            "{store}: a young upload went"
+        );
+        // The cache entries were not asked about.
+        assert_eq!(list(&t, &["--kind", "cache"]).len(), 3, "{store}");
+
+        tick();
+        tick();
+        let r = t.run(&["prune", "--incomplete-max-age", "1s"]);
+        r.ok();
+        assert!(r.stderr.contains("under an hour"), "{store}: {}", r.stderr);
+        assert!(
+            under(&b, &format!("artifacts/{pending}/")).is_empty(),
+            "{store}"
+        );
+        assert_eq!(under(&b, &format!("artifacts/{c3}/")).len(), 3, "{store}");
+
+        // A pruned commit is restored from its cache entry, which the prune left; the
+        // resource's check reports that set, the newest now.
+        git(&t.repo.dir, &["checkout", "-q", "--detach", &c1]);
+        t.reset_packages();
+        let r = t.run(&["check"]);
+        r.ok();
+        assert!(r.stderr.contains("restoring"), "{store}: {}", r.stderr);
+        let r = common::resource(
+            "check",
+            &t.root.join("rc"),
+            &serde_json::json!({"source": b.source(serde_json::json!({}))}),
+        );
+        r.ok();
+        assert!(r.stdout.contains(&c1), "{store}: {}", r.stdout);
+        assert!(
+            !r.stderr.contains("skipped"),
+            "{store}: index entries left behind: {}",
+            r.stderr
+        );
+    }
+}
+
+/// A read-write restore records the entry's use (a read-only one records nothing), and a
+/// prune by size removes the least recently used entry; one by unused time, every entry
+/// unused for longer.
+#[test]
+fn cache_entries_go_least_recently_used_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "lru") {
+        let store = b.name();
+        let t = task(&b);
+        publish(&t, "print(1)\n", "one");
+        let h1 = code_hash(&t);
+        tick();
+        publish(&t, "print(2)\n", "two");
+        let h2 = code_hash(&t);
+        tick();
+        // Back to the first sources: restored from h1, which is now the most recently used.
+        publish(&t, "print(1)\n", "three");
+        assert!(t.found(), "{store}: not restored");
+        assert_eq!(code_hash(&t), h1);
+        assert!(
+            b.keys().contains(&format!("cache/{h1}/.last-used")),
+            "{store}: no use recorded"
+        );
+        // A read-only pipeline restores h2 and records nothing.
+        let mut ro = t.env.clone();
+        ro.insert("S3AM_CACHE".into(), "read-only".into());
+        t.repo
+            .write("src/main.py", "print(2)\n")
+            .write("NOTE", "four");
+        t.repo.commit("four");
+        t.reset_packages();
+        common::cli(&["check"], &t.root, &ro).ok();
+        assert!(t.found(), "{store}: read-only did not restore");
+        assert!(
+            !b.keys().contains(&format!("cache/{h2}/.last-used")),
+            "{store}: read-only recorded a use"
+        );
+
+        let sets = list(&t, &["--kind", "cache"]);
+        let used = |h: &str| entry(&sets, h)["last_used"].as_str().unwrap().to_string();
+        assert!(used(&h1) > used(&h2), "{store}: {sets:#?}");
+        // Room for one entry (each holds 10 bytes of assets): h2 goes.
+        let r = t.run(&["prune", "--cache-max-size", "15"]);
+        r.ok();
+        assert!(
+            r.stdout.contains(&format!("delete cache {h2}")),
+            "{store}: {}",
+            r.stdout
+        );
+        assert!(
+            r.stdout.contains("least recently used"),
+            "{store}: {}",
+            r.stdout
+        );
+        assert!(under(&b, &format!("cache/{h2}/")).is_empty(), "{store}");
+        assert!(!under(&b, &format!("cache/{h1}/")).is_empty(), "{store}");
+
+        tick();
+        tick();
+        t.run(&["prune", "--cache-max-unused", "1s"]).ok();
+        assert!(
+            under(&b, "cache/").is_empty(),
+            "{store}: {:?}",
+            under(&b, "cache/")
+        );
+        // Artifacts sets are not touched by cache limits.
+        assert_eq!(list(&t, &["--kind", "artifacts"]).len(), 4, "{store}");
+    }
+}
+
+/// Arguments, variables, and what the one error line says.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
+/// Bad values get one line naming the flag and its variable, and exit 2, before anything
+/// is read or deleted.
+#[test]
+fn bad_prune_and_delete_input_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = Bucket::all(tmp.path(), "bad").remove(0);
+    let t = task(&b);
+    publish(&t, "print(1)\n", "one");
+    let before = b.keys();
+    let cases: [Case; 8] = [
+        (&["prune", "--max-age", "7"], &[], "invalid value \"7\" for --max-age (S3AM_PRUNE_MAX_AGE): not a duration"),
+        (&["prune", "--max-age", "1.5d"], &[], "--max-age (S3AM_PRUNE_MAX_AGE)"),
+        (&["prune"], &[("S3AM_PRUNE_CACHE_MAX_UNUSED", "soon")], "S3AM_PRUNE_CACHE_MAX_UNUSED (--cache-max-unused)"),
+        (&["prune", "--keep-last", "-1"], &[], "invalid value \"-1\" for --keep-last (S3AM_PRUNE_KEEP_LAST): must be a whole number, 0 or more"),
+        (&["prune", "--cache-max-size", "10X"], &[], "--cache-max-size (S3AM_PRUNE_CACHE_MAX_SIZE): not a size"),
+        (&["prune"], &[("S3AM_PRUNE_INCOMPLETE_MAX_AGE", "0s")], "S3AM_PRUNE_INCOMPLETE_MAX_AGE (--incomplete-max-age): the duration must be positive"),
+        (&["delete", "--commit", "HEAD"], &[], "invalid value \"HEAD\" for --commit: not a full commit id"),
+        (&["delete", "--code-hash", "abc"], &[], "invalid value \"abc\" for --code-hash: not a code hash"),
+    ];
+    for (args, vars, needle) in cases {
+        let mut env = t.env.clone();
+        env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        common::cli(args, &t.root, &env).fails(2, needle);
+    }
+    common::cli(&["delete"], &t.root, &t.env).fails(2, "--commit");
+    assert_eq!(b.keys(), before);
+}
+
+/// Publishers, restores and prunes at once: afterwards, every set that `check` finds,
+/// `fetch` downloads and verifies. Never a found set with objects missing.
+#[test]
+fn prunes_racing_publishers_never_leave_a_found_set_that_cannot_be_fetched() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "race") {
+        let store = b.name();
+        let t = task(&b);
+        let mut commits = Vec::new();
+        for i in 0..6 {
+            commits.push(publish(
+                &t,
+                &format!("print({})\n", i % 3),
+                &format!("n{i}"),
+            ));
+        }
+        tick();
+        tick();
+        // Every set is older than the prunes' --max-age; each publisher writes its set
+        // again from a package directory of its own, while the prunes delete.
+        let mut children = Vec::new();
+        for (i, c) in commits.iter().enumerate() {
+            let dir = t.root.join(format!("pkg{i}"));
+            std::fs::create_dir_all(dir.join("lib")).unwrap();
+            std::fs::write(dir.join(".commit-hash"), c).unwrap();
+            std::fs::write(dir.join("fn.zip"), format!("print({})\n", i % 3)).unwrap();
+            std::fs::write(dir.join("lib/x.txt"), "x").unwrap();
+            let mut env: BTreeMap<String, String> = t.env.clone();
+            env.insert("PACKAGE_DIRECTORY".into(), dir.to_str().unwrap().into());
+            env.remove("CODE_HASH_FIND_FILTER");
+            children.push(spawn(&t, &["upload"], &env));
+            if i % 2 == 0 {
+                let prune = [
+                    "prune",
+                    "--max-age",
+                    "1s",
+                    "--cache-max-unused",
+                    "1s",
+                    "--incomplete-max-age",
+                    "1s",
+                ];
+                children.push(spawn(&t, &prune, &t.env));
+            }
+        }
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!stderr.contains("panicked"), "{store}: {stderr}");
+        }
+        let mut found = 0;
+        for c in &commits {
+            git(&t.repo.dir, &["checkout", "-q", "--detach", c]);
+            t.reset_packages();
+            let r = t.run(&["check"]);
+            r.ok();
+            if t.found() {
+                found += 1;
+                let dest = t.root.join(common::unique_name("dest"));
+                let f: Run = t.run(&["fetch", "--dest", dest.to_str().unwrap()]);
+                assert_eq!(
+                    f.code, 0,
+                    "{store}: {c} was found but does not fetch: {}\ncheck said: {}",
+                    f.stderr, r.stderr
+                );
+                assert_eq!(std::fs::read(dest.join("lib/x.txt")).unwrap(), b"x");
+            }
+        }
+        eprintln!(
+            "{store}: {found} of {} sets found after the race",
+            commits.len()
+        );
+    }
+}
+
+/// Starts the CLI in the task directory, its output captured.
+fn spawn(t: &Task, args: &[&str], env: &Env) -> std::process::Child {
+    std::process::Command::new(common::CLI)
+        .args(args)
+        .current_dir(&t.root)
+        .env_clear()
+        .envs(env)
+        .env("HOME", &t.root)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
