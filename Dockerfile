@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 #
 # The s3-asset-manager image: the Concourse resource type (/opt/resource/check, in, out) and
-# the standalone `check` and `upload` task entrypoints on PATH.
+# the standalone `check`, `upload` and `prune` task entrypoints on PATH.
 #
 # Checked without Docker: scripts/lint-dockerfile runs hadolint on this file, and
 # scripts/image-layout stages the runtime stage's layout from a local cargo build by reading
@@ -34,7 +34,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=builder /out/s3-asset-manager /usr/local/bin/
-COPY assets/check assets/upload /usr/local/bin/
+COPY assets/check assets/upload assets/prune /usr/local/bin/
 # One multi-call binary: invoked as check, in or out, it is the Concourse resource.
 RUN mkdir -p /opt/resource \
     && ln -s /usr/local/bin/s3-asset-manager /opt/resource/check \

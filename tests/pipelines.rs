@@ -70,8 +70,10 @@ struct StepRef<'a> {
     at: String,
     job: String,
     put: bool,
-    /// The resource it uses: `resource:` if given, else the step's name.
+    /// The resource it uses: `resource:` if given, else the step's name (empty for a task).
     resource: String,
+    /// Whether it is a `task` step (then `put` is false and `resource` empty).
+    task: bool,
     step: &'a Value,
 }
 
@@ -80,6 +82,8 @@ struct StepRef<'a> {
 struct Checked {
     /// Blocks deserialised successfully (sources, params, get_params, versions).
     blocks: usize,
+    /// Tasks that run one of the image's entrypoints, their params checked.
+    tasks: usize,
     /// Resources of this type.
     resources: usize,
     /// `get`/`put` steps of such resources.
@@ -144,6 +148,7 @@ fn collect<'a>(
                     job: job.to_string(),
                     put: kind == "put",
                     resource: resource.to_string(),
+                    task: false,
                     step,
                 }),
                 None => errors.push(format!("{at}: `{kind}` names no resource")),
@@ -154,6 +159,16 @@ fn collect<'a>(
         if map.contains_key(kind) {
             kinds += 1;
         }
+    }
+    if let Some(name) = map.get("task") {
+        out.push(StepRef {
+            at: format!("{at} (task: {})", name.as_str().unwrap_or("?")),
+            job: job.to_string(),
+            put: false,
+            resource: String::new(),
+            task: true,
+            step,
+        });
     }
     if let Some(list) = map.get("do") {
         kinds += 1;
@@ -264,12 +279,6 @@ fn check(pipeline: &Value) -> Checked {
             parse::<Version>(pin, &format!("resources.{name}.version"), &mut checked);
         }
     }
-    if checked.resources == 0 && !ours.is_empty() {
-        checked.errors.push(format!(
-            "no resource has type {}",
-            ours.iter().cloned().collect::<Vec<_>>().join(" or ")
-        ));
-    }
 
     let mut steps = Vec::new();
     let mut job_names = BTreeSet::new();
@@ -298,10 +307,19 @@ fn check(pipeline: &Value) -> Checked {
 
     // Concourse refuses a `passed:` job that never uses the resource.
     let mut used: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for s in &steps {
+    for s in steps.iter().filter(|s| !s.task) {
         used.entry(&s.job).or_default().insert(&s.resource);
     }
-    for s in &steps {
+    for s in steps.iter().filter(|s| s.task) {
+        check_task(s, &mut checked);
+    }
+    if checked.resources == 0 && !ours.is_empty() && checked.tasks == 0 {
+        checked.errors.push(format!(
+            "no resource has type {}",
+            ours.iter().cloned().collect::<Vec<_>>().join(" or ")
+        ));
+    }
+    for s in steps.iter().filter(|s| !s.task) {
         let Some(ty) = resource_types.get(&s.resource) else {
             checked
                 .errors
@@ -348,13 +366,89 @@ fn check(pipeline: &Value) -> Checked {
             }
         }
     }
-    if checked.steps == 0 && checked.resources > 0 {
+    if checked.steps == 0 && checked.resources > 0 && checked.tasks == 0 {
         checked.errors.push(
             "no get or put step uses an s3-asset-manager resource, so no params were checked"
                 .into(),
         );
     }
     checked
+}
+
+/// The image's task entrypoints (assets/*) and the command each runs.
+const ENTRYPOINTS: [(&str, &str); 3] =
+    [("check", "check"), ("upload", "upload"), ("prune", "prune")];
+
+/// A task that runs one of the image's entrypoints: each of its params must be a variable
+/// that command reads (or one of AWS's own), and must parse as the command line would.
+fn check_task(s: &StepRef<'_>, checked: &mut Checked) {
+    use clap::CommandFactory;
+    let Some(config) = s.step.get("config") else {
+        return;
+    };
+    let Some(path) = config.get("run").and_then(|r| str_at(r, "path")) else {
+        return;
+    };
+    let Some((_, command)) = ENTRYPOINTS.iter().find(|(p, _)| *p == path) else {
+        return;
+    };
+    checked.tasks += 1;
+    let cli = s3_asset_manager::cli::Cli::command();
+    let sub = cli
+        .find_subcommand(command)
+        .expect("the entrypoint's command exists");
+    let known: BTreeSet<String> = sub
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    let mut env = Vec::new();
+    for (k, v) in config
+        .get("params")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        if !known.contains(k) && !k.starts_with("AWS_") {
+            checked.errors.push(format!(
+                "{}: params.{k}: `{command}` reads no such variable",
+                s.at
+            ));
+        }
+        let v = match v {
+            Value::String(v) => v.clone(),
+            other => other.to_string(),
+        };
+        // A credential manager's ((var)) stands for a valid value: not parsed here.
+        if !v.contains("((") {
+            env.push((k.clone(), v));
+        }
+    }
+    checked.blocks += 1;
+    if command == &"prune" {
+        prune_params_parse(&env, &s.at, checked);
+    }
+}
+
+/// Runs `prune --help`'s parser over the task's variables: a value the command would refuse
+/// (a duration without a unit, say) is an error here, not at 2 AM.
+fn prune_params_parse(env: &[(String, String)], at: &str, checked: &mut Checked) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_s3-asset-manager"));
+    cmd.args(["prune", "--dry-run"]).env_clear().env(
+        "PACKAGE_ASSETS_BUCKET",
+        "file:///nonexistent-bucket-for-the-pipeline-check",
+    );
+    for (k, v) in env.iter().filter(|(k, _)| k.starts_with("S3AM_PRUNE")) {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run the binary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Every value parsed: the run gets as far as opening the (missing) bucket.
+    if out.status.code() != Some(4) || !stderr.contains("bucket directory") {
+        checked
+            .errors
+            .push(format!("{at}: params: {}", stderr.trim()));
+    }
 }
 
 fn check_text(text: &str) -> Checked {

@@ -495,3 +495,32 @@ fn spawn(t: &Task, args: &[&str], env: &Env) -> std::process::Child {
         .spawn()
         .unwrap()
 }
+
+/// The image's `prune` entrypoint is on PATH and reads the variables, as `check` and
+/// `upload` do: a dry run through it prints the plan and deletes nothing.
+#[test]
+fn the_image_prune_entrypoint_reads_the_variables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = Bucket::all(tmp.path(), "image").remove(0);
+    let t = task(&b);
+    let c = publish(&t, "print(1)\n", "one");
+    tick();
+    tick();
+    let bin = common::image_root().join("usr/local/bin");
+    let mut env = t.env.clone();
+    env.insert(
+        "PATH".into(),
+        format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+    );
+    env.insert("S3AM_PRUNE_MAX_AGE".into(), "1s".into());
+    env.insert("S3AM_PRUNE_DRY_RUN".into(), "true".into());
+    let before = b.keys();
+    let r = common::run_bin(bin.join("prune").to_str().unwrap(), &[], &t.root, &env);
+    r.ok();
+    assert!(
+        r.stdout.contains(&format!("would delete artifacts {c}")),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(b.keys(), before);
+}
