@@ -393,16 +393,7 @@ def bench_check(env, res, reps):
 def bench_resource_check(env, res, reps):
     b = env.bucket("bench-index")
     # 10,000 older sets in the index, put with the AWS CLI's own library.
-    sys.path.insert(0, str(next((VENV / "lib").glob("python3*/site-packages"))))
-    import botocore.session  # noqa: E402  (from the peers' venv)
-    from botocore.config import Config  # noqa: E402
-
-    s = botocore.session.get_session()
-    client = s.create_client(
-        "s3", endpoint_url=env.direct, region_name="garage",
-        aws_access_key_id=env.base["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env.base["AWS_SECRET_ACCESS_KEY"],
-        config=Config(s3={"addressing_style": "path"}, max_pool_connections=32),
-    )
+    client = boto(env)
     with ThreadPoolExecutor(32) as pool:
         list(pool.map(lambda i: client.put_object(Bucket=b, Key=f"index/{9_000_000_000_000 + i:013}-{i:040x}", Body=b""), range(10_000)))
     src = env.work / "one-file"
@@ -422,6 +413,59 @@ def bench_resource_check(env, res, reps):
         res.add_run(name, "s3-asset-manager", r, {"requests": requests})
     log(f"    {name:32} ({requests} requests)")
     return requests
+
+
+def boto(env):
+    """A botocore S3 client straight to the store (setup, not timed), from the peers' venv."""
+    sys.path.insert(0, str(next((VENV / "lib").glob("python3*/site-packages"))))
+    import botocore.session  # noqa: E402  (from the peers' venv)
+    from botocore.config import Config  # noqa: E402
+
+    return botocore.session.get_session().create_client(
+        "s3", endpoint_url=env.direct, region_name=env.store.region,
+        aws_access_key_id=env.base["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env.base["AWS_SECRET_ACCESS_KEY"],
+        config=Config(s3={"addressing_style": "path"}, max_pool_connections=32),
+    )
+
+
+PRUNE_SETS = 10_000
+
+
+def requests_of(r):
+    """The S3 request count a command's last line reports."""
+    return int(r.stderr.split(" S3 requests")[-2].rsplit("(", 1)[1])
+
+
+def bench_prune(env, reps):
+    """`list` and `prune` of a bucket of 10,000 artifacts sets (an asset, a manifest and an
+    index entry each, 30,000 objects): requests and seconds. The sets are written with
+    botocore, then aged past the prune's --max-age of 1 s."""
+    b = env.bucket("bench-prune")
+    client = boto(env)
+
+    def put_set(i):
+        c = f"{i:040x}"
+        client.put_object(Bucket=b, Key=f"artifacts/{c}/fn.zip", Body=b"x" * 1024)
+        client.put_object(Bucket=b, Key=f"artifacts/{c}/.manifest.json", Body=b"{}")
+        client.put_object(Bucket=b, Key=f"index/{9_000_000_000_000 + i:013}-{c}", Body=b"")
+
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(put_set, range(PRUNE_SETS)))
+    time.sleep(2)
+    e = dict(env.ours, PACKAGE_ASSETS_BUCKET=b)
+    rows = []
+    for name, cmd in [("list", ["list", "--json"]), ("prune --dry-run", ["prune", "--max-age", "1s", "--dry-run"])]:
+        runs = [run([str(BIN)] + cmd, e) for _ in range(reps)]
+        t = statistics.median(r.seconds for r in runs)
+        rows.append((name, requests_of(runs[-1]), t, max(r.rss_kb for r in runs), len(runs)))
+        log(f"    {name:32} {t:6.2f} s ({rows[-1][1]} requests)")
+    r = run([str(BIN), "prune", "--max-age", "1s"], e)
+    rows.append(("prune (deletes all of it)", requests_of(r), r.seconds, r.rss_kb, 1))
+    log(f"    {'prune':32} {r.seconds:6.2f} s ({rows[-1][1]} requests)")
+    left = client.list_objects_v2(Bucket=b).get("KeyCount", 0)
+    if left:
+        raise SystemExit(f"bench: prune left {left} objects in {b}")
+    return rows
 
 
 def bench_codehash(env, res, reps, tree):
@@ -682,6 +726,7 @@ def main():
              else "the tools share the cores with Garage{}")
     size_mb = BIN.stat().st_size / 1e6
     sections = {}
+    prune_rows = {}
     with tempfile.TemporaryDirectory(prefix="s3am-bench.") as w:
         for profile in profiles:
             log(f"==> profile {profile}")
@@ -710,6 +755,8 @@ def main():
                     bench_check(env, res, reps)
                 if want("index"):
                     requests = bench_resource_check(env, res, reps)
+                if want("prune"):
+                    prune_rows[profile] = bench_prune(env, reps)
                 if not shape and want("hash"):
                     bench_codehash(env, res, reps, tree)
                 if not shape and want("scaling"):
@@ -738,6 +785,18 @@ def main():
                       f"{latency}{'; --quick data' if args.quick else ''}; {time.strftime('%Y-%m-%d')}.{tail}\n\n")
             sections[profile] = header + md
             print(header + md + "\n", flush=True)
+    if prune_rows:
+        lines = [f"## list and prune: {PRUNE_SETS:,} sets\n",
+                 f"Machine: {machine[0].strip()} cores,{machine[1]}; Garage 2.5.0; {PRUNE_SETS:,} artifacts sets of an asset, a "
+                 f"manifest and an index entry each ({3 * PRUNE_SETS:,} objects); {where.format('')}; {time.strftime('%Y-%m-%d')}. "
+                 "`prune --max-age 1s` deletes every set: its manifests and index entries first, then the assets.\n",
+                 "| profile | command | S3 requests | seconds | peak RSS | runs |", "|---|---|---|---|---|---|"]
+        for profile, rows in prune_rows.items():
+            for name, requests, secs, rss, n in rows:
+                lines.append(f"| {profile} | `{name}` | {requests} | {secs:.2f} | {rss / 1024:.0f} MB | {n} (median) |" if n > 1
+                             else f"| {profile} | `{name}` | {requests} | {secs:.2f} | {rss / 1024:.0f} MB | 1 |")
+        sections["list"] = "\n".join(lines)
+        print(sections["list"] + "\n", flush=True)
     merge_results(REPO / "bench/results.md", sections)
 
 

@@ -524,3 +524,57 @@ fn the_image_prune_entrypoint_reads_the_variables() {
     );
     assert_eq!(b.keys(), before);
 }
+
+/// The original tool's sets have no manifest: with `--accept-legacy` a prune ages them like
+/// complete sets (by `--max-age`), never as incomplete uploads; without it they are leftovers.
+#[test]
+fn legacy_sets_are_aged_as_sets_when_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "legacy") {
+        let store = b.name();
+        let t = task(&b);
+        let legacy = "e".repeat(40);
+        b.put(&format!("artifacts/{legacy}/fn.zip"), b"old tool");
+        tick();
+        tick();
+        let args = ["prune", "--incomplete-max-age", "1s", "--accept-legacy"];
+        let r = t.run(&args);
+        r.ok();
+        assert_eq!(
+            under(&b, &format!("artifacts/{legacy}/")).len(),
+            1,
+            "{store}: {}",
+            r.stdout
+        );
+        let r = t.run(&[
+            "prune",
+            "--incomplete-max-age",
+            "1s",
+            "--accept-legacy",
+            "--dry-run",
+        ]);
+        assert!(
+            r.stdout.contains(&format!(
+                "keep artifacts {legacy} (1 file, 8 B): legacy set"
+            )),
+            "{store}: {}",
+            r.stdout
+        );
+        let listed = list(&t, &["--accept-legacy"]);
+        assert_eq!(entry(&listed, &legacy)["state"], "legacy", "{store}");
+        t.run(&["prune", "--max-age", "1s", "--accept-legacy"]).ok();
+        assert!(
+            under(&b, &format!("artifacts/{legacy}/")).is_empty(),
+            "{store}"
+        );
+        // Without --accept-legacy, the same objects are an interrupted upload's.
+        b.put(&format!("artifacts/{legacy}/fn.zip"), b"old tool");
+        tick();
+        tick();
+        t.run(&["prune", "--incomplete-max-age", "1s"]).ok();
+        assert!(
+            under(&b, &format!("artifacts/{legacy}/")).is_empty(),
+            "{store}"
+        );
+    }
+}

@@ -31,6 +31,8 @@ fn kind(e: &proxy::Exchange) -> String {
     }
     let what = if target.contains(".conditional-write-probe") {
         "probe"
+    } else if target.contains(".last-used") {
+        "last-used"
     } else if target.contains(".manifest.json") && target.ends_with(".sig") {
         "signature"
     } else if target.contains(".manifest.json") {
@@ -180,13 +182,14 @@ fn a_small_publish_with_caching_on_writes_the_cache_beside_the_artifacts() {
     let dest = t.root.join("dest");
     let fetch = trips(&p, &t, &["fetch", "--dest", dest.to_str().unwrap()]);
     assert_eq!(fetch, "1: GET manifest, LIST | 2: GET file x5");
-    // Another commit of the same code restores from the cache.
+    // Another commit of the same code restores from the cache, and records the entry's use
+    // beside the copies.
     t.repo.write("README", "docs\n");
     t.repo.commit("docs only");
     t.reset_packages();
     let restore = trips(&p, &t, &["check"]);
     assert!(t.found());
-    let common = "1: GET manifest, LIST | 2: GET manifest, LIST | 3: COPY file x5, PUT probe | 4: PUT index, PUT manifest";
+    let common = "1: GET manifest, LIST | 2: GET manifest, LIST | 3: COPY file x5, PUT last-used, PUT probe | 4: PUT index, PUT manifest";
     // Where the store arbitrates, the probe object is there since the upload: refused at once.
     assert_by_store(&g, &restore, common, ", PUT probe | 5: LIST");
 }

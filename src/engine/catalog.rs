@@ -218,7 +218,9 @@ impl Engine {
     }
 
     /// Every object under `prefix`: one listing while it fits a page; otherwise one listing
-    /// per next character of `alphabet`, all at once (and so on down, once more).
+    /// per next character of `alphabet`, all at once, each paging on by itself. About one
+    /// request per 1,000 objects, plus one per character: a range split again would cost a
+    /// first page per finer range for what paging reads anyway.
     pub(super) async fn list_spread(
         &self,
         prefix: String,
@@ -228,18 +230,10 @@ impl Engine {
         if first.len() < PAGE {
             return Ok(first);
         }
-        let deeper = |p: String| async move {
-            let first = self.store.list_page(&p, None, PAGE).await?;
-            if first.len() < PAGE {
-                return Ok(first);
-            }
-            let parts = alphabet.chars().map(|c| {
-                let p = format!("{p}{c}");
-                async move { self.store.list(&p).await }
-            });
-            Ok::<_, crate::error::Error>(futures::future::try_join_all(parts).await?.concat())
-        };
-        let parts = alphabet.chars().map(|c| deeper(format!("{prefix}{c}")));
+        let parts = alphabet.chars().map(|c| {
+            let p = format!("{prefix}{c}");
+            async move { self.store.list(&p).await }
+        });
         Ok(futures::future::try_join_all(parts).await?.concat())
     }
 
@@ -297,11 +291,9 @@ impl Engine {
         let empty = assets.is_empty();
         let state = match (has_manifest, kind) {
             (true, _) => Listed::Complete,
-            (false, Kind::Artifacts)
-                if opts.accept_legacy && self.keys.trusted.is_none() && !empty =>
-            {
-                Listed::Legacy
-            }
+            // Shown (and pruned) as legacy even where trusted keys make readers refuse it:
+            // the original tool's sets are not incomplete uploads.
+            (false, Kind::Artifacts) if opts.accept_legacy && !empty => Listed::Legacy,
             (false, _) => Listed::Incomplete,
         };
         let last_used_ms = match kind {
