@@ -18,6 +18,7 @@ pub mod settings;
 pub mod signing;
 pub mod sink;
 pub mod store;
+pub mod trace;
 
 pub use engine::{CacheMode, CodeHashSpec, Engine, Outcome, Report};
 pub use error::{Error, Result};

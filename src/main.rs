@@ -9,6 +9,7 @@ use s3_asset_manager::codehash;
 use s3_asset_manager::commit;
 use s3_asset_manager::error::{clip, exit, one_line, Error, Result};
 use s3_asset_manager::log;
+use s3_asset_manager::trace;
 use s3_asset_manager::CacheMode;
 
 async fn run(command: Command, sources: Sources) -> Result<()> {
@@ -95,7 +96,9 @@ async fn run(command: Command, sources: Sources) -> Result<()> {
 
 fn main() -> ExitCode {
     if let Some(resource) = s3_asset_manager::resource::invoked_as() {
-        return resource();
+        let code = resource();
+        trace::finish("resource");
+        return code;
     }
     std::panic::set_hook(Box::new(|info| {
         log::error(one_line(&format!(
@@ -116,7 +119,10 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::RUNTIME as u8);
         }
     };
-    match runtime.block_on(run(cli.command, sources)) {
+    let name = sources.command_name();
+    let result = runtime.block_on(run(cli.command, sources));
+    trace::finish(&name);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error(one_line(&e.to_string()));

@@ -3,5 +3,7 @@
 //! runs the same function; this binary serves `cargo install` and local use.
 
 fn main() -> std::process::ExitCode {
-    s3_asset_manager::resource::run_out()
+    let code = s3_asset_manager::resource::run_out();
+    s3_asset_manager::trace::finish("resource out");
+    code
 }

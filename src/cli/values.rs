@@ -11,6 +11,11 @@ pub struct Sources {
 }
 
 impl Sources {
+    /// The command that runs (`upload`), for the trace.
+    pub fn command_name(&self) -> String {
+        self.command.get_name().to_string()
+    }
+
     /// `S3AM_CACHE (--cache)` for a value from the environment, `--cache (S3AM_CACHE)` for
     /// one from a flag, `--cache` for a flag without a variable.
     pub fn name(&self, id: &str) -> String {

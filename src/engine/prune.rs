@@ -236,14 +236,7 @@ impl Engine {
             ));
         }
         self.delete_keys(&manifests).await?;
-        for s in sets {
-            log::detail(format!(
-                "deleting {} ({}, {})",
-                s.loc,
-                log::count(s.files, "file"),
-                log::bytes(s.bytes)
-            ));
-        }
+        // What goes is on stdout already (the plan, or `delete`'s last line).
         self.delete_keys(&objects).await?;
         Ok(Deleted {
             sets: sets.len() as u64,

@@ -11,6 +11,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
 use aws_sdk_s3::config::interceptors::{
     BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+    FinalizerInterceptorContextRef,
 };
 use aws_sdk_s3::config::retry::{RetryPartition, TokenBucket};
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
@@ -62,6 +63,68 @@ impl Intercept for CountRequests {
     }
 }
 
+/// Traces every request attempt when `S3AM_TRACE` is set ([`crate::trace`]).
+#[derive(Debug)]
+struct TraceRequests;
+
+/// The trace of the attempt in flight, kept in the operation's config bag between hooks.
+#[derive(Debug, Clone)]
+struct Traced(Option<crate::trace::Pending>);
+
+impl aws_smithy_types::config_bag::Storable for Traced {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+impl Intercept for TraceRequests {
+    fn name(&self) -> &'static str {
+        "TraceRequests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        let operation = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map(|m| m.name().to_string())
+            .unwrap_or_else(|| "request".into());
+        let req = context.request();
+        // The path and query only: never a header, so never a credential.
+        let uri = req.uri();
+        let line = format!(
+            "{} {}",
+            req.method(),
+            uri.find("://")
+                .and_then(|i| uri[i + 3..].find('/').map(|j| &uri[i + 3 + j..]))
+                .unwrap_or(uri)
+        );
+        let pending = crate::trace::begin(&operation, line, req.body().content_length());
+        cfg.interceptor_state().store_put(Traced(pending));
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        let Some(pending) = cfg.load::<Traced>().and_then(|t| t.0.clone()) else {
+            return Ok(());
+        };
+        cfg.interceptor_state().store_put(Traced(None));
+        let response = context.response();
+        let status = response.map(|r| r.status().as_u16());
+        let received = response
+            .and_then(|r| r.headers().get("content-length"))
+            .and_then(|v| v.parse().ok());
+        crate::trace::end(pending, status, received);
+        Ok(())
+    }
+}
+
 /// The SDK settings for `cfg`, validated before anything is sent: a bad CA bundle, endpoint
 /// or half-given key pair fails here, not on the first request.
 pub(super) async fn sdk_config(cfg: &StoreConfig, tuning: &Tuning) -> Result<SdkConfig> {
@@ -94,6 +157,9 @@ pub(super) fn s3_client(
                 .token_bucket(TokenBucket::unlimited())
                 .build(),
         );
+    if crate::trace::enabled() {
+        s3 = s3.interceptor(TraceRequests);
+    }
     if cfg.skip_checksums {
         s3 = s3
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
