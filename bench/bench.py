@@ -810,7 +810,10 @@ def main():
         lines = [f"## list and prune: {PRUNE_SETS:,} sets\n",
                  f"Machine: {machine[0].strip()} cores,{machine[1]}; Garage 2.5.0; {PRUNE_SETS:,} artifacts sets of an asset, a "
                  f"manifest and an index entry each ({3 * PRUNE_SETS:,} objects); {where.format('')}; {time.strftime('%Y-%m-%d')}. "
-                 "`prune --max-age 1s` deletes every set: its manifests and index entries first, then the assets.\n",
+                 "`prune --max-age 1s` deletes every set: its manifests and index entries first, then the assets. "
+                 "`list` reads a first page of `artifacts/` and `cache/`, then the 16 key ranges of `artifacts/` at once, each paging on; "
+                 "a prune adds the index (its keys share their leading digits, so its pages come one after another), the "
+                 "unfinished uploads, and DeleteObjects requests of 1,000 keys, 8 at once.\n",
                  "| profile | command | S3 requests | seconds | peak RSS | runs |", "|---|---|---|---|---|---|"]
         for profile, rows in prune_rows.items():
             for name, requests, secs, rss, n in rows:
