@@ -69,6 +69,8 @@ mod racing {
         raced: Mutex<bool>,
         /// How many delete requests succeed; the ones after fail (a prune cut off).
         deletes_left: Mutex<usize>,
+        /// A copy out of a set first removes that whole set, as a prune racing a restore.
+        pub(super) vanish_on_copy: Mutex<bool>,
     }
 
     impl Racing {
@@ -79,6 +81,7 @@ mod racing {
                 enforces: true,
                 raced: Mutex::new(true),
                 deletes_left: Mutex::new(deletes),
+                vanish_on_copy: Mutex::new(false),
             }
         }
 
@@ -158,6 +161,18 @@ mod racing {
             opts: &PutOptions,
             if_match: Option<&str>,
         ) -> Result<String> {
+            if *self.vanish_on_copy.lock().unwrap() {
+                // `cache/<code-hash>/`: the set the source is in.
+                let root: String = src.split_inclusive('/').take(2).collect();
+                let keys: Vec<String> = self
+                    .inner
+                    .list(&root)
+                    .await?
+                    .into_iter()
+                    .map(|o| o.key)
+                    .collect();
+                self.inner.delete(&keys).await?;
+            }
             self.inner.copy(src, dst, size, opts, if_match).await
         }
         async fn delete(&self, keys: &[String]) -> Result<()> {
@@ -191,6 +206,7 @@ mod racing {
                 enforces,
                 raced: Mutex::new(false),
                 deletes_left: Mutex::new(usize::MAX),
+                vanish_on_copy: Mutex::new(false),
             });
             let key = SigningKey::parse(crate::signing::tests::PRIVATE.as_bytes(), "k").unwrap();
             let key = Arc::new(key);
@@ -320,6 +336,81 @@ async fn a_prune_cut_off_part_way_leaves_every_set_complete_or_without_its_manif
             _ => assert_eq!(gone, 1200, "allowed {allowed}"),
         }
     }
+}
+
+/// A restore whose cache entry a prune removes while it copies falls back to the build: the
+/// lookup says missing (never an error), and the set is not found afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_whose_entry_goes_while_it_copies_falls_back_to_the_build() {
+    use racing::Racing;
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let store = Arc::new(Racing::new(&bucket, usize::MAX));
+    let engine = Engine::new(store.clone(), Layout::new("").unwrap(), Tuning::default());
+    let repo = dir.path().join("repo");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&repo)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}");
+    };
+    std::fs::create_dir_all(repo.join("src")).unwrap();
+    git(&["init", "-q"]);
+    std::fs::write(repo.join("src/main.py"), "print(1)\n").unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "one"]);
+    let spec = CodeHashSpec {
+        patterns: crate::codehash::Patterns::from_spaced("src").unwrap(),
+        salt: String::new(),
+    };
+    let pkg = dir.path().join("pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("fn.zip"), "zip").unwrap();
+    std::fs::write(
+        pkg.join(".commit-hash"),
+        crate::commit::resolve_head(&repo).unwrap(),
+    )
+    .unwrap();
+    let publish = PublishOptions {
+        package_dir: pkg,
+        commit: None,
+        code_hash: None,
+        compute_code_hash: Some((repo.clone(), spec.clone())),
+        cache: CacheMode::ReadWrite,
+        accept_legacy: false,
+    };
+    engine.publish(&publish).await.unwrap();
+    // A commit of the same code: its set is missing, the cache entry is complete.
+    std::fs::write(repo.join("README"), "docs\n").unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "docs"]);
+    *store.vanish_on_copy.lock().unwrap() = true;
+    let opts = LookupOptions {
+        repo: repo.clone(),
+        markers: None,
+        code_hash: Some(spec),
+        cache: CacheMode::ReadWrite,
+        accept_legacy: false,
+    };
+    let report = engine
+        .lookup(&opts)
+        .await
+        .expect("a vanished entry is a build, not an error");
+    assert_eq!(report.outcome, Outcome::Missing);
+    *store.vanish_on_copy.lock().unwrap() = false;
+    let again = engine.lookup(&opts).await.unwrap();
+    assert_eq!(
+        again.outcome,
+        Outcome::Missing,
+        "nothing half-restored reads as found"
+    );
 }
 
 /// The summary line counts in words ("1 file") and shows a rate only where it means
