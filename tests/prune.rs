@@ -578,3 +578,87 @@ fn legacy_sets_are_aged_as_sets_when_accepted() {
         );
     }
 }
+
+/// A plain `prune` (no limits) touches no set, only leftovers older than a day; the leftovers
+/// it knows: index entries whose set is gone, and unfinished multipart uploads, each once
+/// older than `--incomplete-max-age`.
+#[test]
+fn leftovers_go_and_nothing_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "leftovers") {
+        let store = b.name();
+        let t = task(&b);
+        let c = publish(&t, "print(1)\n", "one");
+        let young = "f".repeat(40);
+        b.put(&format!("artifacts/{young}/half.zip"), b"half");
+        // An entry of 2023 whose set is gone (expired by a lifecycle rule, say).
+        let orphan = format!("index/8300000000000-{}", "a".repeat(40));
+        b.put(&orphan, b"");
+        let upload = match &b.place {
+            common::bucket::Place::S3(g, name) => Some(common::rt().block_on(async {
+                g.client()
+                    .create_multipart_upload()
+                    .bucket(name)
+                    .key(format!("artifacts/{young}/big.zip"))
+                    .send()
+                    .await
+                    .unwrap()
+            })),
+            common::bucket::Place::File(_) => None,
+        };
+        let mut before = b.keys();
+        let r = t.run(&["prune", "--dry-run"]);
+        assert!(
+            r.stdout
+                .contains(&format!("would delete index entry {orphan}")),
+            "{store}: {}",
+            r.stdout
+        );
+        // The 2023 entry is older than a day; everything else is younger, or a set.
+        let r = t.run(&["prune"]);
+        r.ok();
+        before.retain(|k| *k != orphan);
+        assert_eq!(
+            b.keys(),
+            before,
+            "{store}: a plain prune deleted more: {}",
+            r.stdout
+        );
+
+        tick();
+        tick();
+        t.run(&["prune", "--incomplete-max-age", "1s"]).ok();
+        let keys = b.keys();
+        assert!(
+            under(&b, &format!("artifacts/{young}/")).is_empty(),
+            "{store}"
+        );
+        assert_eq!(
+            under(&b, &format!("artifacts/{c}/")).len(),
+            3,
+            "{store}: a complete set went"
+        );
+        assert!(
+            keys.iter()
+                .any(|k| k.starts_with("index/") && k.ends_with(&c)),
+            "{store}: a set's own entry went"
+        );
+        if let (Some(up), common::bucket::Place::S3(g, name)) = (upload, &b.place) {
+            let left = common::rt().block_on(async {
+                g.client()
+                    .list_multipart_uploads()
+                    .bucket(name)
+                    .send()
+                    .await
+                    .unwrap()
+            });
+            assert!(
+                !left
+                    .uploads()
+                    .iter()
+                    .any(|u| u.upload_id() == up.upload_id()),
+                "{store}: the unfinished upload was not aborted"
+            );
+        }
+    }
+}
