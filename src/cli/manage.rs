@@ -1,14 +1,14 @@
 //! The commands that look after the bucket: `list`, `delete` and `prune`, their arguments,
 //! and how they print (a table for people, JSON for programs; the plan of a prune).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use clap::{ArgGroup, Args};
 
 use super::values::{self, Sources};
 use super::{LegacyArgs, StoreArgs};
 use crate::engine::{
-    age, CacheMode, CatalogOptions, Engine, Kind, Listed, Plan, PruneOptions, SetSummary,
+    age, now_ms, CacheMode, CatalogOptions, Engine, Kind, Listed, Plan, PruneOptions, SetSummary,
     INCOMPLETE_MAX_AGE,
 };
 use crate::error::{escape_unprintable, Error, Result};
@@ -357,10 +357,7 @@ impl PruneArgs {
             .settings(sources, CacheMode::Off, opts.accept_legacy, || Ok(None))?;
         let engine = settings.engine().await?;
         let started = Instant::now();
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let now_ms = now_ms();
         let plan = engine.plan_prune(&opts, now_ms).await?;
         print!("{}", plan_text(&plan, self.dry_run, now_ms));
         let what = format!(

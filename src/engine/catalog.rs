@@ -116,6 +116,12 @@ impl SetSummary {
         self.loc.id()
     }
 
+    /// The bytes of every object under it, as listed (the manifest and signatures too):
+    /// what deleting it frees.
+    pub fn stored_bytes(&self) -> u64 {
+        self.objects.iter().map(|o| o.size).sum()
+    }
+
     /// When it counts from for age: its manifest, or its newest object.
     pub fn age_from_ms(&self) -> Option<u64> {
         self.created_ms.or(self.newest_ms)

@@ -268,10 +268,7 @@ impl Engine {
     /// complete as it is (the store let us win, or another publisher's set verifies).
     async fn write_round(&self, c: &mut Completion<'_>) -> Result<Option<Vec<u8>>> {
         let loc = c.loc;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let now_ms = super::now_ms();
         if c.artifacts {
             c.m.completed_ms = Some(now_ms);
         }

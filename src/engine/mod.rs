@@ -48,6 +48,14 @@ use crate::manifest::Manifest;
 use crate::signing::{SigningKey, TrustedKeys};
 use crate::store::{Store, Tuning};
 
+/// This machine's clock in Unix milliseconds (0 before 1970).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// How the cache may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CacheMode {

@@ -72,11 +72,7 @@ pub struct Plan {
 impl Plan {
     /// The bytes the removed sets hold (their objects as listed).
     pub fn bytes(&self) -> u64 {
-        self.remove
-            .iter()
-            .flat_map(|r| &r.set.objects)
-            .map(|o| o.size)
-            .sum()
+        self.remove.iter().map(|r| r.set.stored_bytes()).sum()
     }
 }
 
@@ -241,7 +237,7 @@ impl Engine {
         Ok(Deleted {
             sets: sets.len() as u64,
             objects: (manifests.len() + objects.len()) as u64,
-            bytes: sets.iter().flat_map(|s| &s.objects).map(|o| o.size).sum(),
+            bytes: sets.iter().map(|s| s.stored_bytes()).sum(),
             uploads: 0,
         })
     }

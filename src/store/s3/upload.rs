@@ -285,14 +285,7 @@ impl S3Store {
 
     pub(super) async fn abort_multipart(&self, key: &str, upload_id: &str) {
         // Best effort: an unfinished multipart upload is invisible to readers either way.
-        let _ = self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .send()
-            .await;
+        let _ = self.abort(key, upload_id).await;
     }
 
     /// Uploads a file's parts with `checksum`; the completed parts, and the whole object's
