@@ -662,3 +662,126 @@ fn leftovers_go_and_nothing_else() {
         }
     }
 }
+
+/// What `list`, `prune` and `delete` read from the bucket is hostile input: a manifest
+/// replayed from another commit, a malformed one and (on `file://`) one over 64 MiB are each
+/// shown as invalid, with why, and read no further; keys that name no set are never listed or
+/// deleted; a key with terminal escapes never reaches the output unescaped; and listing or
+/// planning writes nothing.
+#[test]
+fn hostile_objects_are_shown_as_what_they_are_and_nothing_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "hostile") {
+        let store = b.name();
+        let t = task(&b);
+        let real = publish(&t, "print(1)\n", "one");
+        let hash = code_hash(&t);
+        let (replayed, malformed, huge, escaped) = (
+            "1".repeat(40),
+            "2".repeat(40),
+            "3".repeat(40),
+            "4".repeat(40),
+        );
+        b.copy_set(
+            &format!("artifacts/{real}/"),
+            &format!("artifacts/{replayed}/"),
+        );
+        b.put(
+            &format!("artifacts/{malformed}/.manifest.json"),
+            b"{not json",
+        );
+        b.put(&format!("artifacts/{malformed}/fn.zip"), b"zip");
+        if let common::bucket::Place::File(dir) = &b.place {
+            // Sparse: 65 MiB on paper, nothing on disk.
+            let p = dir.join(format!("artifacts/{huge}/.manifest.json"));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::File::create(&p)
+                .unwrap()
+                .set_len(65 << 20)
+                .unwrap();
+        }
+        // S3 cannot list a key with a control character at all (its XML cannot carry
+        // one): that is left to file://, where the key is a file name like any other.
+        let file = matches!(b.place, common::bucket::Place::File(_));
+        let evil = if file {
+            "evil\u{1b}[2J.zip"
+        } else {
+            "evil.zip"
+        };
+        b.put(&format!("artifacts/{escaped}/{evil}"), b"x");
+        let junk = [
+            if file {
+                "artifacts/\u{1b}[2J/x"
+            } else {
+                "artifacts/zz/x"
+            },
+            "artifacts/not-a-commit/.manifest.json",
+            "cache/zz/x",
+        ];
+        for k in junk {
+            b.put(k, b"junk");
+        }
+        let before = b.keys();
+
+        let sets = list(&t, &["--verify"]);
+        let why = |id: &str| {
+            let e = entry(&sets, id);
+            assert_eq!(e["state"], "invalid", "{store}: {id}: {e}");
+            e["why"].as_str().unwrap().to_string()
+        };
+        assert!(
+            why(&replayed).contains(&format!("names commit {real}")),
+            "{store}"
+        );
+        assert!(why(&malformed).contains("not valid JSON"), "{store}");
+        if matches!(b.place, common::bucket::Place::File(_)) {
+            assert!(why(&huge).contains("over 64 MiB"), "{store}");
+        }
+        assert_eq!(entry(&sets, &real)["state"], "complete", "{store}");
+        assert_eq!(entry(&sets, &escaped)["state"], "incomplete", "{store}");
+        for r in [
+            t.run(&["list", "--verify"]),
+            t.run(&["list", "--verify", "--json"]),
+            t.run(&[
+                "prune",
+                "--max-age",
+                "1s",
+                "--incomplete-max-age",
+                "1s",
+                "--dry-run",
+            ]),
+        ] {
+            r.ok();
+            assert!(
+                !r.stdout.contains('\u{1b}') && !r.stderr.contains('\u{1b}'),
+                "{store}: an escape got out"
+            );
+            assert!(
+                !r.stdout.contains("not-a-commit") && !r.stdout.contains("cache zz"),
+                "{store}: {}",
+                r.stdout
+            );
+        }
+        assert_eq!(
+            b.keys(),
+            before,
+            "{store}: listing or planning wrote or deleted"
+        );
+
+        // A prune takes the artifacts sets (forged ones too, by their age) and never the junk
+        // (nor the cache entry: no cache limit was given).
+        tick();
+        tick();
+        t.run(&["prune", "--max-age", "1s", "--incomplete-max-age", "1s"])
+            .ok();
+        let kept = |k: &String| {
+            k.starts_with("index/")
+                || k.starts_with(&format!("cache/{hash}/"))
+                || k.ends_with(".conditional-write-probe")
+        };
+        let left: Vec<String> = b.keys().into_iter().filter(|k| !kept(k)).collect();
+        let mut junk: Vec<String> = junk.iter().map(|k| k.to_string()).collect();
+        junk.sort();
+        assert_eq!(left, junk, "{store}");
+    }
+}
