@@ -161,9 +161,15 @@ impl Ranged {
     /// Writes bytes at `offset`. A page-cache write of one slice is short enough to make on
     /// the async thread that received them.
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
-        self.file
-            .write_all_at(buf, offset)
-            .map_err(|e| Error::io("cannot write", &self.tmp, e))
+        self.writer().write_at(buf, offset)
+    }
+
+    /// A handle that writes ranges of the file from a task of its own.
+    pub fn writer(&self) -> RangeWriter {
+        RangeWriter {
+            tmp: self.tmp.clone(),
+            file: self.file.clone(),
+        }
     }
 
     /// Every byte before `end` has been written: the hasher may read up to there.
@@ -202,6 +208,22 @@ impl Ranged {
             })
         })
         .await
+    }
+}
+
+/// Writes ranges of a [`Ranged`] file; the file is removed or renamed by its `Ranged` alone.
+#[derive(Clone)]
+pub struct RangeWriter {
+    tmp: PathBuf,
+    file: Arc<File>,
+}
+
+impl RangeWriter {
+    /// See [`Ranged::write_at`].
+    pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        self.file
+            .write_all_at(buf, offset)
+            .map_err(|e| Error::io("cannot write", &self.tmp, e))
     }
 }
 

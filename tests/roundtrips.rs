@@ -178,10 +178,10 @@ fn a_small_publish_with_caching_on_writes_the_cache_beside_the_artifacts() {
     // round trip of copying); both manifests.
     let common = "1: GET manifest x2, LIST x2 | 2: PUT cache file x5, PUT file x5, PUT probe | 3: PUT index, PUT manifest x2, PUT probe";
     assert_by_store(&g, &publish, common, " | 4: LIST x2");
-    // Download: the manifest, then every file at once.
+    // Download: the manifest, then every file and the set's listing at once.
     let dest = t.root.join("dest");
     let fetch = trips(&p, &t, &["fetch", "--dest", dest.to_str().unwrap()]);
-    assert_eq!(fetch, "1: GET manifest, LIST | 2: GET file x5");
+    assert_eq!(fetch, "1: GET manifest | 2: GET file x5, LIST");
     // Another commit of the same code restores from the cache, and records the entry's use
     // beside the copies.
     t.repo.write("README", "docs\n");

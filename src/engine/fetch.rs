@@ -24,12 +24,16 @@ impl Engine {
         accept_legacy: bool,
     ) -> Result<Option<Report>> {
         let artifacts = self.layout.artifacts(commit);
-        let state = self.fetchable_state(&artifacts, accept_legacy).await?;
+        let state = self.set_state(&artifacts, accept_legacy).await?;
         self.download(commit, state, dest).await
     }
 
-    /// Downloads the set in `state` (read by [`Engine::fetchable_state`]) into `dest`,
-    /// verified; `None` when the state is `Missing`.
+    /// Downloads the set in `state` into `dest`, verified; `None` when the state is `Missing`.
+    ///
+    /// `state` comes without a listing ([`Engine::set_state`] reads the manifest alone): the
+    /// downloads start at once, and the set is listed beside them (found means fetchable). No
+    /// file is renamed into place before that listing shows every object the manifest names,
+    /// so a damaged set is refused with the line that says how, and leaves no file behind.
     pub async fn download(
         &self,
         commit: &str,
@@ -47,7 +51,7 @@ impl Engine {
         let Some(mut report) = found_report(commit, &state) else {
             return Ok(None);
         };
-        let (files, source) = match state {
+        let (files, source, manifest) = match state {
             SetState::Complete(m) => {
                 log::phase(format!(
                     "downloading {}, {} from {artifacts} to {}",
@@ -55,7 +59,7 @@ impl Engine {
                     log::bytes(report.bytes),
                     dest.display()
                 ));
-                (m.files, "the manifest")
+                (m.files.clone(), "the manifest", Some(m))
             }
             SetState::Legacy { objects } => {
                 let files = self.legacy_entries(&artifacts, &objects).await?;
@@ -65,7 +69,7 @@ impl Engine {
                     log::bytes(report.bytes),
                     dest.display()
                 ));
-                (files, "their package-hash metadata")
+                (files, "their package-hash metadata", None)
             }
             SetState::Untrusted { .. }
             | SetState::Invalid { .. }
@@ -80,7 +84,38 @@ impl Engine {
             ));
         }
         std::fs::create_dir_all(dest).map_err(|e| Error::io("cannot create", dest, e))?;
-        self.download_files(&artifacts, &files, dest).await?;
+        let (undamaged, gate) = tokio::sync::watch::channel(false);
+        let listed = async {
+            if let Some(m) = &manifest {
+                if let Some(why) = self.damage(&artifacts, m).await? {
+                    return Err(refuse_damaged(&artifacts, &why));
+                }
+            }
+            let _ = undamaged.send(true);
+            Ok(())
+        };
+        let downloads = self.download_files(&artifacts, &files, dest, gate);
+        tokio::pin!(listed, downloads);
+        let mut listing_done = false;
+        loop {
+            tokio::select! {
+                r = &mut listed, if !listing_done => {
+                    r?;
+                    listing_done = true;
+                }
+                r = &mut downloads => {
+                    if let Err(e) = r {
+                        // A missing or changed object: the listing says how the set is
+                        // damaged, when it is.
+                        if !listing_done {
+                            listed.await?;
+                        }
+                        return Err(e);
+                    }
+                    break;
+                }
+            }
+        }
         log::phase(match unverified {
             0 => format!(
                 "verified {} against {source} (size and SHA-256)",

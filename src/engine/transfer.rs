@@ -3,7 +3,9 @@
 //! here, so its scheduling (how many in flight, ranges of a large object) lives in one place.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine as _;
@@ -19,7 +21,7 @@ use crate::layout::{meta, SetLocation};
 use crate::log::{self, Progress};
 use crate::manifest::FileEntry;
 use crate::sink::{Ranged, Sink, INLINE_IO, WRITE_SLICE};
-use crate::store::{PutOptions, PARTS_IN_FLIGHT};
+use crate::store::{PutOptions, Store, Tuning, PARTS_IN_FLIGHT};
 
 /// What every object written into a set is stamped with: the commit its assets were built
 /// from and the code hash, when caching is on. They travel together, so they cannot swap.
@@ -49,12 +51,13 @@ impl<'a> Stamp<'a> {
 /// The user metadata of an asset object: its stamp, its content's SHA-256 (base64, Lambda's
 /// `CodeSha256` format), and the publisher that wrote it.
 fn metadata(stamp: Stamp<'_>, sha256: &[u8; 32], publisher: &str) -> BTreeMap<String, String> {
+    with_package_hash(stamped(stamp, publisher), sha256)
+}
+
+/// [`metadata`] before the content's SHA-256 is known.
+fn stamped(stamp: Stamp<'_>, publisher: &str) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     m.insert(meta::COMMIT.to_string(), stamp.commit.to_string());
-    m.insert(
-        meta::PACKAGE_HASH.to_string(),
-        base64::engine::general_purpose::STANDARD.encode(sha256),
-    );
     if let Some(h) = stamp.code_hash {
         m.insert(meta::CODE_HASH.to_string(), h.to_string());
     }
@@ -63,6 +66,37 @@ fn metadata(stamp: Stamp<'_>, sha256: &[u8; 32], publisher: &str) -> BTreeMap<St
         m.insert(meta::REPAIR.to_string(), "true".to_string());
     }
     m
+}
+
+/// `m` with the content's SHA-256 added, base64 (Lambda's `CodeSha256` format).
+fn with_package_hash(
+    mut m: BTreeMap<String, String>,
+    sha256: &[u8; 32],
+) -> BTreeMap<String, String> {
+    m.insert(
+        meta::PACKAGE_HASH.to_string(),
+        base64::engine::general_purpose::STANDARD.encode(sha256),
+    );
+    m
+}
+
+/// Runs `job` as a task of its own, so that the work of many transfers (hashing, file
+/// writes, the SDK's request handling) spreads over the runtime's threads instead of sharing
+/// the one task that polls the loop. Dropping the returned future aborts the task: a loop
+/// that stops at the first error leaves no transfer running.
+pub(super) async fn spawned<T: Send + 'static>(
+    job: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+    impl<T> Drop for AbortOnDrop<T> {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut task = AbortOnDrop(tokio::spawn(job));
+    (&mut task.0)
+        .await
+        .map_err(|e| Error::task("a transfer", e))?
 }
 
 /// What a large file's transfer holds in memory: its [`PARTS_IN_FLIGHT`] parts or ranges, each
@@ -143,27 +177,27 @@ impl Engine {
                 return Ok((etag, f.sha256.clone()));
             }
         };
+        let (store, path, size) = (self.store.clone(), local.path.clone(), f.size);
         if f.size <= IN_MEMORY {
             // Read once, hashed and sent from memory: no second pass over the file.
-            let (body, sha) = read_small(&local.path, f.size).await?;
-            let etag = self
-                .store
-                .put_bytes(&key, body, &opts(sha, Vec::new()))
-                .await?;
-            return Ok((etag, hex::encode(sha)));
+            let stamped = stamped(stamp, &self.publisher);
+            return spawned(async move {
+                let (body, sha) = read_small(&path, size).await?;
+                let opts = PutOptions {
+                    metadata: with_package_hash(stamped, &sha),
+                    sha256: Some(sha),
+                    part_crc64: Vec::new(),
+                };
+                let etag = store.put_bytes(&key, body, &opts).await?;
+                Ok((etag, hex::encode(sha)))
+            })
+            .await;
         }
         let sha = parse_hex32(&f.sha256).ok_or_else(|| {
             Error::Corrupt(format!("{} was not hashed before its upload", f.path))
         })?;
-        let etag = self
-            .store
-            .put_file(
-                &key,
-                &local.path,
-                f.size,
-                &opts(sha, local.part_crc64.clone()),
-            )
-            .await?;
+        let opts = opts(sha, local.part_crc64.clone());
+        let etag = spawned(async move { store.put_file(&key, &path, size, &opts).await }).await?;
         Ok((etag, f.sha256.clone()))
     }
 
@@ -242,28 +276,60 @@ impl Engine {
     }
 
     /// Downloads `files` of the set at `from` into `dest` concurrently, each verified by
-    /// [`Engine::download_verified`], with progress lines for a long transfer.
+    /// [`Fetcher::download_verified`] in a task of its own, with progress lines for a long
+    /// transfer. No file is renamed into place before `gate` holds `true`; one dropped while
+    /// it holds `false` fails every download.
     pub(super) async fn download_files(
         &self,
         from: &SetLocation,
         files: &[FileEntry],
         dest: &Path,
+        gate: tokio::sync::watch::Receiver<bool>,
     ) -> Result<()> {
         let total = crate::manifest::sum_sizes(files.iter().map(|f| f.size));
         let (progress, _guard) = Progress::start("downloaded", files.len() as u64, total);
         let mut window = Window::new(self.tuning.concurrency, self.store.throttled());
+        let fetcher = Fetcher {
+            store: self.store.clone(),
+            tuning: self.tuning.clone(),
+            gate,
+        };
         let jobs = files.iter().map(|f| {
-            let progress = progress.clone();
-            let key = from.key(&f.path);
-            (self.memory_held(f.size), async move {
-                let t = Instant::now();
-                self.download_verified(&key, f, dest).await?;
-                progress.file_done(&f.path, f.size, t.elapsed());
-                Ok::<_, Error>(())
-            })
+            let (fetcher, progress) = (fetcher.clone(), progress.clone());
+            let (key, f, dest) = (from.key(&f.path), f.clone(), dest.to_path_buf());
+            (
+                self.memory_held(f.size),
+                spawned(async move {
+                    let t = Instant::now();
+                    fetcher.download_verified(&key, &f, &dest).await?;
+                    progress.file_done(&f.path, f.size, t.elapsed());
+                    Ok::<_, Error>(())
+                }),
+            )
         });
         window::run(self.store.as_ref(), &mut window, jobs).await?;
         Ok(())
+    }
+}
+
+/// What a download needs of the engine, owned, so that each file's download can run as a
+/// task of its own.
+#[derive(Clone)]
+struct Fetcher {
+    store: Arc<dyn Store>,
+    tuning: Tuning,
+    /// Whether the set's listing has shown it undamaged: each file waits for it before its
+    /// rename.
+    gate: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Fetcher {
+    /// Waits until the set is known to be undamaged.
+    async fn undamaged(&self) -> Result<()> {
+        let mut gate = self.gate.clone();
+        gate.wait_for(|ok| *ok).await.map(|_| ()).map_err(|_| {
+            Error::Internal("a download was stopped before its set was checked".into())
+        })
     }
 
     /// Streams `key` to `dest/<f.path>` through a temporary file, renamed into place only when
@@ -300,8 +366,8 @@ impl Engine {
         }
     }
 
-    /// A large object, in ranges, several at once, each written where it belongs as its bytes
-    /// arrive; the file is hashed in order behind them.
+    /// A large object, in ranges, several at once, each a task of its own that writes its
+    /// bytes where they belong as they arrive; the file is hashed in order behind them.
     async fn download_ranged(
         &self,
         key: &str,
@@ -314,45 +380,49 @@ impl Engine {
             .map(|i| (i * part, ((i + 1) * part).min(f.size)))
             .collect();
         let ranged = Ranged::create(tmp)?;
-        let file = &ranged;
+        let key: Arc<str> = Arc::from(key);
         let mut written = futures::stream::iter(ranges)
-            .map(|(start, end)| async move {
-                let mut body = self
-                    .store
-                    .get(key, Some((start, end - 1)))
-                    .await?
-                    .ok_or_else(|| self.not_in_store(key))?;
-                let mut buf = vec![0u8; WRITE_SLICE];
-                let mut at = start;
-                loop {
-                    let n = body.read(&mut buf).await.map_err(|e| cut_off(key, e))?;
-                    if n == 0 {
-                        break;
+            .map(|(start, end)| {
+                let (store, key, file) = (self.store.clone(), key.clone(), ranged.writer());
+                spawned(async move {
+                    let mut body = store
+                        .get(&key, Some((start, end - 1)))
+                        .await?
+                        .ok_or_else(|| not_in_store(store.as_ref(), &key))?;
+                    let mut buf = vec![0u8; WRITE_SLICE];
+                    let mut at = start;
+                    loop {
+                        let n = body.read(&mut buf).await.map_err(|e| cut_off(&key, e))?;
+                        if n == 0 {
+                            break;
+                        }
+                        if at + n as u64 > end {
+                            return Err(Error::Corrupt(format!(
+                                "{key} sent more than the {} bytes asked of it: the object was changed after publishing; refusing it",
+                                end - start
+                            )));
+                        }
+                        file.write_at(&buf[..n], at)?;
+                        at += n as u64;
                     }
-                    if at + n as u64 > end {
-                        return Err(Error::Corrupt(format!(
-                            "{key} sent more than the {} bytes asked of it: the object was changed after publishing; refusing it",
-                            end - start
-                        )));
+                    if at != end {
+                        let short =
+                            format!("a range ended after {} of {} bytes", at - start, end - start);
+                        let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, short);
+                        return Err(cut_off(&key, eof));
                     }
-                    file.write_at(&buf[..n], at)?;
-                    at += n as u64;
-                }
-                if at != end {
-                    let short = format!("a range ended after {} of {} bytes", at - start, end - start);
-                    let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, short);
-                    return Err(cut_off(key, eof));
-                }
-                Ok::<_, Error>(end)
+                    Ok::<_, Error>(end)
+                })
             })
             .buffered(self.tuning.concurrency.clamp(1, PARTS_IN_FLIGHT));
         // `buffered` yields the ranges in order, so each one completes the file up to its end.
         while let Some(end) = written.next().await {
-            file.complete_to(end?);
+            ranged.complete_to(end?);
         }
         drop(written);
+        self.undamaged().await?;
         ranged
-            .finish(target, f.size, f.sha256.clone(), mismatch(key, f))
+            .finish(target, f.size, f.sha256.clone(), mismatch(&key, f))
             .await
     }
 
@@ -371,7 +441,7 @@ impl Engine {
             .store
             .get(key, None)
             .await?
-            .ok_or_else(|| self.not_in_store(key))?;
+            .ok_or_else(|| not_in_store(self.store.as_ref(), key))?;
         let chunk = f
             .size
             .saturating_add(1)
@@ -388,22 +458,20 @@ impl Engine {
             }
             sink = sink.write(buf).await?;
         };
+        self.undamaged().await?;
         sink.finish(last, target, f.size, f.sha256.clone(), mismatch(key, f))
             .await
     }
-
-    /// An object the manifest names that the store does not have.
-    fn not_in_store(&self, key: &str) -> Error {
-        Error::NotFound(format!(
-            "{key} is listed in the manifest but missing from {}: the set is damaged; publish it again",
-            self.store.url()
-        ))
-    }
 }
 
-/// Creates the directories of `rel` (a checked asset path) under `dest`, refusing to pass
-/// through anything that is not a real directory, such as a symlink planted in `dest`: a
-/// download never writes outside its destination.
+/// An object the manifest names that the store does not have.
+fn not_in_store(store: &dyn Store, key: &str) -> Error {
+    Error::NotFound(format!(
+        "{key} is listed in the manifest but missing from {}: the set is damaged; publish it again",
+        store.url()
+    ))
+}
+
 /// A body cut off on the way: tried again.
 fn cut_off(key: &str, e: std::io::Error) -> Error {
     Error::transient(format!("downloading {key} failed: {e}"), e)
@@ -419,6 +487,9 @@ fn mismatch(key: &str, f: &FileEntry) -> impl Fn(u64, &str) -> Error + Send + 's
     }
 }
 
+/// Creates the directories of `rel` (a checked asset path) under `dest`, refusing to pass
+/// through anything that is not a real directory, such as a symlink planted in `dest`: a
+/// download never writes outside its destination.
 fn create_dirs_inside(dest: &Path, rel: &str) -> Result<()> {
     let mut dir = dest.to_path_buf();
     let segments: Vec<&str> = rel.split('/').collect();

@@ -91,9 +91,15 @@ pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
     std::fs::create_dir_all(dest).map_err(|e| Error::io("cannot create", dest, e))?;
     assets::write_marker(dest, assets::COMMIT_MARKER, &commit)?;
     let artifacts = engine.layout().artifacts(&commit);
-    let state = engine
-        .fetchable_state(&artifacts, settings.accept_legacy)
-        .await?;
+    // Markers alone: found must mean fetchable, so the listing is checked against the
+    // manifest. A download checks every object itself, and lists only on a failure.
+    let state = if params.skip_download {
+        engine
+            .fetchable_state(&artifacts, settings.accept_legacy)
+            .await?
+    } else {
+        engine.set_state(&artifacts, settings.accept_legacy).await?
+    };
     let report = match state {
         SetState::Missing => {
             if params.require {
