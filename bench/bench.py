@@ -16,7 +16,7 @@ S3AM_BENCH_SEAWEEDFS_*), through a proxy of the same shape: SeaweedFS enforces
 again after the manifest (one round trip).
 
     bench/run [--profile loopback|region|remote|all|LIST] [--reps N] [--wan-reps N]
-              [--only NAME,...] [--quick] [--store-cpus LIST --tool-cpus LIST]
+              [--only NAME,...] [--quick] [--trace DIR] [--store-cpus LIST --tool-cpus LIST]
 """
 import argparse
 import hashlib
@@ -58,6 +58,8 @@ PROXY = REPO / "bench/wanproxy.py"
 RUSAGE = PREBUILT / "bench-rusage" if PREBUILT else CACHE / "bench-rusage"  # built from bench/rusage.c
 # The peers each workload compares against: the AWS CLI only where it is there.
 PEER_TOOLS = ["s5cmd"] + (["aws"] if AWS else [])
+# --trace DIR: this tool's uploads and downloads each write an S3AM_TRACE file there.
+TRACE_DIR: Optional[Path] = None
 MIB = 1 << 20
 # name: (one-way delay in ms, cap per direction per connection in MB/s), None for no proxy
 PROFILES = {"loopback": None, "region": (15, 100), "remote": (40, 100)}
@@ -224,6 +226,14 @@ def make_files(d: Path, n: int, size: int):
         write_random(d / f"d{i % 20:02}/f{i:05}.bin", size)
 
 
+def traced(env, workload, rep):
+    """`env` with S3AM_TRACE set to a file of its own under --trace DIR, when given."""
+    if not TRACE_DIR:
+        return env
+    slug = re.sub(r"[^a-z0-9]+", "-", workload.lower()).strip("-")
+    return dict(env, S3AM_TRACE=str(TRACE_DIR / f"{slug}-{rep}.json"))
+
+
 def package(work: Path, name: str, src: Path, commit: str) -> Path:
     """A package directory for `upload`: the assets (hard links) plus .commit-hash."""
     pkg = work / f"pkg-{name}"
@@ -273,7 +283,7 @@ def bench_uploads(env, res, reps, files_big, dir_small):
                 key = f"{tool}-{rep}-{random.getrandbits(32):x}"
                 if tool == "s3-asset-manager":
                     pkg = package(env.work, "up", src, fake_commit())
-                    e = dict(env.ours, PACKAGE_ASSETS_BUCKET=b, PACKAGE_DIRECTORY=str(pkg))
+                    e = traced(dict(env.ours, PACKAGE_ASSETS_BUCKET=b, PACKAGE_DIRECTORY=str(pkg)), name, rep)
                     r = run([str(BIN), "upload", "-q"], e)
                 elif tool == "s5cmd":
                     r = env.s5(["cp", f"{src}/*", f"s3://{b}/{key}/"])
@@ -336,7 +346,7 @@ def bench_downloads(env, res, reps, files_big, dir_small):
                 dest = env.work / f"down-{tool}-{rep}"
                 dest.mkdir()
                 if tool == "s3-asset-manager":
-                    e = dict(env.ours, PACKAGE_ASSETS_BUCKET=b)
+                    e = traced(dict(env.ours, PACKAGE_ASSETS_BUCKET=b), name, rep)
                     r = run([str(BIN), "fetch", "-q", "--commit", commit, "--dest", str(dest)], e)
                 elif tool == "s5cmd":
                     r = env.s5(["cp", f"s3://{b}/artifacts/{commit}/*", f"{dest}/"])
@@ -717,6 +727,7 @@ def main():
     ap.add_argument("--wan-reps", type=int, default=3, help="repetitions in the region and remote profiles (default 3)")
     ap.add_argument("--only", default="")
     ap.add_argument("--quick", action="store_true", help="smaller data: a 256 MiB file, a 3,000-file tree")
+    ap.add_argument("--trace", default="", help="a directory: this tool's uploads and downloads write S3AM_TRACE files there")
     ap.add_argument("--store-cpus", default="", help="(from bench/run) the cores Garage runs on; the proxy goes there too")
     ap.add_argument("--tool-cpus", default="", help="(from bench/run) the cores the tools run on")
     args = ap.parse_args()
@@ -725,6 +736,10 @@ def main():
         if p not in PROFILES:
             raise SystemExit(f"bench: unknown profile {p!r}: pick from loopback, region, remote, all")
     only = set(filter(None, args.only.split(",")))
+    if args.trace:
+        global TRACE_DIR
+        TRACE_DIR = Path(args.trace).resolve()
+        TRACE_DIR.mkdir(parents=True, exist_ok=True)
     want = lambda n: not only or n in only  # noqa: E731
     install_peers()
     build_rusage()
