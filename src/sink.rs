@@ -179,8 +179,22 @@ impl Ranged {
         }
     }
 
+    /// A large download whose ranges are each checked by their writers (against the SHA-256
+    /// of each piece in the manifest), so no hasher follows behind.
+    pub fn create_unhashed(tmp: PathBuf) -> Result<Self> {
+        let file = Arc::new(create(&tmp, false)?);
+        Ok(Ranged {
+            tmp,
+            file,
+            complete: None,
+            hasher: None,
+            kept: false,
+        })
+    }
+
     /// Waits for the hasher, checks the size and (unless `sha256` is empty) the SHA-256, then
-    /// renames the file to `target`; see [`Sink::finish`].
+    /// renames the file to `target`; see [`Sink::finish`]. A file made by
+    /// [`Ranged::create_unhashed`] has had every range checked: it is renamed.
     pub async fn finish(
         mut self,
         target: PathBuf,
@@ -189,14 +203,13 @@ impl Ranged {
         mismatch: impl FnOnce(u64, &str) -> Error + Send + 'static,
     ) -> Result<()> {
         drop(self.complete.take());
-        let Some(hasher) = self.hasher.take() else {
-            return Err(Error::Internal("a download was finished twice".into()));
-        };
-        let (got_size, got) = hasher
-            .await
-            .map_err(|e| Error::task("a download's hash", e))??;
-        if got_size != size || (!sha256.is_empty() && got != sha256) {
-            return Err(mismatch(got_size, &got));
+        if let Some(hasher) = self.hasher.take() {
+            let (got_size, got) = hasher
+                .await
+                .map_err(|e| Error::task("a download's hash", e))??;
+            if got_size != size || (!sha256.is_empty() && got != sha256) {
+                return Err(mismatch(got_size, &got));
+            }
         }
         let (tmp, file) = (self.tmp.clone(), self.file.clone());
         self.kept = true;

@@ -149,3 +149,83 @@ fn an_object_added_to_a_set_is_never_downloaded() {
         );
     }
 }
+
+/// A large file downloads in ranges, each checked as it arrives against the SHA-256 its
+/// manifest lists for that piece: a reader with another part size follows the manifest's
+/// pieces; a wrong piece digest is refused with the bytes named and leaves no file; a manifest
+/// of an earlier version (no pieces) is checked against the whole file's SHA-256.
+#[test]
+fn a_large_file_is_checked_piece_by_piece() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "pieces") {
+        let store = b.name();
+        let mut env: Env = b.env();
+        env.insert("S3AM_MULTIPART_THRESHOLD".into(), "6M".into());
+        env.insert("S3AM_PART_SIZE".into(), "5M".into());
+        let t = Task::new(env.clone(), &[("src/main.py", "print(1)\n")]);
+        t.run(&["check"]).ok();
+        let big: Vec<u8> = (0..13u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        t.build(&[("big.bin", &big), ("small.txt", b"s")]);
+        t.run(&["upload"]).ok();
+        let key = format!("artifacts/{}/.manifest.json", t.repo.head());
+        let original: serde_json::Value = serde_json::from_slice(&b.get(&key).unwrap()).unwrap();
+        let entry = |m: &serde_json::Value, path: &str| {
+            let files = m["files"].as_array().unwrap();
+            files.iter().position(|f| f["path"] == path).unwrap()
+        };
+        let (i_big, i_small) = (entry(&original, "big.bin"), entry(&original, "small.txt"));
+        let pieces = &original["files"][i_big]["pieces"];
+        assert_eq!(pieces["size"], 5 << 20, "{store}: {pieces}");
+        assert_eq!(pieces["sha256"].as_array().unwrap().len(), 3, "{store}");
+        assert!(
+            original["files"][i_small].get("pieces").is_none(),
+            "{store}"
+        );
+
+        // Another reader's part size: the ranges follow the manifest's pieces.
+        let fetch_with = |part: &str| {
+            let dest = t.root.join(common::unique_name("dest"));
+            let mut env = env.clone();
+            env.insert("S3AM_PART_SIZE".into(), part.into());
+            let r = common::cli(&["fetch", "--dest", dest.to_str().unwrap()], &t.root, &env);
+            (r, dest)
+        };
+        for part in ["5M", "8M"] {
+            let (r, dest) = fetch_with(part);
+            r.ok();
+            assert!(
+                std::fs::read(dest.join("big.bin")).unwrap() == big,
+                "{store}"
+            );
+        }
+
+        // One piece's digest is wrong: refused, bytes named, nothing left behind.
+        let mut m = original.clone();
+        m["files"][i_big]["pieces"]["sha256"][1] = json!("ab".repeat(32));
+        b.put(&key, &serde_json::to_vec(&m).unwrap());
+        let (r, dest) = fetch_with("5M");
+        r.fails(1, "bytes 5242880-10485759 have SHA-256");
+        let left: Vec<_> = std::fs::read_dir(&dest).unwrap().flatten().collect();
+        assert!(
+            left.iter().all(|e| e.file_name() != "big.bin"
+                && !e.file_name().to_string_lossy().contains("partial")),
+            "{store}: a refused download left {left:?}"
+        );
+
+        // A manifest of an earlier version: the whole file is hashed, and checked.
+        let mut m = original.clone();
+        m["files"][i_big].as_object_mut().unwrap().remove("pieces");
+        b.put(&key, &serde_json::to_vec(&m).unwrap());
+        let (r, dest) = fetch_with("5M");
+        r.ok();
+        assert!(
+            std::fs::read(dest.join("big.bin")).unwrap() == big,
+            "{store}"
+        );
+        m["files"][i_big]["sha256"] = json!("cd".repeat(32));
+        b.put(&key, &serde_json::to_vec(&m).unwrap());
+        fetch_with("5M").0.fails(1, "does not match its manifest");
+    }
+}

@@ -167,6 +167,7 @@ impl Engine {
                     size: o.size,
                     sha256: sha.unwrap_or_default(),
                     etag: None,
+                    pieces: None,
                 })
             })
             .buffered(self.tuning.concurrency.max(1))

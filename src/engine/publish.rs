@@ -11,7 +11,7 @@ use crate::codehash;
 use crate::error::{Error, Result};
 use crate::layout::SetLocation;
 use crate::log;
-use crate::manifest::{FileEntry, Manifest};
+use crate::manifest::{FileEntry, Manifest, Pieces};
 use crate::store::ObjectInfo;
 
 impl Engine {
@@ -159,7 +159,15 @@ impl Engine {
             .iter()
             .map(|a| self.store.checksum_parts(a.size))
             .collect();
-        let hashed = hash_assets(files, parts).await?;
+        // A file that downloads in ranges gets a SHA-256 for each range too.
+        let pieces: Vec<Option<u64>> = files
+            .iter()
+            .map(|a| {
+                (a.size >= self.tuning.multipart_threshold)
+                    .then(|| crate::store::transfer_part_size(a.size, self.tuning.part_size))
+            })
+            .collect();
+        let hashed = hash_assets(files, parts, pieces).await?;
         let total = crate::manifest::sum_sizes(hashed.iter().map(|h| h.size));
         log::phase(format!(
             "uploading {}, {} to {}{artifacts}",
@@ -175,6 +183,7 @@ impl Engine {
                 size: h.size,
                 sha256: h.sha256.map(hex::encode).unwrap_or_default(),
                 etag: None,
+                pieces: h.pieces.clone(),
             })
             .collect();
         let local = files.iter().zip(hashed).map(|(a, h)| {
@@ -359,44 +368,70 @@ struct Hashed {
     size: u64,
     sha256: Option<[u8; 32]>,
     parts: Vec<u64>,
+    pieces: Option<Pieces>,
 }
 
 /// Hashes the assets larger than [`IN_MEMORY`] on the blocking pool, in parallel: size and
 /// SHA-256, and where `parts[i]` gives a part size, the CRC64/NVME of each part, from the same
 /// read (a CRC costs a small fraction of a SHA-256), so the upload that follows reads each
-/// part once, to send it.
-async fn hash_assets(files: &[Asset], parts: Vec<Option<u64>>) -> Result<Vec<Hashed>> {
-    let work: Vec<(PathBuf, u64, Option<u64>)> = files
+/// part once, to send it. Where `pieces[i]` gives a piece size, the SHA-256 of each piece too,
+/// on other threads beside that read: the store has nothing to do before the upload starts,
+/// so on a machine it shares, they take the cores it leaves idle.
+async fn hash_assets(
+    files: &[Asset],
+    parts: Vec<Option<u64>>,
+    pieces: Vec<Option<u64>>,
+) -> Result<Vec<Hashed>> {
+    let work: Vec<(PathBuf, u64, Option<u64>, Option<u64>)> = files
         .iter()
         .zip(parts)
-        .map(|(a, p)| (a.path.clone(), a.size, p))
+        .zip(pieces)
+        .map(|((a, p), q)| (a.path.clone(), a.size, p, q))
         .collect();
     tokio::task::spawn_blocking(move || {
         use rayon::prelude::*;
         work.par_iter()
-            .map(|(path, size, part)| {
+            .map(|(path, size, part, piece)| {
                 if *size <= IN_MEMORY {
                     return Ok(Hashed {
                         size: *size,
                         sha256: None,
                         parts: Vec::new(),
+                        pieces: None,
                     });
                 }
-                let Some(part) = part.filter(|p| *p > 0) else {
-                    let (size, sha256) = codehash::sha256_file(path)?;
-                    return Ok(Hashed {
-                        size,
-                        sha256: Some(sha256),
-                        parts: Vec::new(),
-                    });
+                let whole = || match part.filter(|p| *p > 0) {
+                    None => codehash::sha256_file(path).map(|(n, sha)| (n, sha, Vec::new())),
+                    Some(part) => codehash::sha256_and_part_crc64(path, part),
                 };
-                let (got, sha256, parts) = codehash::sha256_and_part_crc64(path, part)?;
-                // A file that changed size since it was listed gets its parts checked by the store.
-                let parts = if got == *size { parts } else { Vec::new() };
+                let each_piece = |piece: u64| {
+                    let ranges: Vec<(u64, u64)> = Pieces::ranges(*size, piece).collect();
+                    ranges
+                        .par_iter()
+                        .map(|(a, b)| codehash::sha256_range(path, *a, b - a).map(hex::encode))
+                        .collect::<Result<Vec<String>>>()
+                        .map(|sha256| Pieces {
+                            size: piece,
+                            sha256,
+                        })
+                };
+                let (whole, pieces) = match piece {
+                    Some(piece) => rayon::join(whole, || each_piece(*piece).map(Some)),
+                    None => (whole(), Ok(None)),
+                };
+                let (got, sha256, parts) = whole?;
+                // A file that changed size since it was listed gets its parts checked by the
+                // store, and no pieces (the upload then refuses it).
+                let (parts, pieces) = if got == *size {
+                    (parts, pieces?)
+                } else {
+                    (Vec::new(), None)
+                };
                 Ok(Hashed {
                     size: got,
                     sha256: Some(sha256),
                     parts,
+                    pieces,
                 })
             })
             .collect::<Result<Vec<_>>>()

@@ -281,6 +281,7 @@ async fn a_prune_cut_off_part_way_leaves_every_set_complete_or_without_its_manif
                 size: if p == "a.txt" { 1 } else { 2 },
                 sha256: "0".repeat(64),
                 etag: None,
+                pieces: None,
             });
             let m = Manifest::new(&loc, &commit, None, files.to_vec());
             store

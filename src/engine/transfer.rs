@@ -19,7 +19,7 @@ use super::Engine;
 use crate::error::{Error, Result};
 use crate::layout::{meta, SetLocation};
 use crate::log::{self, Progress};
-use crate::manifest::FileEntry;
+use crate::manifest::{FileEntry, Pieces};
 use crate::sink::{Ranged, Sink, INLINE_IO, WRITE_SLICE};
 use crate::store::{PutOptions, Store, Tuning, PARTS_IN_FLIGHT};
 
@@ -375,20 +375,32 @@ impl Fetcher {
         tmp: PathBuf,
         target: PathBuf,
     ) -> Result<()> {
-        let part = crate::store::transfer_part_size(f.size, self.tuning.part_size);
-        let ranges: Vec<(u64, u64)> = (0..f.size.div_ceil(part))
-            .map(|i| (i * part, ((i + 1) * part).min(f.size)))
-            .collect();
-        let ranged = Ranged::create(tmp)?;
+        // With the SHA-256 of each piece in the manifest, each range is checked as it arrives,
+        // in its own task; without (a manifest of an earlier version), the file is hashed in
+        // order behind the ranges.
+        let (part, pieces) = match &f.pieces {
+            Some(p) => (p.size, Some(Arc::new(p.sha256.clone()))),
+            None => (
+                crate::store::transfer_part_size(f.size, self.tuning.part_size),
+                None,
+            ),
+        };
+        let ranges: Vec<(usize, (u64, u64))> = Pieces::ranges(f.size, part).enumerate().collect();
+        let ranged = match pieces {
+            Some(_) => Ranged::create_unhashed(tmp)?,
+            None => Ranged::create(tmp)?,
+        };
         let key: Arc<str> = Arc::from(key);
         let mut written = futures::stream::iter(ranges)
-            .map(|(start, end)| {
+            .map(|(i, (start, end))| {
                 let (store, key, file) = (self.store.clone(), key.clone(), ranged.writer());
+                let pieces = pieces.clone();
                 spawned(async move {
                     let mut body = store
                         .get(&key, Some((start, end - 1)))
                         .await?
                         .ok_or_else(|| not_in_store(store.as_ref(), &key))?;
+                    let mut hasher = pieces.as_ref().map(|_| Sha256::new());
                     let mut buf = vec![0u8; WRITE_SLICE];
                     let mut at = start;
                     loop {
@@ -402,6 +414,9 @@ impl Fetcher {
                                 end - start
                             )));
                         }
+                        if let Some(h) = &mut hasher {
+                            h.update(&buf[..n]);
+                        }
                         file.write_at(&buf[..n], at)?;
                         at += n as u64;
                     }
@@ -410,6 +425,16 @@ impl Fetcher {
                             format!("a range ended after {} of {} bytes", at - start, end - start);
                         let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, short);
                         return Err(cut_off(&key, eof));
+                    }
+                    if let (Some(h), Some(pieces)) = (hasher, &pieces) {
+                        let got = hex::encode(h.finalize());
+                        if got != pieces[i] {
+                            return Err(Error::Corrupt(format!(
+                                "{key} does not match its manifest (bytes {start}-{} have SHA-256 {got}; expected {}): the object was changed after publishing; refusing it",
+                                end - 1,
+                                pieces[i]
+                            )));
+                        }
                     }
                     Ok::<_, Error>(end)
                 })

@@ -88,6 +88,39 @@ pub struct FileEntry {
     /// The object's entity tag when the manifest was written: a later rewrite changes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    /// For a large file, the SHA-256 of each of its pieces, from the same read as `sha256`: a
+    /// reader checks each range it downloads as it arrives, in parallel, instead of hashing
+    /// the whole file in order behind them. Absent for small files, and in manifests of
+    /// earlier versions (whose readers ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pieces: Option<Pieces>,
+}
+
+/// The fewest bytes a piece of a large file may have ([`Pieces::size`]).
+pub const PIECE_MIN: u64 = 1 << 20;
+
+/// The most bytes a piece of a large file may have: S3's largest part.
+pub const PIECE_MAX: u64 = 5 << 30;
+
+/// The most pieces a file may have: S3's most parts.
+pub const PIECES_MAX: usize = 10_000;
+
+/// A large file cut into pieces of `size` bytes (the last one holds the rest), each with its
+/// SHA-256: what a reader checks each downloaded range against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pieces {
+    /// Bytes in every piece but the last.
+    pub size: u64,
+    /// The lowercase hex SHA-256 of each piece, in order.
+    pub sha256: Vec<String>,
+}
+
+impl Pieces {
+    /// The byte ranges (start, end) of the pieces of a file of `size` bytes.
+    pub fn ranges(size: u64, piece: u64) -> impl Iterator<Item = (u64, u64)> {
+        let piece = piece.max(1);
+        (0..size.div_ceil(piece)).map(move |i| (i * piece, ((i + 1) * piece).min(size)))
+    }
 }
 
 /// The Concourse build identity from the `BUILD_*` variables.
@@ -236,6 +269,31 @@ impl Manifest {
                     "`files[{i}].sha256` of {} is not 64 lowercase hex digits",
                     clip(&f.path)
                 ));
+            }
+            if let Some(p) = &f.pieces {
+                let count = f.size.div_ceil(p.size.max(1));
+                if !(PIECE_MIN..=PIECE_MAX).contains(&p.size) {
+                    return Err(format!(
+                        "`files[{i}].pieces.size` of {} is {}, not between {PIECE_MIN} and {PIECE_MAX} bytes",
+                        clip(&f.path),
+                        p.size
+                    ));
+                }
+                if f.size == 0 || count > PIECES_MAX as u64 || p.sha256.len() as u64 != count {
+                    return Err(format!(
+                        "`files[{i}].pieces.sha256` of {} holds {} digests, but {} bytes in pieces of {} make {count} (at most {PIECES_MAX})",
+                        clip(&f.path),
+                        p.sha256.len(),
+                        f.size,
+                        p.size
+                    ));
+                }
+                if let Some(j) = p.sha256.iter().position(|h| !is_sha256_hex(h)) {
+                    return Err(format!(
+                        "`files[{i}].pieces.sha256[{j}]` of {} is not 64 lowercase hex digits",
+                        clip(&f.path)
+                    ));
+                }
             }
             if let Some(etag) = &f.etag {
                 if etag.len() > MAX_FIELD || !etag.bytes().all(|b| (0x20..0x7f).contains(&b)) {

@@ -14,6 +14,7 @@ fn entry(path: &str, size: u64) -> FileEntry {
         size,
         sha256: hash('0'),
         etag: None,
+        pieces: None,
     }
 }
 
@@ -32,6 +33,7 @@ fn round_trips_and_validates() {
                 size: 4,
                 sha256: hash('1'),
                 etag: Some("abc".into()),
+                pieces: None,
             },
         ],
     );
@@ -84,6 +86,13 @@ fn a_manifest_names_its_place() {
 }
 
 /// Each broken field is refused with one line that names it, and never printed raw.
+fn pieces(size: u64, n: usize) -> Pieces {
+    Pieces {
+        size,
+        sha256: vec![hash('e'); n],
+    }
+}
+
 #[test]
 fn every_field_is_validated() {
     let loc = Layout::new("").unwrap().artifacts(SHA1);
@@ -140,6 +149,44 @@ fn every_field_is_validated() {
             Box::new(|m| m.prefix = Some("a\u{202e}/".into())),
         ),
         ("`created`", Box::new(|m| m.created = "x".repeat(300))),
+        (
+            "`files[1].pieces.size` of \"b\" is 1024, not between",
+            Box::new(|m| m.files[1].pieces = Some(pieces(1024, 3))),
+        ),
+        (
+            "`files[1].pieces.size` of \"b\" is 5368709121",
+            Box::new(|m| m.files[1].pieces = Some(pieces((5 << 30) + 1, 1))),
+        ),
+        (
+            "`files[1].pieces.sha256` of \"b\" holds 2 digests, but 3145728 bytes in pieces of 1048576 make 3",
+            Box::new(|m| {
+                m.files[1].size = 3 << 20;
+                m.files[1].pieces = Some(pieces(1 << 20, 2));
+            }),
+        ),
+        (
+            "make 20000 (at most 10000)",
+            Box::new(|m| {
+                m.files[1].size = 20_000 << 20;
+                m.files[1].pieces = Some(pieces(1 << 20, 20_000));
+            }),
+        ),
+        (
+            "`files[1].pieces.sha256` of \"b\" holds 1 digests, but 0 bytes",
+            Box::new(|m| {
+                m.files[1].size = 0;
+                m.files[1].pieces = Some(pieces(1 << 20, 1));
+            }),
+        ),
+        (
+            "`files[1].pieces.sha256[1]` of \"b\" is not 64",
+            Box::new(|m| {
+                m.files[1].size = 3 << 20;
+                let mut p = pieces(1 << 20, 3);
+                p.sha256[1] = "../x".into();
+                m.files[1].pieces = Some(p);
+            }),
+        ),
     ];
     for (want, break_it) in cases {
         let mut m = good.clone();
@@ -149,6 +196,11 @@ fn every_field_is_validated() {
         assert!(!e.chars().any(is_unprintable), "raw character in {e:?}");
         assert!(e.len() < 400, "{e}");
     }
+    // Pieces that add up: taken.
+    let mut m = good.clone();
+    m.files[1].size = (2 << 20) + 1;
+    m.files[1].pieces = Some(pieces(1 << 20, 3));
+    Manifest::parse(&m.to_bytes(), "k").unwrap();
     let huge = vec![b' '; MANIFEST_MAX as usize + 1];
     let e = Manifest::parse(&huge, "k").unwrap_err().to_string();
     assert!(e.contains("over 64 MiB"), "{e}");
