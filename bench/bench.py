@@ -227,8 +227,9 @@ def make_files(d: Path, n: int, size: int):
 
 
 def traced(env, workload, rep):
-    """`env` with S3AM_TRACE set to a file of its own under --trace DIR, when given."""
-    if not TRACE_DIR:
+    """`env` with S3AM_TRACE set to a file of its own under --trace DIR, when given: for the
+    first repetition only, so that writing the trace weighs on one run of the median's three."""
+    if not TRACE_DIR or rep:
         return env
     slug = re.sub(r"[^a-z0-9]+", "-", workload.lower()).strip("-")
     return dict(env, S3AM_TRACE=str(TRACE_DIR / f"{slug}-{rep}.json"))

@@ -70,9 +70,10 @@ impl Sink {
     }
 
     /// Writes the `last` chunk (which may be empty), checks the size and (unless `sha256` is
-    /// empty) the SHA-256, then renames the file to `target`: in one trip to the blocking pool,
-    /// or on this thread for a small file that arrived whole ([`INLINE_IO`]). On a mismatch
-    /// the temporary file is removed and `mismatch(size, sha256)` is the error.
+    /// empty) the SHA-256: in one trip to the blocking pool, or on this thread for a small file
+    /// that arrived whole ([`INLINE_IO`]). Returns the checked file, for its owner to rename
+    /// to `target` ([`Kept::rename`]). On a mismatch the temporary file is removed and
+    /// `mismatch(size, sha256)` is the error.
     pub async fn finish(
         mut self,
         last: Vec<u8>,
@@ -80,7 +81,7 @@ impl Sink {
         size: u64,
         sha256: String,
         mismatch: impl FnOnce(u64, &str) -> Error + Send + 'static,
-    ) -> Result<()> {
+    ) -> Result<Kept> {
         let whole_and_small = self.file.is_none() && last.len() <= INLINE_IO;
         let finish = move || {
             if !last.is_empty() || self.file.is_none() {
@@ -91,15 +92,48 @@ impl Sink {
                 return Err(mismatch(self.size, &got));
             }
             drop(self.file.take());
-            std::fs::rename(&self.tmp, &target).map_err(|e| {
-                let _ = std::fs::remove_file(&self.tmp);
-                Error::io("cannot write", &target, e)
-            })
+            Ok(Kept::new(std::mem::take(&mut self.tmp), target))
         };
         if whole_and_small {
             return finish();
         }
         blocking(finish).await
+    }
+}
+
+/// A downloaded file whose size and SHA-256 matched, still under its temporary name: renamed
+/// into place by [`Kept::rename`], or removed when dropped (the download it belongs to failed).
+#[derive(Debug)]
+pub struct Kept {
+    tmp: PathBuf,
+    target: PathBuf,
+    renamed: bool,
+}
+
+impl Kept {
+    fn new(tmp: PathBuf, target: PathBuf) -> Self {
+        Kept {
+            tmp,
+            target,
+            renamed: false,
+        }
+    }
+
+    /// Renames the file to its target.
+    pub fn rename(mut self) -> Result<()> {
+        self.renamed = true;
+        std::fs::rename(&self.tmp, &self.target).map_err(|e| {
+            let _ = std::fs::remove_file(&self.tmp);
+            Error::io("cannot write", &self.target, e)
+        })
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        if !self.renamed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -192,16 +226,16 @@ impl Ranged {
         })
     }
 
-    /// Waits for the hasher, checks the size and (unless `sha256` is empty) the SHA-256, then
-    /// renames the file to `target`; see [`Sink::finish`]. A file made by
-    /// [`Ranged::create_unhashed`] has had every range checked: it is renamed.
+    /// Waits for the hasher, checks the size and (unless `sha256` is empty) the SHA-256, and
+    /// returns the checked file; see [`Sink::finish`]. A file made by
+    /// [`Ranged::create_unhashed`] has had every range checked: it is returned as it is.
     pub async fn finish(
         mut self,
         target: PathBuf,
         size: u64,
         sha256: String,
         mismatch: impl FnOnce(u64, &str) -> Error + Send + 'static,
-    ) -> Result<()> {
+    ) -> Result<Kept> {
         drop(self.complete.take());
         if let Some(hasher) = self.hasher.take() {
             let (got_size, got) = hasher
@@ -211,16 +245,8 @@ impl Ranged {
                 return Err(mismatch(got_size, &got));
             }
         }
-        let (tmp, file) = (self.tmp.clone(), self.file.clone());
         self.kept = true;
-        blocking(move || {
-            drop(file);
-            std::fs::rename(&tmp, &target).map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                Error::io("cannot write", &target, e)
-            })
-        })
-        .await
+        Ok(Kept::new(self.tmp.clone(), target))
     }
 }
 
@@ -308,9 +334,12 @@ mod tests {
         for end in &cut[1..] {
             file.complete_to(*end as u64);
         }
-        file.finish(target.clone(), body.len() as u64, sha(&body), mismatch)
+        let kept = file
+            .finish(target.clone(), body.len() as u64, sha(&body), mismatch)
             .await
             .unwrap();
+        assert!(!target.exists(), "renamed only by its owner");
+        kept.rename().unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), body);
         assert!(!tmp.exists());
     }

@@ -441,3 +441,68 @@ fn summaries_say_one_file_and_no_rate_for_tiny_transfers() {
         .summary(0)
         .ends_with("already complete: skip the build (0.70 s)"));
 }
+
+/// Files downloaded and checked before the set's listing is known wait under their temporary
+/// names, outside the window, and are renamed once the gate opens; a gate dropped closed (the
+/// listing found damage, or failed) leaves neither file nor temporary file behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_checked_before_the_listing_wait_for_it_and_vanish_without_it() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path()).unwrap());
+    let engine = Engine::new(store.clone(), Layout::new("").unwrap(), Tuning::default());
+    let loc = engine.layout().artifacts(&"c".repeat(40));
+    let mut files = Vec::new();
+    for (i, rel) in ["a.bin", "sub/b.bin", "c.bin"].into_iter().enumerate() {
+        let body = vec![i as u8; 1000 + i];
+        store
+            .put_bytes(&loc.key(rel), body.clone(), &PutOptions::default())
+            .await
+            .unwrap();
+        files.push(crate::manifest::FileEntry {
+            path: rel.into(),
+            size: body.len() as u64,
+            sha256: hex::encode(Sha256::digest(&body)),
+            etag: None,
+            pieces: None,
+        });
+    }
+    let names = |dest: &Path| -> Vec<String> {
+        walkdir::WalkDir::new(dest)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.path().strip_prefix(dest).unwrap().display().to_string())
+            .collect()
+    };
+    for open in [true, false] {
+        let dest = dir.path().join(format!("dest-{open}"));
+        std::fs::create_dir_all(&dest).unwrap();
+        let (gate, rx) = tokio::sync::watch::channel(false);
+        let downloads = engine.download_files(&loc, &files, &dest, rx);
+        let listing = async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let mut waiting = names(&dest);
+            waiting.sort();
+            assert_eq!(waiting.len(), 3, "{waiting:?}");
+            assert!(
+                waiting.iter().all(|n| n.ends_with(".s3am-partial")),
+                "renamed before the listing: {waiting:?}"
+            );
+            if open {
+                gate.send(true).unwrap();
+            }
+            drop(gate);
+        };
+        let (result, ()) = tokio::join!(downloads, listing);
+        let mut got = names(&dest);
+        got.sort();
+        if open {
+            result.unwrap();
+            assert_eq!(got, ["a.bin", "c.bin", "sub/b.bin"]);
+        } else {
+            assert!(result.is_err());
+            assert!(got.is_empty(), "left behind: {got:?}");
+        }
+    }
+}

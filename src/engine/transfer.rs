@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::layout::{meta, SetLocation};
 use crate::log::{self, Progress};
 use crate::manifest::{FileEntry, Pieces};
-use crate::sink::{Ranged, Sink, INLINE_IO, WRITE_SLICE};
+use crate::sink::{Kept, Ranged, Sink, INLINE_IO, WRITE_SLICE};
 use crate::store::{PutOptions, Store, Tuning, PARTS_IN_FLIGHT};
 
 /// What every object written into a set is stamped with: the commit its assets were built
@@ -277,8 +277,10 @@ impl Engine {
 
     /// Downloads `files` of the set at `from` into `dest` concurrently, each verified by
     /// [`Fetcher::download_verified`] in a task of its own, with progress lines for a long
-    /// transfer. No file is renamed into place before `gate` holds `true`; one dropped while
-    /// it holds `false` fails every download.
+    /// transfer. No file is renamed into place before `gate` holds `true`: one checked before
+    /// then waits under its temporary name, without holding a place in the window, and is
+    /// renamed once the gate opens; if `gate` is dropped while it holds `false`, the downloads
+    /// fail and every file still waiting is removed.
     pub(super) async fn download_files(
         &self,
         from: &SetLocation,
@@ -293,6 +295,7 @@ impl Engine {
             store: self.store.clone(),
             tuning: self.tuning.clone(),
             gate,
+            waiting: Arc::default(),
         };
         let jobs = files.iter().map(|f| {
             let (fetcher, progress) = (fetcher.clone(), progress.clone());
@@ -308,7 +311,9 @@ impl Engine {
             )
         });
         window::run(self.store.as_ref(), &mut window, jobs).await?;
-        Ok(())
+        fetcher.undamaged().await?;
+        let waiting = std::mem::take(&mut *fetcher.waiting.lock().expect("not poisoned"));
+        waiting.into_iter().try_for_each(Kept::rename)
     }
 }
 
@@ -321,9 +326,21 @@ struct Fetcher {
     /// Whether the set's listing has shown it undamaged: each file waits for it before its
     /// rename.
     gate: tokio::sync::watch::Receiver<bool>,
+    /// Files checked before the gate opened, renamed once it has.
+    waiting: Arc<std::sync::Mutex<Vec<Kept>>>,
 }
 
 impl Fetcher {
+    /// Renames a checked file into place, or, before the set is known to be undamaged, keeps it
+    /// for [`Engine::download_files`] to rename then.
+    fn place(&self, kept: Kept) -> Result<()> {
+        if *self.gate.borrow() {
+            return kept.rename();
+        }
+        self.waiting.lock().expect("not poisoned").push(kept);
+        Ok(())
+    }
+
     /// Waits until the set is known to be undamaged.
     async fn undamaged(&self) -> Result<()> {
         let mut gate = self.gate.clone();
@@ -445,10 +462,10 @@ impl Fetcher {
             ranged.complete_to(end?);
         }
         drop(written);
-        self.undamaged().await?;
-        ranged
+        let kept = ranged
             .finish(target, f.size, f.sha256.clone(), mismatch(&key, f))
-            .await
+            .await?;
+        self.place(kept)
     }
 
     /// A small object (most of them), read whole: it fits in one chunk, which goes to the
@@ -483,9 +500,10 @@ impl Fetcher {
             }
             sink = sink.write(buf).await?;
         };
-        self.undamaged().await?;
-        sink.finish(last, target, f.size, f.sha256.clone(), mismatch(key, f))
-            .await
+        let kept = sink
+            .finish(last, target, f.size, f.sha256.clone(), mismatch(key, f))
+            .await?;
+        self.place(kept)
     }
 }
 
