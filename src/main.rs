@@ -94,20 +94,7 @@ async fn run(command: Command, sources: Sources) -> Result<()> {
     Ok(())
 }
 
-/// glibc gives each thread that allocates an arena of its own (up to 8 per core), and memory
-/// freed in one is not reused by another. With a task per transfer spread over the runtime's
-/// threads, that fragmentation is most of the peak: a 2,000-file upload with 6 threads peaked
-/// at 54 MB, against 34-44 MB with 2 arenas, and no slower.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tunable; it runs before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
-
 fn main() -> ExitCode {
-    limit_malloc_arenas();
     if let Some(resource) = s3_asset_manager::resource::invoked_as() {
         let code = resource();
         trace::finish("resource");
