@@ -481,7 +481,12 @@ async fn downloads_checked_before_the_listing_wait_for_it_and_vanish_without_it(
         let (gate, rx) = tokio::sync::watch::channel(false);
         let downloads = engine.download_files(&loc, &files, &dest, rx);
         let listing = async {
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            // Every file checked: three temporary files (waited for, up to 10 s).
+            let start = std::time::Instant::now();
+            while names(&dest).len() < 3 && start.elapsed().as_secs() < 10 {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             let mut waiting = names(&dest);
             waiting.sort();
             assert_eq!(waiting.len(), 3, "{waiting:?}");
