@@ -250,7 +250,8 @@ impl Ranged {
     }
 }
 
-/// Writes ranges of a [`Ranged`] file; the file is removed or renamed by its `Ranged` alone.
+/// Writes ranges of a [`Ranged`] file from a task of its own; the file is removed by its
+/// `Ranged`, or renamed through the [`Kept`] that `Ranged::finish` returns.
 #[derive(Clone)]
 pub struct RangeWriter {
     tmp: PathBuf,
