@@ -51,7 +51,8 @@ impl Engine {
         let Some(mut report) = found_report(commit, &state) else {
             return Ok(None);
         };
-        let (files, source, manifest) = match state {
+        // A complete set's files are its manifest's (not copied: 50,000 entries are megabytes).
+        let (legacy, source, manifest) = match state {
             SetState::Complete(m) => {
                 log::phase(format!(
                     "downloading {}, {} from {artifacts} to {}",
@@ -59,7 +60,7 @@ impl Engine {
                     log::bytes(report.bytes),
                     dest.display()
                 ));
-                (m.files.clone(), "the manifest", Some(m))
+                (Vec::new(), "the manifest", Some(m))
             }
             SetState::Legacy { objects } => {
                 let files = self.legacy_entries(&artifacts, &objects).await?;
@@ -75,6 +76,10 @@ impl Engine {
             | SetState::Invalid { .. }
             | SetState::Damaged { .. }
             | SetState::Missing => return Ok(None),
+        };
+        let files: &[FileEntry] = match &manifest {
+            Some(m) => &m.files,
+            None => &legacy,
         };
         let unverified = files.iter().filter(|f| f.sha256.is_empty()).count();
         if unverified > 0 {
@@ -94,7 +99,7 @@ impl Engine {
             let _ = undamaged.send(true);
             Ok(())
         };
-        let downloads = self.download_files(&artifacts, &files, dest, gate);
+        let downloads = self.download_files(&artifacts, files, dest, gate);
         tokio::pin!(listed, downloads);
         let mut listing_done = false;
         loop {
