@@ -192,12 +192,6 @@ impl Ranged {
         })
     }
 
-    /// Writes bytes at `offset`. A page-cache write of one slice is short enough to make on
-    /// the async thread that received them.
-    pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
-        self.writer().write_at(buf, offset)
-    }
-
     /// A handle that writes ranges of the file from a task of its own.
     pub fn writer(&self) -> RangeWriter {
         RangeWriter {
@@ -259,7 +253,8 @@ pub struct RangeWriter {
 }
 
 impl RangeWriter {
-    /// See [`Ranged::write_at`].
+    /// Writes bytes at `offset`. A page-cache write of one slice is short enough to make on
+    /// the async thread that received them.
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
         self.file
             .write_all_at(buf, offset)
@@ -330,7 +325,7 @@ mod tests {
         // The last range arrives first, then the others; completion is reported in order.
         for i in [2, 0, 1] {
             let (a, b) = (cut[i], cut[i + 1]);
-            file.write_at(&body[a..b], a as u64).unwrap();
+            file.writer().write_at(&body[a..b], a as u64).unwrap();
         }
         for end in &cut[1..] {
             file.complete_to(*end as u64);
@@ -351,7 +346,7 @@ mod tests {
         let (tmp, target) = (dir.path().join(".f.partial"), dir.path().join("f"));
         let body = data();
         let file = Ranged::create(tmp.clone()).unwrap();
-        file.write_at(&body, 0).unwrap();
+        file.writer().write_at(&body, 0).unwrap();
         file.complete_to(body.len() as u64);
         let mut wrong = body.clone();
         wrong[5] ^= 1;
@@ -364,7 +359,7 @@ mod tests {
 
         // Dropped before `finish` (a failed range): the file goes too.
         let file = Ranged::create(tmp.clone()).unwrap();
-        file.write_at(&body[..10], 0).unwrap();
+        file.writer().write_at(&body[..10], 0).unwrap();
         drop(file);
         assert!(!tmp.exists());
     }
@@ -375,7 +370,7 @@ mod tests {
         let (tmp, target) = (dir.path().join(".f.partial"), dir.path().join("f"));
         let body = data();
         let file = Ranged::create(tmp.clone()).unwrap();
-        file.write_at(&body[..1000], 0).unwrap();
+        file.writer().write_at(&body[..1000], 0).unwrap();
         file.complete_to(1000);
         let err = file
             .finish(target.clone(), body.len() as u64, String::new(), mismatch)
