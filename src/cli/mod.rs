@@ -181,6 +181,10 @@ pub struct StoreArgs {
     /// reject them.
     #[arg(long, env = "S3AM_SKIP_CHECKSUMS", value_parser = values::parse_bool)]
     skip_checksums: bool,
+    /// The store refuses a PUT with If-None-Match: * to a key that exists (AWS S3 is known
+    /// to): a small set's publish writes its objects first, without reading the set before.
+    #[arg(long, env = "S3AM_CONDITIONAL_WRITES_ENFORCED", value_parser = values::parse_bool)]
+    conditional_writes_enforced: bool,
     /// A role ARN to assume on top of the default credentials.
     #[arg(long, env = "AWS_ROLE", value_name = "ARN")]
     role: Option<String>,
@@ -308,6 +312,7 @@ impl StoreArgs {
             path_style: self.path_style,
             role_arn: nonempty(&self.role),
             skip_checksums: self.skip_checksums,
+            conditional_writes_enforced: self.conditional_writes_enforced,
             server_side_encryption: sse,
             sse_kms_key_id: nonempty(&self.sse_kms_key_id),
             ..StoreConfig::default()

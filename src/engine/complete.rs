@@ -114,6 +114,9 @@ impl Engine {
                     Ok(true) => log::phase(
                         "the store enforces conditional writes (If-None-Match): a manifest it accepts completes the set",
                     ),
+                    Ok(false) if self.store.expects_enforcement() => log::warn(format!(
+                        "the store accepted a second write with If-None-Match: * to {key}, so it ignores conditional writes, yet it was taken to enforce them (S3AM_CONDITIONAL_WRITES_ENFORCED / source.conditional_writes_enforced, or an AWS endpoint): objects are checked again after the manifest, but a set completed meanwhile may have had objects replaced; unset that setting for this store"
+                    )),
                     Ok(false) => log::phase(
                         "the store ignores conditional writes (If-None-Match): objects are checked again after the manifest",
                     ),

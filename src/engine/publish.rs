@@ -46,6 +46,15 @@ impl Engine {
             )));
         }
         let artifacts = self.layout.artifacts(&commit);
+        if self.writes_first(opts, &files, marked.is_some()) {
+            let first = First {
+                commit,
+                marked,
+                artifacts: &artifacts,
+                started,
+            };
+            return self.publish_first(opts, &files, first).await;
+        }
         // The artifacts' state and, to fill the cache, the code hash and the cache entry's
         // state, at once: a publish almost always finds both missing, so listing them costs
         // nothing extra and saves round trips.
@@ -138,15 +147,179 @@ impl Engine {
     /// The code hash (the marker's, or computed when the publish may) and, where the cache
     /// may be written, whether its entry needs filling.
     async fn plan_cache(&self, opts: &PublishOptions, marked: Option<String>) -> Result<CachePlan> {
-        let code_hash = match (marked, &opts.compute_code_hash) {
-            (None, Some((repo, spec))) => Some(self.code_hash(repo, spec).await?),
-            (h, _) => h,
-        };
+        let code_hash = self.publish_code_hash(opts, marked).await?;
         let fill = match &code_hash {
             Some(h) if opts.cache == CacheMode::ReadWrite => Some(self.cache_to_fill(h).await?),
             _ => None,
         };
         Ok((code_hash, fill))
+    }
+
+    /// The code hash a publish stamps: the marker's, or computed when the publish may.
+    async fn publish_code_hash(
+        &self,
+        opts: &PublishOptions,
+        marked: Option<String>,
+    ) -> Result<Option<String>> {
+        Ok(match (marked, &opts.compute_code_hash) {
+            (None, Some((repo, spec))) => Some(self.code_hash(repo, spec).await?),
+            (h, _) => h,
+        })
+    }
+
+    /// Whether this publish writes its objects before it reads the set: on a store taken to
+    /// enforce `If-None-Match: *` ([`crate::store::Store::expects_enforcement`]), for a set
+    /// of small files (each sent from memory, and, where a cache entry may be filled, the
+    /// whole set uploaded to it beside the artifacts), unless legacy sets count (a legacy
+    /// set's objects would then have to stop the publish before it writes).
+    fn writes_first(&self, opts: &PublishOptions, files: &[Asset], marked: bool) -> bool {
+        let may_fill = opts.cache == CacheMode::ReadWrite
+            && (marked || opts.compute_code_hash.is_some());
+        let total = crate::manifest::sum_sizes(files.iter().map(|a| a.size));
+        self.store.expects_enforcement()
+            && !opts.accept_legacy
+            && files.iter().all(|a| a.size <= IN_MEMORY)
+            && (!may_fill || total <= DIRECT_CACHE_MAX)
+    }
+
+    /// A publish that writes first ([`Engine::writes_first`]): every object goes out with
+    /// `If-None-Match: *`, beside the read of the set (and of the cache entry it may fill),
+    /// so a small set is complete after two round trips, its objects' and its manifest's.
+    /// The store refuses a write to a key that exists, so a set that completed meanwhile
+    /// keeps its objects: its readers still verify it. The read then decides as it does
+    /// before any write: a complete set is left as it is (objects we wrote under names it
+    /// does not have stay beside it, unread), and otherwise the keys refused (an interrupted
+    /// upload's, or a concurrent publisher's) are written over before the manifest.
+    async fn publish_first(
+        &self,
+        opts: &PublishOptions,
+        files: &[Asset],
+        first: First<'_>,
+    ) -> Result<Report> {
+        let First {
+            commit,
+            marked,
+            artifacts,
+            started,
+        } = first;
+        let code_hash = self.publish_code_hash(opts, marked.clone()).await?;
+        let fill = code_hash
+            .as_deref()
+            .filter(|_| opts.cache == CacheMode::ReadWrite)
+            .map(|h| self.layout.cache(h));
+        if fill.is_none() {
+            cache_target(opts.cache, code_hash.as_deref(), None);
+        }
+        let (entries, origin, total) = self.prepare(files, artifacts).await?;
+        let stamp = Stamp {
+            commit: &commit,
+            code_hash: code_hash.as_deref(),
+            repair: false,
+        };
+        self.start_probe();
+        let (read, plan, wrote, cached) = tokio::join!(
+            self.read_state_listed(artifacts, opts.accept_legacy),
+            async {
+                match &code_hash {
+                    Some(h) if fill.is_some() => Some(self.cache_to_fill(h).await),
+                    _ => None,
+                }
+            },
+            self.write_new_files(artifacts, &origin, &entries, stamp),
+            async {
+                match &fill {
+                    Some(loc) => Some(self.write_new_files(loc, &origin, &entries, stamp).await),
+                    None => None,
+                }
+            }
+        );
+        let (state, listing) = read?;
+        if !self.replaces(artifacts, state, &listing).await? {
+            return Ok(skipped(commit, marked, started));
+        }
+        let (written, refused) = wrote?;
+        let (mut fill, cached) = match (fill, plan.transpose()?, cached) {
+            (Some(loc), Some(Ok(_)), Some(wrote)) => (Some(loc), wrote.map(Some)),
+            (_, Some(Err(why)), _) => {
+                log::phase(why);
+                (None, Ok(None))
+            }
+            _ => (None, Ok(None)),
+        };
+        let cached = match cached {
+            Err(e) if e.is_concurrent_write() => {
+                log::warn(not_filled(
+                    stamp.code_hash.unwrap_or_default(),
+                    &e.to_string(),
+                ));
+                fill = None;
+                None
+            }
+            other => other?,
+        };
+        let (written, cached) = tokio::join!(
+            self.write_refused(artifacts, &origin, written, &refused, stamp),
+            async {
+                match (&fill, cached) {
+                    (Some(loc), Some((files, refused))) => Some(
+                        self.write_refused(loc, &origin, files, &refused, stamp)
+                            .await,
+                    ),
+                    _ => None,
+                }
+            }
+        );
+        let written = written?;
+        let cached = match cached {
+            None => None,
+            Some(Ok(files)) => Some((files, None)),
+            Some(Err(e)) if e.is_concurrent_write() => {
+                log::warn(not_filled(
+                    stamp.code_hash.unwrap_or_default(),
+                    &e.to_string(),
+                ));
+                None
+            }
+            Some(Err(e)) => return Err(e),
+        };
+        let sets = Sets {
+            artifacts,
+            cache: fill.as_ref(),
+        };
+        self.complete_both(sets, &origin, stamp, written, cached)
+            .await?;
+        Ok(Report {
+            commit: commit.clone(),
+            code_hash,
+            outcome: Outcome::Uploaded,
+            files: files.len() as u64,
+            bytes: total,
+            moved: total,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The files a first write placed (`written`), with those whose keys it found taken
+    /// (`refused`) written over them.
+    async fn write_refused(
+        &self,
+        to: &SetLocation,
+        origin: &Origin,
+        mut written: Vec<FileEntry>,
+        refused: &[FileEntry],
+        stamp: Stamp<'_>,
+    ) -> Result<Vec<FileEntry>> {
+        if !refused.is_empty() {
+            log::phase(format!(
+                "{} of {to} already had an object (an interrupted upload's, or a concurrent publisher's): writing over them",
+                log::count(refused.len() as u64, "file")
+            ));
+            written.extend(
+                self.write_files(to, origin, refused, stamp, "uploaded")
+                    .await?,
+            );
+        }
+        Ok(written)
     }
 
     /// Hashes the assets: their manifest entries, where their bytes come from, and how many.
@@ -206,6 +379,20 @@ impl Engine {
             ..
         } = *up;
         let (written, cached) = self.upload_both(up).await?;
+        self.complete_both(sets, origin, stamp, written, cached)
+            .await
+    }
+
+    /// Writes the manifests of the artifacts set (`written`) and, when it was filled, the
+    /// cache entry at once (the artifacts' no earlier than the cache entry's).
+    async fn complete_both(
+        &self,
+        sets: Sets<'_>,
+        origin: &Origin,
+        stamp: Stamp<'_>,
+        written: Vec<FileEntry>,
+        cached: Option<Cached>,
+    ) -> Result<()> {
         let manifest = Manifest::new(sets.artifacts, stamp.commit, stamp.code_hash, written);
         let (filled, completed) = tokio::join!(
             async {
@@ -292,6 +479,15 @@ struct Upload<'a> {
     entries: &'a [FileEntry],
     stamp: Stamp<'a>,
     total: u64,
+}
+
+/// A publish that writes first: its commit, the code hash its marker gave, its artifacts
+/// set, and when it started.
+struct First<'a> {
+    commit: String,
+    marked: Option<String>,
+    artifacts: &'a SetLocation,
+    started: Instant,
 }
 
 /// The two sets a publish writes: the artifacts set, and the cache entry when it is filled.

@@ -21,7 +21,7 @@ use crate::layout::{meta, SetLocation};
 use crate::log::{self, Progress};
 use crate::manifest::{FileEntry, Pieces};
 use crate::sink::{Kept, Ranged, Sink, INLINE_IO, WRITE_SLICE};
-use crate::store::{PutOptions, Store, Tuning, PARTS_IN_FLIGHT};
+use crate::store::{Precondition, PutOptions, Store, Tuning, PARTS_IN_FLIGHT};
 
 /// What every object written into a set is stamped with: the commit its assets were built
 /// from and the code hash, when caching is on. They travel together, so they cannot swap.
@@ -142,13 +142,17 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 impl Engine {
     /// Writes one file of a set from its origin, with fresh metadata; returns its entity tag
     /// and its SHA-256 (hex), which a small local file gets only here, from the bytes sent.
+    /// With `new_only`, a small local file is written with `If-None-Match: *`, and `None`
+    /// says the store refused it (the key exists); anything else is not written at all and
+    /// counts as refused, to be written once the caller knows it may.
     async fn write_one(
         &self,
         to: &SetLocation,
         origin: &Origin,
         f: &FileEntry,
         stamp: Stamp<'_>,
-    ) -> Result<(String, String)> {
+        new_only: bool,
+    ) -> Result<Option<(String, String)>> {
         let opts = |sha: [u8; 32], part_crc64: Vec<u64>| PutOptions {
             metadata: metadata(stamp, &sha, &self.publisher),
             sha256: Some(sha),
@@ -159,6 +163,7 @@ impl Engine {
             Origin::Files(paths) => paths.get(&f.path).ok_or_else(|| {
                 Error::Input(format!("{} vanished from the package directory", f.path))
             })?,
+            Origin::Set { .. } if new_only => return Ok(None),
             Origin::Set { from, etags } => {
                 let sha = parse_hex32(&f.sha256).ok_or_else(|| {
                     Error::Corrupt(format!("invalid SHA-256 for {} in a manifest", f.path))
@@ -174,7 +179,7 @@ impl Engine {
                         if_match.as_deref(),
                     )
                     .await?;
-                return Ok((etag, f.sha256.clone()));
+                return Ok(Some((etag, f.sha256.clone())));
             }
         };
         let (store, path, size) = (self.store.clone(), local.path.clone(), f.size);
@@ -188,17 +193,26 @@ impl Engine {
                     sha256: Some(sha),
                     part_crc64: Vec::new(),
                 };
-                let etag = store.put_bytes(&key, body, &opts).await?;
-                Ok((etag, hex::encode(sha)))
+                let etag = if new_only {
+                    store
+                        .put_bytes_if(&key, body, &opts, Precondition::Absent)
+                        .await?
+                } else {
+                    Some(store.put_bytes(&key, body, &opts).await?)
+                };
+                Ok(etag.map(|etag| (etag, hex::encode(sha))))
             })
             .await;
+        }
+        if new_only {
+            return Ok(None);
         }
         let sha = parse_hex32(&f.sha256).ok_or_else(|| {
             Error::Corrupt(format!("{} was not hashed before its upload", f.path))
         })?;
         let opts = opts(sha, local.part_crc64.clone());
         let etag = spawned(async move { store.put_file(&key, &path, size, &opts).await }).await?;
-        Ok((etag, f.sha256.clone()))
+        Ok(Some((etag, f.sha256.clone())))
     }
 
     /// The memory a transfer of `size` bytes holds while in flight: a small file whole (read
@@ -221,6 +235,35 @@ impl Engine {
         stamp: Stamp<'_>,
         verb: &'static str,
     ) -> Result<Vec<FileEntry>> {
+        let (written, _) = self.write_some(to, origin, files, stamp, verb, false).await?;
+        Ok(written)
+    }
+
+    /// Writes `files` into `to` concurrently where their keys are free, each with
+    /// `If-None-Match: *`: the files written, with their new entity tags, and those the store
+    /// refused (their keys exist). Only small local files are written so; any other counts
+    /// as refused. On a store that ignores the header, every write is accepted.
+    pub(super) async fn write_new_files(
+        &self,
+        to: &SetLocation,
+        origin: &Origin,
+        files: &[FileEntry],
+        stamp: Stamp<'_>,
+    ) -> Result<(Vec<FileEntry>, Vec<FileEntry>)> {
+        self.write_some(to, origin, files, stamp, "uploaded", true)
+            .await
+    }
+
+    /// [`Engine::write_files`], or with `new_only` [`Engine::write_new_files`].
+    async fn write_some(
+        &self,
+        to: &SetLocation,
+        origin: &Origin,
+        files: &[FileEntry],
+        stamp: Stamp<'_>,
+        verb: &'static str,
+        new_only: bool,
+    ) -> Result<(Vec<FileEntry>, Vec<FileEntry>)> {
         let total = crate::manifest::sum_sizes(files.iter().map(|f| f.size));
         let (progress, _guard) = Progress::start(verb, files.len() as u64, total);
         let max = self.tuning.concurrency;
@@ -243,36 +286,46 @@ impl Engine {
                 // The SDK retries each request; a file whose request still failed after
                 // all of them is written again from the start, a few times, before the
                 // whole publish gives up.
-                let (etag, sha256) = retried(
+                let done = retried(
                     || format!("writing {} again", f.path),
-                    || self.write_one(to, origin, f, stamp),
+                    || self.write_one(to, origin, f, stamp, new_only),
                 )
                 .await?;
+                let Some((etag, sha256)) = done else {
+                    return Ok::<_, Error>((i, Err(f.clone())));
+                };
                 progress.file_done(&f.path, f.size, t.elapsed());
-                Ok::<_, Error>((
+                Ok((
                     i,
-                    FileEntry {
+                    Ok(FileEntry {
                         etag: Some(etag),
                         sha256,
                         ..f.clone()
-                    },
+                    }),
                 ))
             })
         });
-        let mut written = window::run(self.store.as_ref(), &mut window, jobs).await?;
-        written.sort_unstable_by_key(|(i, _)| *i);
-        let written: Vec<FileEntry> = written.into_iter().map(|(_, f)| f).collect();
+        let mut done = window::run(self.store.as_ref(), &mut window, jobs).await?;
+        done.sort_unstable_by_key(|(i, _)| *i);
+        let (mut written, mut refused) = (Vec::new(), Vec::new());
+        for (_, f) in done {
+            match f {
+                Ok(f) => written.push(f),
+                Err(f) => refused.push(f),
+            }
+        }
         let took = progress.elapsed();
+        let total = total - crate::manifest::sum_sizes(refused.iter().map(|f| f.size));
         log::phase(format!(
             "{verb} {}, {} to {to} in {:.2} s{}",
-            log::count(files.len() as u64, "file"),
+            log::count(written.len() as u64, "file"),
             log::bytes(total),
             took.as_secs_f64(),
             log::rate(total, took)
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default()
         ));
-        Ok(written)
+        Ok((written, refused))
     }
 
     /// Downloads `files` of the set at `from` into `dest` concurrently, each verified by

@@ -129,6 +129,9 @@ pub struct Source {
     /// Skip the SDK's default checksums (stores that reject them).
     #[serde(default)]
     pub skip_s3_checksums: bool,
+    /// The store refuses a PUT with `If-None-Match: *` to a key that exists.
+    #[serde(default)]
+    pub conditional_writes_enforced: bool,
     /// Extra CA certificates (PEM text) to trust, for an endpoint with a private CA.
     #[serde(default)]
     pub ca_bundle: Option<String>,
@@ -383,6 +386,7 @@ impl Source {
             session_token: self.session_token.as_ref().map(|s| s.0.clone()),
             role_arn: nonempty(&self.aws_role_arn),
             skip_checksums: self.skip_s3_checksums,
+            conditional_writes_enforced: self.conditional_writes_enforced,
             server_side_encryption: sse,
             sse_kms_key_id: nonempty(&self.sse_kms_key_id),
             ca_bundle: nonempty(&self.ca_bundle),

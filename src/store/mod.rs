@@ -101,6 +101,16 @@ pub trait Store: Send + Sync {
         None
     }
 
+    /// Whether the store is taken to enforce [`Precondition::Absent`] before any probe has
+    /// answered: the local store, AWS S3, and a store configured so
+    /// ([`StoreConfig::conditional_writes_enforced`]). A publisher then writes a small set's
+    /// objects with `If-None-Match: *` at once, instead of reading the set first; the probe
+    /// still runs beside those writes, and a store that ignores the header is still listed
+    /// after its manifest.
+    fn expects_enforcement(&self) -> bool {
+        self.enforces_preconditions() == Some(true)
+    }
+
     /// How many requests this store has sent (S3 only; 0 elsewhere).
     fn requests(&self) -> u64 {
         0
@@ -255,6 +265,9 @@ pub struct StoreConfig {
     pub role_arn: Option<String>,
     /// Skip the SDK's default checksums and the SHA-256 upload checksum (stores that reject them).
     pub skip_checksums: bool,
+    /// The store is known to enforce `If-None-Match: *` on PutObject (AWS S3 is taken to
+    /// without it): publishes of small sets write their objects first.
+    pub conditional_writes_enforced: bool,
     /// Server-side encryption (`AES256` or `aws:kms`).
     pub server_side_encryption: Option<String>,
     /// The KMS key id for `aws:kms`.
@@ -277,6 +290,10 @@ impl std::fmt::Debug for StoreConfig {
             .field("session_token", &redacted(&self.session_token))
             .field("role_arn", &self.role_arn)
             .field("skip_checksums", &self.skip_checksums)
+            .field(
+                "conditional_writes_enforced",
+                &self.conditional_writes_enforced,
+            )
             .field("server_side_encryption", &self.server_side_encryption)
             .field("sse_kms_key_id", &self.sse_kms_key_id)
             .field("ca_bundle", &self.ca_bundle.as_ref().map(|_| "<PEM>"))

@@ -42,12 +42,15 @@ pub struct S3Store {
     throttled: Arc<AtomicU64>,
     /// Whether the store took a full-object CRC64/NVME multipart upload (until it refuses one).
     crc64_multipart: Arc<AtomicBool>,
+    /// Whether the store is taken to enforce `If-None-Match: *`: AWS S3, or configured so.
+    expects_enforcement: bool,
 }
 
 impl S3Store {
     /// Opens `bucket` with the given settings; nothing is sent until the first request.
     pub async fn open(bucket: &str, cfg: &StoreConfig, tuning: &Tuning) -> Result<Self> {
         let sdk = client::sdk_config(cfg, tuning).await?;
+        let aws = is_aws(sdk.endpoint_url());
         let endpoint = sdk
             .endpoint_url()
             .map(str::to_string)
@@ -67,6 +70,7 @@ impl S3Store {
             requests,
             throttled,
             crc64_multipart: Arc::new(AtomicBool::new(true)),
+            expects_enforcement: aws || cfg.conditional_writes_enforced,
         })
     }
 
@@ -85,6 +89,26 @@ impl S3Store {
 
     fn copy_source(&self, key: &str) -> String {
         format!("{}/{}", self.bucket, percent_encode(key))
+    }
+}
+
+/// Whether requests go to AWS S3 itself, which enforces `If-None-Match: *` on PutObject (since
+/// August 2024): no endpoint other than AWS's is configured, here or for S3 alone
+/// (`AWS_ENDPOINT_URL_S3`).
+fn is_aws(endpoint: Option<&str>) -> bool {
+    let s3_only = std::env::var("AWS_ENDPOINT_URL_S3").ok();
+    aws_endpoint(endpoint.or(s3_only.as_deref().filter(|v| !v.is_empty())))
+}
+
+/// Whether `endpoint` (`None`: the SDK's own) is AWS S3's.
+fn aws_endpoint(endpoint: Option<&str>) -> bool {
+    match endpoint {
+        None => true,
+        Some(url) => {
+            let rest = url.split_once("://").map_or(url, |(_, r)| r);
+            let host = rest.split(['/', ':', '?']).next().unwrap_or("");
+            host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn")
+        }
     }
 }
 
@@ -156,6 +180,10 @@ impl Store for S3Store {
             .await
             .map_err(|e| self.fail(&format!("listing {prefix}"), e))?;
         Ok(page.contents().iter().filter_map(info).collect())
+    }
+
+    fn expects_enforcement(&self) -> bool {
+        self.expects_enforcement
     }
 
     fn requests(&self) -> u64 {
@@ -276,6 +304,19 @@ impl Store for S3Store {
 mod tests {
     use super::*;
     use crate::store::part_size_for;
+
+    #[test]
+    fn aws_endpoints_are_told_from_others() {
+        assert!(aws_endpoint(None));
+        assert!(aws_endpoint(Some("https://s3.eu-west-1.amazonaws.com")));
+        assert!(aws_endpoint(Some(
+            "https://bucket.s3.cn-north-1.amazonaws.com.cn/"
+        )));
+        assert!(!aws_endpoint(Some("http://127.0.0.1:3900")));
+        assert!(!aws_endpoint(Some("https://amazonaws.com.evil.example")));
+        assert!(!aws_endpoint(Some("https://s3.example.com/amazonaws.com")));
+        assert!(!aws_endpoint(Some("https://x.r2.cloudflarestorage.com")));
+    }
 
     #[test]
     fn encodes_copy_sources() {
