@@ -262,13 +262,26 @@ fn a_small_publish_writes_first_where_the_store_is_known_to_arbitrate() {
     let publish = trips(&p, &t, &["upload"]);
     // Each file goes out with If-None-Match: * beside the read of the set: a key that
     // exists is refused, so a set completed meanwhile keeps its objects. Then the manifest.
-    let common = "1: GET manifest, LIST, PUT file x5, PUT probe | 2: PUT index, PUT manifest, PUT probe";
+    let common =
+        "1: GET manifest, LIST, PUT file x5, PUT probe | 2: PUT index, PUT manifest, PUT probe";
     // Garage ignores the header: the probe says so, and the set is listed after the manifest
     // as usual (with a warning that the setting is wrong for this store).
     assert_by_store(&g, &publish, common, " | 3: LIST");
     t.reset_packages();
     assert_eq!(trips(&p, &t, &["check"]), "1: GET manifest, LIST");
     assert!(t.found());
+    // The probe tells a store that ignores the header, and the log says the setting is wrong.
+    t.repo.write("README", "docs\n");
+    t.repo.commit("docs");
+    t.reset_packages();
+    t.run(&["check"]).ok();
+    build_five(&t);
+    let r = t.run(&["upload"]);
+    r.ok();
+    let warned = r
+        .stderr
+        .contains("ignores conditional writes, yet it was taken to enforce them");
+    assert_eq!(warned, g.store != Store::SeaweedFs, "{}", r.stderr);
 }
 
 #[test]

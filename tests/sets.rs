@@ -229,3 +229,109 @@ fn a_large_file_is_checked_piece_by_piece() {
         fetch_with("5M").0.fails(1, "does not match its manifest");
     }
 }
+
+/// Whether a publish to `b` writes its objects before it reads the set: on `file://`, and on
+/// SeaweedFS, which enforces `If-None-Match` and is said to (Garage ignores the header, so its
+/// publishes read first). Sets the setting on `t` where it applies.
+fn writes_first(b: &Bucket, t: &mut Task) -> bool {
+    use common::bucket::Place;
+    match &b.place {
+        Place::File(_) => true,
+        Place::S3(g, _) if g.store == common::Store::SeaweedFs => {
+            t.env
+                .insert("S3AM_CONDITIONAL_WRITES_ENFORCED".into(), "true".into());
+            true
+        }
+        Place::S3(..) => false,
+    }
+}
+
+/// A late publisher of a commit, whose build is not byte-identical, finds the set complete: its
+/// writes never replace the winner's objects (a publish that writes first sends each with
+/// `If-None-Match: *`, and the store refuses those whose keys exist), so the winner's readers
+/// still verify the set. A file the winner's set does not name may stay beside it, unread.
+#[test]
+fn a_late_publisher_never_replaces_a_complete_sets_objects() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "late") {
+        let store = b.name();
+        let mut t = task(&b);
+        let first = writes_first(&b, &mut t);
+        t.run(&["upload"]).ok();
+        let commit = t.repo.head();
+        // The late build: its check ran before the set completed.
+        t.reset_packages();
+        t.build(&[
+            (".commit-hash", commit.as_bytes()),
+            ("a.zip", b"A, built again, not byte-identical"),
+            ("b.zip", b"bb"),
+            ("c/d.tgz", b"DDD"),
+            ("e.zip", b"a file the winner's set does not have"),
+        ]);
+        let r = t.run(&["upload"]);
+        r.ok();
+        assert!(
+            r.stderr.contains("is already complete"),
+            "{store}: {}",
+            r.stderr
+        );
+        assert_eq!(
+            b.get(&format!("artifacts/{commit}/a.zip")).as_deref(),
+            Some(b"a".as_slice()),
+            "{store}: the late publisher replaced an object of the complete set"
+        );
+        let (r, dest) = fetch(&t);
+        r.ok();
+        assert_eq!(std::fs::read(dest.join("a.zip")).unwrap(), b"a", "{store}");
+        assert_eq!(std::fs::read(dest.join("c/d.tgz")).unwrap(), b"ddd");
+        assert!(
+            !dest.join("e.zip").exists(),
+            "{store}: e.zip was downloaded"
+        );
+        // Written first, a file under a new name was accepted; read first, nothing was.
+        assert_eq!(
+            b.get(&format!("artifacts/{commit}/e.zip")).is_some(),
+            first,
+            "{store}: writes first: {first}"
+        );
+    }
+}
+
+/// Objects an interrupted upload left (no manifest) are written over: a publish that writes
+/// first finds their keys taken, reads the set, and writes them again before its manifest.
+#[test]
+fn an_interrupted_uploads_objects_are_written_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "leftover") {
+        let store = b.name();
+        let mut t = task(&b);
+        let first = writes_first(&b, &mut t);
+        let commit = t.repo.head();
+        b.put(
+            &format!("artifacts/{commit}/a.zip"),
+            b"half of a stale build",
+        );
+        b.put(&format!("artifacts/{commit}/c/d.tgz"), b"stale");
+        let r = t.run(&["upload"]);
+        r.ok();
+        if first {
+            assert!(
+                r.stderr.contains("2 files of artifacts/")
+                    && r.stderr.contains("already had an object"),
+                "{store}: {}",
+                r.stderr
+            );
+        }
+        t.reset_packages();
+        t.run(&["check"]).ok();
+        assert!(t.found(), "{store}");
+        let (r, dest) = fetch(&t);
+        r.ok();
+        assert_eq!(std::fs::read(dest.join("a.zip")).unwrap(), b"a", "{store}");
+        assert_eq!(
+            std::fs::read(dest.join("c/d.tgz")).unwrap(),
+            b"ddd",
+            "{store}"
+        );
+    }
+}

@@ -173,8 +173,8 @@ impl Engine {
     /// whole set uploaded to it beside the artifacts), unless legacy sets count (a legacy
     /// set's objects would then have to stop the publish before it writes).
     fn writes_first(&self, opts: &PublishOptions, files: &[Asset], marked: bool) -> bool {
-        let may_fill = opts.cache == CacheMode::ReadWrite
-            && (marked || opts.compute_code_hash.is_some());
+        let may_fill =
+            opts.cache == CacheMode::ReadWrite && (marked || opts.compute_code_hash.is_some());
         let total = crate::manifest::sum_sizes(files.iter().map(|a| a.size));
         self.store.expects_enforcement()
             && !opts.accept_legacy

@@ -235,7 +235,9 @@ impl Engine {
         stamp: Stamp<'_>,
         verb: &'static str,
     ) -> Result<Vec<FileEntry>> {
-        let (written, _) = self.write_some(to, origin, files, stamp, verb, false).await?;
+        let (written, _) = self
+            .write_some(to, origin, files, stamp, verb, false)
+            .await?;
         Ok(written)
     }
 
