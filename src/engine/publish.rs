@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::transfer::{Local, Origin, Stamp, IN_MEMORY};
+use super::transfer::{Origin, Stamp, IN_MEMORY};
 use super::{CacheMode, Engine, Outcome, PublishOptions, Report, SetState};
 use crate::assets::{self, Asset};
 use crate::codehash;
@@ -53,7 +53,7 @@ impl Engine {
                 artifacts: &artifacts,
                 started,
             };
-            return self.publish_first(opts, &files, first).await;
+            return self.publish_first(opts, files, first).await;
         }
         // The artifacts' state and, to fill the cache, the code hash and the cache entry's
         // state, at once: a publish almost always finds both missing, so listing them costs
@@ -68,29 +68,37 @@ impl Engine {
         }
         let (code_hash, plan) = plan?;
         let cache = cache_target(opts.cache, code_hash.as_deref(), plan);
-        let (entries, origin, total) = self.prepare(&files, &artifacts).await?;
+        let (entries, origin, total) = self.prepare(&files, dir, &artifacts).await?;
+        // What each file needs from here on is in its entry and the origin.
+        let count = files.len() as u64;
+        drop(files);
         let stamp = Stamp {
             commit: &commit,
             code_hash: code_hash.as_deref(),
             repair: false,
         };
         self.start_probe();
+        let sets = Sets {
+            artifacts: &artifacts,
+            cache: cache.as_ref(),
+        };
         let up = Upload {
-            sets: Sets {
-                artifacts: &artifacts,
-                cache: cache.as_ref(),
-            },
+            sets,
             origin: &origin,
             entries: &entries,
             stamp,
             total,
         };
-        self.upload_and_complete(&up).await?;
+        let (written, cached) = self.upload_both(&up).await?;
+        // The entries written replace them.
+        drop(entries);
+        self.complete_both(sets, &origin, stamp, written, cached)
+            .await?;
         Ok(Report {
             commit,
             code_hash,
             outcome: Outcome::Uploaded,
-            files: files.len() as u64,
+            files: count,
             bytes: total,
             moved: total,
             seconds: started.elapsed().as_secs_f64(),
@@ -193,7 +201,7 @@ impl Engine {
     async fn publish_first(
         &self,
         opts: &PublishOptions,
-        files: &[Asset],
+        files: Vec<Asset>,
         first: First<'_>,
     ) -> Result<Report> {
         let First {
@@ -210,7 +218,9 @@ impl Engine {
         if fill.is_none() {
             cache_target(opts.cache, code_hash.as_deref(), None);
         }
-        let (entries, origin, total) = self.prepare(files, artifacts).await?;
+        let (entries, origin, total) = self.prepare(&files, &opts.package_dir, artifacts).await?;
+        let count = files.len() as u64;
+        drop(files);
         let stamp = Stamp {
             commit: &commit,
             code_hash: code_hash.as_deref(),
@@ -233,6 +243,7 @@ impl Engine {
                 }
             }
         );
+        drop(entries);
         let (state, listing) = read?;
         if !self.replaces(artifacts, state, &listing).await? {
             return Ok(skipped(commit, marked, started));
@@ -292,7 +303,7 @@ impl Engine {
             commit: commit.clone(),
             code_hash,
             outcome: Outcome::Uploaded,
-            files: files.len() as u64,
+            files: count,
             bytes: total,
             moved: total,
             seconds: started.elapsed().as_secs_f64(),
@@ -326,6 +337,7 @@ impl Engine {
     async fn prepare(
         &self,
         files: &[Asset],
+        dir: &std::path::Path,
         artifacts: &SetLocation,
     ) -> Result<(Vec<FileEntry>, Origin, u64)> {
         let parts: Vec<Option<u64>> = files
@@ -359,28 +371,17 @@ impl Engine {
                 pieces: h.pieces.clone(),
             })
             .collect();
-        let local = files.iter().zip(hashed).map(|(a, h)| {
-            let local = Local {
-                path: a.path.clone(),
-                part_crc64: h.parts,
-            };
-            (a.rel.clone(), local)
-        });
-        Ok((entries, Origin::Files(local.collect()), total))
-    }
-
-    /// Uploads the assets into the artifacts set and fills the cache entry, then writes both
-    /// manifests at once (the artifacts' no earlier than the cache entry's).
-    async fn upload_and_complete(&self, up: &Upload<'_>) -> Result<()> {
-        let Upload {
-            sets,
-            origin,
-            stamp,
-            ..
-        } = *up;
-        let (written, cached) = self.upload_both(up).await?;
-        self.complete_both(sets, origin, stamp, written, cached)
-            .await
+        let part_crc64 = files
+            .iter()
+            .zip(hashed)
+            .filter(|(_, h)| !h.parts.is_empty())
+            .map(|(a, h)| (a.rel.clone(), h.parts))
+            .collect();
+        let origin = Origin::Files {
+            dir: dir.to_path_buf(),
+            part_crc64,
+        };
+        Ok((entries, origin, total))
     }
 
     /// Writes the manifests of the artifacts set (`written`) and, when it was filled, the

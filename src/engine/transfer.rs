@@ -118,21 +118,20 @@ const COPIES_IN_FLIGHT: usize = 256;
 /// Where the files of a set being written come from, so that one a concurrent publisher
 /// replaced can be written again.
 pub(super) enum Origin {
-    /// Local files by relative path (a publish).
-    Files(HashMap<String, Local>),
+    /// The files of a package directory, by their paths relative to it (a publish), with
+    /// the CRC64/NVME of each part of those read in parts when the store checksums parts.
+    /// Nothing per file beyond that: a set of 50,000 files would otherwise hold a path and a
+    /// map entry for each, some 12 MB, for the whole publish.
+    Files {
+        dir: PathBuf,
+        part_crc64: HashMap<String, Vec<u64>>,
+    },
     /// Another set in the bucket (a cache restore or fill), with the entity tag each source
     /// object must still have.
     Set {
         from: SetLocation,
         etags: HashMap<String, Option<String>>,
     },
-}
-
-/// A local file to upload, with the CRC64/NVME of each of its parts when the store checksums
-/// parts and the file was read in them.
-pub(super) struct Local {
-    pub(super) path: PathBuf,
-    pub(super) part_crc64: Vec<u64>,
 }
 
 fn parse_hex32(s: &str) -> Option<[u8; 32]> {
@@ -159,10 +158,8 @@ impl Engine {
             part_crc64,
         };
         let key = to.key(&f.path);
-        let local = match origin {
-            Origin::Files(paths) => paths.get(&f.path).ok_or_else(|| {
-                Error::Input(format!("{} vanished from the package directory", f.path))
-            })?,
+        let (path, part_crc64) = match origin {
+            Origin::Files { dir, part_crc64 } => (dir.join(&f.path), part_crc64.get(&f.path)),
             Origin::Set { .. } if new_only => return Ok(None),
             Origin::Set { from, etags } => {
                 let sha = parse_hex32(&f.sha256).ok_or_else(|| {
@@ -182,7 +179,7 @@ impl Engine {
                 return Ok(Some((etag, f.sha256.clone())));
             }
         };
-        let (store, path, size) = (self.store.clone(), local.path.clone(), f.size);
+        let (store, size) = (self.store.clone(), f.size);
         if f.size <= IN_MEMORY {
             // Read once, hashed and sent from memory: no second pass over the file.
             let stamped = stamped(stamp, &self.publisher);
@@ -210,7 +207,7 @@ impl Engine {
         let sha = parse_hex32(&f.sha256).ok_or_else(|| {
             Error::Corrupt(format!("{} was not hashed before its upload", f.path))
         })?;
-        let opts = opts(sha, local.part_crc64.clone());
+        let opts = opts(sha, part_crc64.cloned().unwrap_or_default());
         let etag = spawned(async move { store.put_file(&key, &path, size, &opts).await }).await?;
         Ok(Some((etag, f.sha256.clone())))
     }
@@ -271,7 +268,7 @@ impl Engine {
         let max = self.tuning.concurrency;
         let throttles = self.store.throttled();
         let mut window = match origin {
-            Origin::Files(_) => Window::new(max, throttles),
+            Origin::Files { .. } => Window::new(max, throttles),
             // Server-side copies move no bytes through this process, and the store handles
             // many at once more cheaply than a few at a time (Garage: 2,000 copies take 3.8 s
             // at 16 in flight, 2.5 s at 256), so copies start with the whole window.
@@ -280,7 +277,7 @@ impl Engine {
         let jobs = files.iter().enumerate().map(|(i, f)| {
             let progress = progress.clone();
             let held = match origin {
-                Origin::Files(_) => self.memory_held(f.size),
+                Origin::Files { .. } => self.memory_held(f.size),
                 Origin::Set { .. } => 0,
             };
             (held, async move {
