@@ -48,6 +48,49 @@ fn round_trips_and_validates() {
     assert_eq!(back.check_place(&loc, true), Ok(()));
 }
 
+/// A manifest is indented down to its list of files, and each file takes one line, pieces
+/// and all: about 40 % smaller than fully indented JSON for a large set, as easy to read.
+#[test]
+fn each_file_takes_one_line() {
+    let loc = Layout::new("").unwrap().artifacts(SHA1);
+    let mut big = entry("big.bin", 3 << 20);
+    big.pieces = Some(Pieces {
+        size: 1 << 20,
+        sha256: vec![hash('a'), hash('b'), hash('c')],
+    });
+    let m = Manifest::new(&loc, SHA1, None, vec![entry("a.zip", 1), big]);
+    let text = String::from_utf8(m.to_bytes()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let line = |path: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(path))
+            .unwrap_or_else(|| panic!("no line names {path}:\n{text}"))
+            .trim()
+    };
+    assert_eq!(
+        line("a.zip"),
+        format!(r#"{{"path":"a.zip","size":1,"sha256":"{}"}},"#, hash('0'))
+    );
+    assert!(line("big.bin").starts_with(r#"{"path":"big.bin","size":3145728,"#));
+    assert!(
+        line("big.bin").ends_with(&format!(r#""{}"]}}}}"#, hash('c'))),
+        "{text}"
+    );
+    assert!(lines.contains(&r#"  "files": ["#), "{text}");
+    assert!(lines.contains(&r#"  "commit": "0123456789abcdef0123456789abcdef01234567","#));
+    assert_eq!(lines.last(), Some(&"}"));
+    assert!(text.ends_with("}\n"));
+    assert_eq!(Manifest::parse(text.as_bytes(), "k").unwrap(), m);
+    let pretty = serde_json::to_vec_pretty(&m).unwrap();
+    assert!(
+        text.len() < pretty.len(),
+        "{} >= {}",
+        text.len(),
+        pretty.len()
+    );
+}
+
 /// A manifest is its set's only: another commit, another code hash or another prefix
 /// refuses it, and one without a prefix passes only where none is required.
 #[test]
