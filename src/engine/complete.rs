@@ -246,10 +246,10 @@ impl Engine {
             took_over: false,
         };
         for round in 1..=CONFLICT_ROUNDS {
-            let Some(body) = self.write_round(&mut c).await? else {
+            let Some(digest) = self.write_round(&mut c).await? else {
                 return Ok(());
             };
-            let bad = match self.check_round(&mut c, &body).await? {
+            let bad = match self.check_round(&mut c, &digest).await? {
                 Checked::Done => return Ok(()),
                 Checked::Again => continue,
                 Checked::Replaced(bad) => bad,
@@ -267,9 +267,10 @@ impl Engine {
         Err(conflict(loc))
     }
 
-    /// One round's manifest (and index entry): the bytes we wrote, or `None` when the set is
-    /// complete as it is (the store let us win, or another publisher's set verifies).
-    async fn write_round(&self, c: &mut Completion<'_>) -> Result<Option<Vec<u8>>> {
+    /// One round's manifest (and index entry): the SHA-256 of the bytes we wrote, or `None`
+    /// when the set is complete as it is (the store let us win, or another publisher's set
+    /// verifies).
+    async fn write_round(&self, c: &mut Completion<'_>) -> Result<Option<[u8; 32]>> {
         let loc = c.loc;
         let now_ms = super::now_ms();
         if c.artifacts {
@@ -292,12 +293,12 @@ impl Engine {
         });
         let written = written?;
         indexed?;
-        if let Some((body, etag)) = written {
+        if let Some((digest, etag)) = written {
             let first = c.ours.replace(etag).is_none();
             // The store let us win: a publisher writing into the set from now on sees its
             // own manifest refused, and checks our set after its writes.
             let won = first && self.enforces_conditional_writes().await;
-            return Ok((!won).then_some(body));
+            return Ok((!won).then_some(digest));
         }
         match c.ours {
             // Our own writes (the files rewritten last round) may have landed after that
@@ -319,19 +320,20 @@ impl Engine {
         // Its set does not verify: replace its manifest, as without the header (an
         // unconditional write always returns Some).
         c.took_over = true;
-        let (body, etag) = self
+        let (digest, etag) = self
             .write_manifest(loc, &c.m, None)
             .await?
             .unwrap_or_default();
         c.ours = Some(etag);
-        Ok(Some(body))
+        Ok(Some(digest))
     }
 
-    /// Whether our objects, or our manifest (`body`), were replaced after we wrote them.
+    /// Whether our objects, or our manifest (whose SHA-256 is `digest`), were replaced after
+    /// we wrote them.
     /// Where keys are set, the manifest is read beside the listing: a publisher that holds a
     /// key must not end with a manifest in place that it would not take itself (an unsigned
     /// publisher's, racing it). Otherwise only once objects were replaced.
-    async fn check_round(&self, c: &mut Completion<'_>, body: &[u8]) -> Result<Checked> {
+    async fn check_round(&self, c: &mut Completion<'_>, digest: &[u8; 32]) -> Result<Checked> {
         let loc = c.loc;
         let key = loc.manifest_key();
         let read_current = || self.store.get_bytes(&key, MANIFEST_MAX);
@@ -347,7 +349,7 @@ impl Engine {
             None if bad.is_empty() => return Ok(Checked::Done),
             None => read_current().await?,
         };
-        if current.as_deref() == Some(body) {
+        if current.is_some_and(|now| Sha256::digest(&now)[..] == digest[..]) {
             return Ok(match bad.is_empty() {
                 true => Checked::Done,
                 false => Checked::Replaced(bad),
@@ -421,14 +423,15 @@ impl Engine {
         Ok(true)
     }
 
-    /// Writes the manifest (under `cond` when given); its bytes and entity tag, or `None`
-    /// when the store refused the conditional write.
+    /// Writes the manifest (under `cond` when given); the SHA-256 of its bytes and its entity
+    /// tag, or `None` when the store refused the conditional write. The bytes go to the store
+    /// as they are, not copied: a large set's manifest is megabytes.
     async fn write_manifest(
         &self,
         loc: &SetLocation,
         m: &Manifest,
         cond: Option<Precondition<'_>>,
-    ) -> Result<Option<(Vec<u8>, String)>> {
+    ) -> Result<Option<([u8; 32], String)>> {
         let body = m.to_bytes();
         // The signature goes first, under a name bound to these exact bytes: once the
         // manifest is visible, so is its signature, and no other manifest can claim it.
@@ -446,26 +449,23 @@ impl Engine {
             }
             None => String::new(),
         };
+        let digest: [u8; 32] = Sha256::digest(&body).into();
         let opts = PutOptions {
             metadata: BTreeMap::new(),
-            sha256: Some(Sha256::digest(&body).into()),
+            sha256: Some(digest),
             part_crc64: Vec::new(),
         };
         let key = loc.manifest_key();
         let etag = match cond {
             Some(cond) => {
-                let Some(etag) = self
-                    .store
-                    .put_bytes_if(&key, body.clone(), &opts, cond)
-                    .await?
-                else {
+                let Some(etag) = self.store.put_bytes_if(&key, body, &opts, cond).await? else {
                     return Ok(None);
                 };
                 etag
             }
-            None => self.store.put_bytes(&key, body.clone(), &opts).await?,
+            None => self.store.put_bytes(&key, body, &opts).await?,
         };
         log::phase(format!("wrote manifest {key}: {loc} is complete{signed}"));
-        Ok(Some((body, etag)))
+        Ok(Some((digest, etag)))
     }
 }
