@@ -230,6 +230,13 @@ pub const SILENT_MAX: Duration = Duration::from_secs(30);
 
 /// Builds the HTTP client: rustls, the system's roots plus `AWS_CA_BUNDLE`, and
 /// `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` from the environment.
+/// The most idle connections kept open to the store. A transfer of many small files opens up
+/// to 256, and an idle one keeps its read buffer (tens of KiB, more after a fast download):
+/// once a transfer ends, the rest close rather than hold some 13 MB through the manifest
+/// write and check that follow a 50,000-file upload. As many as a transfer starts with
+/// ([`crate::engine::FIRST_IN_FLIGHT`]) stay, so the next one opens none.
+const IDLE_CONNECTIONS: usize = crate::engine::FIRST_IN_FLIGHT;
+
 fn http_client(
     ca_bundle: Option<Vec<u8>>,
 ) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
@@ -242,8 +249,9 @@ fn http_client(
         .build()
         .expect("a TLS context without extra names always builds");
     aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
-        let mut b =
-            aws_smithy_http_client::Connector::builder().proxy_config(ProxyConfig::from_env());
+        let mut b = aws_smithy_http_client::Connector::builder()
+            .proxy_config(ProxyConfig::from_env())
+            .pool_max_idle_per_host(IDLE_CONNECTIONS);
         b.set_connector_settings(settings.cloned());
         if let Some(c) = components {
             b.set_sleep_impl(c.sleep_impl());
