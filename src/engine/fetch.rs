@@ -51,6 +51,8 @@ impl Engine {
         let Some(mut report) = found_report(commit, &state) else {
             return Ok(None);
         };
+        // The manifest's bytes, read and parsed, are freed by now.
+        super::release_freed_memory();
         // A complete set's files are its manifest's (not copied: 50,000 entries are megabytes).
         let (legacy, source, manifest) = match state {
             SetState::Complete(m) => {

@@ -36,6 +36,19 @@ pub use fetch::{found_report, refuse_damaged, refuse_invalid, refuse_untrusted};
 pub use prune::{age, Deleted, Plan, PruneOptions, Removal, INCOMPLETE_MAX_AGE};
 pub use window::{FLOOR as FEWEST_IN_FLIGHT, START as FIRST_IN_FLIGHT};
 
+/// Hands the memory a finished phase freed back to the system. glibc's allocator keeps freed
+/// memory in the arena of the thread that freed it, so phases that ran on other threads (the
+/// hashing pool, the runtime's workers) would otherwise add their high-water marks to the
+/// process's peak RSS: the 50,000-file upload peaked at 80 MB RSS with 42 MB of heap in use.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's own arenas to the
+    // system; it touches no memory in use.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;

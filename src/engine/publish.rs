@@ -72,6 +72,7 @@ impl Engine {
         // What each file needs from here on is in its entry and the origin.
         let count = files.len() as u64;
         drop(files);
+        super::release_freed_memory();
         let stamp = Stamp {
             commit: &commit,
             code_hash: code_hash.as_deref(),
