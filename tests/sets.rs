@@ -294,6 +294,28 @@ fn a_late_publisher_never_replaces_a_complete_sets_objects() {
             first,
             "{store}: writes first: {first}"
         );
+        // The resource's publish put, told the same through `source`, leaves it as well.
+        let late = t.root.join("late");
+        std::fs::create_dir_all(&late).unwrap();
+        std::fs::write(late.join("a.zip"), b"A, built a third time").unwrap();
+        std::fs::write(late.join("f.zip"), b"another new file").unwrap();
+        let enforced = t.env.contains_key("S3AM_CONDITIONAL_WRITES_ENFORCED");
+        let source = b.source(json!({ "conditional_writes_enforced": enforced }));
+        let req = json!({"source": source, "params": {"repo": "repo", "path": "late"}});
+        let r = resource("out", &t.root, &req);
+        r.ok();
+        assert!(r.stdout.contains("skipped"), "{store}: {}", r.stdout);
+        assert_eq!(
+            b.get(&format!("artifacts/{commit}/a.zip")).as_deref(),
+            Some(b"a".as_slice()),
+            "{store}: the put replaced an object of the complete set"
+        );
+        assert_eq!(
+            b.get(&format!("artifacts/{commit}/f.zip")).is_some(),
+            first,
+            "{store}: the put writes first: {first}"
+        );
+        fetch(&t).0.ok();
     }
 }
 
