@@ -301,7 +301,7 @@ impl Engine {
         self.complete_both(sets, &origin, stamp, written, cached)
             .await?;
         Ok(Report {
-            commit: commit.clone(),
+            commit,
             code_hash,
             outcome: Outcome::Uploaded,
             files: count,
