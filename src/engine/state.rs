@@ -197,15 +197,22 @@ impl Engine {
     ) -> Result<Vec<ObjectInfo>> {
         const PAGE: usize = 1000;
         const SLICE: usize = 900;
-        let mut keys: Vec<String> = rels.map(|r| loc.key(r)).collect();
-        if keys.len() <= SLICE {
+        // The paths, not their keys: every key is the set's root and its path, so they sort
+        // alike, and only a slice's last key is needed (50,000 keys would hold 5 MB).
+        let mut rels: Vec<&str> = rels.collect();
+        if rels.len() <= SLICE {
             return self.store.list(loc.root()).await;
         }
-        // Listings are in UTF-8 byte order, which is `String`'s.
-        keys.sort_unstable();
+        // Listings are in UTF-8 byte order, which is `str`'s.
+        rels.sort_unstable();
+        let ends: Vec<String> = rels
+            .chunks(SLICE)
+            .filter_map(|c| c.last().map(|r| loc.key(r)))
+            .collect();
+        drop(rels);
         // Slice i holds the keys after `bounds[i]` up to and including `bounds[i + 1]`.
         let mut bounds: Vec<Option<&str>> = vec![None];
-        bounds.extend(keys.chunks(SLICE).map(|c| c.last().map(String::as_str)));
+        bounds.extend(ends.iter().map(|k| Some(k.as_str())));
         let last = bounds.len() - 2;
         *bounds.last_mut().expect("at least two bounds") = None;
         let slices = (0..=last).map(|i| {
