@@ -36,6 +36,18 @@ pub use fetch::{found_report, refuse_damaged, refuse_invalid, refuse_untrusted};
 pub use prune::{age, Deleted, Plan, PruneOptions, Removal, INCOMPLETE_MAX_AGE};
 pub use window::{FLOOR as FEWEST_IN_FLIGHT, START as FIRST_IN_FLIGHT};
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::codehash::{self, Patterns};
+use crate::error::{clip, Error, Result};
+use crate::layout::Layout;
+use crate::log;
+use crate::manifest::Manifest;
+use crate::signing::{SigningKey, TrustedKeys};
+use crate::store::{Store, Tuning};
+
 /// Hands the memory a finished phase freed back to the system. glibc's allocator keeps freed
 /// memory in the arena of the thread that freed it, so phases that ran on other threads (the
 /// hashing pool, the runtime's workers) would otherwise add their high-water marks to the
@@ -48,18 +60,6 @@ fn release_freed_memory() {
         libc::malloc_trim(0);
     }
 }
-
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Instant;
-
-use crate::codehash::{self, Patterns};
-use crate::error::{clip, Error, Result};
-use crate::layout::Layout;
-use crate::log;
-use crate::manifest::Manifest;
-use crate::signing::{SigningKey, TrustedKeys};
-use crate::store::{Store, Tuning};
 
 /// This machine's clock in Unix milliseconds (0 before 1970).
 pub fn now_ms() -> u64 {

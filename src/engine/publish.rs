@@ -95,15 +95,7 @@ impl Engine {
         drop(entries);
         self.complete_both(sets, &origin, stamp, written, cached)
             .await?;
-        Ok(Report {
-            commit,
-            code_hash,
-            outcome: Outcome::Uploaded,
-            files: count,
-            bytes: total,
-            moved: total,
-            seconds: started.elapsed().as_secs_f64(),
-        })
+        Ok(uploaded(commit, code_hash, count, total, started))
     }
 
     /// Whether to publish over the set in `state`: not when it is complete (then indexed, in
@@ -258,16 +250,12 @@ impl Engine {
             }
             _ => (None, Ok(None)),
         };
-        let cached = match cached {
-            Err(e) if e.is_concurrent_write() => {
-                log::warn(not_filled(
-                    stamp.code_hash.unwrap_or_default(),
-                    &e.to_string(),
-                ));
+        let cached = match unless_replaced(cached, stamp.code_hash)? {
+            Some(cached) => cached,
+            None => {
                 fill = None;
                 None
             }
-            other => other?,
         };
         let (written, cached) = tokio::join!(
             self.write_refused(artifacts, &origin, written, &refused, stamp),
@@ -282,33 +270,18 @@ impl Engine {
             }
         );
         let written = written?;
-        let cached = match cached {
-            None => None,
-            Some(Ok(files)) => Some((files, None)),
-            Some(Err(e)) if e.is_concurrent_write() => {
-                log::warn(not_filled(
-                    stamp.code_hash.unwrap_or_default(),
-                    &e.to_string(),
-                ));
-                None
-            }
-            Some(Err(e)) => return Err(e),
-        };
+        let cached = cached
+            .map(|r| unless_replaced(r, stamp.code_hash))
+            .transpose()?
+            .flatten()
+            .map(|files| (files, None));
         let sets = Sets {
             artifacts,
             cache: fill.as_ref(),
         };
         self.complete_both(sets, &origin, stamp, written, cached)
             .await?;
-        Ok(Report {
-            commit,
-            code_hash,
-            outcome: Outcome::Uploaded,
-            files: count,
-            bytes: total,
-            moved: total,
-            seconds: started.elapsed().as_secs_f64(),
-        })
+        Ok(uploaded(commit, code_hash, count, total, started))
     }
 
     /// The files a first write placed (`written`), with those whose keys it found taken
@@ -410,13 +383,7 @@ impl Engine {
             self.complete_set(sets.artifacts, manifest, origin, true)
         );
         completed?;
-        match (filled, stamp.code_hash) {
-            (Err(e), Some(h)) if e.is_concurrent_write() => {
-                log::warn(not_filled(h, &e.to_string()));
-                Ok(())
-            }
-            (other, _) => other,
-        }
+        unless_replaced(filled, stamp.code_hash).map(|_| ())
     }
 
     /// Writes the assets into the artifacts set and, when it is to be filled, the cache
@@ -456,18 +423,10 @@ impl Engine {
             ),
             _ => None,
         };
-        let cached = match copied {
-            None => None,
-            Some(Ok(cached)) => Some(cached),
-            Some(Err(e)) if e.is_concurrent_write() => {
-                log::warn(not_filled(
-                    stamp.code_hash.unwrap_or_default(),
-                    &e.to_string(),
-                ));
-                None
-            }
-            Some(Err(e)) => return Err(e),
-        };
+        let cached = copied
+            .map(|r| unless_replaced(r, stamp.code_hash))
+            .transpose()?
+            .flatten();
         Ok((written, cached))
     }
 }
@@ -545,6 +504,38 @@ fn skipped(commit: String, code_hash: Option<String>, started: Instant) -> Repor
         bytes: 0,
         moved: 0,
         seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// The report of a publish that uploaded `files` files of `bytes` in all.
+fn uploaded(
+    commit: String,
+    code_hash: Option<String>,
+    files: u64,
+    bytes: u64,
+    started: Instant,
+) -> Report {
+    Report {
+        commit,
+        code_hash,
+        outcome: Outcome::Uploaded,
+        files,
+        bytes,
+        moved: bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// A cache fill's result: its value, or `None` (said in a warning) when a concurrent
+/// publisher kept replacing the entry, which costs only the fill; any other error stands.
+fn unless_replaced<T>(filled: Result<T>, code_hash: Option<&str>) -> Result<Option<T>> {
+    match filled {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_concurrent_write() => {
+            log::warn(not_filled(code_hash.unwrap_or_default(), &e.to_string()));
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 
