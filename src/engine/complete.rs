@@ -9,12 +9,13 @@
 //! other publisher's writes), and the one with the smallest publisher id repairs the set while
 //! the others wait for it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
 use super::retry::jitter;
+use super::state::Seen;
 use super::transfer::{Origin, Stamp};
 use super::{Engine, SetState};
 use crate::error::{Error, Result};
@@ -132,19 +133,24 @@ impl Engine {
     /// The files whose object in `loc` is missing or no longer carries the entity tag we
     /// wrote: a concurrent writer replaced them.
     async fn overwritten(&self, loc: &SetLocation, files: &[FileEntry]) -> Result<Vec<FileEntry>> {
-        let now: HashMap<String, Option<String>> = self
-            .list_known(loc, files.iter().map(|f| f.path.as_str()))
-            .await?
-            .into_iter()
-            .map(|o| (o.key, o.etag))
-            .collect();
+        // Checked page by page as the listing arrives: 50,000 keys would hold megabytes.
+        let index = super::state::PathIndex::new(files);
+        let mut seen = vec![Seen::Missing; files.len()];
+        self.list_known_each(loc, index.sorted_paths(), |page| {
+            index.mark(loc, &page, &mut seen, |f, o| {
+                if o.etag.is_some() && f.etag.is_some() && o.etag != f.etag {
+                    Seen::Rewritten
+                } else {
+                    Seen::Whole
+                }
+            });
+        })
+        .await?;
         Ok(files
             .iter()
-            .filter(|f| match now.get(&loc.key(&f.path)) {
-                None => true,
-                Some(etag) => etag.is_some() && f.etag.is_some() && *etag != f.etag,
-            })
-            .cloned()
+            .zip(&seen)
+            .filter(|(_, s)| **s != Seen::Whole)
+            .map(|(f, _)| f.clone())
             .collect())
     }
 

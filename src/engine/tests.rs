@@ -42,6 +42,63 @@ async fn listing_known_keys_in_slices_misses_nothing() {
     }
 }
 
+/// A set of 2,345 objects checked against its manifest page by page, with the manifest's
+/// entries out of order: every missing, resized and rewritten object is counted, however the
+/// slices of the listing fall, and an untouched set is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_sets_damage_is_counted_page_by_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path()).unwrap());
+    let engine = Engine::new(store.clone(), Layout::new("").unwrap(), Tuning::default());
+    let commit = "c".repeat(40);
+    let loc = engine.layout().artifacts(&commit);
+    let mut files = Vec::new();
+    for i in (0..2345).rev() {
+        let path = format!("d{}/f{i:05}", i % 7);
+        let etag = store
+            .put_bytes(&loc.key(&path), b"xy".to_vec(), &PutOptions::default())
+            .await
+            .unwrap();
+        files.push(crate::manifest::FileEntry {
+            path,
+            size: 2,
+            sha256: "0".repeat(64),
+            etag: Some(etag),
+            pieces: None,
+        });
+    }
+    // Manifest::new sorts; the check must not rely on it.
+    let mut m = Manifest::new(&loc, &commit, None, files.clone());
+    m.files = files;
+    assert_eq!(engine.damage(&loc, &m).await.unwrap(), None);
+    for i in [0, 901, 1802, 2344] {
+        let key = loc.key(&format!("d{}/f{i:05}", i % 7));
+        store.delete(&[key]).await.unwrap();
+    }
+    for i in [5, 1500] {
+        let key = loc.key(&format!("d{}/f{i:05}", i % 7));
+        store
+            .put_bytes(&key, b"xyz".to_vec(), &PutOptions::default())
+            .await
+            .unwrap();
+    }
+    let key = loc.key(&format!("d{}/f{:05}", 2000 % 7, 2000));
+    store
+        .put_bytes(&key, b"ab".to_vec(), &PutOptions::default())
+        .await
+        .unwrap();
+    let why = engine.damage(&loc, &m).await.unwrap().expect("damaged");
+    assert!(why.contains("4 of 2345 objects missing"), "{why}");
+    assert!(why.contains("2 of 2345 objects of another size"), "{why}");
+    assert!(
+        why.contains("1 of 2345 objects rewritten after the manifest was written: d5/f02000"),
+        "{why}"
+    );
+    // The same verdict from a listing already read.
+    let listing = store.list(loc.root()).await.unwrap();
+    assert_eq!(engine.damage_in(&loc, &m, &listing), Some(why));
+}
+
 /// Racing publishers, on a local store that lets a test write between a publisher's steps.
 mod racing {
     use std::path::Path;
