@@ -69,8 +69,8 @@ impl Sink {
         Ok(())
     }
 
-    /// Writes the `last` chunk (which may be empty), checks the size and (unless `sha256` is
-    /// empty) the SHA-256: in one trip to the blocking pool, or on this thread for a small file
+    /// Writes the `last` chunk (which may be empty), checks the size and (when `sha256` is
+    /// given) the SHA-256: in one trip to the blocking pool, or on this thread for a small file
     /// that arrived whole ([`INLINE_IO`]). Returns the checked file, for its owner to rename
     /// to `target` ([`Kept::rename`]). On a mismatch the temporary file is removed and
     /// `mismatch(size, sha256)` is the error.
@@ -79,7 +79,7 @@ impl Sink {
         last: Vec<u8>,
         target: PathBuf,
         size: u64,
-        sha256: String,
+        sha256: Option<[u8; 32]>,
         mismatch: impl FnOnce(u64, &str) -> Error + Send + 'static,
     ) -> Result<Kept> {
         let whole_and_small = self.file.is_none() && last.len() <= INLINE_IO;
@@ -87,9 +87,9 @@ impl Sink {
             if !last.is_empty() || self.file.is_none() {
                 self.write_now(&last)?; // creates the file, even an empty one
             }
-            let got = hex::encode(std::mem::take(&mut self.hasher).finalize());
-            if self.size != size || (!sha256.is_empty() && got != sha256) {
-                return Err(mismatch(self.size, &got));
+            let got: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
+            if self.size != size || sha256.is_some_and(|want| want != got) {
+                return Err(mismatch(self.size, &hex::encode(got)));
             }
             drop(self.file.take());
             Ok(Kept::new(std::mem::take(&mut self.tmp), target))
@@ -220,14 +220,14 @@ impl Ranged {
         })
     }
 
-    /// Waits for the hasher, checks the size and (unless `sha256` is empty) the SHA-256, and
+    /// Waits for the hasher, checks the size and (when given) the SHA-256, and
     /// returns the checked file; see [`Sink::finish`]. A file made by
     /// [`Ranged::create_unhashed`] has had every range checked: it is returned as it is.
     pub async fn finish(
         mut self,
         target: PathBuf,
         size: u64,
-        sha256: String,
+        sha256: Option<[u8; 32]>,
         mismatch: impl FnOnce(u64, &str) -> Error + Send + 'static,
     ) -> Result<Kept> {
         drop(self.complete.take());
@@ -235,7 +235,7 @@ impl Ranged {
             let (got_size, got) = hasher
                 .await
                 .map_err(|e| Error::task("a download's hash", e))??;
-            if got_size != size || (!sha256.is_empty() && got != sha256) {
+            if got_size != size || sha256.is_some_and(|want| hex::encode(want) != got) {
                 return Err(mismatch(got_size, &got));
             }
         }
@@ -301,8 +301,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 mod tests {
     use super::*;
 
-    fn sha(data: &[u8]) -> String {
-        hex::encode(Sha256::digest(data))
+    fn sha(data: &[u8]) -> Option<[u8; 32]> {
+        Some(Sha256::digest(data).into())
     }
 
     fn data() -> Vec<u8> {
@@ -354,7 +354,10 @@ mod tests {
             .finish(target.clone(), body.len() as u64, sha(&wrong), mismatch)
             .await
             .unwrap_err();
-        assert!(err.to_string().contains(&sha(&body)), "{err}");
+        assert!(
+            err.to_string().contains(&hex::encode(sha(&body).unwrap())),
+            "{err}"
+        );
         assert!(!tmp.exists() && !target.exists());
 
         // Dropped before `finish` (a failed range): the file goes too.
@@ -373,7 +376,7 @@ mod tests {
         file.writer().write_at(&body[..1000], 0).unwrap();
         file.complete_to(1000);
         let err = file
-            .finish(target.clone(), body.len() as u64, String::new(), mismatch)
+            .finish(target.clone(), body.len() as u64, None, mismatch)
             .await
             .unwrap_err();
         assert!(err.to_string().starts_with("mismatch: 1000 "), "{err}");

@@ -83,7 +83,7 @@ impl Engine {
             Some(m) => &m.files,
             None => &legacy,
         };
-        let unverified = files.iter().filter(|f| f.sha256.is_empty()).count();
+        let unverified = files.iter().filter(|f| !f.sha256.is_known()).count();
         if unverified > 0 {
             log::warn(format!(
                 "{unverified} of {} objects of {artifacts} carry no package-hash metadata: those are checked by size only",
@@ -167,8 +167,8 @@ impl Engine {
                     .await?
                     .and_then(|h| h.metadata.get(meta::PACKAGE_HASH).cloned())
                     .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-                    .filter(|d| d.len() == 32)
-                    .map(hex::encode);
+                    .and_then(|d| <[u8; 32]>::try_from(d).ok())
+                    .map(crate::manifest::Sha256Hex::from);
                 Ok::<_, Error>(FileEntry {
                     path: rel.to_string(),
                     size: o.size,

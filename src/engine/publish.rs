@@ -340,7 +340,7 @@ impl Engine {
             .map(|(a, h)| FileEntry {
                 path: a.rel.clone(),
                 size: h.size,
-                sha256: h.sha256.map(hex::encode).unwrap_or_default(),
+                sha256: h.sha256.map(Into::into).unwrap_or_default(),
                 etag: None,
                 pieces: h.pieces.clone(),
             })

@@ -62,7 +62,7 @@ async fn a_large_sets_damage_is_counted_page_by_page() {
         files.push(crate::manifest::FileEntry {
             path,
             size: 2,
-            sha256: "0".repeat(64),
+            sha256: [0; 32].into(),
             etag: Some(etag),
             pieces: None,
         });
@@ -336,7 +336,7 @@ async fn a_prune_cut_off_part_way_leaves_every_set_complete_or_without_its_manif
             let files = ["a.txt", "b.txt"].map(|p| crate::manifest::FileEntry {
                 path: p.into(),
                 size: if p == "a.txt" { 1 } else { 2 },
-                sha256: "0".repeat(64),
+                sha256: [0; 32].into(),
                 etag: None,
                 pieces: None,
             });
@@ -519,7 +519,7 @@ async fn downloads_checked_before_the_listing_wait_for_it_and_vanish_without_it(
         files.push(crate::manifest::FileEntry {
             path: rel.into(),
             size: body.len() as u64,
-            sha256: hex::encode(Sha256::digest(&body)),
+            sha256: <[u8; 32]>::from(Sha256::digest(&body)).into(),
             etag: None,
             pieces: None,
         });

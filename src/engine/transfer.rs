@@ -19,7 +19,7 @@ use super::Engine;
 use crate::error::{Error, Result};
 use crate::layout::{meta, SetLocation};
 use crate::log::{self, Progress};
-use crate::manifest::{FileEntry, Pieces};
+use crate::manifest::{FileEntry, Pieces, Sha256Hex};
 use crate::sink::{Kept, Ranged, Sink, INLINE_IO, WRITE_SLICE};
 use crate::store::{Precondition, PutOptions, Store, Tuning, PARTS_IN_FLIGHT};
 
@@ -134,13 +134,9 @@ pub(super) enum Origin {
     },
 }
 
-fn parse_hex32(s: &str) -> Option<[u8; 32]> {
-    hex::decode(s).ok()?.try_into().ok()
-}
-
 impl Engine {
     /// Writes one file of a set from its origin, with fresh metadata; returns its entity tag
-    /// and its SHA-256 (hex), which a small local file gets only here, from the bytes sent.
+    /// and its SHA-256, which a small local file gets only here, from the bytes sent.
     /// With `new_only`, a small local file is written with `If-None-Match: *`, and `None`
     /// says the store refused it (the key exists); anything else is not written at all and
     /// counts as refused, to be written once the caller knows it may.
@@ -151,7 +147,7 @@ impl Engine {
         f: &FileEntry,
         stamp: Stamp<'_>,
         new_only: bool,
-    ) -> Result<Option<(String, String)>> {
+    ) -> Result<Option<(String, Sha256Hex)>> {
         let opts = |sha: [u8; 32], part_crc64: Vec<u64>| PutOptions {
             metadata: metadata(stamp, &sha, &self.publisher),
             sha256: Some(sha),
@@ -162,7 +158,7 @@ impl Engine {
             Origin::Files { dir, part_crc64 } => (dir.join(&f.path), part_crc64.get(&f.path)),
             Origin::Set { .. } if new_only => return Ok(None),
             Origin::Set { from, etags } => {
-                let sha = parse_hex32(&f.sha256).ok_or_else(|| {
+                let sha = f.sha256.bytes().ok_or_else(|| {
                     Error::Corrupt(format!("invalid SHA-256 for {} in a manifest", f.path))
                 })?;
                 let if_match = etags.get(&f.path).cloned().flatten();
@@ -176,7 +172,7 @@ impl Engine {
                         if_match.as_deref(),
                     )
                     .await?;
-                return Ok(Some((etag, f.sha256.clone())));
+                return Ok(Some((etag, f.sha256)));
             }
         };
         let (store, size) = (self.store.clone(), f.size);
@@ -197,19 +193,19 @@ impl Engine {
                 } else {
                     Some(store.put_bytes(&key, body, &opts).await?)
                 };
-                Ok(etag.map(|etag| (etag, hex::encode(sha))))
+                Ok(etag.map(|etag| (etag, sha.into())))
             })
             .await;
         }
         if new_only {
             return Ok(None);
         }
-        let sha = parse_hex32(&f.sha256).ok_or_else(|| {
+        let sha = f.sha256.bytes().ok_or_else(|| {
             Error::Corrupt(format!("{} was not hashed before its upload", f.path))
         })?;
         let opts = opts(sha, part_crc64.cloned().unwrap_or_default());
         let etag = spawned(async move { store.put_file(&key, &path, size, &opts).await }).await?;
-        Ok(Some((etag, f.sha256.clone())))
+        Ok(Some((etag, f.sha256)))
     }
 
     /// The memory a transfer of `size` bytes holds while in flight: a small file whole (read
@@ -290,27 +286,30 @@ impl Engine {
                     || self.write_one(to, origin, f, stamp, new_only),
                 )
                 .await?;
-                let Some((etag, sha256)) = done else {
-                    return Ok::<_, Error>((i, Err(f.clone())));
-                };
-                progress.file_done(&f.path, f.size, t.elapsed());
-                Ok((
-                    i,
-                    Ok(FileEntry {
-                        etag: Some(etag),
-                        sha256,
-                        ..f.clone()
-                    }),
-                ))
+                if done.is_some() {
+                    progress.file_done(&f.path, f.size, t.elapsed());
+                }
+                Ok::<_, Error>((i, done))
             })
         });
-        let mut done = window::run(self.store.as_ref(), &mut window, jobs).await?;
-        done.sort_unstable_by_key(|(i, _)| *i);
-        let (mut written, mut refused) = (Vec::new(), Vec::new());
-        for (_, f) in done {
-            match f {
-                Ok(f) => written.push(f),
-                Err(f) => refused.push(f),
+        // What each write returned, in the files' order: the entries are made once all are
+        // written, not cloned as each one completes.
+        let mut results: Vec<Option<(String, Sha256Hex)>> = Vec::new();
+        results.resize_with(files.len(), || None);
+        window::run(self.store.as_ref(), &mut window, jobs, |(i, done)| {
+            results[i] = done
+        })
+        .await?;
+        let count = results.iter().filter(|r| r.is_some()).count();
+        let (mut written, mut refused) = (Vec::with_capacity(count), Vec::new());
+        for (f, done) in files.iter().zip(results) {
+            match done {
+                Some((etag, sha256)) => written.push(FileEntry {
+                    etag: Some(etag),
+                    sha256,
+                    ..f.clone()
+                }),
+                None => refused.push(f.clone()),
             }
         }
         let took = progress.elapsed();
@@ -362,7 +361,7 @@ impl Engine {
                 }),
             )
         });
-        window::run(self.store.as_ref(), &mut window, jobs).await?;
+        window::run(self.store.as_ref(), &mut window, jobs, |()| {}).await?;
         fetcher.undamaged().await?;
         let waiting = std::mem::take(&mut *fetcher.waiting.lock().expect("not poisoned"));
         waiting.into_iter().try_for_each(Kept::rename)
@@ -515,7 +514,7 @@ impl Fetcher {
         }
         drop(written);
         let kept = ranged
-            .finish(target, f.size, f.sha256.clone(), mismatch(&key, f))
+            .finish(target, f.size, f.sha256.bytes(), mismatch(&key, f))
             .await?;
         self.place(kept)
     }
@@ -553,7 +552,7 @@ impl Fetcher {
             sink = sink.write(buf).await?;
         };
         let kept = sink
-            .finish(last, target, f.size, f.sha256.clone(), mismatch(key, f))
+            .finish(last, target, f.size, f.sha256.bytes(), mismatch(key, f))
             .await?;
         self.place(kept)
     }
@@ -574,7 +573,7 @@ fn cut_off(key: &str, e: std::io::Error) -> Error {
 
 /// The error for a download whose size or SHA-256 is not its manifest's.
 fn mismatch(key: &str, f: &FileEntry) -> impl Fn(u64, &str) -> Error + Send + 'static {
-    let (key, expected, want_size) = (key.to_string(), f.sha256.clone(), f.size);
+    let (key, expected, want_size) = (key.to_string(), f.sha256, f.size);
     move |size, got: &str| {
         Error::Corrupt(format!(
             "{key} does not match its manifest (got {size} bytes, SHA-256 {got}; expected {want_size} bytes, {expected}): the object was changed after publishing; refusing it"

@@ -126,21 +126,28 @@ impl Window {
     }
 }
 
+/// How many transfers complete between two hand-backs of freed memory to the system
+/// ([`super::release_freed_memory`]): each leaves freed request state behind, scattered
+/// between the entries that live on, and glibc returns none of it by itself.
+const TRIM_EVERY: u64 = 2048;
+
 /// Runs `jobs` (each with the bytes it holds in memory while it runs), at most `window`'s
-/// limit at once and within [`MEMORY_BUDGET`]; returns their results in completion order, or
-/// the first error (the others are then dropped, which cancels them).
+/// limit at once and within [`MEMORY_BUDGET`]; hands each result to `done` in completion
+/// order (not collected: 50,000 of them would hold megabytes), or returns the first error
+/// (the others are then dropped, which cancels them).
 pub(super) async fn run<T, F>(
     store: &dyn Store,
     window: &mut Window,
     jobs: impl IntoIterator<Item = (u64, F)>,
-) -> Result<Vec<T>>
+    mut done: impl FnMut(T),
+) -> Result<()>
 where
     F: Future<Output = Result<T>>,
 {
     let mut pending = jobs.into_iter().peekable();
     let mut running = FuturesUnordered::new();
     let mut held = 0u64;
-    let mut out = Vec::new();
+    let mut completed = 0u64;
     loop {
         while running.len() < window.limit() {
             // One job always runs, however large; the others wait for room in the budget.
@@ -157,10 +164,14 @@ where
             }
         }
         let Some((cost, result)) = running.next().await else {
-            return Ok(out);
+            return Ok(());
         };
         held -= cost;
-        out.push(result?);
+        done(result?);
+        completed += 1;
+        if completed.is_multiple_of(TRIM_EVERY) {
+            super::release_freed_memory();
+        }
         window.completed(store.throttled());
     }
 }

@@ -12,7 +12,7 @@ fn entry(path: &str, size: u64) -> FileEntry {
     FileEntry {
         path: path.into(),
         size,
-        sha256: hash('0'),
+        sha256: Sha256Hex::parse(&hash('0')),
         etag: None,
         pieces: None,
     }
@@ -31,7 +31,7 @@ fn round_trips_and_validates() {
             FileEntry {
                 path: "a.zip".into(),
                 size: 4,
-                sha256: hash('1'),
+                sha256: Sha256Hex::parse(&hash('1')),
                 etag: Some("abc".into()),
                 pieces: None,
             },
@@ -181,7 +181,7 @@ fn every_field_is_validated() {
         ),
         (
             "`files[0].sha256`",
-            Box::new(|m| m.files[0].sha256 = hash('A')),
+            Box::new(|m| m.files[0].sha256 = Sha256Hex::Malformed),
         ),
         (
             "`files[0].etag`",
@@ -279,4 +279,40 @@ fn rejects_unsafe_paths() {
         assert!(check_asset_path(bad).is_err(), "{bad:?}");
     }
     assert!(check_asset_path("dir/fn.zip").is_ok());
+}
+
+/// A file's SHA-256 is kept as 32 bytes, read from exactly 64 lowercase hex digits: anything
+/// else in that field is refused, naming it, and a good one reads back as it was written.
+#[test]
+fn a_files_sha256_is_64_lowercase_hex_digits() {
+    let loc = Layout::new("").unwrap().artifacts(SHA1);
+    let good = Manifest::new(&loc, SHA1, None, vec![entry("a", 1)]);
+    let text = String::from_utf8(good.to_bytes()).unwrap();
+    let back = Manifest::parse(text.as_bytes(), "k").unwrap();
+    assert_eq!(back.files[0].sha256.bytes(), Some([0; 32]));
+    assert_eq!(back.files[0].sha256.to_string(), hash('0'));
+    let quoted = format!("\"{}\"", hash('0'));
+    for bad in [
+        format!("\"{}\"", hash('A')),
+        format!("\"{}\"", "0".repeat(63)),
+        format!("\"{}\"", "0".repeat(65)),
+        format!("\"{}g\"", "0".repeat(63)),
+        "\"\"".to_string(),
+        format!("\"{}\\n\"", "0".repeat(64)),
+    ] {
+        let broken = text.replace(&quoted, &bad);
+        assert_ne!(broken, text);
+        let e = Manifest::parse(broken.as_bytes(), "k")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`files[0].sha256` of \"a\" is not 64 lowercase hex digits"),
+            "{bad}: {e}"
+        );
+        assert!(!e.contains(&bad[1..bad.len() - 1]) || bad.len() < 4, "{e}");
+    }
+    for bad in ["123", "null", "[1]"] {
+        let broken = text.replace(&quoted, bad);
+        assert!(Manifest::parse(broken.as_bytes(), "k").is_err(), "{bad}");
+    }
 }
