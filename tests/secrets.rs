@@ -161,14 +161,16 @@ fn cli_job(name: String, args: &[&str], env: Env) -> Job {
     }
 }
 
-fn resource_job(name: String, bin: &str, dir: &Path, stdin: String) -> Job {
+fn resource_job(name: String, bin: &str, stdin: String) -> Job {
     Job {
         name,
         bin: common::resource_bin(bin),
+        // `in` and `out` work in the job's own copy of the work directory (its working
+        // directory): never in the one every job is copied from while others run.
         args: if bin == "check" {
             vec![]
         } else {
-            vec![dir.to_string_lossy().into_owned()]
+            vec![".".into()]
         },
         env: Env::new(),
         stdin,
@@ -182,7 +184,6 @@ fn store_jobs(t: &Target, w: &Work) -> Vec<Job> {
     let env = task_env(t);
     let c = w.head.as_str();
     let src = source(t);
-    let r = &w.root;
     let mut jobs = vec![
         cli_job(format!("{}: cli check", t.what), &["check"], env.clone()),
         cli_job(format!("{}: cli upload", t.what), &["upload"], env.clone()),
@@ -218,7 +219,6 @@ fn store_jobs(t: &Target, w: &Work) -> Vec<Job> {
         jobs.push(resource_job(
             format!("{}: resource {bin} #{i}", t.what),
             bin,
-            r,
             req.to_string(),
         ));
     }
@@ -227,7 +227,6 @@ fn store_jobs(t: &Target, w: &Work) -> Vec<Job> {
 
 /// Malformed requests and settings that still carry the secret and the token.
 fn malformed_jobs(w: &Work) -> Vec<Job> {
-    let r = &w.root;
     let c = w.head.as_str();
     let bucket = w.file_bucket();
     let with = |extra: Value| {
@@ -292,7 +291,6 @@ fn malformed_jobs(w: &Work) -> Vec<Job> {
             jobs.push(resource_job(
                 format!("malformed ({what}): {bin}"),
                 bin,
-                r,
                 req.to_string(),
             ));
         }
@@ -343,7 +341,6 @@ fn malformed_jobs(w: &Work) -> Vec<Job> {
         jobs.push(resource_job(
             format!("malformed ({what}): {bin}"),
             bin,
-            r,
             stdin,
         ));
     }
@@ -422,7 +419,6 @@ fn signing_jobs(w: &Work) -> Vec<Job> {
     let mut out = resource_job(
         "signing: resource out".into(),
         "out",
-        &w.root,
         json!({"source": src, "params": {"repo": "repo", "path": "packages"}}).to_string(),
     );
     out.want_code = Some(0);
