@@ -120,6 +120,50 @@ fn an_object_of_another_size_is_damage() {
     }
 }
 
+/// A set larger than one slice of the listing (1,000 files: `fetch` lists it in slices beside
+/// its downloads, each page checked as it arrives) with objects deleted and rewritten at
+/// another size in different slices: `fetch` counts every one, and writes no file.
+#[test]
+fn a_large_sets_damage_is_found_in_every_slice_of_its_listing() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "largedamage") {
+        let store = b.name();
+        let t = Task::new(b.env(), &[("src/main.py", "print(1)\n")]);
+        t.run(&["check"]).ok();
+        let names: Vec<String> = (0..1000)
+            .map(|i| format!("d{}/f{i:04}.bin", i % 3))
+            .collect();
+        let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+        t.build(&files);
+        t.run(&["upload"]).ok();
+        let commit = t.repo.head();
+        for i in [3, 950] {
+            b.delete(&format!("artifacts/{commit}/d{}/f{i:04}.bin", i % 3));
+        }
+        b.put(&format!("artifacts/{commit}/d1/f0301.bin"), b"longer");
+        let (r, dest) = fetch(&t);
+        r.fails(1, "2 of 1000 objects missing: d0/f0003.bin, d2/f0950.bin");
+        assert!(
+            r.stderr
+                .contains("1 of 1000 objects of another size than the manifest says: d1/f0301.bin"),
+            "{store}: {}",
+            r.stderr
+        );
+        let left: Vec<_> = std::fs::read_dir(&dest)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        let written: Vec<_> = left
+            .iter()
+            .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+            .collect();
+        assert!(
+            written.is_empty(),
+            "{store}: a refused fetch left {} files",
+            written.len()
+        );
+    }
+}
+
 /// An object a writer added to a complete set (a file its manifest does not name) stays in the
 /// bucket, but the set is still found and no reader ever downloads it.
 #[test]

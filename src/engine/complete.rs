@@ -15,7 +15,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use super::retry::jitter;
-use super::state::Seen;
+use super::state::{judge_tag, PathIndex, Seen};
 use super::transfer::{Origin, Stamp};
 use super::{Engine, SetState};
 use crate::error::{Error, Result};
@@ -134,16 +134,10 @@ impl Engine {
     /// wrote: a concurrent writer replaced them.
     async fn overwritten(&self, loc: &SetLocation, files: &[FileEntry]) -> Result<Vec<FileEntry>> {
         // Checked page by page as the listing arrives: 50,000 keys would hold megabytes.
-        let index = super::state::PathIndex::new(files);
+        let index = PathIndex::new(files);
         let mut seen = vec![Seen::Missing; files.len()];
         self.list_known_each(loc, index.sorted_paths(), |page| {
-            index.mark(loc, &page, &mut seen, |f, o| {
-                if o.etag.is_some() && f.etag.is_some() && o.etag != f.etag {
-                    Seen::Rewritten
-                } else {
-                    Seen::Whole
-                }
-            });
+            index.mark(loc, &page, &mut seen, judge_tag);
         })
         .await?;
         Ok(files

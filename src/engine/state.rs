@@ -332,7 +332,14 @@ pub(super) enum Seen {
 pub(super) fn judge(f: &FileEntry, o: &ObjectInfo) -> Seen {
     if o.size != f.size {
         Seen::Resized
-    } else if o.etag.is_some() && f.etag.is_some() && o.etag != f.etag {
+    } else {
+        judge_tag(f, o)
+    }
+}
+
+/// How a listed object's entity tag compares with its entry's (no tag to compare: whole).
+pub(super) fn judge_tag(f: &FileEntry, o: &ObjectInfo) -> Seen {
+    if o.etag.is_some() && f.etag.is_some() && o.etag != f.etag {
         Seen::Rewritten
     } else {
         Seen::Whole
