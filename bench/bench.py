@@ -7,6 +7,10 @@ reports medians and this tool's median divided by the fastest peer's.
 
 Profiles: `loopback` talks to Garage directly; `region` and `remote` put bench/wanproxy.py
 between every tool and Garage (15 and 40 ms each way, 100 MB/s per direction per connection).
+`far` (400 ms each way; not part of `all`, and without targets) is a diagnostic for a machine
+whose few cores Garage shares with the tools: there the store's CPU decides the time in the
+other profiles, and only a store this distant shows how many requests each tool keeps in
+flight, which is what decides the time where the store is fast and tens of ms away.
 Setup (buckets, the sets a workload reads, warm-up copies) goes to Garage directly; only the
 timed commands go through the proxy.
 
@@ -17,7 +21,7 @@ again after the manifest (one round trip). There the tool is told so
 (S3AM_CONDITIONAL_WRITES_ENFORCED, as AWS S3 is taken to enforce it), so a small set's publish
 writes its objects first, beside its read of the set (one round trip fewer).
 
-    bench/run [--profile loopback|region|remote|all|LIST] [--reps N] [--wan-reps N]
+    bench/run [--profile loopback|region|remote|far|all|LIST] [--reps N] [--wan-reps N]
               [--only NAME,...] [--quick] [--trace DIR] [--store-cpus LIST --tool-cpus LIST]
 """
 import argparse
@@ -64,7 +68,9 @@ PEER_TOOLS = ["s5cmd"] + (["aws"] if AWS else [])
 TRACE_DIR: Optional[Path] = None
 MIB = 1 << 20
 # name: (one-way delay in ms, cap per direction per connection in MB/s), None for no proxy
-PROFILES = {"loopback": None, "region": (15, 100), "remote": (40, 100)}
+PROFILES = {"loopback": None, "region": (15, 100), "remote": (40, 100), "far": (400, 100)}
+# What `--profile all` runs: `far` is a diagnostic, asked for by name.
+ALL = ["loopback", "region", "remote"]
 # Processes whose CPU time each run records: Garage (bench/run exports GARAGE_PID) and the proxy.
 PIDS = {"store": os.environ.get("GARAGE_PID"), "proxy": None}
 
@@ -589,6 +595,8 @@ LATENCY = (CHECK, PUB_OFF, PUB_ON, PUB_OFF_SW, PUB_ON_SW, INDEX)
 
 def target(profile, w, rt):
     """Issues 11's and 18's target for a workload in a profile: (text, test(ours seconds, ratio)), or None."""
+    if profile == "far":
+        return None  # a diagnostic: no target was set this far away
     if w == DOWN_BIG:
         # Issue 18: verified, as fast as s5cmd's unverified download near the store, and well
         # ahead of it far away.
@@ -779,10 +787,10 @@ def main():
     ap.add_argument("--store-cpus", default="", help="(from bench/run) the cores Garage runs on; the proxy goes there too")
     ap.add_argument("--tool-cpus", default="", help="(from bench/run) the cores the tools run on")
     args = ap.parse_args()
-    profiles = list(PROFILES) if args.profile == "all" else args.profile.split(",")
+    profiles = ALL if args.profile == "all" else args.profile.split(",")
     for p in profiles:
         if p not in PROFILES:
-            raise SystemExit(f"bench: unknown profile {p!r}: pick from loopback, region, remote, all")
+            raise SystemExit(f"bench: unknown profile {p!r}: pick from loopback, region, remote, far, all")
     only = set(filter(None, args.only.split(",")))
     if args.trace:
         global TRACE_DIR
