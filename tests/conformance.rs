@@ -95,9 +95,61 @@ async fn conditional_puts(s: &dyn Store, enforced: bool) {
     }
 }
 
+/// A small file's upload sends what was hashed, or nothing: a file rewritten since (at its
+/// size or another) is refused, whether the store checks the digest or the body does.
+async fn small_files(s: &dyn Store, enforced: bool) {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small.bin");
+    let body = pattern(70_000, 9);
+    std::fs::write(&path, &body).unwrap();
+    let sha: [u8; 32] = sha2::Sha256::digest(&body).into();
+    let with_sha = PutOptions {
+        sha256: Some(sha),
+        ..opts("commit-hash", "c9")
+    };
+    let key = &format!("small/{}", common::unique_name("f"));
+    let size = body.len() as u64;
+    let put = |key: &str, cond| {
+        let (path, with_sha) = (path.clone(), with_sha.clone());
+        let key = key.to_string();
+        async move { s.put_small_file(&key, &path, size, &with_sha, cond).await }
+    };
+    let etag = put(key, None)
+        .await
+        .unwrap()
+        .expect("an unconditional write");
+    assert!(!etag.is_empty());
+    assert_eq!(read_all(s, key, None).await.unwrap(), body);
+    let head = s.head(key).await.unwrap().unwrap();
+    assert_eq!(head.size, body.len() as u64);
+    assert_eq!(
+        head.metadata.get("commit-hash").map(String::as_str),
+        Some("c9")
+    );
+    let again = put(key, Some(Precondition::Absent)).await.unwrap();
+    assert_eq!(
+        again.is_none(),
+        enforced,
+        "If-None-Match on a key that exists"
+    );
+    // Rewritten after it was hashed: same size, other bytes; then another size.
+    for rewritten in [pattern(70_000, 10), pattern(123, 10)] {
+        std::fs::write(&path, &rewritten).unwrap();
+        let other = &format!("small/{}", common::unique_name("changed"));
+        let refused = put(other, None).await;
+        assert!(refused.is_err(), "a rewritten file must not be stored");
+        assert!(
+            s.head(other).await.unwrap().is_none(),
+            "nothing is left under {other}"
+        );
+    }
+}
+
 async fn conformance(s: Arc<dyn Store>, conditions_enforced: bool) {
     let s = s.as_ref();
     conditional_puts(s, conditions_enforced).await;
+    small_files(s, conditions_enforced).await;
     // Missing objects.
     assert!(s.head("nope/x").await.unwrap().is_none());
     assert!(s.get("nope/x", None).await.unwrap().is_none());

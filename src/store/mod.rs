@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::error::{clip, Error, Result};
@@ -148,6 +149,33 @@ pub trait Store: Send + Sync {
 
     /// Uploads a small in-memory body; returns the entity tag.
     async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<String>;
+
+    /// Uploads a small local file of `size` bytes whose SHA-256 the caller already took (in
+    /// `opts`), under `cond` when given (`Ok(None)` when the store refused it, as
+    /// [`Store::put_bytes_if`]). A store may read the file again when the request sends its
+    /// body, so that no copy of it waits in memory for the store's answer: on a distant store
+    /// that wait is a whole round trip, and the bodies of hundreds of files in flight would
+    /// otherwise decide how many can be. By default it reads the file whole first.
+    async fn put_small_file(
+        &self,
+        key: &str,
+        path: &Path,
+        size: u64,
+        opts: &PutOptions,
+        cond: Option<Precondition<'_>>,
+    ) -> Result<Option<String>> {
+        let body = read_exactly(path, size)?;
+        if opts
+            .sha256
+            .is_some_and(|want| <[u8; 32]>::from(Sha256::digest(&body)) != want)
+        {
+            return Err(changed(path));
+        }
+        match cond {
+            None => self.put_bytes(key, body, opts).await.map(Some),
+            Some(cond) => self.put_bytes_if(key, body, opts, cond).await,
+        }
+    }
 
     /// Like [`Store::put_bytes`], but only when `cond` holds: `Ok(None)` when the store refused
     /// the write because it did not (HTTP 412 or 409; for [`Precondition::Matches`] also a
@@ -391,6 +419,33 @@ pub async fn open(cfg: &StoreConfig, tuning: &Tuning) -> Result<Arc<dyn Store>> 
         Some(Bucket::Local(dir)) => Ok(Arc::new(local::LocalStore::open(dir)?)),
         Some(Bucket::S3(name)) => Ok(Arc::new(s3::S3Store::open(name, cfg, tuning).await?)),
     }
+}
+
+/// Reads a small file whole, refusing one whose size is no longer the `size` it was listed
+/// with: the build must have finished writing it.
+pub fn read_exactly(path: &Path, size: u64) -> Result<Vec<u8>> {
+    let body = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+    check_unchanged(path, size, body.len() as u64)?;
+    Ok(body)
+}
+
+/// The error for a file whose content is no longer what was hashed.
+pub fn changed(path: &Path) -> Error {
+    Error::Input(format!(
+        "{} changed while it was being uploaded: the build must finish writing its assets before the upload",
+        path.display()
+    ))
+}
+
+/// The error for a file read at another size than it was listed with.
+pub fn check_unchanged(path: &Path, size: u64, read: u64) -> Result<()> {
+    if read == size {
+        return Ok(());
+    }
+    Err(Error::Input(format!(
+        "{} changed while it was being uploaded ({size} bytes when listed, {read} now): the build must finish writing its assets before the upload",
+        path.display()
+    )))
 }
 
 #[cfg(test)]
