@@ -137,8 +137,11 @@ async fn small_files(s: &dyn Store, enforced: bool) {
     for rewritten in [pattern(70_000, 10), pattern(123, 10)] {
         std::fs::write(&path, &rewritten).unwrap();
         let other = &format!("small/{}", common::unique_name("changed"));
-        let refused = put(other, None).await;
-        assert!(refused.is_err(), "a rewritten file must not be stored");
+        let refused = put(other, None).await.unwrap_err().to_string();
+        assert!(
+            refused.contains("changed while it was being uploaded"),
+            "a rewritten file must not be stored, and the error says why: {refused}"
+        );
         assert!(
             s.head(other).await.unwrap().is_none(),
             "nothing is left under {other}"

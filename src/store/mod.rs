@@ -164,13 +164,7 @@ pub trait Store: Send + Sync {
         opts: &PutOptions,
         cond: Option<Precondition<'_>>,
     ) -> Result<Option<String>> {
-        let body = read_exactly(path, size)?;
-        if opts
-            .sha256
-            .is_some_and(|want| <[u8; 32]>::from(Sha256::digest(&body)) != want)
-        {
-            return Err(changed(path));
-        }
+        let body = read_unchanged(path, size, opts.sha256)?;
         match cond {
             None => self.put_bytes(key, body, opts).await.map(Some),
             Some(cond) => self.put_bytes_if(key, body, opts, cond).await,
@@ -426,6 +420,16 @@ pub async fn open(cfg: &StoreConfig, tuning: &Tuning) -> Result<Arc<dyn Store>> 
 pub fn read_exactly(path: &Path, size: u64) -> Result<Vec<u8>> {
     let body = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
     check_unchanged(path, size, body.len() as u64)?;
+    Ok(body)
+}
+
+/// Reads a small file whole, refusing one that is no longer what was listed (its `size`) and
+/// hashed (`sha256`, when given).
+pub fn read_unchanged(path: &Path, size: u64, sha256: Option<[u8; 32]>) -> Result<Vec<u8>> {
+    let body = read_exactly(path, size)?;
+    if sha256.is_some_and(|want| <[u8; 32]>::from(Sha256::digest(&body)) != want) {
+        return Err(changed(path));
+    }
     Ok(body)
 }
 

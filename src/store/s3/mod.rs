@@ -273,7 +273,13 @@ impl Store for S3Store {
         // Without the store's checksum, the body checks its bytes against the digest itself.
         let verify = opts.sha256.filter(|_| !self.checksums);
         let body = small::body(path.to_path_buf(), size, verify);
-        self.put_object_if(key, body, opts, cond).await
+        let sent = self.put_object_if(key, body, opts, cond).await;
+        if sent.is_err() {
+            // A file rewritten since it was hashed fails as a digest the store refused, or as
+            // a body that stopped (which reads as a network failure): say what happened.
+            super::read_unchanged(path, size, opts.sha256)?;
+        }
+        sent
     }
 
     async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<String> {
