@@ -1,7 +1,8 @@
 //! How many transfers are in flight: a window that hides the store's round trip without
 //! tuning. It starts small, doubles each time a window's worth of transfers completes faster
-//! than the last (as TCP's slow start does), stops growing once throughput stops improving,
-//! and halves when the store throttles (503 SlowDown), much as TCP's congestion control does.
+//! than the last (as TCP's slow start does), goes back to the fastest window once throughput
+//! stops improving, and halves when the store throttles (503 SlowDown), much as TCP's
+//! congestion control does.
 //! Bytes held in memory by the transfers in flight stay within a fixed budget.
 
 use std::future::Future;
@@ -41,6 +42,8 @@ pub(super) struct Window {
     limit: usize,
     max: usize,
     growing: bool,
+    /// The limit of the fastest round so far: a doubling that gained nothing goes back to it.
+    best_limit: usize,
     /// Completions and start time of the current round (a window's worth of completions).
     round_done: usize,
     round_start: Instant,
@@ -64,6 +67,7 @@ impl Window {
             limit: start.clamp(1, max),
             max,
             growing: true,
+            best_limit: start.clamp(1, max),
             round_done: 0,
             round_start: Instant::now(),
             best_rate: 0.0,
@@ -109,14 +113,19 @@ impl Window {
             // Faster than ever: double while starting out, then grow by one (after a
             // plateau or a throttled burst, the room left above is small).
             self.best_rate = rate;
+            self.best_limit = self.limit;
             let next = if self.growing {
                 self.limit * 2
             } else {
                 self.limit + 1
             };
             self.limit = next.min(self.max);
-        } else {
+        } else if self.growing {
+            // The last doubling gained nothing: the store (or this machine) is saturated, and
+            // the extra transfers in flight would only queue there, costing CPU and memory.
+            // Back to the fastest window, growing by one from there.
             self.growing = false;
+            self.limit = self.best_limit.min(self.limit);
         }
     }
 
@@ -206,6 +215,24 @@ mod tests {
         w.completed(4);
         assert_eq!(w.limit(), before / 2, "a later burst halves it again");
         assert!(TOLD.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_doubling_that_gains_nothing_is_undone() {
+        let mut w = Window::new(1024, 0);
+        // A first round, then a second one as fast: the window doubles after the first...
+        for _ in 0..START {
+            w.completed(0);
+        }
+        assert_eq!(w.limit(), 2 * START);
+        // ...and a round at twice the window that completes no faster than the first (the
+        // store is saturated) takes it back to where it was fastest.
+        w.best_rate = f64::INFINITY;
+        for _ in 0..2 * START {
+            w.completed(0);
+        }
+        assert_eq!(w.limit(), START, "back to the fastest window");
+        assert!(!w.growing);
     }
 
     #[test]
