@@ -9,7 +9,6 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use sha2::{Digest, Sha256};
 
 /// A retryable body that reads `path` whole when first polled (each retry reads it again).
 /// `sha256`, when given, is checked against what was read: for a store that takes no
@@ -33,19 +32,12 @@ struct SmallFile {
 }
 
 impl SmallFile {
+    /// The file, refused unless it is still what was listed and hashed (the same check as
+    /// the other stores' [`crate::store::read_unchanged`]).
     fn read(&self) -> std::io::Result<Bytes> {
-        let bytes = std::fs::read(&self.path)?;
-        let changed = bytes.len() as u64 != self.size
-            || self
-                .sha256
-                .is_some_and(|want| <[u8; 32]>::from(Sha256::digest(&bytes)) != want);
-        if changed {
-            return Err(std::io::Error::other(format!(
-                "{} changed while it was being uploaded: the build must finish writing its assets before the upload",
-                self.path.display()
-            )));
-        }
-        Ok(Bytes::from(bytes))
+        crate::store::read_unchanged(&self.path, self.size, self.sha256)
+            .map(Bytes::from)
+            .map_err(|e| std::io::Error::other(e.to_string()))
     }
 }
 
@@ -79,6 +71,7 @@ impl Body for SmallFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     fn digest(b: &[u8]) -> [u8; 32] {
         Sha256::digest(b).into()
