@@ -17,6 +17,8 @@ WORKDIR /src
 # Only what the build reads, so edits elsewhere (docs, tests, pipelines) reuse the cache.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The patched aws-smithy-http-client that Cargo.toml's [patch.crates-io] names.
+COPY vendor ./vendor
 # --locked: exactly the dependency versions CI tested. The cache mounts keep the registry and
 # the target directory between builds, so the binaries are copied out of the mount to /out.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -6,7 +6,7 @@ mod client;
 mod delete;
 mod errors;
 mod small;
-pub use client::{SILENT_MAX, SILENT_SHARE};
+pub use client::{READ_BUFFER, SILENT_MAX, SILENT_SHARE};
 mod sse;
 mod upload;
 
