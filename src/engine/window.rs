@@ -44,8 +44,11 @@ pub(super) struct Window {
     growing: bool,
     /// The limit of the fastest round so far: a doubling that gained nothing goes back to it.
     best_limit: usize,
-    /// Completions and start time of the current round (a window's worth of completions).
+    /// Completions and start time of the current round: as many completions as were in
+    /// flight at most during it, the limit or fewer where the memory budget admitted fewer.
     round_done: usize,
+    /// The most transfers in flight since the round started (0: not told; the limit then).
+    round_peak: usize,
     round_start: Instant,
     best_rate: f64,
     /// The store's throttle count when last seen, and completions since the last decrease.
@@ -69,6 +72,7 @@ impl Window {
             growing: true,
             best_limit: start.clamp(1, max),
             round_done: 0,
+            round_peak: 0,
             round_start: Instant::now(),
             best_rate: 0.0,
             throttles,
@@ -79,6 +83,11 @@ impl Window {
     /// The current limit.
     pub(super) fn limit(&self) -> usize {
         self.limit
+    }
+
+    /// Notes how many transfers are in flight now, after the loop started all it could.
+    fn in_flight(&mut self, running: usize) {
+        self.round_peak = self.round_peak.max(running);
     }
 
     /// Accounts for one completed transfer, given the store's throttle count now.
@@ -104,7 +113,14 @@ impl Window {
         }
         self.since_decrease = self.since_decrease.saturating_add(1);
         self.round_done += 1;
-        if self.round_done < self.limit {
+        // A round is one window's worth of completions: about one round trip of the store's.
+        // Where the memory budget held fewer than the limit in flight, a round of the limit's
+        // length would span two round trips, and a doubling would seem to gain nothing.
+        let round = match self.round_peak {
+            0 => self.limit,
+            peak => peak.min(self.limit),
+        };
+        if self.round_done < round {
             return;
         }
         let rate = self.round_done as f64 / self.round_start.elapsed().as_secs_f64().max(1e-6);
@@ -131,6 +147,7 @@ impl Window {
 
     fn restart_round(&mut self) {
         self.round_done = 0;
+        self.round_peak = 0;
         self.round_start = Instant::now();
     }
 }
@@ -172,6 +189,7 @@ where
                 running.push(async move { (cost, job.await) });
             }
         }
+        window.in_flight(running.len());
         let Some((cost, result)) = running.next().await else {
             return Ok(());
         };
@@ -233,6 +251,31 @@ mod tests {
         }
         assert_eq!(w.limit(), START, "back to the fastest window");
         assert!(!w.growing);
+    }
+
+    #[test]
+    fn a_round_is_as_long_as_the_transfers_the_budget_let_in_flight() {
+        let mut w = Window::new(1024, 0);
+        w.in_flight(START);
+        for _ in 0..START {
+            w.completed(0);
+        }
+        assert_eq!(w.limit(), 2 * START);
+        // The budget admits 100 of the 128: the round ends after 100 completions (one round
+        // trip), not 128 (two), and its rate is compared with the last one's.
+        w.best_rate = 0.0;
+        w.in_flight(100);
+        for _ in 0..99 {
+            w.completed(0);
+            w.in_flight(100);
+        }
+        assert_eq!(w.limit(), 2 * START, "the round is not over yet");
+        w.completed(0);
+        assert_eq!(
+            w.limit(),
+            4 * START,
+            "a faster round of 100 doubles the window"
+        );
     }
 
     #[test]
