@@ -107,16 +107,13 @@ pub(super) async fn spawned<T: Send + 'static>(
 /// 8 ranges each when 4 MiB was counted.
 const STREAMING: u64 = 16 << 20;
 
-/// What any request in flight holds beyond its body: its connection's buffers and the
-/// client's state. Measured, not guessed: 2,000 downloads of 64 KiB at 256 in flight through
-/// a 40 ms proxy peaked at 67 MB RSS (about 200 KiB a request), against 26 MB at 64.
-const PER_REQUEST: u64 = 128 << 10;
-
-/// What a small file's upload holds in flight: its request and connection, not its body,
-/// which is read again as the request sends it ([`Store::put_small_file`]). Measured, not
-/// guessed: 2,000 uploads of 64 KiB through a 400 ms-each-way proxy peaked at 54 MB RSS with
-/// 512 in flight (about 80 KiB a request over the 14 MB a publish starts with), 35 MB at 256.
-const STREAMED_REQUEST: u64 = 64 << 10;
+/// What any request in flight holds beyond its body: its connection's read buffer (capped at
+/// [`crate::store::s3::READ_BUFFER`]) and the client's state. A small file's upload holds only
+/// this: its body is read again as the request sends it ([`Store::put_small_file`]).
+/// Measured, not guessed, through a 400 ms-each-way proxy: 2,000 downloads of 64 KiB peaked
+/// at 42-43 MB RSS with 256 in flight (budget: 64 KiB + 64 KiB each), 39 MB at 170 (with
+/// 128 KiB counted a request); 2,000 uploads at 54 MB with 512 in flight, 35 MB at 256.
+const PER_REQUEST: u64 = 64 << 10;
 
 /// The most server-side copies in flight at once.
 const COPIES_IN_FLIGHT: usize = 256;
@@ -298,7 +295,7 @@ impl Engine {
             let progress = progress.clone();
             let held = match origin {
                 // A small file is read again as its request sends it ([`Store::put_small_file`]).
-                Origin::Files { .. } if f.size <= INLINE_IO as u64 => STREAMED_REQUEST,
+                Origin::Files { .. } if f.size <= INLINE_IO as u64 => PER_REQUEST,
                 Origin::Files { .. } => self.memory_held(f.size),
                 Origin::Set { .. } => 0,
             };
