@@ -482,14 +482,18 @@ impl Fetcher {
             None => Ranged::create(tmp)?,
         };
         let key: Arc<str> = Arc::from(key);
+        let checked = f.sha256.bytes().is_some();
         let mut written = futures::stream::iter(ranges)
             .map(|(i, (start, end))| {
                 let (store, key, file) = (self.store.clone(), key.clone(), ranged.writer());
                 let pieces = pieces.clone();
                 spawned(async move {
-                    let mut body = store
-                        .get(&key, Some((start, end - 1)))
-                        .await?
+                    let range = Some((start, end - 1));
+                    let body = match checked {
+                        true => store.get_checked(&key, range).await?,
+                        false => store.get(&key, range).await?,
+                    };
+                    let mut body = body
                         .ok_or_else(|| not_in_store(store.as_ref(), &key))?;
                     let mut hasher = pieces.as_ref().map(|_| Sha256::new());
                     let mut buf = vec![0u8; WRITE_SLICE];
@@ -553,11 +557,11 @@ impl Fetcher {
         target: PathBuf,
     ) -> Result<()> {
         let mut sink = Sink::new(tmp);
-        let mut body = self
-            .store
-            .get(key, None)
-            .await?
-            .ok_or_else(|| not_in_store(self.store.as_ref(), key))?;
+        let body = match f.sha256.bytes() {
+            Some(_) => self.store.get_checked(key, None).await?,
+            None => self.store.get(key, None).await?, // only the size to check
+        };
+        let mut body = body.ok_or_else(|| not_in_store(self.store.as_ref(), key))?;
         let chunk = f
             .size
             .saturating_add(1)

@@ -169,6 +169,18 @@ pub(super) fn s3_client(
     Client::from_conf(s3.build())
 }
 
+/// `client` without the SDK's check of a response's checksum (with its store's checksums on,
+/// a GetObject asks for the object's checksum and hashes the body against it): for downloads
+/// checked against their manifest's SHA-256 anyway, where it only hashed each small file twice.
+pub(super) fn without_response_checks(client: &Client) -> Client {
+    let config = client
+        .config()
+        .to_builder()
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .build();
+    Client::from_conf(config)
+}
+
 /// The CA certificates to trust beyond the system's: `AWS_CA_BUNDLE`'s file, then the
 /// configured bundle, so a pipeline can add its private CA without losing the host's.
 fn ca_bundle(cfg: &StoreConfig) -> Result<Option<Vec<u8>>> {
@@ -326,4 +338,73 @@ async fn assume_role(sdk: SdkConfig, cfg: &StoreConfig) -> SdkConfig {
     sdk.into_builder()
         .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(provider))
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use aws_sdk_s3::config::SharedCredentialsProvider;
+    use aws_smithy_runtime_api::client::http::{
+        HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+    };
+    use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    /// An HTTP client that answers every request with 200 and records the checksum mode
+    /// each one asked for.
+    #[derive(Debug, Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<Option<String>>>>);
+
+    impl HttpConnector for Recorder {
+        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+            let mode = request.headers().get("x-amz-checksum-mode");
+            self.0.lock().unwrap().push(mode.map(str::to_string));
+            let ok = HttpResponse::new(200.try_into().unwrap(), SdkBody::from("body"));
+            HttpConnectorFuture::ready(Ok(ok))
+        }
+    }
+
+    impl HttpClient for Recorder {
+        fn http_connector(
+            &self,
+            _: &HttpConnectorSettings,
+            _: &RuntimeComponents,
+        ) -> SharedHttpConnector {
+            SharedHttpConnector::new(self.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn downloads_checked_against_a_manifest_do_not_ask_for_the_stores_checksum() {
+        let recorder = Recorder::default();
+        let sdk = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "id", "secret", None, None, "test",
+            )))
+            .endpoint_url("http://127.0.0.1:9")
+            .retry_config(RetryConfig::disabled())
+            .http_client(recorder.clone())
+            .build();
+        let counter = Arc::new(AtomicU64::new(0));
+        let client = s3_client(&sdk, &StoreConfig::default(), &counter, &counter);
+        for c in [&client, &without_response_checks(&client)] {
+            c.get_object().bucket("b").key("k").send().await.unwrap();
+        }
+        let modes = recorder.0.lock().unwrap().clone();
+        assert_eq!(
+            modes,
+            [Some("ENABLED".to_string()), None],
+            "the SDK checks a response's checksum by default; the unchecked client does not ask for it"
+        );
+        assert_eq!(
+            counter.load(Ordering::Relaxed),
+            2,
+            "both count their requests"
+        );
+    }
 }

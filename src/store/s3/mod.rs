@@ -34,6 +34,9 @@ pub const MAX_ATTEMPTS: u32 = 8;
 #[derive(Debug, Clone)]
 pub struct S3Store {
     client: Client,
+    /// `client` without the SDK's check of a response's checksum, for the downloads the
+    /// engine checks itself ([`Store::get_checked`]); the same connections.
+    unchecked: Client,
     bucket: String,
     endpoint: String,
     checksums: bool,
@@ -58,8 +61,10 @@ impl S3Store {
             .unwrap_or_else(|| "AWS S3".to_string());
         let requests = Arc::new(AtomicU64::new(0));
         let throttled = Arc::new(AtomicU64::new(0));
+        let s3 = client::s3_client(&sdk, cfg, &requests, &throttled);
         Ok(S3Store {
-            client: client::s3_client(&sdk, cfg, &requests, &throttled),
+            unchecked: client::without_response_checks(&s3),
+            client: s3,
             bucket: bucket.to_string(),
             endpoint,
             checksums: !cfg.skip_checksums,
@@ -86,6 +91,25 @@ impl S3Store {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    }
+
+    /// An object's content (or a byte range of it) through `client`.
+    async fn get_with(
+        &self,
+        client: &Client,
+        key: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<Option<Reader>> {
+        let req = client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_range(range.map(|(a, b)| format!("bytes={a}-{b}")));
+        match req.send().await {
+            Ok(o) => Ok(Some(Box::pin(o.body.into_async_read()))),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(self.fail(&format!("downloading {key}"), e)),
+        }
     }
 
     fn copy_source(&self, key: &str) -> String {
@@ -221,17 +245,11 @@ impl Store for S3Store {
     }
 
     async fn get(&self, key: &str, range: Option<(u64, u64)>) -> Result<Option<Reader>> {
-        let req = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .set_range(range.map(|(a, b)| format!("bytes={a}-{b}")));
-        match req.send().await {
-            Ok(o) => Ok(Some(Box::pin(o.body.into_async_read()))),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(self.fail(&format!("downloading {key}"), e)),
-        }
+        self.get_with(&self.client, key, range).await
+    }
+
+    async fn get_checked(&self, key: &str, range: Option<(u64, u64)>) -> Result<Option<Reader>> {
+        self.get_with(&self.unchecked, key, range).await
     }
 
     async fn put_file(
