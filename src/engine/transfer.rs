@@ -488,13 +488,8 @@ impl Fetcher {
                 let (store, key, file) = (self.store.clone(), key.clone(), ranged.writer());
                 let pieces = pieces.clone();
                 spawned(async move {
-                    let range = Some((start, end - 1));
-                    let body = match checked {
-                        true => store.get_checked(&key, range).await?,
-                        false => store.get(&key, range).await?,
-                    };
-                    let mut body = body
-                        .ok_or_else(|| not_in_store(store.as_ref(), &key))?;
+                    let mut body =
+                        open_body(store.as_ref(), &key, Some((start, end - 1)), checked).await?;
                     let mut hasher = pieces.as_ref().map(|_| Sha256::new());
                     let mut buf = vec![0u8; WRITE_SLICE];
                     let mut at = start;
@@ -557,11 +552,8 @@ impl Fetcher {
         target: PathBuf,
     ) -> Result<()> {
         let mut sink = Sink::new(tmp);
-        let body = match f.sha256.bytes() {
-            Some(_) => self.store.get_checked(key, None).await?,
-            None => self.store.get(key, None).await?, // only the size to check
-        };
-        let mut body = body.ok_or_else(|| not_in_store(self.store.as_ref(), key))?;
+        let checked = f.sha256.bytes().is_some();
+        let mut body = open_body(self.store.as_ref(), key, None, checked).await?;
         let chunk = f
             .size
             .saturating_add(1)
@@ -583,6 +575,22 @@ impl Fetcher {
             .await?;
         self.place(kept)
     }
+}
+
+/// The body of `key` (or of a range of it) that a manifest names: with `checked` (the manifest
+/// gives its SHA-256, which the download checks) without the store's own check
+/// ([`Store::get_checked`]); a legacy entry has only its size, and keeps it.
+async fn open_body(
+    store: &dyn Store,
+    key: &str,
+    range: Option<(u64, u64)>,
+    checked: bool,
+) -> Result<crate::store::Reader> {
+    let body = match checked {
+        true => store.get_checked(key, range).await?,
+        false => store.get(key, range).await?,
+    };
+    body.ok_or_else(|| not_in_store(store, key))
 }
 
 /// An object the manifest names that the store does not have.
