@@ -96,6 +96,12 @@ impl Stats {
     /// that happens to be answered just before a main request goes out is not taken for its
     /// cause. The largest is how many round trips the client waited through.
     pub fn round_trips(&self, aside: impl Fn(&Exchange) -> bool) -> Vec<(Exchange, usize)> {
+        // A client may exit as soon as its last answer arrives, before the thread that passed
+        // it back has recorded the exchange: wait for those (a few ms at most).
+        let until = Instant::now() + Duration::from_secs(10);
+        while self.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let mut all = self.exchanges.lock().unwrap().clone();
         all.sort_by_key(|e| e.sent);
         let mut depth: Vec<usize> = Vec::with_capacity(all.len());
