@@ -765,7 +765,7 @@ fn throttling_shrinks_the_transfers_in_flight_and_says_so_once() {
     assert!(throttled > 0, "the proxy shed some requests");
     assert!(
         peak > 24,
-        "the window grew past the store's limit first: {peak}"
+        "more than the store's limit were in flight first: {peak}"
     );
     assert!(
         tail_mean < peak as f64 * 0.75,

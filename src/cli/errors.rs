@@ -17,7 +17,7 @@ use crate::store::{LARGEST_PART, LARGE_FILE, LARGE_FILE_PARTS};
 /// The help of `--concurrency`, written from the window's constants.
 pub fn concurrency_help() -> String {
     format!(
-        "The most files transferred at once: the number in flight starts at {FIRST_IN_FLIGHT}, doubles while throughput grows, and halves (to no fewer than {FEWEST_IN_FLIGHT}) when the store throttles"
+        "The most files transferred at once: the number in flight starts at {FIRST_IN_FLIGHT} (or this, if lower), doubles up to this while throughput grows, and halves (to no fewer than {FEWEST_IN_FLIGHT}) when the store throttles"
     )
 }
 

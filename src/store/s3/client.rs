@@ -244,9 +244,9 @@ pub const SILENT_MAX: Duration = Duration::from_secs(30);
 /// The most idle connections kept open to the store. A transfer of many small files opens up
 /// to 256, and an idle one keeps its read buffer (up to [`READ_BUFFER`]): once a transfer
 /// ends, the rest close rather than hold them through the manifest write and check that
-/// follow a 50,000-file upload. As many as a transfer starts with
-/// ([`crate::engine::FIRST_IN_FLIGHT`]) stay, so the next one opens none.
-const IDLE_CONNECTIONS: usize = crate::engine::FIRST_IN_FLIGHT;
+/// follow a 50,000-file upload. 64 stay: the requests between transfers (a manifest, its
+/// listing, a cache entry's) and the start of the next transfer open none.
+const IDLE_CONNECTIONS: usize = 64;
 
 /// The most each connection's HTTP/1 read buffer grows to. hyper grows it while reads fill
 /// it (up to about 400 KiB) and a connection keeps it, reserved again while it waits for its
