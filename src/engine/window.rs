@@ -2,8 +2,7 @@
 //! tuning. It starts at [`START`] (or the limit set, if lower); where a higher limit is set, it
 //! doubles each time a window's worth of transfers completes faster than the last (as TCP's
 //! slow start does) and goes back to the fastest window once throughput stops improving. It
-//! halves when the store throttles (503 SlowDown), much as TCP's
-//! congestion control does.
+//! halves when the store throttles (503 SlowDown), much as TCP's congestion control does.
 //! Bytes held in memory by the transfers in flight stay within a fixed budget.
 
 use std::future::Future;
@@ -21,8 +20,8 @@ use crate::store::Store;
 /// files of 64 KiB through a 400 ms-each-way proxy took 10.6 s to upload and 8.9 s to
 /// download starting at 64, 9.9 s and 8.2 s at 128, and 9.2 s and 7.5 s at 256 (s5cmd: 6.7 s
 /// and 8.5 s), and took no longer on loopback or at 40 ms each way, where 2 shared cores
-/// saturate the store. The memory budget still bounds what they hold, and a store that throttles halves it
-/// (S3 takes 3,500 PUTs a second per prefix).
+/// saturate the store. The memory budget still bounds what they hold, and a store that
+/// throttles halves it (S3 takes 3,500 PUTs a second per prefix).
 pub const START: usize = 256;
 
 /// The most bytes that transfers in flight hold in memory at once (small files are read or
