@@ -8,7 +8,8 @@
 //! asserts the whole sequence, so a request added, or made to wait for another, fails it.
 //! On a store that enforces `If-None-Match` (SeaweedFS) a publish skips the check of its
 //! objects after the manifest; on one that ignores it (Garage) it keeps it: one round trip
-//! more.
+//! more. The last two read the client's own trace (`S3AM_TRACE`) instead: how many files it
+//! had in flight at once, against the limit set and the window's start.
 
 mod common;
 #[path = "common/proxy.rs"]
@@ -297,4 +298,107 @@ fn a_small_publish_with_caching_on_writes_both_sets_first() {
     assert_by_store(&g, &publish, common, " | 3: LIST x2");
     let dest = t.root.join("dest");
     t.run(&["fetch", "--dest", dest.to_str().unwrap()]).ok();
+}
+
+/// The spans of the `S3AM_TRACE` file at `trace` whose operation is `op` and whose key is an
+/// asset's (no manifest, index entry or probe): (start, end) in µs.
+fn asset_spans(trace: &std::path::Path, op: &str) -> Vec<(u64, u64)> {
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(trace).unwrap()).unwrap();
+    doc["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["name"] == op)
+        .filter(|e| {
+            let line = e["args"]["request"].as_str().unwrap_or("");
+            !(line.contains(".manifest.json")
+                || line.contains(".conditional-write-probe")
+                || line.contains("/index/"))
+        })
+        .map(|e| {
+            let ts = e["ts"].as_u64().unwrap();
+            (ts, ts + e["dur"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+/// The most spans that were open at once (a span that ended as another started is not).
+fn most_at_once(spans: &[(u64, u64)]) -> usize {
+    spans
+        .iter()
+        .map(|(start, _)| {
+            spans
+                .iter()
+                .filter(|(s, e)| s <= start && start < e)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The task of `rig`, writing a trace of each run to a file of its own; returns its path.
+fn traced(t: &mut Task, name: &str) -> std::path::PathBuf {
+    let trace = t.root.join(format!("{name}.trace.json"));
+    t.env
+        .insert("S3AM_TRACE".into(), trace.to_str().unwrap().into());
+    trace
+}
+
+#[test]
+fn the_concurrency_set_caps_the_files_in_flight() {
+    let Some((_g, _p, mut t)) = rig("rt-cap", false) else {
+        return;
+    };
+    t.env.insert("S3AM_CONCURRENCY".into(), "3".into());
+    t.run(&["check"]).ok();
+    for i in 0..12 {
+        t.build(&[(&format!("f{i:02}.zip"), format!("asset {i}\n").as_bytes())]);
+    }
+    let up = traced(&mut t, "upload");
+    t.run(&["upload"]).ok();
+    let puts = asset_spans(&up, "PutObject");
+    assert_eq!(puts.len(), 12);
+    assert_eq!(most_at_once(&puts), 3, "uploads at once: {puts:?}");
+    let down = traced(&mut t, "fetch");
+    let out = t.root.join("out");
+    t.run(&["fetch", "--dest", out.to_str().unwrap()]).ok();
+    let gets = asset_spans(&down, "GetObject");
+    assert_eq!(gets.len(), 12);
+    // A download's span ends when its headers arrive (its body follows), so this is the least
+    // the window held; never more than asked.
+    assert_eq!(most_at_once(&gets), 3, "downloads at once: {gets:?}");
+}
+
+#[test]
+fn the_first_window_is_256_files() {
+    let Some(g) = S3Server::get() else {
+        return;
+    };
+    // A store a second away: all of a window's requests go out before the first answer, so
+    // the window's start shows, where one that started at 64 and doubled would reach 128 at
+    // most with 300 files (64, then 128, then the 108 left).
+    let p = Proxy::start(
+        g.endpoint.trim_start_matches("http://").parse().unwrap(),
+        Faults {
+            latency: Duration::from_secs(1),
+            ..Faults::default()
+        },
+    );
+    let bucket = g.new_bucket("rt-start");
+    let mut env = g.env(&bucket);
+    env.insert("AWS_ENDPOINT_URL".into(), p.url());
+    let mut t = Task::new(env, &[("src/main.py", "print(1)\n")]);
+    t.run(&["check"]).ok();
+    for i in 0..300 {
+        t.build(&[(&format!("d{}/f{i:03}.txt", i % 3), b"x".as_slice())]);
+    }
+    let up = traced(&mut t, "upload");
+    t.run(&["upload"]).ok();
+    let puts = asset_spans(&up, "PutObject");
+    assert_eq!(puts.len(), 300);
+    let most = most_at_once(&puts);
+    assert!(
+        most > 128 && most <= 256,
+        "{most} uploads at once: the first window is 256 (the default limit)"
+    );
 }
