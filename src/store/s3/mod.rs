@@ -30,6 +30,11 @@ use crate::error::{Error, Result};
 /// timeouts, with exponential backoff and jitter.
 pub const MAX_ATTEMPTS: u32 = 8;
 
+/// The largest multipart threshold under which whole downloads go through
+/// [`client::SMALL_READ_BUFFER`]'s connections: the default one, 16 MiB (a larger file reads
+/// in ranges). Past it, a whole object may be large, and reads of 16 KiB would cost it CPU.
+const SMALL_WHOLE: u64 = 16 << 20;
+
 /// An S3 bucket.
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -37,6 +42,9 @@ pub struct S3Store {
     /// `client` without the SDK's check of a response's checksum, for the downloads the
     /// engine checks itself ([`Store::get_checked`]); the same connections.
     unchecked: Client,
+    /// `unchecked` on connections of their own, with small read buffers: for small objects
+    /// downloaded whole ([`client::for_small_downloads`]).
+    small: Client,
     bucket: String,
     endpoint: String,
     checksums: bool,
@@ -62,8 +70,13 @@ impl S3Store {
         let requests = Arc::new(AtomicU64::new(0));
         let throttled = Arc::new(AtomicU64::new(0));
         let s3 = client::s3_client(&sdk, cfg, &requests, &throttled);
+        let small = client::for_small_downloads(
+            &s3,
+            client::http_client(client::ca_bundle(cfg)?, client::SMALL_READ_BUFFER),
+        );
         Ok(S3Store {
             unchecked: client::without_response_checks(&s3),
+            small,
             client: s3,
             bucket: bucket.to_string(),
             endpoint,
@@ -249,7 +262,13 @@ impl Store for S3Store {
     }
 
     async fn get_checked(&self, key: &str, range: Option<(u64, u64)>) -> Result<Option<Reader>> {
-        self.get_with(&self.unchecked, key, range).await
+        // A whole object is smaller than the multipart threshold (a larger one goes in ranges):
+        // where that is small, through the connections with small read buffers.
+        let client = match range {
+            None if self.tuning.multipart_threshold <= SMALL_WHOLE => &self.small,
+            _ => &self.unchecked,
+        };
+        self.get_with(client, key, range).await
     }
 
     async fn put_file(
