@@ -275,11 +275,12 @@ const IDLE_CONNECTIONS: usize = 64;
 pub const READ_BUFFER: usize = 32 << 10;
 
 /// The read buffer of the connections that download small objects whole, checked against
-/// their manifest ([`for_small_downloads`]). Each connection holds its buffer and up to two
-/// more of its size in body chunks on their way out of it: with 256 downloads of 64 KiB in
-/// flight, [`READ_BUFFER`]'s 32 KiB came to 30.75 MB of the heap (heaptrack), and a fetch of
-/// 2,000 on loopback peaked at 55-68 MB RSS, against 52-54 MB at 16 KiB and 46-48 MB at 8 KiB
-/// (3 runs each, 2 cores, as fast: 1.14, 1.22 and 1.13 s). A large download reads in ranges
+/// their manifest ([`for_small_downloads`]). hyper's read buffers held 30.75 MB of the heap
+/// with 256 downloads of 64 KiB in flight at [`READ_BUFFER`]'s 32 KiB (heaptrack), about
+/// 120 KB a connection: its buffer, and the allocations of the body chunks split off it that
+/// were still on their way out. A fetch of 2,000 on loopback peaked at 55-68 MB RSS, against
+/// 52-54 MB at 16 KiB and 46-48 MB at 8 KiB (3 runs each, 2 cores, as fast: 1.14, 1.22 and
+/// 1.13 s). A large download reads in ranges
 /// through the others: 256 MiB took 0.47 s and 0.46 s of CPU at 32 KiB, 0.54 s and 0.56 s at
 /// 16 KiB. 16 KiB leaves a response's head room to spare (S3's are a few KiB).
 pub const SMALL_READ_BUFFER: usize = 16 << 10;
