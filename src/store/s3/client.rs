@@ -126,10 +126,15 @@ impl Intercept for TraceRequests {
     }
 }
 
-/// The SDK settings for `cfg`, validated before anything is sent: a bad CA bundle, endpoint
-/// or half-given key pair fails here, not on the first request.
-pub(super) async fn sdk_config(cfg: &StoreConfig, tuning: &Tuning) -> Result<SdkConfig> {
-    let loader = loader(ca_bundle(cfg)?, tuning);
+/// The SDK settings for `cfg` with the CA certificates of [`ca_bundle`], validated before
+/// anything is sent: a bad endpoint or half-given key pair fails here, not on the first
+/// request (a bad CA bundle fails in [`ca_bundle`]).
+pub(super) async fn sdk_config(
+    cfg: &StoreConfig,
+    tuning: &Tuning,
+    ca_bundle: Option<Vec<u8>>,
+) -> Result<SdkConfig> {
+    let loader = loader(ca_bundle, tuning);
     let loader = with_credentials(with_endpoint(loader, cfg)?, cfg)?;
     let mut sdk = loader.load().await;
     if sdk.region().is_none() {
@@ -188,10 +193,9 @@ pub(super) fn for_small_downloads(
     client: &Client,
     http: aws_smithy_runtime_api::client::http::SharedHttpClient,
 ) -> Client {
-    let config = client
+    let config = without_response_checks(client)
         .config()
         .to_builder()
-        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
         .http_client(http)
         .build();
     Client::from_conf(config)
@@ -280,9 +284,9 @@ pub const READ_BUFFER: usize = 32 << 10;
 /// 120 KB a connection: its buffer, and the allocations of the body chunks split off it that
 /// were still on their way out. A fetch of 2,000 on loopback peaked at 55-68 MB RSS, against
 /// 52-54 MB at 16 KiB and 46-48 MB at 8 KiB (3 runs each, 2 cores, as fast: 1.14, 1.22 and
-/// 1.13 s). A large download reads in ranges
-/// through the others: 256 MiB took 0.47 s and 0.46 s of CPU at 32 KiB, 0.54 s and 0.56 s at
-/// 16 KiB. 16 KiB leaves a response's head room to spare (S3's are a few KiB).
+/// 1.13 s). A large download reads in ranges through the others: 256 MiB took 0.47 s and
+/// 0.46 s of CPU at 32 KiB, 0.54 s and 0.56 s at 16 KiB. 16 KiB leaves a response's head room
+/// to spare (S3's are a few KiB).
 pub const SMALL_READ_BUFFER: usize = 16 << 10;
 
 /// Builds the HTTP client: rustls, the system's roots plus `AWS_CA_BUNDLE`,

@@ -61,7 +61,9 @@ pub struct S3Store {
 impl S3Store {
     /// Opens `bucket` with the given settings; nothing is sent until the first request.
     pub async fn open(bucket: &str, cfg: &StoreConfig, tuning: &Tuning) -> Result<Self> {
-        let sdk = client::sdk_config(cfg, tuning).await?;
+        // Read once, for both HTTP clients.
+        let ca_bundle = client::ca_bundle(cfg)?;
+        let sdk = client::sdk_config(cfg, tuning, ca_bundle.clone()).await?;
         let aws = is_aws(sdk.endpoint_url());
         let endpoint = sdk
             .endpoint_url()
@@ -72,7 +74,7 @@ impl S3Store {
         let s3 = client::s3_client(&sdk, cfg, &requests, &throttled);
         let small = client::for_small_downloads(
             &s3,
-            client::http_client(client::ca_bundle(cfg)?, client::SMALL_READ_BUFFER),
+            client::http_client(ca_bundle, client::SMALL_READ_BUFFER),
         );
         Ok(S3Store {
             unchecked: client::without_response_checks(&s3),
