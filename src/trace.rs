@@ -134,12 +134,34 @@ pub fn end(p: Pending, status: Option<u16>, received: Option<u64>) {
 pub fn finish(command: &str) {
     let Some(t) = tracer() else { return };
     let s = t.state.lock().unwrap_or_else(|e| e.into_inner());
-    let mut events = vec![serde_json::json!({
+    match write(&t.path, command, &s) {
+        Ok(()) => log::phase(format!(
+            "wrote a trace of {} to {} (open it in ui.perfetto.dev)",
+            log::count(s.spans.len() as u64, "request"),
+            t.path.display()
+        )),
+        Err(e) => log::warn(format!(
+            "could not write the trace {} ({e}): {VARIABLE} names a file in a directory that exists",
+            t.path.display()
+        )),
+    }
+}
+
+/// Writes the events one at a time through a buffer: a document built whole first took
+/// about 2.5 KB an event, which for a 50,000-file upload (50,000 spans and twice as many
+/// counter events) was 575 MB of peak RSS, against 68 MB untraced.
+fn write(path: &std::path::Path, command: &str, s: &State) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, std::fs::File::create(path)?);
+    let process = serde_json::json!({
         "name": "process_name", "ph": "M", "pid": 1,
         "args": {"name": format!("s3-asset-manager {command}")},
-    })];
+    });
+    out.write_all(b"{\"traceEvents\":[")?;
+    serde_json::to_writer(&mut out, &process)?;
     for sp in &s.spans {
-        events.push(serde_json::json!({
+        out.write_all(b",")?;
+        let event = serde_json::json!({
             "name": sp.operation,
             "cat": "s3",
             "ph": "X",
@@ -154,25 +176,71 @@ pub fn finish(command: &str) {
                 "bytes_received": sp.received,
                 "in_flight": sp.in_flight,
             },
-        }));
+        });
+        serde_json::to_writer(&mut out, &event)?;
     }
     for (ts, n) in &s.counts {
-        events.push(serde_json::json!({
-            "name": "requests in flight", "ph": "C", "ts": ts, "pid": 1,
-            "args": {"in flight": n},
-        }));
+        write!(
+            out,
+            ",{{\"name\":\"requests in flight\",\"ph\":\"C\",\"ts\":{ts},\"pid\":1,\"args\":{{\"in flight\":{n}}}}}"
+        )?;
     }
-    let doc = serde_json::json!({"traceEvents": events, "displayTimeUnit": "ms"});
-    let body = serde_json::to_vec(&doc).expect("a trace serialises");
-    match std::fs::write(&t.path, body) {
-        Ok(()) => log::phase(format!(
-            "wrote a trace of {} to {} (open it in ui.perfetto.dev)",
-            log::count(s.spans.len() as u64, "request"),
-            t.path.display()
-        )),
-        Err(e) => log::warn(format!(
-            "could not write the trace {} ({e}): {VARIABLE} names a file in a directory that exists",
-            t.path.display()
-        )),
+    out.write_all(b"],\"displayTimeUnit\":\"ms\"}")?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_streamed_trace_is_one_json_document_with_every_event() {
+        let mut s = State::default();
+        for i in 0..3u64 {
+            s.spans.push(Span {
+                operation: "PutObject".into(),
+                request: format!("PUT /b/artifacts/c/f{i}.zip \"quoted\\"),
+                lane: i as usize,
+                start_us: 10 * i,
+                end_us: 10 * i + 5,
+                status: (i != 1).then_some(200),
+                sent: Some(i),
+                received: None,
+                in_flight: i as usize + 1,
+            });
+            s.counts.push((10 * i, i as usize + 1));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.json");
+        write(&path, "upload", &s).unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(doc["displayTimeUnit"], "ms");
+        let events = doc["traceEvents"].as_array().unwrap();
+        assert_eq!(events.len(), 1 + 3 + 3, "{doc}");
+        assert_eq!(events[0]["args"]["name"], "s3-asset-manager upload");
+        let spans: Vec<_> = events.iter().filter(|e| e["ph"] == "X").collect();
+        assert_eq!(spans[2]["dur"], 5);
+        assert_eq!(spans[2]["tid"], 3);
+        assert_eq!(
+            spans[2]["args"]["request"],
+            "PUT /b/artifacts/c/f2.zip \"quoted\\"
+        );
+        assert_eq!(spans[1]["args"]["status"], serde_json::Value::Null);
+        let counts: Vec<_> = events.iter().filter(|e| e["ph"] == "C").collect();
+        assert_eq!(counts[2]["ts"], 20);
+        assert_eq!(counts[2]["args"]["in flight"], 3);
+        assert_eq!(counts[2]["name"], "requests in flight");
+    }
+
+    #[test]
+    fn a_trace_that_cannot_be_written_is_an_error_to_warn_of() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = write(
+            &dir.path().join("no/such/dir/t.json"),
+            "upload",
+            &State::default(),
+        );
+        assert!(e.is_err());
     }
 }
