@@ -439,10 +439,15 @@ impl Manifest {
         // About what a file's line takes, so the buffer is allocated once.
         let guess = 1024 + self.files.len() * 180;
         let mut v = Vec::with_capacity(guess);
-        let mut ser = serde_json::Serializer::with_formatter(&mut v, ShallowPretty::default());
-        self.serialize(&mut ser).expect("manifest serialises");
-        v.push(b'\n');
+        self.write_json(&mut v).expect("manifest serialises");
         v
+    }
+
+    /// Writes the bytes of [`Manifest::to_bytes`] to `w`, without holding them.
+    pub fn write_json(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
+        let mut ser = serde_json::Serializer::with_formatter(&mut w, ShallowPretty::default());
+        self.serialize(&mut ser).map_err(std::io::Error::other)?;
+        w.write_all(b"\n")
     }
 
     /// The sum of all asset sizes (which [`Manifest::parse`] checked cannot overflow).

@@ -178,6 +178,24 @@ pub trait Store: Send + Sync {
         }
     }
 
+    /// Writes the local file `path` (`size` bytes, whose SHA-256 is `opts.sha256`) to `key` in
+    /// one request, under `cond` when given (as [`Store::put_bytes_if`]), streamed from the
+    /// file rather than held in memory: a large set's manifest. A store that has no such
+    /// stream reads the file whole.
+    async fn put_whole_file(
+        &self,
+        key: &str,
+        path: &Path,
+        opts: &PutOptions,
+        cond: Option<Precondition<'_>>,
+    ) -> Result<Option<String>> {
+        let body = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+        match cond {
+            None => self.put_bytes(key, body, opts).await.map(Some),
+            Some(cond) => self.put_bytes_if(key, body, opts, cond).await,
+        }
+    }
+
     /// Like [`Store::put_bytes`], but only when `cond` holds: `Ok(None)` when the store refused
     /// the write because it did not (HTTP 412 or 409; for [`Precondition::Matches`] also a
     /// missing object). A store that ignores the header writes anyway.

@@ -321,6 +321,22 @@ impl Store for S3Store {
         sent
     }
 
+    async fn put_whole_file(
+        &self,
+        key: &str,
+        path: &Path,
+        opts: &PutOptions,
+        cond: Option<Precondition<'_>>,
+    ) -> Result<Option<String>> {
+        let body = ByteStream::read_from()
+            .path(path)
+            .buffer_size(64 * 1024)
+            .build()
+            .await
+            .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+        self.put_object_if(key, body, opts, cond).await
+    }
+
     async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<String> {
         self.put_object(key, ByteStream::from(body), opts).await
     }
