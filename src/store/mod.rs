@@ -178,10 +178,10 @@ pub trait Store: Send + Sync {
         }
     }
 
-    /// Writes the local file `path` (`size` bytes, whose SHA-256 is `opts.sha256`) to `key` in
-    /// one request, under `cond` when given (as [`Store::put_bytes_if`]), streamed from the
-    /// file rather than held in memory: a large set's manifest. A store that has no such
-    /// stream reads the file whole.
+    /// Writes the local file `path` (whose SHA-256 is `opts.sha256`) to `key` in one request,
+    /// under `cond` when given (as [`Store::put_bytes_if`]), streamed from the file rather
+    /// than held in memory: a large set's manifest. A store that has no such stream reads the
+    /// file whole.
     async fn put_whole_file(
         &self,
         key: &str,
