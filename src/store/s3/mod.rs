@@ -181,6 +181,17 @@ fn percent_encode(key: &str) -> String {
     out
 }
 
+/// A request body streamed from the file at `path` through a buffer of `buffer` bytes
+/// (read again from the start if the request is retried).
+async fn file_body(path: &Path, buffer: usize) -> Result<ByteStream> {
+    ByteStream::read_from()
+        .path(path)
+        .buffer_size(buffer)
+        .build()
+        .await
+        .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))
+}
+
 #[async_trait]
 impl Store for S3Store {
     fn url(&self) -> String {
@@ -281,12 +292,7 @@ impl Store for S3Store {
         opts: &PutOptions,
     ) -> Result<String> {
         if size < self.tuning.multipart_threshold {
-            let body = ByteStream::read_from()
-                .path(path)
-                .buffer_size(256 * 1024)
-                .build()
-                .await
-                .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+            let body = file_body(path, 256 * 1024).await?;
             return self.put_object(key, body, opts).await;
         }
         let (upload_id, checksum) = self.start_upload(key, opts).await?;
@@ -328,12 +334,7 @@ impl Store for S3Store {
         opts: &PutOptions,
         cond: Option<Precondition<'_>>,
     ) -> Result<Option<String>> {
-        let body = ByteStream::read_from()
-            .path(path)
-            .buffer_size(64 * 1024)
-            .build()
-            .await
-            .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+        let body = file_body(path, 64 * 1024).await?;
         self.put_object_if(key, body, opts, cond).await
     }
 
