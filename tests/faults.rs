@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Env, Run, S3Server, Task};
-use proxy::{Faults, Proxy};
+use proxy::{Faults, GetCorruption, Proxy};
 
 /// What a test needs of the S3 store beyond what every store under test does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -564,6 +564,42 @@ fn walk(dir: &Path) -> Vec<String> {
     go(dir, dir, &mut out);
     out.sort();
     out
+}
+
+/// Every download is verified: one byte of a GET's body flipped on the way to the tool (past
+/// any check of the store's) never lands, whether in a small file downloaded whole or in a
+/// range of a large one. The fetch fails with one line naming the file, and leaves neither it
+/// nor a temporary file behind; once the proxy stops, the set fetches byte for byte.
+#[test]
+fn a_download_corrupted_in_flight_never_lands() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(g) = server(Needs::S3) else { return };
+    let bucket = g.new_bucket("corruptget");
+    let p = Proxy::start(upstream(&g), Faults::default());
+    let t = task(&g, &bucket, &p.url());
+    t.run(&["check"]).ok();
+    // f0.bin is over the multipart threshold (read in ranges), f1.bin and f2.bin are small.
+    let files = build(&t, 3, 1, "corruptget");
+    t.run(&["upload"]).ok();
+    for name in ["f1.bin", "f0.bin"] {
+        p.faults.lock().unwrap().corrupt_gets = Some(GetCorruption {
+            path_contains: format!("/{name}"),
+            count: 1,
+        });
+        let before = p.stats.gets_corrupted.load(Relaxed);
+        let dest = t.root.join(format!("corrupt-{name}"));
+        let r = t.run(&["fetch", "--dest", dest.to_str().unwrap()]);
+        assert_eq!(p.stats.gets_corrupted.load(Relaxed) - before, 1, "{name}");
+        r.fails(1, &format!("{name} does not match its manifest"));
+        assert_clean_failure(&r);
+        let left: Vec<String> = walk(&dest)
+            .into_iter()
+            .filter(|f| f.contains(name) || f.contains("s3am-partial"))
+            .collect();
+        assert!(left.is_empty(), "{name}: left behind {left:?}");
+    }
+    p.faults.lock().unwrap().corrupt_gets = None;
+    fetch_and_compare(&t, &files);
 }
 
 /// One byte of a part's body flipped on the way to the store: the store refuses the part,

@@ -514,7 +514,7 @@ impl Fetcher {
                         let got = hex::encode(h.finalize());
                         if got != pieces[i] {
                             return Err(Error::Corrupt(format!(
-                                "{key} does not match its manifest (bytes {start}-{} have SHA-256 {got}; expected {}): the object was changed after publishing; refusing it",
+                                "{key} does not match its manifest (bytes {start}-{} have SHA-256 {got}; expected {}): the object was changed after publishing, or corrupted on the way; refusing it",
                                 end - 1,
                                 pieces[i]
                             )));

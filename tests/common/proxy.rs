@@ -37,6 +37,17 @@ pub struct Faults {
     pub refuse_crc64_multipart: bool,
     /// Answer chosen PUTs with an error of the store's.
     pub fail_puts: Option<PutFailure>,
+    /// Flip one byte in the middle of chosen GET responses' bodies, on the way to the tool.
+    pub corrupt_gets: Option<GetCorruption>,
+}
+
+/// GET responses to corrupt: one byte, halfway through the body, as a faulty middlebox might.
+#[derive(Debug, Clone)]
+pub struct GetCorruption {
+    /// Only GETs whose request line contains this (a key).
+    pub path_contains: String,
+    /// How many more to corrupt, the next ones seen (`u64::MAX`: all of them).
+    pub count: u64,
 }
 
 /// PUTs to answer with an error instead of passing them on.
@@ -59,6 +70,8 @@ pub struct Stats {
     pub resets_injected: AtomicU64,
     /// Part bodies corrupted (see [`Faults::corrupt_parts`]).
     pub corrupted: AtomicU64,
+    /// GET response bodies corrupted (see [`Faults::corrupt_gets`]).
+    pub gets_corrupted: AtomicU64,
     /// The start line and headers of every request, for tests that check how it was signed.
     pub heads: Mutex<Vec<String>>,
     /// Requests received and not yet answered, and the most at once.
@@ -448,7 +461,30 @@ fn serve(
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         to_client.write_all(&resp.raw)?;
-        if response_has_body(&method, status) {
+        let corrupt_get = method == "GET"
+            && matches!(status, 200 | 206)
+            && (resp.chunked || resp.content_length.is_some_and(|n| n > 1))
+            && f.corrupt_gets
+                .as_ref()
+                .is_some_and(|c| req.start.contains(&c.path_contains))
+            && {
+                let mut f = faults.lock().unwrap();
+                f.corrupt_gets.as_mut().is_some_and(|c| {
+                    let hit = c.count > 0;
+                    c.count = c.count.saturating_sub(1);
+                    hit
+                })
+            };
+        if corrupt_get {
+            stats.gets_corrupted.fetch_add(1, Ordering::Relaxed);
+            let mut flip = FlipOne {
+                inner: &mut to_client,
+                // Halfway, or (chunked) past the first chunk's header, inside its data.
+                at: resp.content_length.map_or(1000, |n| n / 2),
+                seen: 0,
+            };
+            copy_body(from_server, &mut flip, &resp, None)?;
+        } else if response_has_body(&method, status) {
             if reset {
                 let cut = resp.content_length.unwrap_or(2) / 2;
                 copy_body(from_server, &mut to_client, &resp, Some(cut))?;
