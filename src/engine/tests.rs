@@ -315,7 +315,7 @@ mod racing {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prune_cut_off_part_way_leaves_every_set_complete_or_without_its_manifest() {
     use racing::Racing;
-    for allowed in [0, 1, 2, 3, 5] {
+    for allowed in 0..=5 {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Racing::new(dir.path(), allowed));
         let engine = Engine::new(store.clone(), Layout::new("").unwrap(), Tuning::default());
