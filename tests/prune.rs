@@ -785,3 +785,269 @@ fn hostile_objects_are_shown_as_what_they_are_and_nothing_is_written() {
         assert_eq!(left, junk, "{store}");
     }
 }
+
+/// The task environment for `prefix` in `b`: `S3AM_PREFIX`, or on S3 with `url` the
+/// `s3://bucket/prefix` form of `PACKAGE_ASSETS_BUCKET` (`file://` has no such form).
+fn under_prefix(t: &Task, b: &Bucket, prefix: &str, url: bool) -> Env {
+    let mut env = t.env.clone();
+    match (&b.place, url) {
+        (common::bucket::Place::S3(_, name), true) => {
+            env.insert(
+                "PACKAGE_ASSETS_BUCKET".into(),
+                format!("s3://{name}/{prefix}"),
+            );
+        }
+        _ => {
+            env.insert("S3AM_PREFIX".into(), prefix.into());
+        }
+    }
+    env
+}
+
+/// Checks HEAD under `env` and, unless found, builds and uploads; whether it was found.
+fn publish_under(t: &Task, env: &Env, content: &str) -> bool {
+    t.reset_packages();
+    common::cli(&["check"], &t.root, env).ok();
+    let found = t.found();
+    if !found {
+        t.build(&[("fn.zip", content.as_bytes()), ("lib/x.txt", b"x")]);
+        common::cli(&["upload"], &t.root, env).ok();
+    }
+    found
+}
+
+/// Keys not under the `artifacts/`, `cache/` or `index/` of `prefix` (`""`: the bucket root).
+fn outside(b: &Bucket, prefix: &str) -> Vec<String> {
+    let own = |k: &String| {
+        ["artifacts/", "cache/", "index/"]
+            .iter()
+            .any(|d| k.starts_with(&format!("{prefix}{d}")))
+    };
+    b.keys().into_iter().filter(|k| !own(k)).collect()
+}
+
+/// The unfinished multipart uploads' keys (none on `file://`).
+fn pending_uploads(b: &Bucket) -> Vec<String> {
+    match &b.place {
+        common::bucket::Place::S3(g, name) => common::rt().block_on(async {
+            let page = g
+                .client()
+                .list_multipart_uploads()
+                .bucket(name)
+                .send()
+                .await
+                .unwrap();
+            page.uploads()
+                .iter()
+                .map(|u| u.key().unwrap().to_string())
+                .collect()
+        }),
+        common::bucket::Place::File(_) => Vec::new(),
+    }
+}
+
+/// Teams sharing a bucket under prefixes (`S3AM_PREFIX`, `s3://bucket/prefix`,
+/// `source.prefix`) never see or touch each other's keys: the same commit published under
+/// `team-a`, `team-b` and `team` (a string prefix of both) lands under each prefix's
+/// `artifacts/`, `cache/` and `index/`, and nowhere else; the cache of one is not another's,
+/// nor the bucket root's;
+/// the resource's check and `list` see their prefix only; `delete` and `prune` under `team`,
+/// under `team-a` and at the bucket root remove only their own sets and leftovers (not another
+/// prefix's unfinished upload); and `team-b`'s set still fetches afterwards.
+#[test]
+fn prefixes_keep_teams_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "prefix") {
+        let store = b.name();
+        let t = task(&b);
+        let a = under_prefix(&t, &b, "team-a", false);
+        let tb = under_prefix(&t, &b, "team-b", true);
+        let team = under_prefix(&t, &b, "team", false);
+        let c = t.repo.head();
+        assert!(!publish_under(&t, &a, "print(1)\n"), "{store}");
+        let hash = code_hash(&t);
+        // team-a's cache entry is not team-b's: the same code builds again there.
+        assert!(
+            !publish_under(&t, &tb, "print(1)\n"),
+            "{store}: team-b found team-a's set or cache"
+        );
+        assert!(!publish_under(&t, &team, "print(1)\n"), "{store}");
+        // team-b alone has a second commit, an interrupted upload and an unfinished multipart
+        // upload.
+        t.repo.write("src/main.py", "print(2)\n");
+        let c2 = t.repo.commit("two");
+        assert!(!publish_under(&t, &tb, "print(2)\n"), "{store}");
+        let half = "d".repeat(40);
+        b.put(&format!("team-b/artifacts/{half}/half.zip"), b"half");
+        if let common::bucket::Place::S3(g, name) = &b.place {
+            common::rt().block_on(async {
+                g.client()
+                    .create_multipart_upload()
+                    .bucket(name)
+                    .key(format!("team-b/artifacts/{half}/big.zip"))
+                    .send()
+                    .await
+                    .unwrap()
+            });
+        }
+
+        // Every key is under a prefix's artifacts/, cache/ or index/.
+        for k in b.keys() {
+            let (p, rest) = k.split_once('/').unwrap();
+            assert!(["team-a", "team-b", "team"].contains(&p), "{store}: {k}");
+            let top = rest.split('/').next().unwrap();
+            assert!(
+                ["artifacts", "cache", "index"].contains(&top),
+                "{store}: {k}"
+            );
+        }
+        for p in ["team-a", "team-b", "team"] {
+            let keys = b.keys();
+            for want in [
+                format!("{p}/artifacts/{c}/.manifest.json"),
+                format!("{p}/cache/{hash}/.manifest.json"),
+            ] {
+                assert!(keys.contains(&want), "{store}: no {want}: {keys:#?}");
+            }
+            assert!(
+                keys.iter()
+                    .any(|k| k.starts_with(&format!("{p}/index/")) && k.ends_with(&c)),
+                "{store}: {p} has no index entry for {c}"
+            );
+        }
+
+        // The second commit at the bucket root too: what is under a prefix is not the root's,
+        // nor the root's under a prefix.
+        assert!(!publish_under(&t, &t.env, "print(2)\n"), "{store}");
+        let hash2 = code_hash(&t);
+
+        // The resource's check and `list` see their own prefix only.
+        let check = |prefix: &str| {
+            let r = common::resource(
+                "check",
+                &t.root.join("rc"),
+                &serde_json::json!({"source": b.source(serde_json::json!({"prefix": prefix}))}),
+            );
+            r.ok();
+            serde_json::from_str::<Vec<Value>>(&r.stdout).unwrap()
+        };
+        assert_eq!(
+            check("team-a"),
+            [serde_json::json!({"commit": c})],
+            "{store}"
+        );
+        assert_eq!(
+            check("team-b"),
+            [serde_json::json!({"commit": c2})],
+            "{store}"
+        );
+        assert!(check("team-c").is_empty(), "{store}");
+        assert_eq!(check(""), [serde_json::json!({"commit": c2})], "{store}");
+        let listed = |env: &Env| {
+            let r = common::cli(&["list", "--json"], &t.root, env);
+            r.ok();
+            let sets: Vec<Value> = serde_json::from_str(&r.stdout).unwrap();
+            let mut ids: Vec<String> = sets
+                .iter()
+                .map(|s| s["id"].as_str().unwrap().to_string())
+                .collect();
+            ids.sort();
+            ids
+        };
+        let mut own = vec![c.clone(), hash.clone()];
+        own.sort();
+        assert_eq!(
+            listed(&a),
+            own,
+            "{store}: team-a lists another prefix's sets"
+        );
+        assert_eq!(
+            listed(&team),
+            own,
+            "{store}: team lists another prefix's sets"
+        );
+
+        // A delete under a prefix with nothing under it fails and touches nothing; one under
+        // `team` takes team's set and index entry only.
+        let before = b.keys();
+        let empty = under_prefix(&t, &b, "team-c", false);
+        common::cli(&["delete", "--commit", &c], &t.root, &empty).fails(1, "nothing to delete");
+        assert_eq!(b.keys(), before, "{store}: a failed delete deleted");
+        let others = outside(&b, "team/");
+        common::cli(&["delete", "--commit", &c], &t.root, &team).ok();
+        assert_eq!(outside(&b, "team/"), others, "{store}: delete under team");
+        assert!(
+            !b.keys()
+                .iter()
+                .any(|k| k.starts_with("team/") && k.contains(&c)),
+            "{store}: {:#?}",
+            b.keys()
+        );
+
+        // Prunes that would take everything of their own: under `team`, `team-a`, the root.
+        tick();
+        tick();
+        let everything = [
+            "prune",
+            "--max-age",
+            "1s",
+            "--cache-max-unused",
+            "1s",
+            "--incomplete-max-age",
+            "1s",
+        ];
+        let uploads = pending_uploads(&b);
+        common::cli(&everything, &t.root, &team).ok();
+        assert_eq!(outside(&b, "team/"), others, "{store}: prune under team");
+        assert!(
+            !b.keys()
+                .iter()
+                .any(|k| k.starts_with(&format!("team/cache/{hash}/"))),
+            "{store}: team's cache entry stays"
+        );
+        let others = outside(&b, "team-a/");
+        common::cli(&everything, &t.root, &a).ok();
+        assert_eq!(
+            outside(&b, "team-a/"),
+            others,
+            "{store}: prune under team-a"
+        );
+        assert!(
+            !b.keys()
+                .iter()
+                .any(|k| k.starts_with("team-a/") && (k.contains(&c) || k.contains(&hash))),
+            "{store}: {:#?}",
+            b.keys()
+        );
+        let others = outside(&b, "");
+        common::cli(&everything, &t.root, &t.env).ok();
+        assert_eq!(outside(&b, ""), others, "{store}: prune at the root");
+        assert!(
+            !b.keys()
+                .iter()
+                .any(|k| !k.starts_with("team") && (k.contains(&c2) || k.contains(&hash2))),
+            "{store}: {:#?}",
+            b.keys()
+        );
+        assert_eq!(
+            pending_uploads(&b),
+            uploads,
+            "{store}: a prune aborted another prefix's upload"
+        );
+
+        // team-b's sets are whole: the first commit is found and fetches.
+        assert_eq!(
+            check("team-b"),
+            [serde_json::json!({"commit": c2})],
+            "{store}"
+        );
+        git(&t.repo.dir, &["checkout", "-q", "--detach", &c]);
+        t.reset_packages();
+        let r = common::cli(&["check"], &t.root, &tb);
+        r.ok();
+        assert!(t.found(), "{store}: team-b's set is gone: {}", r.stderr);
+        let dest = t.root.join("dest");
+        common::cli(&["fetch", "--dest", dest.to_str().unwrap()], &t.root, &tb).ok();
+        assert_eq!(std::fs::read(dest.join("fn.zip")).unwrap(), b"print(1)\n");
+    }
+}

@@ -509,3 +509,56 @@ fn wrong_credentials_never_leak() {
         }
     }
 }
+
+/// A set whose index entry was lost (a publish killed between its manifest and its entry, or
+/// an expiry rule on `index/`) is invisible to `check`, and the next publish of that commit
+/// indexes it again, uploading nothing: the check lists it once more.
+#[test]
+fn a_lost_index_entry_is_written_again_by_the_next_publish() {
+    let Some(f) = Fixture::new("reindex") else {
+        return;
+    };
+    let c = f.publish_new(1);
+    assert_eq!(f.check(None), std::slice::from_ref(&c));
+    let entries: Vec<String> =
+        f.g.keys(&f.bucket)
+            .into_iter()
+            .filter(|k| k.starts_with("index/"))
+            .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let client = f.g.client();
+    common::rt().block_on(async {
+        client
+            .delete_object()
+            .bucket(&f.bucket)
+            .key(&entries[0])
+            .send()
+            .await
+            .unwrap();
+    });
+    assert!(
+        f.check(None).is_empty(),
+        "a set without an entry was listed"
+    );
+
+    let r = f.publish(&f.source());
+    let out = response(&r);
+    assert_eq!(meta(&out, "outcome"), "skipped");
+    assert!(
+        r.stderr
+            .contains(&format!("indexing {c}, which was complete but not indexed")),
+        "{}",
+        r.stderr
+    );
+    let again: Vec<String> =
+        f.g.keys(&f.bucket)
+            .into_iter()
+            .filter(|k| k.starts_with("index/"))
+            .collect();
+    assert_eq!(
+        again, entries,
+        "the entry written again names the same time"
+    );
+    assert_eq!(f.check(None), std::slice::from_ref(&c));
+    assert_eq!(f.check(Some(&c)), std::slice::from_ref(&c));
+}

@@ -114,10 +114,7 @@ impl Engine {
             accept_legacy: opts.accept_legacy,
             index: true,
         };
-        let (catalog, uploads) = tokio::join!(
-            self.catalog(catalog),
-            self.store.pending_uploads(self.layout.prefix())
-        );
+        let (catalog, uploads) = tokio::join!(self.catalog(catalog), self.pending_uploads());
         let (catalog, uploads) = (catalog?, uploads?);
         let mut plan = Plan::default();
         let mut newest_kept = 0;
@@ -171,6 +168,23 @@ impl Engine {
             .collect();
         plan.uploads = uploads.into_iter().filter(|u| old(u.started_ms)).collect();
         Ok(plan)
+    }
+
+    /// The unfinished uploads of keys this layout writes, `artifacts/` and `cache/`: at the
+    /// bucket root the prefix is empty, and would take in other prefixes' uploads, and any
+    /// other tool's in the bucket.
+    async fn pending_uploads(&self) -> Result<Vec<PendingUpload>> {
+        let (artifacts, cache) = (self.layout.artifacts_prefix(), self.layout.cache_prefix());
+        let (artifacts, cache) = tokio::join!(
+            self.store.pending_uploads(&artifacts),
+            self.store.pending_uploads(&cache)
+        );
+        let mut all = artifacts?;
+        all.extend(cache?);
+        // The local store's temporary files answer every prefix: each once.
+        all.sort_by(|a, b| (&a.key, &a.id).cmp(&(&b.key, &b.id)));
+        all.dedup_by(|a, b| (&a.key, &a.id) == (&b.key, &b.id));
+        Ok(all)
     }
 
     /// Carries out `plan`: manifests first, then objects, then unfinished uploads.
