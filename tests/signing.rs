@@ -134,20 +134,7 @@ impl Fixture {
         m["created"] = json!(common::unique_name("forged"));
         let body = serde_json::to_vec_pretty(&m).unwrap();
         if let Some(k) = signer {
-            let file = self.root.join("forged.json");
-            std::fs::write(&file, &body).unwrap();
-            let out = Command::new("ssh-keygen")
-                .args(["-Y", "sign", "-n", "s3-asset-manager", "-f"])
-                .arg(&k.private)
-                .arg(&file)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let sig = std::fs::read(file.with_extension("json.sig")).unwrap();
+            let sig = k.sign(&body);
             let digest = hex::encode(Sha256::digest(&body));
             self.g.put(
                 &self.bucket,
