@@ -793,3 +793,72 @@ fn a_planted_legacy_set_is_never_trusted_even_with_accept_legacy() {
         assert_eq!(fetched(&dest).as_deref(), Some("real"), "{store}");
     }
 }
+
+/// Puts a set at `root` (a key prefix ending in `/`) as a writer holding `key` would: its one
+/// asset, fn.zip ("abc"), then `manifest`'s signature by `key`, then `manifest`.
+fn plant_signed(b: &Bucket, root: &str, manifest: &[u8], key: &Key) {
+    b.put(&format!("{root}fn.zip"), b"abc");
+    b.put(&signature_key(root, manifest), &key.sign(manifest));
+    b.put(&format!("{root}.manifest.json"), manifest);
+}
+
+/// Attack 10: A manifest the trusted key signed before manifests named their prefix (no
+/// `prefix` field), at its own place and copied under another prefix: nothing binds its
+/// signature to a place, so with trusted keys every reader refuses it, at its own place as
+/// under the other prefix ("names no key prefix"), and the main pipeline's next publish
+/// replaces it. A reader without keys still reads it at its own place.
+#[test]
+fn a_signed_manifest_without_a_prefix_is_refused_with_trusted_keys() {
+    let w = World::new();
+    let c = w.c.clone();
+    let trust = ("S3AM_TRUSTED_KEYS", w.trusted.as_str());
+    let why = "names no key prefix";
+    let mut m: Value =
+        serde_json::from_slice(&forged_manifest(&c, &[("fn.zip", 3)], json!({}))).unwrap();
+    m.as_object_mut().unwrap().remove("prefix");
+    let old = serde_json::to_vec_pretty(&m).unwrap();
+    for b in Bucket::all(&w.root, "noprefix") {
+        let store = b.name();
+        // The same hand-written manifest with its prefix, signed the same way, is trusted.
+        let bb = format!("artifacts/{}/", w.b);
+        let current = forged_manifest(&w.b, &[("fn.zip", 3)], json!({}));
+        plant_signed(&b, &bb, &current, &w.main);
+        let (r, dest) = w.fetch(&b, &w.b, true);
+        r.ok();
+        assert_eq!(fetched(&dest).as_deref(), Some("abc"), "{store}");
+
+        let root = format!("artifacts/{c}/");
+        plant_signed(&b, &root, &old, &w.main);
+        plant_signed(&b, &format!("other/{root}"), &old, &w.main);
+        let before = b.keys();
+        let (r, dest) = w.fetch(&b, &c, true);
+        r.fails(1, why);
+        wrote_nothing(&dest, "a trusted fetch");
+        let (r, dest) = w.run_prefixed(&b, "other", &c);
+        r.fails(1, why);
+        wrote_nothing(&dest, "a trusted fetch under the other prefix");
+        let (r, pkg) = w.check(&b, &[trust]);
+        r.ok();
+        assert!(!pkg.join(".found").exists(), "{store}: {}", r.stderr);
+        assert!(r.stderr.contains(why), "{store}: {}", r.stderr);
+        let (r, dest) = w.get(&c, w.trusted_source(&b), json!({"require": true}));
+        r.fails(1, why);
+        wrote_nothing(&dest, "a trusted get");
+        assert_eq!(
+            b.keys(),
+            before,
+            "{store}: a refused read wrote to the bucket"
+        );
+
+        // An earlier version's set still reads without keys, at its own place.
+        let (r, dest) = w.fetch(&b, &c, false);
+        r.ok();
+        assert_eq!(fetched(&dest).as_deref(), Some("abc"), "{store}");
+
+        // The main pipeline publishes C again: its manifest names its prefix.
+        w.publish(&b, &c, "real", true, None);
+        let (r, dest) = w.fetch(&b, &c, true);
+        r.ok();
+        assert_eq!(fetched(&dest).as_deref(), Some("real"), "{store}");
+    }
+}
