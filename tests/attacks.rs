@@ -84,6 +84,24 @@ impl World {
         signed: bool,
         code_hash: Option<&str>,
     ) {
+        let key = self.signing();
+        let mut vars = vec![];
+        if signed {
+            vars.push((key.0, key.1.as_str()));
+        }
+        self.upload(b, commit, content, code_hash, &vars).ok();
+    }
+
+    /// `upload` of `content` as fn.zip for `commit` (with a `.code-hash` when given), with
+    /// `extra` variables.
+    fn upload(
+        &self,
+        b: &Bucket,
+        commit: &str,
+        content: &str,
+        code_hash: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Run {
         let pkg = self.unique("pkg");
         std::fs::create_dir_all(&pkg).unwrap();
         std::fs::write(pkg.join(".commit-hash"), commit).unwrap();
@@ -92,24 +110,26 @@ impl World {
         }
         std::fs::write(pkg.join("fn.zip"), content).unwrap();
         let pkg_s = pkg.to_string_lossy().into_owned();
-        let key = self.signing();
-        let mut vars = vec![("PACKAGE_DIRECTORY", pkg_s.as_str())];
-        if signed {
-            vars.push((key.0, key.1.as_str()));
-        }
-        self.run(b, &["upload"], &vars).ok();
+        let mut vars = extra.to_vec();
+        vars.push(("PACKAGE_DIRECTORY", pkg_s.as_str()));
+        self.run(b, &["upload"], &vars)
     }
 
     /// `fetch --commit` into a fresh directory, as a trusted deploy (with the trusted keys) or
     /// as a reader without keys.
     fn fetch(&self, b: &Bucket, commit: &str, trusted: bool) -> (Run, PathBuf) {
-        let dest = self.unique("dest");
-        let d = dest.to_string_lossy().into_owned();
         let mut vars = vec![];
         if trusted {
             vars.push(("S3AM_TRUSTED_KEYS", self.trusted.as_str()));
         }
-        let r = self.run(b, &["fetch", "--commit", commit, "--dest", &d], &vars);
+        self.fetch_with(b, commit, &vars)
+    }
+
+    /// `fetch --commit` into a fresh directory, with `extra` variables.
+    fn fetch_with(&self, b: &Bucket, commit: &str, extra: &[(&str, &str)]) -> (Run, PathBuf) {
+        let dest = self.unique("dest");
+        let d = dest.to_string_lossy().into_owned();
+        let r = self.run(b, &["fetch", "--commit", commit, "--dest", &d], extra);
         (r, dest)
     }
 
@@ -684,5 +704,161 @@ fn a_secret_of_the_wrong_type_is_named_never_shown() {
         ] {
             assert!(!r.stderr.contains(secret), "{field}: {}", r.stderr);
         }
+    }
+}
+
+/// The asset a fetch of `dest` wrote, if any.
+fn fetched(dest: &Path) -> Option<String> {
+    std::fs::read_to_string(dest.join("fn.zip")).ok()
+}
+
+/// Attack 9: A set without a manifest planted where readers accept the original tool's sets
+/// (`accept_legacy`): no signature can vouch for it, so with trusted keys no reader takes it
+/// (a trusted fetch finds nothing, a trusted check builds, the resource's `in` writes no
+/// `.found` and fails with `require`), and a signing publisher publishes its own signed set
+/// over it instead of accepting it. Without keys, `accept_legacy` takes the same set.
+#[test]
+fn a_planted_legacy_set_is_never_trusted_even_with_accept_legacy() {
+    let w = World::new();
+    let c = w.c.clone();
+    let legacy = ("S3AM_ACCEPT_LEGACY", "true");
+    let trust = ("S3AM_TRUSTED_KEYS", w.trusted.as_str());
+    let why = "a legacy set, which is unsigned: not counted as found because trusted keys are set";
+    for b in Bucket::all(&w.root, "legacy") {
+        let store = b.name();
+        b.put(&format!("artifacts/{c}/fn.zip"), b"planted");
+        // Without keys, accept_legacy is what takes it.
+        let (r, dest) = w.fetch_with(&b, &c, &[legacy]);
+        r.ok();
+        assert_eq!(fetched(&dest).as_deref(), Some("planted"), "{store}");
+        let (r, pkg) = w.check(&b, &[legacy]);
+        r.ok();
+        assert!(pkg.join(".found").exists(), "{store}: {}", r.stderr);
+
+        let before = b.keys();
+        let (r, dest) = w.fetch_with(&b, &c, &[legacy, trust]);
+        r.fails(3, &format!("no complete asset set for commit {c}"));
+        assert!(r.stderr.contains(why), "{store}: {}", r.stderr);
+        wrote_nothing(&dest, "a trusted fetch of a legacy set");
+        let (r, pkg) = w.check(&b, &[legacy, trust]);
+        r.ok();
+        assert!(
+            !pkg.join(".found").exists(),
+            "{store}: a trusted check found a legacy set"
+        );
+        assert!(r.stderr.contains(why), "{store}: {}", r.stderr);
+        let source = b.source(json!({
+            "trusted_keys": [w.main.public_line],
+            "accept_legacy": true,
+        }));
+        let (r, dest) = w.get(&c, source.clone(), json!({}));
+        r.ok();
+        assert!(r.stderr.contains(why), "{store}: {}", r.stderr);
+        wrote_nothing(&dest, "a trusted get of a legacy set");
+        let (r, dest) = w.get(&c, source, json!({"require": true}));
+        r.fails(1, &format!("no complete asset set for commit {c}"));
+        wrote_nothing(&dest, "a trusted get of a legacy set");
+        assert_eq!(
+            b.keys(),
+            before,
+            "{store}: a refused read wrote to the bucket"
+        );
+
+        // A publisher without the key takes it for the original tool's set; the main
+        // pipeline publishes its own signed set over it.
+        let r = w.upload(&b, &c, "real", None, &[legacy]);
+        r.ok();
+        assert!(
+            r.stderr
+                .contains("holds a legacy set, accepted as complete: uploading nothing"),
+            "{store}: {}",
+            r.stderr
+        );
+        let signing = w.signing();
+        let r = w.upload(&b, &c, "real", None, &[legacy, (signing.0, &signing.1)]);
+        r.ok();
+        assert!(
+            !r.stderr.contains("accepted as complete"),
+            "{store}: a signing publisher accepted a legacy set: {}",
+            r.stderr
+        );
+        let root = format!("artifacts/{c}/");
+        let manifest = b.get(&format!("{root}.manifest.json")).expect("a manifest");
+        assert!(
+            b.get(&signature_key(&root, &manifest)).is_some(),
+            "{store}: the set is unsigned"
+        );
+        let (r, dest) = w.fetch_with(&b, &c, &[legacy, trust]);
+        r.ok();
+        assert_eq!(fetched(&dest).as_deref(), Some("real"), "{store}");
+    }
+}
+
+/// Puts a set at `root` (a key prefix ending in `/`) as a writer holding `key` would: its one
+/// asset, fn.zip ("abc"), then `manifest`'s signature by `key`, then `manifest`.
+fn plant_signed(b: &Bucket, root: &str, manifest: &[u8], key: &Key) {
+    b.put(&format!("{root}fn.zip"), b"abc");
+    b.put(&signature_key(root, manifest), &key.sign(manifest));
+    b.put(&format!("{root}.manifest.json"), manifest);
+}
+
+/// Attack 10: A manifest the trusted key signed before manifests named their prefix (no
+/// `prefix` field), at its own place and copied under another prefix: nothing binds its
+/// signature to a place, so with trusted keys every reader refuses it, at its own place as
+/// under the other prefix ("names no key prefix"), and the main pipeline's next publish
+/// replaces it. A reader without keys still reads it at its own place.
+#[test]
+fn a_signed_manifest_without_a_prefix_is_refused_with_trusted_keys() {
+    let w = World::new();
+    let c = w.c.clone();
+    let trust = ("S3AM_TRUSTED_KEYS", w.trusted.as_str());
+    let why = "names no key prefix";
+    let mut m: Value =
+        serde_json::from_slice(&forged_manifest(&c, &[("fn.zip", 3)], json!({}))).unwrap();
+    m.as_object_mut().unwrap().remove("prefix");
+    let old = serde_json::to_vec_pretty(&m).unwrap();
+    for b in Bucket::all(&w.root, "noprefix") {
+        let store = b.name();
+        // The same hand-written manifest with its prefix, signed the same way, is trusted.
+        let bb = format!("artifacts/{}/", w.b);
+        let current = forged_manifest(&w.b, &[("fn.zip", 3)], json!({}));
+        plant_signed(&b, &bb, &current, &w.main);
+        let (r, dest) = w.fetch(&b, &w.b, true);
+        r.ok();
+        assert_eq!(fetched(&dest).as_deref(), Some("abc"), "{store}");
+
+        let root = format!("artifacts/{c}/");
+        plant_signed(&b, &root, &old, &w.main);
+        plant_signed(&b, &format!("other/{root}"), &old, &w.main);
+        let before = b.keys();
+        let (r, dest) = w.fetch(&b, &c, true);
+        r.fails(1, why);
+        wrote_nothing(&dest, "a trusted fetch");
+        let (r, dest) = w.run_prefixed(&b, "other", &c);
+        r.fails(1, why);
+        wrote_nothing(&dest, "a trusted fetch under the other prefix");
+        let (r, pkg) = w.check(&b, &[trust]);
+        r.ok();
+        assert!(!pkg.join(".found").exists(), "{store}: {}", r.stderr);
+        assert!(r.stderr.contains(why), "{store}: {}", r.stderr);
+        let (r, dest) = w.get(&c, w.trusted_source(&b), json!({"require": true}));
+        r.fails(1, why);
+        wrote_nothing(&dest, "a trusted get");
+        assert_eq!(
+            b.keys(),
+            before,
+            "{store}: a refused read wrote to the bucket"
+        );
+
+        // An earlier version's set still reads without keys, at its own place.
+        let (r, dest) = w.fetch(&b, &c, false);
+        r.ok();
+        assert_eq!(fetched(&dest).as_deref(), Some("abc"), "{store}");
+
+        // The main pipeline publishes C again: its manifest names its prefix.
+        w.publish(&b, &c, "real", true, None);
+        let (r, dest) = w.fetch(&b, &c, true);
+        r.ok();
+        assert_eq!(fetched(&dest).as_deref(), Some("real"), "{store}");
     }
 }

@@ -78,10 +78,21 @@ impl Fixture {
 
     /// Builds `content` as packages/fn.zip and publishes it, signed by `key` when given.
     fn publish(&self, content: &str, key: Option<&Key>, extra: &[(&str, &str)]) -> Run {
+        self.publish_commit(&self.commit, content, key, extra)
+    }
+
+    /// [`Fixture::publish`] as the build of `commit`.
+    fn publish_commit(
+        &self,
+        commit: &str,
+        content: &str,
+        key: Option<&Key>,
+        extra: &[(&str, &str)],
+    ) -> Run {
         let pkg = self.root.join("packages");
         let _ = std::fs::remove_dir_all(&pkg);
         std::fs::create_dir_all(&pkg).unwrap();
-        std::fs::write(pkg.join(".commit-hash"), &self.commit).unwrap();
+        std::fs::write(pkg.join(".commit-hash"), commit).unwrap();
         std::fs::write(pkg.join("fn.zip"), content).unwrap();
         let private = key.map(|k| k.private.to_string_lossy().into_owned());
         let mut vars: Vec<(&str, &str)> = extra.to_vec();
@@ -134,20 +145,7 @@ impl Fixture {
         m["created"] = json!(common::unique_name("forged"));
         let body = serde_json::to_vec_pretty(&m).unwrap();
         if let Some(k) = signer {
-            let file = self.root.join("forged.json");
-            std::fs::write(&file, &body).unwrap();
-            let out = Command::new("ssh-keygen")
-                .args(["-Y", "sign", "-n", "s3-asset-manager", "-f"])
-                .arg(&k.private)
-                .arg(&file)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let sig = std::fs::read(file.with_extension("json.sig")).unwrap();
+            let sig = k.sign(&body);
             let digest = hex::encode(Sha256::digest(&body));
             self.g.put(
                 &self.bucket,
@@ -404,6 +402,70 @@ fn a_restore_takes_only_a_trusted_cache_entry() {
     // Without trusted keys the same entry restores, as before.
     let (r, found) = f.check(&filter);
     assert!(found, "{}", r.stderr);
+}
+
+/// `list` with trusted keys reads every manifest and its signature without `--verify`: a set
+/// signed by a trusted key is complete and names its signer, an unsigned one is untrusted and
+/// says why, and `--state` takes a comma-separated list. Without keys, the listing alone shows
+/// both as complete.
+#[test]
+fn list_with_trusted_keys_names_signers_and_untrusted_sets() {
+    let Some(f) = Fixture::new("sig-list") else {
+        return;
+    };
+    let repo = Repo {
+        dir: f.root.join("repo"),
+    };
+    repo.write("src/handler.py", "def handler(): return 1\n");
+    let unsigned = repo.commit("second");
+    f.publish("signed", Some(&f.main), &[]);
+    f.publish_commit(&unsigned, "unsigned", None, &[]);
+    let trusted = f.trusted(&[&f.main]);
+    let t = [("S3AM_TRUSTED_KEYS", trusted.as_str())];
+    let list = |args: &[&str], extra: &[(&str, &str)]| {
+        let mut all = vec!["list", "--kind", "artifacts", "--json"];
+        all.extend(args);
+        let r = f.run(&all, extra);
+        r.ok();
+        let sets: Vec<Value> = serde_json::from_str(&r.stdout).unwrap();
+        let by_id = |id: &str| sets.iter().find(|s| s["id"] == json!(id)).cloned();
+        (sets.len(), by_id(&f.commit), by_id(&unsigned))
+    };
+    let signer = format!("{} (main)", f.main.fingerprint());
+
+    let (n, signed, plain) = list(&[], &t);
+    assert_eq!(n, 2);
+    let (signed, plain) = (signed.unwrap(), plain.unwrap());
+    assert_eq!(signed["state"], json!("complete"), "{signed}");
+    assert_eq!(signed["signer"], json!(signer), "{signed}");
+    assert_eq!(signed["why"], Value::Null, "{signed}");
+    assert_eq!(plain["state"], json!("untrusted"), "{plain}");
+    assert_eq!(plain["signer"], Value::Null, "{plain}");
+    assert_eq!(plain["why"], json!("it is unsigned"), "{plain}");
+
+    let (n, signed, plain) = list(&["--state", "untrusted,complete"], &t);
+    assert_eq!(n, 2);
+    assert!(signed.is_some() && plain.is_some());
+    let (n, signed, plain) = list(&["--state", "untrusted"], &t);
+    assert_eq!(n, 1);
+    assert!(signed.is_none() && plain.is_some());
+
+    // The table names the signer in its own column.
+    let r = f.run(&["list", "--kind", "artifacts"], &t);
+    r.ok();
+    let header = r.stdout.lines().next().unwrap_or_default();
+    assert!(header.trim_end().ends_with("SIGNER"), "{}", r.stdout);
+    let row = r.stdout.lines().find(|l| l.contains(&f.commit)).unwrap();
+    assert!(row.starts_with("artifacts  complete"), "{}", r.stdout);
+    assert!(row.trim_end().ends_with(&signer), "{}", r.stdout);
+
+    // Without keys the listing alone counts both as complete, and names no signer.
+    let (n, signed, plain) = list(&[], &[]);
+    assert_eq!(n, 2);
+    for s in [signed.unwrap(), plain.unwrap()] {
+        assert_eq!(s["state"], json!("complete"), "{s}");
+        assert_eq!(s["signer"], Value::Null, "{s}");
+    }
 }
 
 #[test]

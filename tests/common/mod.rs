@@ -532,4 +532,24 @@ impl Key {
     pub fn private_text(&self) -> String {
         std::fs::read_to_string(&self.private).unwrap()
     }
+
+    /// An SSHSIG of `data` by this key, made by `ssh-keygen -Y sign` in the tool's namespace,
+    /// as a publisher holding the key could make one by hand.
+    pub fn sign(&self, data: &[u8]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("signed");
+        std::fs::write(&file, data).unwrap();
+        let out = Command::new("ssh-keygen")
+            .args(["-Y", "sign", "-n", "s3-asset-manager", "-f"])
+            .arg(&self.private)
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read(file.with_extension("sig")).unwrap()
+    }
 }
