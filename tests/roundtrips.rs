@@ -30,6 +30,12 @@ fn kind(e: &proxy::Exchange) -> String {
     if target.contains("list-type=2") {
         return "LIST".into();
     }
+    if method == "GET" && target.contains("?uploads") {
+        return "LIST uploads".into();
+    }
+    if method == "POST" && target.contains("?delete") {
+        return "DELETE objects".into();
+    }
     let what = if target.contains(".conditional-write-probe") {
         "probe"
     } else if target.contains(".last-used") {
@@ -401,4 +407,46 @@ fn the_first_window_is_256_files() {
         most > 128 && most <= 256,
         "{most} uploads at once: the first window is 256 (the default limit)"
     );
+}
+
+/// `list`, `delete` and `prune` of two sets (and their cache entries): the listings at once,
+/// then one round trip for the manifests with their index entries, one for the objects.
+/// (That the manifests go first is `engine::tests`' cut-off prune.)
+#[test]
+fn list_delete_and_prune_take_their_round_trips() {
+    let Some((_g, p, t)) = rig("rt-manage", true) else {
+        return;
+    };
+    let mut commits = Vec::new();
+    for v in 0..2 {
+        if v > 0 {
+            t.repo.write("src/main.py", &format!("print({v})\n"));
+            t.repo.commit("another build");
+            t.reset_packages();
+        }
+        t.run(&["check"]).ok();
+        build_five(&t);
+        t.run(&["upload"]).ok();
+        commits.push(t.repo.head());
+    }
+    // `artifacts/` and `cache/`, a page each: neither is full.
+    assert_eq!(trips(&p, &t, &["list"]), "1: LIST x2");
+    // The set and the index; its manifest and index entry; then its 5 objects.
+    let delete = trips(&p, &t, &["delete", "--commit", &commits[0]]);
+    assert_eq!(delete, "1: LIST x2 | 2: DELETE objects | 3: DELETE objects");
+    std::thread::sleep(Duration::from_millis(1100));
+    // Everything older than a second: the listings and the unfinished uploads at once; every
+    // manifest and index entry (the set's and the cache entries') in one request; the objects.
+    let prune = trips(
+        &p,
+        &t,
+        &["prune", "--max-age", "1s", "--cache-max-unused", "1s"],
+    );
+    assert_eq!(
+        prune,
+        "1: LIST x3, LIST uploads x2 | 2: DELETE objects | 3: DELETE objects"
+    );
+    let r = t.run(&["list", "--json"]);
+    r.ok();
+    assert_eq!(r.stdout.trim(), "[]", "the prune removed every set");
 }
