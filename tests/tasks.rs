@@ -484,3 +484,54 @@ fn no_command_gives_one_error_line_and_the_usage() {
     );
     assert!(r.stdout.is_empty(), "{}", r.stdout);
 }
+
+/// A symlink to a file in the package directory is published as that file, under the link's
+/// name; a symlinked directory is not entered, so nothing outside the package directory is
+/// published through it.
+#[test]
+fn a_symlinked_file_is_published_and_a_symlinked_directory_is_not_entered() {
+    let (env, dir) = file_env();
+    let t = task(env);
+    t.run(&["check"]).ok();
+    let outside = t.root.join("outside");
+    std::fs::create_dir_all(outside.join("sub")).unwrap();
+    std::fs::write(outside.join("a.txt"), "outside bytes").unwrap();
+    std::fs::write(outside.join("sub/b.txt"), "deeper").unwrap();
+    build(&t, &[("fn.zip", "zip")]);
+    std::os::unix::fs::symlink("../outside/a.txt", t.packages().join("link.zip")).unwrap();
+    std::os::unix::fs::symlink("../outside/", t.packages().join("linkdir")).unwrap();
+    t.run(&["upload"]).ok();
+
+    let c = t.repo.head();
+    let set = dir.path().join(format!("artifacts/{c}"));
+    assert_eq!(
+        std::fs::read_to_string(set.join("link.zip")).unwrap(),
+        "outside bytes",
+        "the link is published with its target's bytes"
+    );
+    let keys: Vec<String> = walkdir::WalkDir::new(dir.path())
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e.path().strip_prefix(dir.path()).unwrap();
+            rel.to_string_lossy().into_owned()
+        })
+        .collect();
+    let linkdir = format!("artifacts/{c}/linkdir");
+    assert!(
+        !keys.iter().any(|k| k.starts_with(&linkdir)),
+        "the symlinked directory was entered: {keys:?}"
+    );
+    assert!(keys.contains(&format!("artifacts/{c}/fn.zip")), "{keys:?}");
+
+    // Fetched back, the link is a plain file with the target's bytes.
+    let dest = t.root.join("fetched");
+    t.run(&["fetch", "--dest", dest.to_str().unwrap()]).ok();
+    assert_eq!(
+        std::fs::read_to_string(dest.join("link.zip")).unwrap(),
+        "outside bytes"
+    );
+    assert!(!dest.join("linkdir").exists());
+}
+
