@@ -513,7 +513,8 @@ fn a_large_sets_manifest_goes_through_a_temporary_file_left_behind_nowhere() {
                 assert_eq!(spilled.len(), 1, "{store}: no spilled manifest seen");
                 let (mode, bytes) = spilled[0];
                 assert_eq!(
-                    *mode, 0o600,
+                    format!("{mode:o}"),
+                    "600",
                     "{store}: the temporary file is not owner-only"
                 );
                 assert_eq!(
