@@ -562,3 +562,41 @@ fn a_lost_index_entry_is_written_again_by_the_next_publish() {
     assert_eq!(f.check(None), std::slice::from_ref(&c));
     assert_eq!(f.check(Some(&c)), std::slice::from_ref(&c));
 }
+
+/// `code_hash_salt` is mixed into the code hash: after a publish without it, a lookup of the
+/// next commit (same code) with the salt misses the cache and reports the hash `hash --salt`
+/// prints; the same lookup without the salt restores.
+#[test]
+fn the_code_hash_salt_starts_a_fresh_cache() {
+    let Some(f) = Fixture::new("salt") else {
+        return;
+    };
+    f.build(&[("fn.zip", "zip")]);
+    let r = response(&f.publish(&f.source()));
+    assert_eq!(meta(&r, "outcome"), "uploaded");
+    let unsalted = meta(&r, "code_hash");
+
+    let hash = common::cli(
+        &["hash", "--repo", "repo", "--filter", "src", "--salt", "v2"],
+        &f.put_dir(),
+        &common::Env::new(),
+    );
+    hash.ok();
+    let salted = hash.stdout.trim().to_string();
+    assert_eq!(salted.len(), 64, "{}", hash.stdout);
+    assert_ne!(salted, unsalted);
+
+    f.repo.write("README.md", "docs\n");
+    f.repo.commit("docs");
+    let r = response(&f.lookup(&f.source_with(json!({"code_hash_salt": "v2"}))));
+    assert_eq!(
+        meta(&r, "outcome"),
+        "missing",
+        "the salted lookup used the unsalted cache entry"
+    );
+    assert_eq!(meta(&r, "code_hash"), salted);
+
+    let r = response(&f.lookup(&f.source()));
+    assert_eq!(meta(&r, "outcome"), "restored");
+    assert_eq!(meta(&r, "code_hash"), unsalted);
+}

@@ -1,9 +1,9 @@
-//! Secrets never appear in any output: every command (the CLI's check, upload and fetch, the
-//! resource's check, in and out), run with a recognisable secret key and session token against
-//! Garage with wrong credentials, against an unreachable endpoint, with malformed requests that
-//! carry the secret, and `--help` with the secret in the environment. The signing key (a file
-//! for the CLI, text in the resource's `source`) is one of the secrets, on the paths that
-//! succeed too.
+//! Secrets never appear in any output: every command (the CLI's check, upload, fetch, list,
+//! delete and prune, the resource's check, in and out), run with a recognisable secret key and
+//! session token against Garage with wrong credentials, against an unreachable endpoint, with
+//! malformed requests that carry the secret, and `--help` with the secret in the environment.
+//! The signing key (a file for the CLI, text in the resource's `source`) is one of the
+//! secrets, on the paths that succeed too.
 
 mod common;
 
@@ -179,7 +179,8 @@ fn resource_job(name: String, bin: &str, stdin: String) -> Job {
     }
 }
 
-/// The CLI's check, upload and fetch, and the resource's check, in and out, against `t`.
+/// The CLI's check, upload, fetch, list, delete and prune, and the resource's check, in and
+/// out, against `t`.
 fn store_jobs(t: &Target, w: &Work) -> Vec<Job> {
     let env = task_env(t);
     let c = w.head.as_str();
@@ -197,6 +198,23 @@ fn store_jobs(t: &Target, w: &Work) -> Vec<Job> {
             &["fetch", "--repo", "repo", "--dest", "fetched"],
             env.clone(),
         ),
+        cli_job(format!("{}: cli list", t.what), &["list"], env.clone()),
+        cli_job(
+            format!("{}: cli list --verify --json", t.what),
+            &["list", "--verify", "--json"],
+            env.clone(),
+        ),
+        cli_job(
+            format!("{}: cli delete --commit", t.what),
+            &["delete", "--commit", c],
+            env.clone(),
+        ),
+        cli_job(
+            format!("{}: cli prune --dry-run", t.what),
+            &["prune", "--dry-run"],
+            env.clone(),
+        ),
+        cli_job(format!("{}: cli prune", t.what), &["prune"], env.clone()),
     ];
     for j in &mut jobs {
         j.want_code = Some(t.cli_code);
@@ -436,6 +454,9 @@ fn help_jobs() -> Vec<Job> {
         &["check", "--help"][..],
         &["upload", "--help"],
         &["fetch", "--help"],
+        &["list", "--help"],
+        &["delete", "--help"],
+        &["prune", "--help"],
         &["check", "-h"],
         &["--help"],
     ] {

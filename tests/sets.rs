@@ -2,11 +2,18 @@
 //! rule, `aws s3 rm`) is damaged, never found. On `file://` and on the S3 server.
 
 mod common;
+#[path = "common/proxy.rs"]
+mod proxy;
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use common::bucket::Bucket;
 use common::{resource, Env, Run, Task};
+use proxy::{Faults, Proxy, PutFailure};
 use serde_json::json;
 
 /// A task on `b` with three assets built into ./packages.
@@ -402,11 +409,43 @@ fn an_interrupted_uploads_objects_are_written_over() {
     }
 }
 
+/// Watches `dir` until `stop`, keeping the permission bits and the last bytes read of each
+/// file seen in it.
+fn watch(dir: &Path, stop: &AtomicBool) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
+    let mut seen = BTreeMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if let (Ok(meta), Ok(bytes)) = (std::fs::metadata(&p), std::fs::read(&p)) {
+                seen.insert(p, (meta.permissions().mode() & 0o777, bytes));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    seen
+}
+
+/// `upload`, with `dir` watched while it runs.
+fn upload_watching(t: &Task, dir: &Path) -> (Run, BTreeMap<PathBuf, (u32, Vec<u8>)>) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let watcher = s.spawn(|| watch(dir, &stop));
+        let r = t.run(&["upload"]);
+        stop.store(true, Ordering::Relaxed);
+        (r, watcher.join().unwrap())
+    })
+}
+
 /// A set of 5,000 files, past the 4,096 at which `upload` writes the manifest to a temporary
 /// file and sends it from there instead of holding its bytes: found, fetched and verified
 /// whole, and no temporary file left behind. Where the temporary directory does not exist
 /// the manifest is held in memory instead, with the same outcome (on `file://`: the fallback
 /// is the engine's).
+///
+/// On the S3 server the manifest's PUT is held for a while by a proxy, long enough to see the
+/// temporary file: one file, readable by its owner only, holding the bytes the store ends up
+/// with. First the store refuses that PUT: the upload fails, the file is seen all the same and
+/// removed, and no manifest is written; the next upload goes through.
 #[test]
 fn a_large_sets_manifest_goes_through_a_temporary_file_left_behind_nowhere() {
     let tmp = tempfile::tempdir().unwrap();
@@ -421,6 +460,15 @@ fn a_large_sets_manifest_goes_through_a_temporary_file_left_behind_nowhere() {
             }
             let mut env: Env = b.env();
             env.insert("TMPDIR".into(), tmpdir.to_str().unwrap().into());
+            let proxy = match &b.place {
+                common::bucket::Place::S3(g, _) => {
+                    let upstream = g.endpoint.trim_start_matches("http://").parse().unwrap();
+                    let p = Proxy::start(upstream, Faults::default());
+                    env.insert("AWS_ENDPOINT_URL".into(), p.url());
+                    Some(p)
+                }
+                common::bucket::Place::File(_) => None,
+            };
             let main = format!("print({n})\n");
             let t = Task::new(env, &[("src/main.py", main.as_str())]);
             t.run(&["check"]).ok();
@@ -430,7 +478,53 @@ fn a_large_sets_manifest_goes_through_a_temporary_file_left_behind_nowhere() {
             let files: Vec<(&str, &[u8])> =
                 names.iter().map(|p| (p.as_str(), p.as_bytes())).collect();
             t.build(&files);
-            t.run(&["upload"]).ok();
+            let manifest = format!("artifacts/{}/.manifest.json", t.repo.head());
+            if let Some(p) = &proxy {
+                let hold = Some((manifest.clone(), Duration::from_millis(1500)));
+                p.set(Faults {
+                    delay_puts: hold.clone(),
+                    fail_puts: Some(PutFailure {
+                        path_contains: manifest.clone(),
+                        status: 403,
+                        code: "AccessDenied",
+                        count: 0,
+                    }),
+                    ..Faults::default()
+                });
+                let (r, seen) = upload_watching(&t, &tmpdir);
+                assert_ne!(
+                    r.code, 0,
+                    "{store}: the refused upload passed:\n{}",
+                    r.stderr
+                );
+                assert!(r.stderr.contains("AccessDenied"), "{store}: {}", r.stderr);
+                assert_eq!(seen.len(), 1, "{store}: no spilled manifest seen: {seen:?}");
+                let left: Vec<_> = std::fs::read_dir(&tmpdir).unwrap().flatten().collect();
+                assert!(left.is_empty(), "{store}: the failed upload left {left:?}");
+                assert_eq!(b.get(&manifest), None, "{store}: a manifest was written");
+
+                p.set(Faults {
+                    delay_puts: hold,
+                    ..Faults::default()
+                });
+                let (r, seen) = upload_watching(&t, &tmpdir);
+                r.ok();
+                let spilled: Vec<&(u32, Vec<u8>)> = seen.values().collect();
+                assert_eq!(spilled.len(), 1, "{store}: no spilled manifest seen");
+                let (mode, bytes) = spilled[0];
+                assert_eq!(
+                    format!("{mode:o}"),
+                    "600",
+                    "{store}: the temporary file is not owner-only"
+                );
+                assert_eq!(
+                    Some(bytes),
+                    b.get(&manifest).as_ref(),
+                    "{store}: the temporary file does not hold the manifest sent"
+                );
+            } else {
+                t.run(&["upload"]).ok();
+            }
             if tmpdir_exists {
                 let left: Vec<_> = std::fs::read_dir(&tmpdir).unwrap().flatten().collect();
                 assert!(left.is_empty(), "{store}: upload left {left:?}");

@@ -484,3 +484,104 @@ fn no_command_gives_one_error_line_and_the_usage() {
     );
     assert!(r.stdout.is_empty(), "{}", r.stdout);
 }
+
+/// A symlink to a file in the package directory is published as that file, under the link's
+/// name; a symlinked directory is not entered, so nothing outside the package directory is
+/// published through it.
+#[test]
+fn a_symlinked_file_is_published_and_a_symlinked_directory_is_not_entered() {
+    let (env, dir) = file_env();
+    let t = task(env);
+    t.run(&["check"]).ok();
+    let outside = t.root.join("outside");
+    std::fs::create_dir_all(outside.join("sub")).unwrap();
+    std::fs::write(outside.join("a.txt"), "outside bytes").unwrap();
+    std::fs::write(outside.join("sub/b.txt"), "deeper").unwrap();
+    build(&t, &[("fn.zip", "zip")]);
+    std::os::unix::fs::symlink("../outside/a.txt", t.packages().join("link.zip")).unwrap();
+    std::os::unix::fs::symlink("../outside/", t.packages().join("linkdir")).unwrap();
+    t.run(&["upload"]).ok();
+
+    let c = t.repo.head();
+    let set = dir.path().join(format!("artifacts/{c}"));
+    assert_eq!(
+        std::fs::read_to_string(set.join("link.zip")).unwrap(),
+        "outside bytes",
+        "the link is published with its target's bytes"
+    );
+    let keys: Vec<String> = walkdir::WalkDir::new(dir.path())
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e.path().strip_prefix(dir.path()).unwrap();
+            rel.to_string_lossy().into_owned()
+        })
+        .collect();
+    let linkdir = format!("artifacts/{c}/linkdir");
+    assert!(
+        !keys.iter().any(|k| k.starts_with(&linkdir)),
+        "the symlinked directory was entered: {keys:?}"
+    );
+    assert!(keys.contains(&format!("artifacts/{c}/fn.zip")), "{keys:?}");
+
+    // Fetched back, the link is a plain file with the target's bytes.
+    let dest = t.root.join("fetched");
+    t.run(&["fetch", "--dest", dest.to_str().unwrap()]).ok();
+    assert_eq!(
+        std::fs::read_to_string(dest.join("link.zip")).unwrap(),
+        "outside bytes"
+    );
+    assert!(!dest.join("linkdir").exists());
+}
+
+/// `CODE_HASH_SALT` starts a fresh cache: after a publish with the unsalted code hash, the
+/// next commit (same code) checked with `CODE_HASH_SALT=v2` finds no cache entry, and the
+/// `.code-hash` it writes is what `hash --salt v2` prints; a set published under that salt is
+/// restored for the commit after it.
+#[test]
+fn the_code_hash_salt_starts_a_fresh_cache() {
+    let (mut env, _dir) = file_env();
+    env.insert("CODE_HASH_FIND_FILTER".into(), "src package.json".into());
+    let t = task(env.clone());
+    t.run(&["check"]).ok();
+    let unsalted = t.marker(".code-hash").unwrap();
+    build(&t, &[("fn.zip", "zip")]);
+    t.run(&["upload"]).ok();
+
+    let salted_hash = t.run(&["hash", "--salt", "v2"]);
+    salted_hash.ok();
+    let salted = salted_hash.stdout.trim().to_string();
+    assert_eq!(salted.len(), 64, "{}", salted_hash.stdout);
+    assert_ne!(salted, unsalted, "the salt changes the code hash");
+
+    let mut salted_env = env.clone();
+    salted_env.insert("CODE_HASH_SALT".into(), "v2".into());
+    t.reset_packages();
+    t.repo.write("README.md", "more docs\n");
+    t.repo.commit("docs");
+    let r = cli(&["check"], &t.root, &salted_env);
+    r.ok();
+    assert!(
+        !t.found(),
+        "the salted check used the unsalted cache entry:\n{}",
+        r.stderr
+    );
+    assert_eq!(t.marker(".code-hash").unwrap(), salted);
+
+    build(&t, &[("fn.zip", "zip v2")]);
+    cli(&["upload"], &t.root, &salted_env).ok();
+    t.reset_packages();
+    t.repo.write("README.md", "even more docs\n");
+    t.repo.commit("docs 2");
+    let r = cli(&["check"], &t.root, &salted_env);
+    r.ok();
+    assert!(t.found(), "restored from the salted entry: {}", r.stderr);
+    assert_eq!(t.marker(".code-hash").unwrap(), salted);
+    let dest = t.root.join("fetched");
+    t.run(&["fetch", "--dest", dest.to_str().unwrap()]).ok();
+    assert_eq!(
+        std::fs::read_to_string(dest.join("fn.zip")).unwrap(),
+        "zip v2"
+    );
+}

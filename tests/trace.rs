@@ -113,3 +113,89 @@ fn a_trace_that_cannot_be_written_is_a_warning() {
         r.stderr
     );
 }
+
+/// The request count in the last line that counts them: "... (12 S3 requests)", a summary's
+/// or the resource check's.
+fn counted(stderr: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .rfind(|l| l.contains(" S3 request"))
+        .unwrap_or_else(|| panic!("no request count: {stderr}"));
+    let before = line.rsplit_once(" S3 request").unwrap().0;
+    before.rsplit(['(', ' ']).next().unwrap().parse().unwrap()
+}
+
+/// The resource honours `S3AM_TRACE` too: `out` (a publish) and `check` each write a trace with
+/// one span per request they counted, and stdout stays the JSON Concourse reads. A trace that
+/// cannot be written is a warning: exit 0, stdout still JSON.
+#[test]
+fn the_resource_writes_a_trace_and_an_unwritable_one_is_a_warning() {
+    let Some(g) = common::S3Server::get() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = g.new_bucket("trace-resource");
+    let source = g.source(&bucket, serde_json::json!({"code_hash_filter": ["src"]}));
+    let put = tmp.path().join("put");
+    let repo = common::Repo::init(&put.join("repo"));
+    repo.write("src/main.py", "print(1)\n");
+    let commit = repo.commit("first");
+    for i in 0..5 {
+        let p = put.join(format!("packages/f{i}.zip"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, vec![b'x'; 100 + i]).unwrap();
+    }
+    let out_req =
+        serde_json::json!({"source": source, "params": {"repo": "repo", "path": "packages"}});
+    let check_req = serde_json::json!({"source": source});
+    let json = |r: &common::Run| -> Value {
+        serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", r.stdout))
+    };
+
+    for (name, dir, req) in [
+        ("out", put.clone(), &out_req),
+        ("check", tmp.path().join("check"), &check_req),
+    ] {
+        let trace = tmp.path().join(format!("{name}.json"));
+        let mut env = Env::new();
+        env.insert("S3AM_TRACE".into(), trace.to_str().unwrap().into());
+        let r = common::resource_with_env(name, &dir, req, &env);
+        r.ok();
+        let stdout = json(&r);
+        if name == "out" {
+            assert_eq!(stdout["version"]["commit"], commit.as_str(), "{stdout}");
+        } else {
+            assert_eq!(stdout[0]["commit"], commit.as_str(), "{stdout}");
+        }
+        assert!(
+            r.stderr.contains("wrote a trace of"),
+            "{name}: {}",
+            r.stderr
+        );
+        let doc: Value = serde_json::from_slice(
+            &std::fs::read(&trace).unwrap_or_else(|e| panic!("{name}: no trace ({e})")),
+        )
+        .unwrap();
+        let spans = doc["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["ph"] == "X")
+            .count() as u64;
+        assert!(spans > 0, "{name}: no spans");
+        assert_eq!(spans, counted(&r.stderr), "{name}: one span per request");
+
+        let mut env = Env::new();
+        env.insert("S3AM_TRACE".into(), "/nonexistent/t.json".into());
+        let r = common::resource_with_env(name, &dir, req, &env);
+        r.ok();
+        json(&r);
+        assert!(
+            r.stderr
+                .contains("warning: could not write the trace /nonexistent/t.json"),
+            "{name}: {}",
+            r.stderr
+        );
+    }
+}

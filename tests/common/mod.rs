@@ -469,7 +469,12 @@ pub fn resource_bin(name: &str) -> String {
 /// Runs a resource binary as Concourse does: request on stdin, `dir` as argv[1] and cwd
 /// (`check` takes no argument), and the build's `BUILD_*` variables set.
 pub fn resource(name: &str, dir: &Path, request: &serde_json::Value) -> Run {
-    let mut env = BTreeMap::new();
+    resource_with_env(name, dir, request, &Env::new())
+}
+
+/// Like [`resource`], with `extra` variables on top of the build's (e.g. `S3AM_TRACE`).
+pub fn resource_with_env(name: &str, dir: &Path, request: &serde_json::Value, extra: &Env) -> Run {
+    let mut env = extra.clone();
     for (k, v) in [
         ("BUILD_TEAM_NAME", "main"),
         ("BUILD_PIPELINE_NAME", "app"),

@@ -3,8 +3,8 @@
 //! It understands just enough HTTP to count requests and to fail chosen ones: answer with a
 //! 503 SlowDown or a 500, reset the connection partway through a request or response body,
 //! add latency, shed load (503 SlowDown to a share of requests while too many are in flight),
-//! or accept connections and never answer (a blackhole). Every connection thread
-//! ends when either side closes, and the listener thread ends when the proxy is dropped.
+//! hold chosen PUTs, or accept connections and never answer (a blackhole). Every connection
+//! thread ends when either side closes, and the listener thread ends when the proxy is dropped.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -37,6 +37,9 @@ pub struct Faults {
     pub refuse_crc64_multipart: bool,
     /// Answer chosen PUTs with an error of the store's.
     pub fail_puts: Option<PutFailure>,
+    /// Hold chosen PUTs this long before passing them on (or failing them): a slow store for
+    /// one key. Their bodies wait in the connection meanwhile.
+    pub delay_puts: Option<(String, Duration)>,
     /// Flip one byte in the middle of chosen GET responses' bodies, on the way to the tool.
     pub corrupt_gets: Option<GetCorruption>,
 }
@@ -351,6 +354,13 @@ fn serve(
         let method = req.start.split(' ').next().unwrap_or("").to_string();
         if !f.latency.is_zero() {
             std::thread::sleep(f.latency);
+        }
+        if let Some((_, delay)) = f
+            .delay_puts
+            .as_ref()
+            .filter(|(path, _)| method == "PUT" && req.start.contains(path.as_str()))
+        {
+            std::thread::sleep(*delay);
         }
         if let Some(fail) = f.fail_puts.as_ref().filter(|p| {
             method == "PUT"
