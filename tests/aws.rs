@@ -245,3 +245,46 @@ fn sse_kms_with_a_key_id_is_on_every_object() {
     );
     assert_encrypted(&s, &bucket, "aws:kms", Some(kms));
 }
+
+/// The resource's `aws_role_arn`, `server_side_encryption` and `sse_kms_key_id` reach the
+/// store as the task's variables do: a publish through `out` assumes the role for every S3
+/// request and encrypts every object it writes with the KMS key.
+#[test]
+fn the_resource_assumes_its_role_and_encrypts_with_its_key() {
+    let Some(s) = moto() else { return };
+    let bucket = s.new_bucket("awsres");
+    let p = Proxy::start(addr(&s), Faults::default());
+    let role = format!("arn:aws:iam::{ACCOUNT}:role/{}", common::unique_name("res"));
+    let kms = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let t = Task::new(common::Env::new(), &[("src/main.py", "print(1)\n")]);
+    let big: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+    t.build(&[("fn.zip", b"zip".as_slice()), ("big.bin", big.as_slice())]);
+    let source = s.source(
+        &bucket,
+        serde_json::json!({
+            "endpoint": p.url(),
+            "code_hash_filter": ["src"],
+            "aws_role_arn": role,
+            "server_side_encryption": "aws:kms",
+            "sse_kms_key_id": kms,
+        }),
+    );
+    let r = common::resource(
+        "out",
+        &t.root,
+        &serde_json::json!({"source": source, "params": {"repo": "repo", "path": "packages"}}),
+    );
+    r.ok();
+    assert!(r.stdout.contains("\"uploaded\""), "{}", r.stdout);
+    assert_encrypted(&s, &bucket, "aws:kms", Some(kms));
+    let (keys, n) = s3_signers(&p);
+    let name = role.rsplit('/').next().unwrap();
+    for key in &keys {
+        let arn = caller_arn(&s, key);
+        assert!(
+            arn.starts_with(&format!("arn:aws:sts::{ACCOUNT}:assumed-role/{name}/")),
+            "{key} is {arn}, not the role"
+        );
+    }
+    eprintln!("{n} S3 requests signed by the role's keys {keys:?}");
+}

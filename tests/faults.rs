@@ -636,6 +636,56 @@ fn a_part_corrupted_in_flight_is_refused_and_sent_again() {
     fetch_and_compare(&t, &files);
 }
 
+/// `S3AM_SKIP_CHECKSUMS`, for a store that refuses them: no upload request carries a checksum,
+/// neither a single PUT nor a multipart upload's parts, and the set still verifies on download
+/// (against the manifest). Without it, a single PUT carries its SHA-256 and a part its
+/// CRC64NVME.
+#[test]
+fn skip_checksums_sends_none_and_the_set_still_verifies() {
+    let Some(g) = server(Needs::S3) else { return };
+    for skip in [false, true] {
+        let bucket = g.new_bucket(if skip { "skipsum" } else { "withsum" });
+        let p = Proxy::start(upstream(&g), Faults::default());
+        let mut t = task(&g, &bucket, &p.url());
+        if skip {
+            t.env.insert("S3AM_SKIP_CHECKSUMS".into(), "true".into());
+        }
+        t.run(&["check"]).ok();
+        let files = build(&t, 3, 1, "skipsum");
+        t.run(&["upload"]).ok();
+        let heads = p.stats.heads.lock().unwrap().clone();
+        // Every write of the upload (DeleteObjects, which S3 requires a checksum of, is none).
+        let writes: Vec<String> = heads
+            .iter()
+            .filter(|h| h.starts_with("PUT ") || h.starts_with("POST "))
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        let carrying = |needle: &str| writes.iter().filter(|h| h.contains(needle)).count();
+        if skip {
+            let with: Vec<&String> = writes
+                .iter()
+                .filter(|h| {
+                    h.contains("\r\nx-amz-checksum-") || h.contains("x-amz-sdk-checksum-algorithm")
+                })
+                .collect();
+            assert!(
+                with.is_empty(),
+                "checksums sent with S3AM_SKIP_CHECKSUMS: {with:#?}"
+            );
+        } else {
+            assert!(
+                carrying("\r\nx-amz-checksum-sha256:") >= 2,
+                "the small files' PUTs: {writes:#?}"
+            );
+            assert!(
+                carrying("\r\nx-amz-checksum-crc64nvme:") >= 2,
+                "the large file's parts: {writes:#?}"
+            );
+        }
+        fetch_and_compare(&t, &files);
+    }
+}
+
 /// A store that refuses CRC64NVME multipart uploads (the proxy answers 400 for it, as older
 /// stores do) gets SHA-256 part checksums instead, after one warning; the set verifies.
 #[test]
