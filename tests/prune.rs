@@ -594,18 +594,7 @@ fn leftovers_go_and_nothing_else() {
         // An entry of 2023 whose set is gone (expired by a lifecycle rule, say).
         let orphan = format!("index/8300000000000-{}", "a".repeat(40));
         b.put(&orphan, b"");
-        let upload = match &b.place {
-            common::bucket::Place::S3(g, name) => Some(common::rt().block_on(async {
-                g.client()
-                    .create_multipart_upload()
-                    .bucket(name)
-                    .key(format!("artifacts/{young}/big.zip"))
-                    .send()
-                    .await
-                    .unwrap()
-            })),
-            common::bucket::Place::File(_) => None,
-        };
+        let upload = b.start_upload(&format!("artifacts/{young}/big.zip"));
         let mut before = b.keys();
         let r = t.run(&["prune", "--dry-run"]);
         assert!(
@@ -879,17 +868,7 @@ fn prefixes_keep_teams_apart() {
         assert!(!publish_under(&t, &tb, "print(2)\n"), "{store}");
         let half = "d".repeat(40);
         b.put(&format!("team-b/artifacts/{half}/half.zip"), b"half");
-        if let common::bucket::Place::S3(g, name) = &b.place {
-            common::rt().block_on(async {
-                g.client()
-                    .create_multipart_upload()
-                    .bucket(name)
-                    .key(format!("team-b/artifacts/{half}/big.zip"))
-                    .send()
-                    .await
-                    .unwrap()
-            });
-        }
+        b.start_upload(&format!("team-b/artifacts/{half}/big.zip"));
 
         // Every key is under a prefix's artifacts/, cache/ or index/.
         for k in b.keys() {

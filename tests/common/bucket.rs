@@ -77,6 +77,26 @@ impl Bucket {
         }
     }
 
+    /// Starts a multipart upload of `key` and leaves it unfinished: on the S3 server, its
+    /// CreateMultipartUpload answer; on `file://`, which has no such thing, `None`.
+    pub fn start_upload(
+        &self,
+        key: &str,
+    ) -> Option<aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadOutput> {
+        let Place::S3(g, name) = &self.place else {
+            return None;
+        };
+        Some(super::rt().block_on(async {
+            g.client()
+                .create_multipart_upload()
+                .bucket(name)
+                .key(key)
+                .send()
+                .await
+                .unwrap()
+        }))
+    }
+
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         match &self.place {
             Place::File(dir) => std::fs::read(dir.join(key)).ok(),

@@ -49,8 +49,8 @@ pub struct Faults {
 pub struct GetCorruption {
     /// Only GETs whose request line contains this (a key).
     pub path_contains: String,
-    /// How many more to corrupt, the next ones seen (`u64::MAX`: all of them).
-    pub count: u64,
+    /// How many more to corrupt, the next ones seen (`u32::MAX`: all of them).
+    pub count: u32,
 }
 
 /// PUTs to answer with an error instead of passing them on.
@@ -442,12 +442,10 @@ fn serve(
             return abort(&client, to_server);
         }
         let has_body = req.chunked || req.content_length.unwrap_or(0) > 2000;
-        let corrupt = method == "PUT" && req.start.contains("partNumber=") && has_body && {
-            let mut f = faults.lock().unwrap();
-            let hit = f.corrupt_parts > 0;
-            f.corrupt_parts = f.corrupt_parts.saturating_sub(1);
-            hit
-        };
+        let corrupt = method == "PUT"
+            && req.start.contains("partNumber=")
+            && has_body
+            && take_one(&mut faults.lock().unwrap().corrupt_parts);
         if corrupt {
             stats.corrupted.fetch_add(1, Ordering::Relaxed);
             // Past any chunk header, inside the data.
@@ -477,14 +475,8 @@ fn serve(
             && f.corrupt_gets
                 .as_ref()
                 .is_some_and(|c| req.start.contains(&c.path_contains))
-            && {
-                let mut f = faults.lock().unwrap();
-                f.corrupt_gets.as_mut().is_some_and(|c| {
-                    let hit = c.count > 0;
-                    c.count = c.count.saturating_sub(1);
-                    hit
-                })
-            };
+            && (faults.lock().unwrap().corrupt_gets.as_mut())
+                .is_some_and(|c| take_one(&mut c.count));
         if corrupt_get {
             stats.gets_corrupted.fetch_add(1, Ordering::Relaxed);
             let mut flip = FlipOne {
@@ -514,6 +506,13 @@ fn serve(
             answered: Instant::now(),
         });
     }
+}
+
+/// Whether `left` allows one more (counting it).
+fn take_one(left: &mut u32) -> bool {
+    let hit = *left > 0;
+    *left = left.saturating_sub(1);
+    hit
 }
 
 /// A writer that flips the bits of the byte at offset `at` of what passes through it.
