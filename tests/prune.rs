@@ -11,6 +11,17 @@ use common::bucket::Bucket;
 use common::{git, Env, Run, Task};
 use serde_json::Value;
 
+/// A prune that takes everything a second old: sets, cache entries and unfinished uploads.
+const PRUNE_ALL: [&str; 7] = [
+    "prune",
+    "--max-age",
+    "1s",
+    "--cache-max-unused",
+    "1s",
+    "--incomplete-max-age",
+    "1s",
+];
+
 /// A task on `b` with caching on (`src` is hashed).
 fn task(b: &Bucket) -> Task {
     let mut env: Env = b.env();
@@ -439,16 +450,7 @@ fn prunes_racing_publishers_never_leave_a_found_set_that_cannot_be_fetched() {
             env.remove("CODE_HASH_FIND_FILTER");
             children.push(spawn(&t, &["upload"], &env));
             if i % 2 == 0 {
-                let prune = [
-                    "prune",
-                    "--max-age",
-                    "1s",
-                    "--cache-max-unused",
-                    "1s",
-                    "--incomplete-max-age",
-                    "1s",
-                ];
-                children.push(spawn(&t, &prune, &t.env));
+                children.push(spawn(&t, &PRUNE_ALL, &t.env));
             }
         }
         for c in children {
@@ -966,17 +968,8 @@ fn prefixes_keep_teams_apart() {
         // Prunes that would take everything of their own: under `team`, `team-a`, the root.
         tick();
         tick();
-        let everything = [
-            "prune",
-            "--max-age",
-            "1s",
-            "--cache-max-unused",
-            "1s",
-            "--incomplete-max-age",
-            "1s",
-        ];
         let uploads = pending_uploads(&b);
-        common::cli(&everything, &t.root, &team).ok();
+        common::cli(&PRUNE_ALL, &t.root, &team).ok();
         assert_eq!(outside(&b, "team/"), others, "{store}: prune under team");
         assert!(
             !b.keys()
@@ -985,7 +978,7 @@ fn prefixes_keep_teams_apart() {
             "{store}: team's cache entry stays"
         );
         let others = outside(&b, "team-a/");
-        common::cli(&everything, &t.root, &a).ok();
+        common::cli(&PRUNE_ALL, &t.root, &a).ok();
         assert_eq!(
             outside(&b, "team-a/"),
             others,
@@ -999,7 +992,7 @@ fn prefixes_keep_teams_apart() {
             b.keys()
         );
         let others = outside(&b, "");
-        common::cli(&everything, &t.root, &t.env).ok();
+        common::cli(&PRUNE_ALL, &t.root, &t.env).ok();
         assert_eq!(outside(&b, ""), others, "{store}: prune at the root");
         assert!(
             !b.keys()
