@@ -585,3 +585,49 @@ fn the_code_hash_salt_starts_a_fresh_cache() {
         "zip v2"
     );
 }
+
+/// `-q` keeps only warnings and errors (here the warning that the trace cannot be written),
+/// and stderr that is not a terminal gets no colour, `NO_COLOR` or not.
+#[test]
+fn quiet_keeps_only_warnings_and_errors_and_a_pipe_gets_no_colour() {
+    let (mut env, _dir) = file_env();
+    env.insert("S3AM_TRACE".into(), "/nonexistent/s3am/t.json".into());
+    let t = task(env);
+    let loud = t.run(&["check"]);
+    loud.ok();
+    let colourless = |r: &common::Run| {
+        assert!(
+            !r.stderr.contains('\x1b'),
+            "colour on a pipe: {:?}",
+            r.stderr
+        );
+    };
+    colourless(&loud);
+    assert!(loud.stderr.contains("==> "), "{}", loud.stderr);
+    build(&t, &[("fn.zip", "zip")]);
+    let dest = t.root.join("dest");
+    let missing = "0".repeat(40);
+    let runs = [
+        t.run(&["upload", "-q"]),
+        t.run(&["fetch", "-q", "--dest", dest.to_str().unwrap()]),
+        t.run(&["fetch", "-q", "--commit", &missing, "--dest", "elsewhere"]),
+    ];
+    assert_eq!(runs.each_ref().map(|r| r.code), [0, 0, 3]);
+    for r in &runs {
+        colourless(r);
+        let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.is_empty()).collect();
+        assert!(
+            lines.iter().any(|l| l.starts_with("warning: ")),
+            "the warning stays: {}",
+            r.stderr
+        );
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.starts_with("warning: ") || l.starts_with("error: ")),
+            "-q printed more than warnings and errors:\n{}",
+            r.stderr
+        );
+    }
+    assert_eq!(std::fs::read_to_string(dest.join("fn.zip")).unwrap(), "zip");
+}

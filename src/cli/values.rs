@@ -158,9 +158,15 @@ mod tests {
         assert!(parse_copy_size("6G").is_err());
         assert_eq!(parse_count("3"), Ok(3));
         assert!(parse_count("0").is_err());
-        assert_eq!(parse_bool("on"), Ok(true));
-        assert_eq!(parse_bool(""), Ok(false));
-        assert!(parse_bool("maybe").is_err());
+        for yes in ["true", "TRUE", "t", "1", "yes", "Y", "on", " On "] {
+            assert_eq!(parse_bool(yes), Ok(true), "{yes:?}");
+        }
+        for no in ["false", "False", "f", "0", "no", "N", "off", "", " "] {
+            assert_eq!(parse_bool(no), Ok(false), "{no:?}");
+        }
+        for bad in ["maybe", "2", "tru", "yes please", "-1"] {
+            assert!(parse_bool(bad).is_err(), "{bad:?}");
+        }
         assert_eq!(parse_keep("0"), Ok(0));
         assert!(parse_keep("-1").is_err());
         let secs = |s| parse_duration(s).map(|d| d.as_secs());
