@@ -236,6 +236,11 @@ fn get_downloads_verifies_and_writes_markers() {
     assert_eq!(out["version"]["commit"], c.as_str());
 
     let r = response(&f.get("get1", &c, json!({})));
+    assert_eq!(
+        r["version"],
+        json!({"commit": c}),
+        "in answers the version it was given"
+    );
     let dir = f.root.join("get1");
     assert_eq!(
         std::fs::read_to_string(dir.join("nested/dir/site.tgz")).unwrap(),
