@@ -115,6 +115,22 @@ pub fn write_marker(dir: &Path, name: &str, content: &str) -> Result<()> {
     })
 }
 
+/// Removes the `.found` and `.code-hash` an earlier `check` left in `dir` (a package directory
+/// used again, as on a workstation): they belong to the commit it checked, and would make
+/// `upload` skip this one, or fill that commit's cache entry with this one's build.
+pub fn clear_markers(dir: &Path) -> Result<()> {
+    for name in [FOUND_MARKER, CODE_HASH_MARKER] {
+        let path = dir.join(name);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("cannot remove the earlier check's", &path, e));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Whether `.found` exists in `dir`.
 pub fn is_found(dir: &Path) -> bool {
     dir.join(FOUND_MARKER).exists()

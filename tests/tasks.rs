@@ -631,3 +631,43 @@ fn quiet_keeps_only_warnings_and_errors_and_a_pipe_gets_no_colour() {
     }
     assert_eq!(std::fs::read_to_string(dest.join("fn.zip")).unwrap(), "zip");
 }
+
+/// A package directory used again, as on a workstation: `check` of the next commit removes the
+/// `.found` and `.code-hash` the last one left. Otherwise `upload` would skip the new commit
+/// ("found"), or, with caching since turned off, fill the old code's cache entry with the new
+/// build.
+#[test]
+fn check_clears_the_markers_an_earlier_check_left() {
+    let (mut env, bucket) = file_env();
+    env.insert("CODE_HASH_FIND_FILTER".into(), "src".into());
+    let mut t = task(env);
+    t.run(&["check"]).ok();
+    build(&t, &[("fn.zip", "one")]);
+    t.run(&["upload"]).ok();
+    t.run(&["check"]).ok();
+    assert!(t.found());
+    let old_hash = t.marker(".code-hash").expect("caching on: the code hash");
+
+    // The next commit, new code, checked with caching off in the same directory.
+    t.repo.write("src/handler.py", "def handler(): return 2\n");
+    let two = t.repo.commit("two");
+    t.env.remove("CODE_HASH_FIND_FILTER");
+    t.run(&["check"]).ok();
+    assert!(!t.found(), "the last commit's .found was left");
+    assert_eq!(
+        t.marker(".code-hash"),
+        None,
+        "the last commit's .code-hash was left"
+    );
+    assert_eq!(t.marker(".commit-hash").as_deref(), Some(two.as_str()));
+    build(&t, &[("fn.zip", "two")]);
+    let r = t.run(&["upload"]);
+    r.ok();
+    assert!(!r.stderr.contains("nothing to upload"), "{}", r.stderr);
+    let dest = t.root.join("dest");
+    t.run(&["fetch", "--commit", &two, "--dest", dest.to_str().unwrap()])
+        .ok();
+    assert_eq!(std::fs::read_to_string(dest.join("fn.zip")).unwrap(), "two");
+    let cached = bucket.path().join(format!("cache/{old_hash}/fn.zip"));
+    assert_eq!(std::fs::read_to_string(cached).unwrap(), "one");
+}

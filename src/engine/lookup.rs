@@ -24,6 +24,9 @@ impl Engine {
     pub async fn lookup(&self, opts: &LookupOptions) -> Result<Report> {
         let started = Instant::now();
         let commit = commit::resolve_head(&opts.repo)?;
+        if let Some(d) = opts.markers.as_deref() {
+            assets::clear_markers(d)?;
+        }
         mark(opts.markers.as_deref(), assets::COMMIT_MARKER, &commit)?;
         log::phase(format!("commit {commit} ({})", opts.repo.display()));
         let artifacts = self.layout.artifacts(&commit);
