@@ -173,7 +173,9 @@ fn bad_value(e: &clap::Error, command: &clap::Command) -> String {
     };
     let why = match (std::error::Error::source(e), e.get(ContextKind::ValidValue)) {
         (Some(why), _) => why.to_string(),
-        (None, Some(ContextValue::Strings(valid))) => format!("use one of {}", valid.join(", ")),
+        (None, Some(ContextValue::Strings(valid))) if !valid.is_empty() => {
+            format!("use one of {}", valid.join(", "))
+        }
         _ => "not a valid value".to_string(),
     };
     invalid_value(&name, &value, &why).to_string()

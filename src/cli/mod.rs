@@ -77,7 +77,7 @@ pub enum Command {
         #[command(flatten)]
         repo: RepoArgs,
         /// Where to write the files.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", value_parser = values::dest_dir)]
         dest: PathBuf,
         #[command(flatten)]
         legacy: LegacyArgs,
@@ -103,6 +103,7 @@ pub struct RepoArgs {
         long = "repo",
         env = "GIT_REPO_PATH",
         default_value = "./repo",
+        value_parser = values::path_or("./repo"),
         value_name = "DIR"
     )]
     pub repo: PathBuf,
@@ -116,6 +117,7 @@ pub struct PackageArgs {
         long,
         env = "PACKAGE_DIRECTORY",
         default_value = "./packages",
+        value_parser = values::path_or("./packages"),
         value_name = "DIR"
     )]
     pub package_dir: PathBuf,
@@ -237,11 +239,11 @@ pub struct StoreArgs {
           default_value_t = Tuning::default().timeout.as_secs().to_string())]
     timeout: String,
     /// An unencrypted OpenSSH Ed25519 private key file: every manifest written is signed.
-    #[arg(long, env = "S3AM_SIGNING_KEY", value_name = "FILE")]
+    #[arg(long, env = "S3AM_SIGNING_KEY", value_name = "FILE", value_parser = values::path_or(""))]
     signing_key: Option<PathBuf>,
     /// A file of public key lines (ssh-ed25519 AAAA... comment): only sets signed by one of
     /// them count as complete.
-    #[arg(long, env = "S3AM_TRUSTED_KEYS", value_name = "FILE")]
+    #[arg(long, env = "S3AM_TRUSTED_KEYS", value_name = "FILE", value_parser = values::path_or(""))]
     trusted_keys: Option<PathBuf>,
     /// Print only warnings and errors.
     #[arg(long, short)]

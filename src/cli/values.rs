@@ -2,6 +2,8 @@
 //! where each value came from, to name it in an error (`S3AM_CACHE (--cache)` for one from
 //! the environment, `--cache` for one from the command line).
 
+use std::path::PathBuf;
+
 use crate::error::{invalid_value, Error, Result};
 
 /// Where each setting of the command that runs came from, as clap recorded it.
@@ -86,6 +88,22 @@ pub fn parse_copy_size(s: &str) -> std::result::Result<u64, String> {
         n if n > 5 << 30 => Err("at most 5G, S3's limit for one copy".into()),
         n => Ok(n),
     }
+}
+
+/// A path whose variable, set but empty, means the default (`default`), as an unset one does:
+/// `GIT_REPO_PATH=` is `./repo`, `S3AM_SIGNING_KEY=` no key (an empty default).
+pub fn path_or(
+    default: &'static str,
+) -> impl Fn(&str) -> std::result::Result<PathBuf, String> + Clone + Send + Sync + 'static {
+    move |s: &str| Ok(PathBuf::from(if s.is_empty() { default } else { s }))
+}
+
+/// A directory that must be named: `fetch --dest`.
+pub fn dest_dir(s: &str) -> std::result::Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("empty: give the directory to write the set into".into());
+    }
+    Ok(PathBuf::from(s))
 }
 
 /// A boolean, as the tasks' variables are written.
