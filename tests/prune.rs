@@ -93,7 +93,7 @@ fn list_shows_every_set_newest_first() {
         let new = publish(&t, "print(2)\n", "two");
         // An upload that never finished, and junk that is not a set.
         let pending = "c".repeat(40);
-        b.put(&format!("artifacts/{pending}/half.zip"), b"half");
+        b.put_interrupted(&format!("artifacts/{pending}/half.zip"), b"half");
         b.put("artifacts/not-a-commit/x", b"x");
         b.put("cache/short/x", b"x");
 
@@ -218,7 +218,7 @@ fn prune_by_age_keeps_the_newest_and_says_why() {
         tick();
         let c3 = publish(&t, "print(3)\n", "three");
         let pending = "d".repeat(40);
-        b.put(&format!("artifacts/{pending}/half.zip"), b"half");
+        b.put_interrupted(&format!("artifacts/{pending}/half.zip"), b"half");
         let before = b.keys();
 
         let r = t.run(&["prune", "--max-age", "2s", "--dry-run"]);
@@ -528,7 +528,8 @@ fn the_image_prune_entrypoint_reads_the_variables() {
 }
 
 /// The original tool's sets have no manifest: with `--accept-legacy` a prune ages them like
-/// complete sets (by `--max-age`), never as incomplete uploads; without it they are leftovers.
+/// complete sets (by `--max-age`), never as incomplete uploads; without it they are kept, as
+/// anything this tool did not write (its objects carry no `publisher-id`).
 #[test]
 fn legacy_sets_are_aged_as_sets_when_accepted() {
     let tmp = tempfile::tempdir().unwrap();
@@ -569,13 +570,33 @@ fn legacy_sets_are_aged_as_sets_when_accepted() {
             under(&b, &format!("artifacts/{legacy}/")).is_empty(),
             "{store}"
         );
-        // Without --accept-legacy, the same objects are an interrupted upload's.
+        // Without --accept-legacy the same objects stay: this tool did not write them (no
+        // publisher-id), so they are no interrupted upload of its own, and deploys may still
+        // point at them. One that this tool wrote goes.
         b.put(&format!("artifacts/{legacy}/fn.zip"), b"old tool");
+        let ours = "9".repeat(40);
+        b.put_interrupted(&format!("artifacts/{ours}/fn.zip"), b"interrupted");
         tick();
         tick();
-        t.run(&["prune", "--incomplete-max-age", "1s"]).ok();
+        let plain = ["prune", "--incomplete-max-age", "1s"];
+        let r = t.run(&[&plain[..], &["--dry-run"]].concat());
+        r.ok();
         assert!(
-            under(&b, &format!("artifacts/{legacy}/")).is_empty(),
+            r.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("keep artifacts {legacy}"))
+                    && l.contains("not written by this tool")),
+            "{store}: {}",
+            r.stdout
+        );
+        t.run(&plain).ok();
+        assert_eq!(
+            under(&b, &format!("artifacts/{legacy}/")).len(),
+            1,
+            "{store}"
+        );
+        assert!(
+            under(&b, &format!("artifacts/{ours}/")).is_empty(),
             "{store}"
         );
     }
@@ -592,7 +613,7 @@ fn leftovers_go_and_nothing_else() {
         let t = task(&b);
         let c = publish(&t, "print(1)\n", "one");
         let young = "f".repeat(40);
-        b.put(&format!("artifacts/{young}/half.zip"), b"half");
+        b.put_interrupted(&format!("artifacts/{young}/half.zip"), b"half");
         // An entry of 2023 whose set is gone (expired by a lifecycle rule, say).
         let orphan = format!("index/8300000000000-{}", "a".repeat(40));
         b.put(&orphan, b"");
@@ -760,7 +781,8 @@ fn hostile_objects_are_shown_as_what_they_are_and_nothing_is_written() {
         );
 
         // A prune takes the artifacts sets (forged ones too, by their age) and never the junk
-        // (nor the cache entry: no cache limit was given).
+        // (nor the cache entry: no cache limit was given), nor the planted set without a
+        // manifest: this tool did not write it, so it is no interrupted upload of its own.
         tick();
         tick();
         t.run(&["prune", "--max-age", "1s", "--incomplete-max-age", "1s"])
@@ -771,7 +793,9 @@ fn hostile_objects_are_shown_as_what_they_are_and_nothing_is_written() {
                 || k.ends_with(".conditional-write-probe")
         };
         let left: Vec<String> = b.keys().into_iter().filter(|k| !kept(k)).collect();
+        let planted = format!("artifacts/{escaped}/{evil}");
         let mut junk: Vec<String> = junk.iter().map(|k| k.to_string()).collect();
+        junk.push(planted);
         junk.sort();
         assert_eq!(left, junk, "{store}");
     }
@@ -869,7 +893,7 @@ fn prefixes_keep_teams_apart() {
         let c2 = t.repo.commit("two");
         assert!(!publish_under(&t, &tb, "print(2)\n"), "{store}");
         let half = "d".repeat(40);
-        b.put(&format!("team-b/artifacts/{half}/half.zip"), b"half");
+        b.put_interrupted(&format!("team-b/artifacts/{half}/half.zip"), b"half");
         b.start_upload(&format!("team-b/artifacts/{half}/big.zip"));
 
         // Every key is under a prefix's artifacts/, cache/ or index/.

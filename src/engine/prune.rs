@@ -25,6 +25,8 @@ const DELETES_IN_FLIGHT: usize = 8;
 
 /// Aborts of unfinished uploads in flight at once.
 const ABORTS_IN_FLIGHT: usize = 16;
+/// HEAD requests at once, asking who wrote a set without a manifest.
+const HEADS_IN_FLIGHT: usize = 32;
 
 /// What a prune removes; `None` and 0 prune nothing of their kind.
 #[derive(Debug, Clone)]
@@ -145,6 +147,7 @@ impl Engine {
             }
         }
         least_recently_used(&mut plan, cache, opts.cache_max_size, now_ms);
+        self.keep_what_others_wrote(&mut plan).await?;
         let removed: HashSet<&str> = plan
             .remove
             .iter()
@@ -168,6 +171,58 @@ impl Engine {
             .collect();
         plan.uploads = uploads.into_iter().filter(|u| old(u.started_ms)).collect();
         Ok(plan)
+    }
+
+    /// Moves each set without a manifest that the plan removes, but whose objects this tool
+    /// did not write, to the kept: every asset it writes carries its `publisher-id`, so one
+    /// without it is the original tool's (a legacy set, which deploys may still point at) or
+    /// another tool's, never what an interrupted upload of this one left. One HEAD per such
+    /// set, of its first asset; with `--accept-legacy` they are legacy sets, aged as such.
+    async fn keep_what_others_wrote(&self, plan: &mut Plan) -> Result<()> {
+        let unfinished = |r: &Removal| r.set.state == Listed::Incomplete;
+        let firsts: Vec<(usize, String)> = (plan.remove.iter().enumerate())
+            .filter(|(_, r)| unfinished(r))
+            .filter_map(|(i, r)| {
+                // An asset, not a marker such as `.last-used` (written without a publisher).
+                let asset = r.set.objects.iter().find(|o| {
+                    !o.key
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or_default()
+                        .starts_with('.')
+                });
+                asset.map(|o| (i, o.key.clone()))
+            })
+            .collect();
+        let others: HashSet<usize> = futures::stream::iter(firsts)
+            .map(|(i, key)| async move {
+                let head = self.store.head(&key).await?;
+                Ok::<_, crate::error::Error>(
+                    head.is_some_and(|h| !h.metadata.contains_key(crate::layout::meta::PUBLISHER))
+                        .then_some(i),
+                )
+            })
+            .buffer_unordered(HEADS_IN_FLIGHT)
+            .try_filter_map(|i| async move { Ok(i) })
+            .try_collect()
+            .await?;
+        if others.is_empty() {
+            return Ok(());
+        }
+        let (mut kept, mut removed) = (Vec::new(), Vec::new());
+        for (i, r) in std::mem::take(&mut plan.remove).into_iter().enumerate() {
+            if others.contains(&i) {
+                kept.push(Removal {
+                    why: "no manifest, and not written by this tool (no publisher-id): the original tool's set, or another tool's; kept (--accept-legacy ages the original tool's sets by --max-age)".into(),
+                    ..r
+                });
+            } else {
+                removed.push(r);
+            }
+        }
+        plan.remove = removed;
+        plan.keep.extend(kept);
+        Ok(())
     }
 
     /// The unfinished uploads of keys this layout writes, `artifacts/` and `cache/`: at the

@@ -97,6 +97,33 @@ impl Bucket {
         }))
     }
 
+    /// Writes `key` as an interrupted upload of this tool leaves its objects: with the
+    /// `publisher-id` every object the tool writes carries (which `put`'s, like the original
+    /// tool's, lack). On `file://` the metadata goes in the store's sidecar.
+    pub fn put_interrupted(&self, key: &str, body: &[u8]) {
+        let meta = ("publisher-id", "interrupted-upload");
+        match &self.place {
+            Place::File(dir) => {
+                self.put(key, body);
+                let sidecar = dir.join(".s3am/meta").join(key);
+                std::fs::create_dir_all(sidecar.parent().unwrap()).unwrap();
+                let json = serde_json::to_vec(&json!({ meta.0: meta.1 })).unwrap();
+                std::fs::write(sidecar, json).unwrap();
+            }
+            Place::S3(g, b) => super::rt().block_on(async {
+                g.client()
+                    .put_object()
+                    .bucket(b)
+                    .key(key)
+                    .metadata(meta.0, meta.1)
+                    .body(body.to_vec().into())
+                    .send()
+                    .await
+                    .unwrap();
+            }),
+        }
+    }
+
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         match &self.place {
             Place::File(dir) => std::fs::read(dir.join(key)).ok(),
