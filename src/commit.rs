@@ -15,6 +15,7 @@ pub fn resolve_head(repo: &Path) -> Result<String> {
             repo.display()
         )));
     }
+    allow_partial_clones();
     let git = git2::Repository::open(repo).map_err(|e| {
         Error::Input(format!(
             "{} is not a git repository ({}): point the repository (GIT_REPO_PATH, --repo or params.repo) at the root of a checkout",
@@ -43,6 +44,24 @@ pub fn resolve_head(repo: &Path) -> Result<String> {
         ))
     })?;
     Ok(commit.id().to_string())
+}
+
+/// Lets libgit2 open a partial clone (`git clone --filter=blob:none`) whose git wrote
+/// `extensions.partialclone`: it refuses a repository with an extension it was not told of,
+/// and HEAD and its commit are there in such a clone (only blobs are fetched on demand; the
+/// code hash reads the work tree's files, never blobs).
+fn allow_partial_clones() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: libgit2 keeps the list in a static; this runs once, before this process
+        // opens any repository, and nothing else sets it.
+        if let Err(e) = unsafe { git2::opts::set_extensions(&["partialclone"]) } {
+            crate::log::warn(format!(
+                "cannot tell libgit2 about partial clones ({}): a partial clone will not open",
+                e.message()
+            ));
+        }
+    });
 }
 
 /// Checks that `s` is a full hex object id (SHA-1 or SHA-256), lowercased.

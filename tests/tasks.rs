@@ -671,3 +671,48 @@ fn check_clears_the_markers_an_earlier_check_left() {
     let cached = bucket.path().join(format!("cache/{old_hash}/fn.zip"));
     assert_eq!(std::fs::read_to_string(cached).unwrap(), "one");
 }
+
+/// A partial clone (`git clone --filter=blob:none`, which CI systems use to fetch less) is a
+/// repository like any other, with `extensions.partialclone` set or not: `check` resolves its
+/// HEAD and hashes its files.
+#[test]
+fn a_partial_clone_is_checked_like_any_checkout() {
+    let (mut env, _bucket) = file_env();
+    env.insert("CODE_HASH_FIND_FILTER".into(), "src".into());
+    let t = task(env.clone());
+    git(&t.repo.dir, &["config", "uploadpack.allowFilter", "true"]);
+    let partial = t.root.join("partial");
+    let url = format!("file://{}", t.repo.dir.display());
+    git(
+        &t.root,
+        &[
+            "clone",
+            "-q",
+            "--filter=blob:none",
+            &url,
+            partial.to_str().unwrap(),
+        ],
+    );
+    let promisor = git(&partial, &["config", "remote.origin.promisor"]);
+    assert_eq!(promisor.trim(), "true", "a real partial clone");
+    // This git marks it by the remote's promisor setting alone; other versions also write
+    // the extension, which libgit2 refuses unless told of it.
+    git(&partial, &["config", "extensions.partialclone", "origin"]);
+    let whole = t.run(&["check"]);
+    whole.ok();
+    let full_hash = t.marker(".code-hash");
+    t.reset_packages();
+    let r = t.run(&["check", "--repo", partial.to_str().unwrap()]);
+    r.ok();
+    assert_eq!(
+        t.marker(".commit-hash"),
+        Some(t.repo.head()),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        t.marker(".code-hash"),
+        full_hash,
+        "the same files, the same hash"
+    );
+}
