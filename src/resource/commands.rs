@@ -114,9 +114,9 @@ pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
             Report::new(&commit, Outcome::Missing)
         }
         SetState::Damaged { why, .. } => {
-            // A download fails, as `fetch` does; the lookup's existence check (markers only)
-            // says "missing", so the build runs and its upload repairs the set.
-            if params.require || !params.skip_download {
+            // Not complete: `.commit-hash` only, so the build runs and its upload repairs the
+            // set (as for the other sets a reader refuses), unless the set is required.
+            if params.require {
                 return Err(refuse_damaged(&artifacts, &why));
             }
             log::warn(format!(
@@ -145,9 +145,17 @@ pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
         state if params.skip_download => {
             found_report(&commit, &state).unwrap_or_else(|| Report::new(&commit, Outcome::Missing))
         }
-        state => match engine.download(&commit, state, dest).await? {
-            Some(report) => report,
-            None => Report::new(&commit, Outcome::Missing),
+        // A download learns of damage from the listing it makes beside the downloads, before
+        // any file is renamed into place: the same as a damaged set found before it.
+        state => match engine.download(&commit, state, dest).await {
+            Ok(Some(report)) => report,
+            Ok(None) => Report::new(&commit, Outcome::Missing),
+            Err(Error::NotFound(why)) if !params.require => {
+                remove_empty_dirs(dest);
+                log::warn(format!("{why}; wrote .commit-hash only, so the build runs"));
+                Report::new(&commit, Outcome::Missing)
+            }
+            Err(e) => return Err(e),
         },
     };
     if report.outcome == Outcome::Found {
@@ -283,4 +291,19 @@ pub fn dir_arg() -> Result<PathBuf> {
                 "usage: in|out <directory> (Concourse passes it as the first argument)".into(),
             )
         })
+}
+
+/// Removes the directories under `dir` that hold nothing (those a refused download made for
+/// its files), deepest first; never follows a symlink, and leaves anything with content.
+fn remove_empty_dirs(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            let sub = e.path();
+            remove_empty_dirs(&sub);
+            let _ = std::fs::remove_dir(&sub); // refused unless empty
+        }
+    }
 }
