@@ -605,7 +605,7 @@ fn mismatch(key: &str, f: &FileEntry) -> impl Fn(u64, &str) -> Error + Send + 's
     let (key, expected, want_size) = (key.to_string(), f.sha256, f.size);
     move |size, got: &str| {
         Error::Corrupt(format!(
-            "{key} does not match its manifest (got {size} bytes, SHA-256 {got}; expected {want_size} bytes, {expected}): the object was changed after publishing; refusing it"
+            "{key} does not match its manifest (got {size} bytes, SHA-256 {got}; expected {want_size} bytes, {expected}): the object was changed after publishing, or corrupted on the way; refusing it"
         ))
     }
 }
