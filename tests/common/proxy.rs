@@ -3,8 +3,9 @@
 //! It understands just enough HTTP to count requests and to fail chosen ones: answer with a
 //! 503 SlowDown or a 500, reset the connection partway through a request or response body,
 //! add latency, shed load (503 SlowDown to a share of requests while too many are in flight),
-//! hold chosen PUTs, or accept connections and never answer (a blackhole). Every connection
-//! thread ends when either side closes, and the listener thread ends when the proxy is dropped.
+//! hold chosen PUTs, flip a byte of chosen GET bodies, or accept connections and never answer
+//! (a blackhole). Every connection thread ends when either side closes, and the listener
+//! thread ends when the proxy is dropped.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
