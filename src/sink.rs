@@ -27,6 +27,52 @@ pub const WRITE_SLICE: usize = 256 * 1024;
 /// a trip cost.
 pub const INLINE_IO: usize = 128 * 1024;
 
+/// Waits for a download's files to settle: each one renamed into place or removed. Every
+/// [`Sink`], [`Ranged`] file and [`Kept`] file holds a [`Token`] of its tracker, and so does
+/// each task of the download; a task aborted while it runs on another thread, or while its
+/// write runs on the blocking pool, ends a moment later, and the download's error is
+/// returned only once it has. Nothing of a refused download is written after its caller
+/// cleans up.
+pub struct Tracker {
+    token: Token,
+    ended: tokio::sync::mpsc::Receiver<()>,
+}
+
+/// Held by what may still create or hold a temporary file of a download; see [`Tracker`].
+#[derive(Clone, Debug)]
+pub struct Token {
+    _held: tokio::sync::mpsc::Sender<()>,
+}
+
+impl Tracker {
+    pub fn new() -> Self {
+        let (tx, ended) = tokio::sync::mpsc::channel(1);
+        Tracker {
+            token: Token { _held: tx },
+            ended,
+        }
+    }
+
+    pub fn token(&self) -> Token {
+        self.token.clone()
+    }
+
+    /// Waits until every token is dropped: each task that held one has ended, and each
+    /// temporary file is renamed or removed (a file's token is dropped after its removal).
+    pub async fn settled(self) {
+        let Tracker { token, mut ended } = self;
+        drop(token);
+        // Nothing is ever sent: `recv` returns `None` once every sender is dropped.
+        while ended.recv().await.is_some() {}
+    }
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A download in progress. The file is created at the first chunk, so a download that fails
 /// before any byte arrives leaves nothing behind.
 pub struct Sink {
@@ -34,15 +80,17 @@ pub struct Sink {
     file: Option<File>,
     hasher: Sha256,
     size: u64,
+    token: Token,
 }
 
 impl Sink {
-    pub fn new(tmp: PathBuf) -> Self {
+    pub fn new(tmp: PathBuf, token: Token) -> Self {
         Sink {
             tmp,
             file: None,
             hasher: Sha256::new(),
             size: 0,
+            token,
         }
     }
 
@@ -92,7 +140,11 @@ impl Sink {
                 return Err(mismatch(self.size, &hex::encode(got)));
             }
             drop(self.file.take());
-            Ok(Kept::new(std::mem::take(&mut self.tmp), target))
+            Ok(Kept::new(
+                std::mem::take(&mut self.tmp),
+                target,
+                self.token.clone(),
+            ))
         };
         if whole_and_small {
             return finish();
@@ -103,19 +155,22 @@ impl Sink {
 
 /// A downloaded file whose size and SHA-256 matched, still under its temporary name: renamed
 /// into place by [`Kept::rename`], or removed when dropped (the download it belongs to failed).
+/// Its token is dropped after either (fields drop after [`Drop::drop`] has run).
 #[derive(Debug)]
 pub struct Kept {
     tmp: PathBuf,
     target: PathBuf,
     renamed: bool,
+    _token: Token,
 }
 
 impl Kept {
-    fn new(tmp: PathBuf, target: PathBuf) -> Self {
+    fn new(tmp: PathBuf, target: PathBuf, token: Token) -> Self {
         Kept {
             tmp,
             target,
             renamed: false,
+            _token: token,
         }
     }
 
@@ -157,11 +212,12 @@ pub struct Ranged {
     complete: Option<std::sync::mpsc::Sender<u64>>,
     hasher: Option<tokio::task::JoinHandle<Result<(u64, String)>>>,
     kept: bool,
+    token: Token,
 }
 
 impl Ranged {
     /// Creates the temporary file and starts the hasher.
-    pub fn create(tmp: PathBuf) -> Result<Self> {
+    pub fn create(tmp: PathBuf, token: Token) -> Result<Self> {
         let file = Arc::new(create(&tmp, true)?);
         let (complete, upto) = std::sync::mpsc::channel::<u64>();
         let reader = file.clone();
@@ -189,6 +245,7 @@ impl Ranged {
             complete: Some(complete),
             hasher: Some(hasher),
             kept: false,
+            token,
         })
     }
 
@@ -209,7 +266,7 @@ impl Ranged {
 
     /// A large download whose ranges are each checked by their writers (against the SHA-256
     /// of each piece in the manifest), so no hasher follows behind.
-    pub fn create_unhashed(tmp: PathBuf) -> Result<Self> {
+    pub fn create_unhashed(tmp: PathBuf, token: Token) -> Result<Self> {
         let file = Arc::new(create(&tmp, false)?);
         Ok(Ranged {
             tmp,
@@ -217,6 +274,7 @@ impl Ranged {
             complete: None,
             hasher: None,
             kept: false,
+            token,
         })
     }
 
@@ -240,7 +298,7 @@ impl Ranged {
             }
         }
         self.kept = true;
-        Ok(Kept::new(self.tmp.clone(), target))
+        Ok(Kept::new(self.tmp.clone(), target, self.token.clone()))
     }
 }
 
@@ -321,7 +379,7 @@ mod tests {
         let (tmp, target) = (dir.path().join(".f.partial"), dir.path().join("f"));
         let body = data();
         let cut = [0, 100_000, WRITE_SLICE + 7, body.len()];
-        let file = Ranged::create(tmp.clone()).unwrap();
+        let file = Ranged::create(tmp.clone(), Tracker::new().token()).unwrap();
         // The last range arrives first, then the others; completion is reported in order.
         for i in [2, 0, 1] {
             let (a, b) = (cut[i], cut[i + 1]);
@@ -345,7 +403,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (tmp, target) = (dir.path().join(".f.partial"), dir.path().join("f"));
         let body = data();
-        let file = Ranged::create(tmp.clone()).unwrap();
+        let file = Ranged::create(tmp.clone(), Tracker::new().token()).unwrap();
         file.writer().write_at(&body, 0).unwrap();
         file.complete_to(body.len() as u64);
         let mut wrong = body.clone();
@@ -361,7 +419,7 @@ mod tests {
         assert!(!tmp.exists() && !target.exists());
 
         // Dropped before `finish` (a failed range): the file goes too.
-        let file = Ranged::create(tmp.clone()).unwrap();
+        let file = Ranged::create(tmp.clone(), Tracker::new().token()).unwrap();
         file.writer().write_at(&body[..10], 0).unwrap();
         drop(file);
         assert!(!tmp.exists());
@@ -372,7 +430,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (tmp, target) = (dir.path().join(".f.partial"), dir.path().join("f"));
         let body = data();
-        let file = Ranged::create(tmp.clone()).unwrap();
+        let file = Ranged::create(tmp.clone(), Tracker::new().token()).unwrap();
         file.writer().write_at(&body[..1000], 0).unwrap();
         file.complete_to(1000);
         let err = file

@@ -91,38 +91,47 @@ impl Engine {
             ));
         }
         std::fs::create_dir_all(dest).map_err(|e| Error::io("cannot create", dest, e))?;
-        let (undamaged, gate) = tokio::sync::watch::channel(false);
-        let listed = async {
-            if let Some(m) = &manifest {
-                if let Some(why) = self.damage(&artifacts, m).await? {
-                    return Err(refuse_damaged(&artifacts, &why));
-                }
-            }
-            let _ = undamaged.send(true);
-            Ok(())
-        };
-        let downloads = self.download_files(&artifacts, files, dest, gate);
-        tokio::pin!(listed, downloads);
-        let mut listing_done = false;
-        loop {
-            tokio::select! {
-                r = &mut listed, if !listing_done => {
-                    r?;
-                    listing_done = true;
-                }
-                r = &mut downloads => {
-                    if let Err(e) = r {
-                        // A missing or changed object: the listing says how the set is
-                        // damaged, when it is.
-                        if !listing_done {
-                            listed.await?;
-                        }
-                        return Err(e);
+        let tracker = crate::sink::Tracker::new();
+        let downloaded = async {
+            let (undamaged, gate) = tokio::sync::watch::channel(false);
+            let listed = async {
+                if let Some(m) = &manifest {
+                    if let Some(why) = self.damage(&artifacts, m).await? {
+                        return Err(refuse_damaged(&artifacts, &why));
                     }
-                    break;
+                }
+                let _ = undamaged.send(true);
+                Ok(())
+            };
+            let downloads = self.download_files(&artifacts, files, dest, gate, tracker.token());
+            tokio::pin!(listed, downloads);
+            let mut listing_done = false;
+            loop {
+                tokio::select! {
+                    r = &mut listed, if !listing_done => {
+                        r?;
+                        listing_done = true;
+                    }
+                    r = &mut downloads => {
+                        if let Err(e) = r {
+                            // A missing or changed object: the listing says how the set is
+                            // damaged, when it is.
+                            if !listing_done {
+                                listed.await?;
+                            }
+                            return Err(e);
+                        }
+                        return Ok(());
+                    }
                 }
             }
         }
+        .await;
+        // The downloads are dropped by now, their tasks told to stop; the error goes back only
+        // once every task has ended and every temporary file is gone, so that nothing of a
+        // refused set appears after the caller has cleaned up (the resource's `get`).
+        tracker.settled().await;
+        downloaded?;
         log::phase(match unverified {
             0 => format!(
                 "verified {} against {source} (size and SHA-256)",

@@ -128,6 +128,12 @@ mod racing {
         deletes_left: Mutex<usize>,
         /// A copy out of a set first removes that whole set, as a prune racing a restore.
         pub(super) vanish_on_copy: Mutex<bool>,
+        /// A get of this key holds its thread for 400 ms before it answers, as a task that
+        /// cannot be stopped at once (it runs on another thread); then `slow_done` is set.
+        /// Other gets and listings wait until it has started.
+        pub(super) slow_get: Mutex<Option<String>>,
+        pub(super) slow_started: std::sync::atomic::AtomicBool,
+        pub(super) slow_done: std::sync::atomic::AtomicBool,
     }
 
     impl Racing {
@@ -139,10 +145,27 @@ mod racing {
                 raced: Mutex::new(true),
                 deletes_left: Mutex::new(deletes),
                 vanish_on_copy: Mutex::new(false),
+                slow_get: Mutex::new(None),
+                slow_started: Default::default(),
+                slow_done: Default::default(),
             }
         }
 
         /// The racing publisher's manifest, once: ours, restamped and unsigned.
+        /// Waits until the slow get, if one is set, has started (at most 10 s: a test whose
+        /// slow get never comes fails on its assertion, not by hanging).
+        async fn after_slow_start(&self) {
+            if self.slow_get.lock().unwrap().is_none() {
+                return;
+            }
+            let since = std::time::Instant::now();
+            while !self.slow_started.load(std::sync::atomic::Ordering::SeqCst)
+                && since.elapsed().as_secs() < 10
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+
         async fn race(&self, key: &str, ours: &[u8]) {
             let first = !std::mem::replace(&mut *self.raced.lock().unwrap(), true);
             if first && key.ends_with(crate::layout::MANIFEST_NAME) {
@@ -166,6 +189,7 @@ mod racing {
             Some(self.enforces)
         }
         async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+            self.after_slow_start().await;
             self.inner.list(prefix).await
         }
         async fn list_page(
@@ -174,12 +198,23 @@ mod racing {
             after: Option<&str>,
             max: usize,
         ) -> Result<Vec<ObjectInfo>> {
+            self.after_slow_start().await;
             self.inner.list_page(prefix, after, max).await
         }
         async fn head(&self, key: &str) -> Result<Option<ObjectHead>> {
             self.inner.head(key).await
         }
         async fn get(&self, key: &str, range: Option<(u64, u64)>) -> Result<Option<Reader>> {
+            if self.slow_get.lock().unwrap().as_deref() == Some(key) {
+                self.slow_started
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(400));
+                self.slow_done
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            } else if !key.rsplit('/').next().unwrap_or(key).starts_with('.') {
+                // An asset, not the manifest or its signature.
+                self.after_slow_start().await;
+            }
             self.inner.get(key, range).await
         }
         async fn put_file(
@@ -264,6 +299,9 @@ mod racing {
                 raced: Mutex::new(false),
                 deletes_left: Mutex::new(usize::MAX),
                 vanish_on_copy: Mutex::new(false),
+                slow_get: Mutex::new(None),
+                slow_started: Default::default(),
+                slow_done: Default::default(),
             });
             let key = SigningKey::parse(crate::signing::tests::PRIVATE.as_bytes(), "k").unwrap();
             let key = Arc::new(key);
@@ -536,7 +574,8 @@ async fn downloads_checked_before_the_listing_wait_for_it_and_vanish_without_it(
         let dest = dir.path().join(format!("dest-{open}"));
         std::fs::create_dir_all(&dest).unwrap();
         let (gate, rx) = tokio::sync::watch::channel(false);
-        let downloads = engine.download_files(&loc, &files, &dest, rx);
+        let downloads =
+            engine.download_files(&loc, &files, &dest, rx, crate::sink::Tracker::new().token());
         let listing = async {
             // Every file checked: three temporary files (waited for, up to 10 s).
             let start = std::time::Instant::now();
@@ -567,4 +606,57 @@ async fn downloads_checked_before_the_listing_wait_for_it_and_vanish_without_it(
             assert!(got.is_empty(), "left behind: {got:?}");
         }
     }
+}
+
+/// A download refused (an object of the set is missing) while another file's task is still
+/// running on another thread returns its error only once that task has ended, and leaves no
+/// file, temporary or not: the resource's `get` cleans up after the error, and nothing of
+/// the refused set may appear after that (a flaky CI run saw a directory come back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_download_returns_once_every_task_of_it_has_ended() {
+    use crate::engine::{CacheMode, PublishOptions};
+    use racing::Racing;
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let store = Arc::new(Racing::new(&bucket, usize::MAX));
+    let engine = Engine::new(store.clone(), Layout::new("").unwrap(), Tuning::default());
+    let pkg = dir.path().join("pkg");
+    std::fs::create_dir_all(pkg.join("sub")).unwrap();
+    for (rel, body) in [("a.zip", "a"), ("b.zip", "bb"), ("sub/slow.zip", "ccc")] {
+        std::fs::write(pkg.join(rel), body).unwrap();
+    }
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    engine
+        .publish(&PublishOptions {
+            package_dir: pkg,
+            commit: Some(commit.into()),
+            code_hash: None,
+            compute_code_hash: None,
+            cache: CacheMode::Off,
+            accept_legacy: false,
+        })
+        .await
+        .unwrap();
+    let loc = engine.layout().artifacts(commit);
+    store.inner.delete(&[loc.key("b.zip")]).await.unwrap();
+    *store.slow_get.lock().unwrap() = Some(loc.key("sub/slow.zip"));
+
+    let dest = dir.path().join("dest");
+    let started = std::time::Instant::now();
+    let err = engine.fetch(commit, &dest, false).await.unwrap_err();
+    assert!(err.to_string().contains("b.zip"), "{err}");
+    assert!(
+        store.slow_done.load(Ordering::SeqCst),
+        "the error came back after {:?}, while a task of the download still ran",
+        started.elapsed()
+    );
+    let left: Vec<_> = walkdir::WalkDir::new(&dest)
+        .into_iter()
+        .flatten()
+        .filter(|e| !e.file_type().is_dir())
+        .map(|e| e.path().display().to_string())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::layout::{meta, SetLocation};
 use crate::log::{self, Progress};
 use crate::manifest::{FileEntry, Pieces, Sha256Hex};
-use crate::sink::{Kept, Ranged, Sink, INLINE_IO, WRITE_SLICE};
+use crate::sink::{Kept, Ranged, Sink, Token, INLINE_IO, WRITE_SLICE};
 use crate::store::{Precondition, PutOptions, Store, Tuning, PARTS_IN_FLIGHT};
 
 /// What every object written into a set is stamped with: the commit its assets were built
@@ -348,13 +348,16 @@ impl Engine {
     /// transfer. No file is renamed into place before `gate` holds `true`: one checked before
     /// then waits under its temporary name, without holding a place in the window, and is
     /// renamed once the gate opens; if `gate` is dropped while it holds `false`, the downloads
-    /// fail and every file still waiting is removed.
+    /// fail and every file still waiting is removed. Each task and each temporary file holds
+    /// a clone of `token`: the caller's [`crate::sink::Tracker`] says when all of them have settled, this
+    /// future having returned or been dropped.
     pub(super) async fn download_files(
         &self,
         from: &SetLocation,
         files: &[FileEntry],
         dest: &Path,
         gate: tokio::sync::watch::Receiver<bool>,
+        token: Token,
     ) -> Result<()> {
         let total = crate::manifest::sum_sizes(files.iter().map(|f| f.size));
         let (progress, _guard) = Progress::start("downloaded", files.len() as u64, total);
@@ -364,6 +367,7 @@ impl Engine {
             tuning: self.tuning.clone(),
             gate,
             waiting: Arc::default(),
+            token,
         };
         let jobs = files.iter().map(|f| {
             let (fetcher, progress) = (fetcher.clone(), progress.clone());
@@ -396,6 +400,8 @@ struct Fetcher {
     gate: tokio::sync::watch::Receiver<bool>,
     /// Files checked before the gate opened, renamed once it has.
     waiting: Arc<std::sync::Mutex<Vec<Kept>>>,
+    /// Held by each task (its clone of the fetcher) and each temporary file.
+    token: Token,
 }
 
 impl Fetcher {
@@ -472,8 +478,8 @@ impl Fetcher {
         };
         let ranges: Vec<(usize, (u64, u64))> = Pieces::ranges(f.size, part).enumerate().collect();
         let ranged = match pieces {
-            Some(_) => Ranged::create_unhashed(tmp)?,
-            None => Ranged::create(tmp)?,
+            Some(_) => Ranged::create_unhashed(tmp, self.token.clone())?,
+            None => Ranged::create(tmp, self.token.clone())?,
         };
         let key: Arc<str> = Arc::from(key);
         let checked = f.sha256.bytes().is_some();
@@ -545,7 +551,7 @@ impl Fetcher {
         tmp: PathBuf,
         target: PathBuf,
     ) -> Result<()> {
-        let mut sink = Sink::new(tmp);
+        let mut sink = Sink::new(tmp, self.token.clone());
         let checked = f.sha256.bytes().is_some();
         let mut body = open_body(self.store.as_ref(), key, None, checked).await?;
         let chunk = f
