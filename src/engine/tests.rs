@@ -3,6 +3,21 @@
 use super::*;
 use crate::store::{local::LocalStore, PutOptions};
 
+/// Publishes `pkg` as the set of `commit`, caching off.
+async fn publish_uncached(engine: &Engine, pkg: std::path::PathBuf, commit: &str) {
+    engine
+        .publish(&PublishOptions {
+            package_dir: pkg,
+            commit: Some(commit.into()),
+            code_hash: None,
+            compute_code_hash: None,
+            cache: CacheMode::Off,
+            accept_legacy: false,
+        })
+        .await
+        .unwrap();
+}
+
 /// A set of 2,345 objects in a local store, half of them known: the slices listed at once
 /// return every object of the set exactly once, in order, however the unknown ones push
 /// each slice past a page.
@@ -107,7 +122,7 @@ mod racing {
     use async_trait::async_trait;
 
     use super::super::*;
-    use crate::engine::{CacheMode, Keys, PublishOptions};
+    use crate::engine::Keys;
     use crate::error::Result;
     use crate::layout::Layout;
     use crate::manifest::Manifest;
@@ -314,17 +329,7 @@ mod racing {
             std::fs::create_dir_all(&pkg).unwrap();
             std::fs::write(pkg.join("fn.zip"), "ours").unwrap();
             let commit = "0123456789abcdef0123456789abcdef01234567";
-            engine
-                .publish(&PublishOptions {
-                    package_dir: pkg,
-                    commit: Some(commit.into()),
-                    code_hash: None,
-                    compute_code_hash: None,
-                    cache: CacheMode::Off,
-                    accept_legacy: false,
-                })
-                .await
-                .unwrap();
+            super::publish_uncached(&engine, pkg, commit).await;
             assert!(*store.raced.lock().unwrap(), "the race never ran");
             let loc = engine.layout().artifacts(commit);
             let body = store
@@ -614,7 +619,6 @@ async fn downloads_checked_before_the_listing_wait_for_it_and_vanish_without_it(
 /// the refused set may appear after that (a flaky CI run saw a directory come back).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_download_returns_once_every_task_of_it_has_ended() {
-    use crate::engine::{CacheMode, PublishOptions};
     use racing::Racing;
     use std::sync::atomic::Ordering;
     let dir = tempfile::tempdir().unwrap();
@@ -628,17 +632,7 @@ async fn a_refused_download_returns_once_every_task_of_it_has_ended() {
         std::fs::write(pkg.join(rel), body).unwrap();
     }
     let commit = "0123456789abcdef0123456789abcdef01234567";
-    engine
-        .publish(&PublishOptions {
-            package_dir: pkg,
-            commit: Some(commit.into()),
-            code_hash: None,
-            compute_code_hash: None,
-            cache: CacheMode::Off,
-            accept_legacy: false,
-        })
-        .await
-        .unwrap();
+    publish_uncached(&engine, pkg, commit).await;
     let loc = engine.layout().artifacts(commit);
     store.inner.delete(&[loc.key("b.zip")]).await.unwrap();
     *store.slow_get.lock().unwrap() = Some(loc.key("sub/slow.zip"));
