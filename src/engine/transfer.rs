@@ -349,8 +349,8 @@ impl Engine {
     /// then waits under its temporary name, without holding a place in the window, and is
     /// renamed once the gate opens; if `gate` is dropped while it holds `false`, the downloads
     /// fail and every file still waiting is removed. Each task and each temporary file holds
-    /// a clone of `token`: the caller's [`crate::sink::Tracker`] says when all of them have settled, this
-    /// future having returned or been dropped.
+    /// a clone of `token`: once this future has returned or been dropped, the caller's
+    /// [`crate::sink::Tracker`] says when all of them have settled.
     pub(super) async fn download_files(
         &self,
         from: &SetLocation,
