@@ -176,13 +176,7 @@ fn signature_key(root: &str, manifest: &[u8]) -> String {
 
 /// Asserts that `dest` holds no asset and no `.found`: a refused read wrote nothing.
 fn wrote_nothing(dest: &Path, what: &str) {
-    let names: Vec<String> = std::fs::read_dir(dest)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let names = common::entries(dest);
     assert!(
         names.iter().all(|n| n == ".commit-hash"),
         "{what} wrote {names:?}"

@@ -296,12 +296,11 @@ fn get_downloads_verifies_and_writes_markers() {
         "{}",
         r.stderr
     );
-    let mut left: Vec<String> = std::fs::read_dir(f.root.join("get6"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
-    assert_eq!(left, [".commit-hash"], "nothing but the commit");
+    assert_eq!(
+        common::entries(&f.root.join("get6")),
+        [".commit-hash"],
+        "nothing but the commit"
+    );
 
     // One of another size, with the set required: the get fails, and leaves no file.
     f.g.put(&f.bucket, &format!("artifacts/{c}/fn.zip"), b"evil");

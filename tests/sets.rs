@@ -77,12 +77,7 @@ fn a_set_with_a_missing_object_is_damaged_not_found() {
         let (r, dest) = get(json!({}));
         r.ok();
         assert!(r.stderr.contains(damage), "{store}: {}", r.stderr);
-        let mut left: Vec<String> = std::fs::read_dir(&dest)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
-        assert_eq!(left, [".commit-hash"], "{store}");
+        assert_eq!(common::entries(&dest), [".commit-hash"], "{store}");
         let (r, dest) = get(json!({"skip_download": true}));
         r.ok();
         assert!(

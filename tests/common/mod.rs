@@ -198,6 +198,19 @@ pub fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// The names in `dir` (not recursive), sorted; none when `dir` does not exist.
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// A name unique to this process and call, usable as a bucket name.
 pub fn unique_name(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
