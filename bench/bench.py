@@ -143,10 +143,11 @@ class Env:
             "AWS_EC2_METADATA_DISABLED": "true",
             "NO_COLOR": "1",
         }
-        # Tuning knobs (S3AM_CONCURRENCY, S3AM_PART_SIZE, ..., and glibc's MALLOC_ARENA_MAX) pass
-        # through to this tool.
+        # Tuning knobs (S3AM_CONCURRENCY, S3AM_PART_SIZE, ..., glibc's MALLOC_ARENA_MAX and
+        # tokio's TOKIO_WORKER_THREADS) pass through to this tool.
         knobs = {k: v for k, v in os.environ.items()
-                 if k == "MALLOC_ARENA_MAX" or k.startswith("S3AM_") and not k.startswith(("S3AM_TEST_", "S3AM_CACHE_DIR", "S3AM_BENCH"))}
+                 if k in ("MALLOC_ARENA_MAX", "TOKIO_WORKER_THREADS")
+                 or k.startswith("S3AM_") and not k.startswith(("S3AM_TEST_", "S3AM_CACHE_DIR", "S3AM_BENCH"))}
         self.ours = dict(self.base, AWS_ENDPOINT_URL=self.endpoint, S3AM_PATH_STYLE="true", **knobs)
         self.ours_direct = dict(self.ours, AWS_ENDPOINT_URL=self.direct)
 
