@@ -129,6 +129,26 @@ impl Layout {
     }
 }
 
+/// Whether `rel`, a key's path below a set's place, is another prefix's tree rather than
+/// an asset of that set: somewhere in it, `artifacts/<commit>/…` or `cache/<code hash>/…`
+/// (a set's place) or `index/<13 digits>-<commit>` (an index entry). A team publishing under
+/// `S3AM_PREFIX=artifacts/<40 hex>` writes such keys below what the bucket root's layout
+/// takes for a set; they are never listed, pruned or deleted as that set's. (A package
+/// directory would need those very directory names to hold such a path.)
+pub fn is_foreign_tree(rel: &str) -> bool {
+    let segs: Vec<&str> = rel.split('/').collect();
+    segs.windows(3).any(|w| match w[0] {
+        "artifacts" => is_object_id(w[1]),
+        "cache" => is_code_hash(w[1]),
+        _ => false,
+    }) || segs.windows(2).any(|w| {
+        w[0] == "index"
+            && w[1].split_once('-').is_some_and(|(t, c)| {
+                t.len() == 13 && t.bytes().all(|b| b.is_ascii_digit()) && is_object_id(c)
+            })
+    })
+}
+
 /// Whether `s` is a full lowercase hex object id: 40 digits (SHA-1) or 64 (SHA-256).
 pub fn is_object_id(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && is_lower_hex(s)
@@ -238,5 +258,31 @@ mod tests {
             .is_some());
         assert_eq!(l.index_commit("team/x/index/junk"), None);
         assert!(Layout::new("a//b").is_err());
+    }
+
+    /// Another prefix's sets and index entries below a set's place are told from assets.
+    #[test]
+    fn another_prefixs_tree_is_not_a_sets_asset() {
+        let c = "0123456789abcdef0123456789abcdef01234567";
+        let h = "a".repeat(64);
+        for foreign in [
+            format!("artifacts/{c}/fn.zip"),
+            format!("artifacts/{c}/.manifest.json"),
+            format!("team/cache/{h}/lib/x"),
+            format!("index/0000000000001-{c}"),
+            format!("a/b/index/0000000000001-{c}"),
+        ] {
+            assert!(is_foreign_tree(&foreign), "{foreign}");
+        }
+        for asset in [
+            "fn.zip".to_string(),
+            "lib/artifacts/x.zip".into(),
+            format!("artifacts/{c}"),
+            format!("cache/{c}/x"),
+            "index/readme".into(),
+            format!("index/1-{c}"),
+        ] {
+            assert!(!is_foreign_tree(&asset), "{asset}");
+        }
     }
 }

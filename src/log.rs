@@ -68,6 +68,10 @@ pub fn count(n: u64, noun: &str) -> String {
 
 /// Bytes in decimal units, e.g. `12.3 MB`.
 pub fn bytes(n: u64) -> String {
+    if n == u64::MAX {
+        // What a saturating sum of sizes stops at: never shown as a number it is not.
+        return "over 18.4 EB (the sizes overflow)".into();
+    }
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut v = n as f64;
     let mut i = 0;

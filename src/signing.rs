@@ -39,6 +39,27 @@ pub fn is_signature_key(loc: &SetLocation, key: &str) -> bool {
         .is_some_and(|digest| digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// Whether a setting's value is a key's text rather than a path to a file holding it: a PEM
+/// block (`-----BEGIN ...`), a public key line (`ssh-ed25519 AAAA...`), or anything on more
+/// than one line. Concourse passes secrets as values (`S3AM_SIGNING_KEY: ((signing_key))`).
+pub fn is_key_text(value: &str) -> bool {
+    let t = value.trim_start();
+    t.starts_with("-----BEGIN")
+        || t.starts_with("ssh-")
+        || t.starts_with("ecdsa-")
+        || t.starts_with("sk-")
+        || value.trim().contains('\n')
+}
+
+/// Why a file could not be read, without the path (the OS error's text alone).
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
 /// What a key-generation hint says, for every malformed-key message.
 const MAKE_ONE: &str = "make one with: ssh-keygen -t ed25519 -N '' -f KEYFILE";
 
@@ -56,15 +77,16 @@ impl std::fmt::Debug for SigningKey {
 
 impl SigningKey {
     /// Reads an unencrypted OpenSSH Ed25519 private key file (as `ssh-keygen -t ed25519 -N ''`
-    /// writes it); errors name the file.
-    pub fn from_file(path: &Path) -> Result<Self> {
-        let what = format!("signing key file {}", path.display());
+    /// writes it); errors name the file as `what` does (the setting that gave the path: a
+    /// path given where a key was meant may be the key, and is never printed).
+    pub fn from_file(path: &Path, what: &str) -> Result<Self> {
         let text = std::fs::read(path).map_err(|e| {
             Error::Config(format!(
-                "cannot read {what} ({e}): give the path of an OpenSSH Ed25519 private key ({MAKE_ONE})"
+                "cannot read the file {what} names ({}): give the path of an OpenSSH Ed25519 private key, or the key's text ({MAKE_ONE})",
+                io_reason(&e)
             ))
         })?;
-        Self::parse(&text, &what)
+        Self::parse(&text, &format!("the file {what} names"))
     }
 
     /// Parses the key's text; `what` names where it came from in errors (e.g.
@@ -145,11 +167,12 @@ pub enum Verdict {
 impl TrustedKeys {
     /// Reads a file of public key lines (`ssh-ed25519 AAAA... comment`; `#` comments and blank
     /// lines allowed); errors name the file and line.
-    pub fn from_file(path: &Path) -> Result<Self> {
-        let what = format!("trusted keys file {}", path.display());
+    pub fn from_file(path: &Path, what: &str) -> Result<Self> {
+        let what = format!("the file {what} names");
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::Config(format!(
-                "cannot read {what} ({e}): give the path of a file of ssh-ed25519 public key lines"
+                "cannot read {what} ({}): give the path of a file of ssh-ed25519 public key lines, or the lines themselves",
+                io_reason(&e)
             ))
         })?;
         let lines: Vec<(String, &str)> = text

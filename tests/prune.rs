@@ -101,7 +101,8 @@ fn list_shows_every_set_newest_first() {
         assert_eq!(sets.len(), 5, "{store}: {sets:#?}");
         let a = entry(&sets, &old);
         assert_eq!(a["kind"], "artifacts", "{store}");
-        assert_eq!(a["state"], "complete", "{store}");
+        // Without --verify no manifest is read: a set with one is unverified, never complete.
+        assert_eq!(a["state"], "unverified", "{store}");
         assert_eq!(a["files"], 2, "{store}");
         assert_eq!(a["bytes"], 10, "{store}");
         assert!(
@@ -127,9 +128,14 @@ fn list_shows_every_set_newest_first() {
         let incomplete = list(&t, &["--state", "incomplete"]);
         assert_eq!(incomplete.len(), 1, "{store}");
 
-        // A lost object shows only where manifests are read.
+        // A lost object shows only where manifests are read; `list` without them never
+        // calls the set complete, as `check` would not.
+        let verified = list(&t, &["--verify"]);
+        assert_eq!(entry(&verified, &old)["state"], "complete", "{store}");
+        let complete = list(&t, &["--state", "complete"]);
+        assert_eq!(complete.len(), 4, "{store}: reads manifests: {complete:#?}");
         b.delete(&format!("artifacts/{old}/lib/x.txt"));
-        assert_eq!(entry(&list(&t, &[]), &old)["state"], "complete", "{store}");
+        assert_eq!(entry(&list(&t, &[]), &old)["state"], "unverified", "{store}");
         let verified = list(&t, &["--verify"]);
         let d = entry(&verified, &old);
         assert_eq!(d["state"], "damaged", "{store}");
@@ -585,7 +591,7 @@ fn legacy_sets_are_aged_as_sets_when_accepted() {
             r.stdout
                 .lines()
                 .any(|l| l.starts_with(&format!("keep artifacts {legacy}"))
-                    && l.contains("not written by this tool")),
+                    && l.contains("not all written by this tool")),
             "{store}: {}",
             r.stdout
         );
@@ -780,9 +786,10 @@ fn hostile_objects_are_shown_as_what_they_are_and_nothing_is_written() {
             "{store}: listing or planning wrote or deleted"
         );
 
-        // A prune takes the artifacts sets (forged ones too, by their age) and never the junk
-        // (nor the cache entry: no cache limit was given), nor the planted set without a
-        // manifest: this tool did not write it, so it is no interrupted upload of its own.
+        // A prune takes the artifacts sets (the forged ones as refused sets, older than
+        // --incomplete-max-age) and never the junk (nor the cache entry: no cache limit was
+        // given), nor a planted set of objects this tool did not write, with a manifest
+        // (malformed) or without: no upload of its own left them.
         tick();
         tick();
         t.run(&["prune", "--max-age", "1s", "--incomplete-max-age", "1s"])
@@ -796,6 +803,8 @@ fn hostile_objects_are_shown_as_what_they_are_and_nothing_is_written() {
         let planted = format!("artifacts/{escaped}/{evil}");
         let mut junk: Vec<String> = junk.iter().map(|k| k.to_string()).collect();
         junk.push(planted);
+        junk.push(format!("artifacts/{malformed}/.manifest.json"));
+        junk.push(format!("artifacts/{malformed}/fn.zip"));
         junk.sort();
         assert_eq!(left, junk, "{store}");
     }

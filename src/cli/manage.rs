@@ -162,7 +162,12 @@ impl ListArgs {
         let needs_manifests = states
             .iter()
             .flatten()
-            .any(|s| matches!(s, Listed::Damaged | Listed::Untrusted | Listed::Invalid));
+            .any(|s| {
+                matches!(
+                    s,
+                    Listed::Complete | Listed::Damaged | Listed::Untrusted | Listed::Invalid
+                )
+            });
         let verify = self.verify || settings.keys.trusted.is_some() || needs_manifests;
         let engine = settings.engine().await?;
         let started = Instant::now();

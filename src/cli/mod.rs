@@ -6,7 +6,7 @@ mod errors;
 mod manage;
 mod values;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::log;
 use crate::settings::Settings;
-use crate::signing::{SigningKey, TrustedKeys};
+use crate::signing::{self, SigningKey, TrustedKeys};
 use crate::store::{self, Bucket, StoreConfig, Tuning};
 
 /// Build each CI asset set once: find a commit's assets in S3, restore them from a
@@ -238,13 +238,14 @@ pub struct StoreArgs {
     #[arg(long, env = "S3AM_TIMEOUT", value_name = "SECONDS", help = errors::timeout_help(),
           default_value_t = Tuning::default().timeout.as_secs().to_string())]
     timeout: String,
-    /// An unencrypted OpenSSH Ed25519 private key file: every manifest written is signed.
-    #[arg(long, env = "S3AM_SIGNING_KEY", value_name = "FILE", value_parser = values::path_or(""))]
-    signing_key: Option<PathBuf>,
-    /// A file of public key lines (ssh-ed25519 AAAA... comment): only sets signed by one of
-    /// them count as complete.
-    #[arg(long, env = "S3AM_TRUSTED_KEYS", value_name = "FILE", value_parser = values::path_or(""))]
-    trusted_keys: Option<PathBuf>,
+    /// An unencrypted OpenSSH Ed25519 private key, as a file's path or as the key's text:
+    /// every manifest written is signed.
+    #[arg(long, env = "S3AM_SIGNING_KEY", value_name = "FILE|KEY", hide_env_values = true)]
+    signing_key: Option<String>,
+    /// Public key lines (ssh-ed25519 AAAA... comment), as a file's path or as the lines
+    /// themselves: only sets signed by one of them count as complete.
+    #[arg(long, env = "S3AM_TRUSTED_KEYS", value_name = "FILE|KEYS", hide_env_values = true)]
+    trusted_keys: Option<String>,
     /// Print only warnings and errors.
     #[arg(long, short)]
     quiet: bool,
@@ -375,19 +376,34 @@ impl StoreArgs {
         Ok((bucket, layout))
     }
 
-    /// The signing key and trusted keys, read from their files.
+    /// The signing key and trusted keys: each setting is a key's text
+    /// ([`signing::is_key_text`]) or the path of a file holding it. Errors name the setting,
+    /// never its value, which may be the key.
     fn keys(&self, sources: &Sources) -> Result<Keys> {
-        let path = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
-        let signing = match path(&self.signing_key) {
-            Some(p) => Some(std::sync::Arc::new(
-                SigningKey::from_file(&p).map_err(|e| sources.blame("signing_key", e))?,
-            )),
+        let given = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        let signing = match given(&self.signing_key) {
+            Some(v) => {
+                let name = sources.name("signing_key");
+                Some(std::sync::Arc::new(match signing::is_key_text(&v) {
+                    true => SigningKey::parse(v.as_bytes(), &name)?,
+                    false => SigningKey::from_file(Path::new(&v), &name)?,
+                }))
+            }
             None => None,
         };
-        let trusted = match path(&self.trusted_keys) {
-            Some(p) => Some(std::sync::Arc::new(
-                TrustedKeys::from_file(&p).map_err(|e| sources.blame("trusted_keys", e))?,
-            )),
+        let trusted = match given(&self.trusted_keys) {
+            Some(v) => {
+                let name = sources.name("trusted_keys");
+                Some(std::sync::Arc::new(match signing::is_key_text(&v) {
+                    true => {
+                        let lines: Vec<(String, &str)> = (v.lines().enumerate())
+                            .map(|(i, l)| (format!("{name}, line {}", i + 1), l))
+                            .collect();
+                        TrustedKeys::parse(&lines, &name)?
+                    }
+                    false => TrustedKeys::from_file(Path::new(&v), &name)?,
+                }))
+            }
             None => None,
         };
         Ok(Keys { signing, trusted })

@@ -9,12 +9,16 @@ use futures::{StreamExt, TryStreamExt};
 use super::state::ManifestRead;
 use super::{Engine, SetState};
 use crate::error::Result;
-use crate::layout::{is_code_hash, is_object_id, SetLocation, LAST_USED_NAME, MANIFEST_NAME};
+use crate::layout::{
+    is_code_hash, is_foreign_tree, is_object_id, SetLocation, LAST_USED_NAME, MANIFEST_NAME,
+};
+use crate::manifest::sum_sizes;
 use crate::signing;
 use crate::store::ObjectInfo;
 
-/// How many manifests a verifying listing reads at once.
-const MANIFESTS_IN_FLIGHT: usize = 32;
+/// How many manifests a verifying listing reads at once (what they may hold in memory is
+/// bounded apart from this: [`super::ManifestBudget`]).
+const MANIFESTS_IN_FLIGHT: usize = 64;
 
 /// A listing page: a prefix whose first page is full is listed again as one listing per next
 /// character, all at once.
@@ -39,12 +43,16 @@ impl Kind {
     }
 }
 
-/// A set's state as `list` shows it. Without `verify`, only what a listing tells: complete
-/// (a manifest is there), incomplete or legacy.
+/// A set's state as `list` shows it. Without `verify`, only what a listing tells: unverified
+/// (a manifest is there, unread), incomplete or legacy. Only a verified set is complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listed {
-    /// A manifest that counts (with `verify`: every object it names is there).
+    /// A manifest that counts: read, valid for its place, trusted where keys are set, and
+    /// every object it names is there (`verify` only: what `check` would call found).
     Complete,
+    /// A manifest is there, not read (without `verify`): complete, damaged, untrusted or
+    /// invalid, as `--verify` would tell.
+    Unverified,
     /// Objects without a manifest: an upload that was interrupted or is under way.
     Incomplete,
     /// A manifest some of whose objects are missing, resized or rewritten (`verify` only).
@@ -62,6 +70,7 @@ impl Listed {
     pub fn name(self) -> &'static str {
         match self {
             Listed::Complete => "complete",
+            Listed::Unverified => "unverified",
             Listed::Incomplete => "incomplete",
             Listed::Damaged => "damaged",
             Listed::Legacy => "legacy",
@@ -71,8 +80,9 @@ impl Listed {
     }
 
     /// Every state, for parsing and help.
-    pub const ALL: [Listed; 6] = [
+    pub const ALL: [Listed; 7] = [
         Listed::Complete,
+        Listed::Unverified,
         Listed::Incomplete,
         Listed::Damaged,
         Listed::Legacy,
@@ -94,7 +104,9 @@ pub struct SetSummary {
     pub files: u64,
     /// Their bytes.
     pub bytes: u64,
-    /// When its manifest was written (Unix milliseconds).
+    /// When it was completed (Unix milliseconds): the manifest's `completed_ms` once read
+    /// (signed where trusted keys are set), otherwise when the store says the manifest was
+    /// written, which a replay of the same bytes makes newer.
     pub created_ms: Option<u64>,
     /// A cache entry's last use: its last restore or its manifest, whichever is later.
     pub last_used_ms: Option<u64>,
@@ -119,7 +131,7 @@ impl SetSummary {
     /// The bytes of every object under it, as listed (the manifest and signatures too):
     /// what deleting it frees.
     pub fn stored_bytes(&self) -> u64 {
-        self.objects.iter().map(|o| o.size).sum()
+        sum_sizes(self.objects.iter().map(|o| o.size))
     }
 
     /// When it counts from for age: its manifest, or its newest object.
@@ -244,7 +256,8 @@ impl Engine {
     }
 
     /// The sets of one kind from the listing of its prefix: objects grouped by the commit or
-    /// code hash their key names (anything else is not a set, and not shown).
+    /// code hash their key names (anything else is not a set, and not shown). Keys of another
+    /// prefix's tree below a set's place ([`is_foreign_tree`]) are not that set's.
     fn group(&self, kind: Kind, objects: Vec<ObjectInfo>, opts: CatalogOptions) -> Vec<SetSummary> {
         let (top, valid): (String, fn(&str) -> bool) = match kind {
             Kind::Artifacts => (self.layout.artifacts_prefix(), is_object_id),
@@ -252,10 +265,10 @@ impl Engine {
         };
         let mut by_id: BTreeMap<String, Vec<ObjectInfo>> = BTreeMap::new();
         for o in objects {
-            let Some((id, _)) = o.key.strip_prefix(&top).and_then(|r| r.split_once('/')) else {
+            let Some((id, rel)) = o.key.strip_prefix(&top).and_then(|r| r.split_once('/')) else {
                 continue;
             };
-            if valid(id) {
+            if valid(id) && !is_foreign_tree(rel) {
                 by_id.entry(id.to_string()).or_default().push(o);
             }
         }
@@ -293,10 +306,13 @@ impl Engine {
                 o.key != manifest && o.key != last_used && !signing::is_signature_key(&loc, &o.key)
             })
             .collect();
-        let (files, bytes) = (assets.len() as u64, assets.iter().map(|o| o.size).sum());
+        let (files, bytes) = (
+            assets.len() as u64,
+            sum_sizes(assets.iter().map(|o| o.size)),
+        );
         let empty = assets.is_empty();
         let state = match (has_manifest, kind) {
-            (true, _) => Listed::Complete,
+            (true, _) => Listed::Unverified,
             // Shown (and pruned) as legacy even where trusted keys make readers refuse it:
             // the original tool's sets are not incomplete uploads.
             (false, Kind::Artifacts) if opts.accept_legacy && !empty => Listed::Legacy,
@@ -338,6 +354,13 @@ impl Engine {
             SetState::Complete(m) => {
                 s.files = m.files.len() as u64;
                 s.bytes = m.total_bytes();
+                if let Some(ms) = m.completed_ms {
+                    s.created_ms = Some(ms);
+                    if s.kind == Kind::Cache {
+                        let used = s.objects.iter().find(|o| o.key == s.loc.last_used_key());
+                        s.last_used_ms = Some(ms).max(used.and_then(|o| o.modified_ms));
+                    }
+                }
                 s.why = self.damage_in(&s.loc, &m, &s.objects);
                 s.state = match s.why {
                     Some(_) => Listed::Damaged,

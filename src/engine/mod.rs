@@ -227,8 +227,6 @@ pub enum SetState {
     /// A manifest, but trusted keys are set and it carries no valid signature from one of
     /// them: not complete. A reader refuses it; a publisher holding a signing key replaces it.
     Untrusted {
-        /// The manifest.
-        manifest: Box<Manifest>,
         /// Why it is not trusted, naming its signer or saying it is unsigned.
         why: String,
     },
@@ -308,6 +306,9 @@ pub struct Engine {
     /// Whether the store enforces `If-None-Match: *`, learned once per process (see
     /// [`Engine::enforces_conditional_writes`]).
     conditional: Arc<tokio::sync::OnceCell<bool>>,
+    /// Held by whoever reads and parses a manifest over 256 KiB: one at a time in the
+    /// process, so hostile manifests cannot add up (see `Engine::manifest_bytes`).
+    large_manifest: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Engine {
@@ -323,6 +324,7 @@ impl Engine {
             publisher: format!("{:016x}", h.finish()),
             keys: Keys::default(),
             conditional: Arc::new(tokio::sync::OnceCell::new()),
+            large_manifest: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 

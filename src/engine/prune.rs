@@ -17,6 +17,7 @@ use super::Engine;
 use crate::error::Result;
 use crate::layout::SetLocation;
 use crate::log;
+use crate::manifest::sum_sizes;
 use crate::signing;
 use crate::store::{PendingUpload, DELETE_BATCH};
 
@@ -74,7 +75,7 @@ pub struct Plan {
 impl Plan {
     /// The bytes the removed sets hold (their objects as listed).
     pub fn bytes(&self) -> u64 {
-        self.remove.iter().map(|r| r.set.stored_bytes()).sum()
+        sum_sizes(self.remove.iter().map(|r| r.set.stored_bytes()))
     }
 }
 
@@ -108,11 +109,16 @@ fn since(now_ms: u64, ms: Option<u64>) -> Option<Duration> {
 }
 
 impl Engine {
-    /// Decides what a prune at `now_ms` removes, from listings only (about one request per
-    /// 1,000 objects, and one per 1,000 unfinished uploads).
+    /// Decides what a prune at `now_ms` removes: from listings (about one request per 1,000
+    /// objects, and one per 1,000 unfinished uploads) and every set's manifest, read and
+    /// verified (one request per set; two with trusted keys). Only a verified set counts as
+    /// complete: one that is not (and with trusted keys, one no trusted key signed) never
+    /// takes a complete set's place in the `--keep-last` window or the cache's size and
+    /// order, and is aged as an incomplete set is. Age and order come from the manifest's
+    /// `completed_ms` (signed where keys are set), not from when the store says it was written.
     pub async fn plan_prune(&self, opts: &PruneOptions, now_ms: u64) -> Result<Plan> {
         let catalog = CatalogOptions {
-            verify: false,
+            verify: true,
             accept_legacy: opts.accept_legacy,
             index: true,
         };
@@ -122,10 +128,19 @@ impl Engine {
         let mut newest_kept = 0;
         let mut cache = Vec::new();
         // Newest first: the first `keep_last` artifacts sets are the newest.
+        // Legacy sets are refused by readers where trusted keys are set: aged, never counted
+        // among the newest.
+        let legacy_counts = self.keys.trusted.is_none();
         for set in catalog.sets {
             let decision = match (set.kind, set.state) {
                 (_, Listed::Incomplete) => incomplete(&set, opts, now_ms),
-                (Kind::Artifacts, _) if newest_kept < opts.keep_last => {
+                (_, Listed::Damaged | Listed::Untrusted | Listed::Invalid | Listed::Unverified) => {
+                    refused(&set, opts, now_ms)
+                }
+                (Kind::Artifacts, Listed::Complete | Listed::Legacy)
+                    if newest_kept < opts.keep_last
+                        && (set.state == Listed::Complete || legacy_counts) =>
+                {
                     newest_kept += 1;
                     Err(match opts.keep_last {
                         1 => "the newest (--keep-last 1)".to_string(),
@@ -173,52 +188,67 @@ impl Engine {
         Ok(plan)
     }
 
-    /// Moves each set without a manifest that the plan removes, but whose objects this tool
-    /// did not write, to the kept: every asset it writes carries its `publisher-id`, so one
-    /// without it is the original tool's (a legacy set, which deploys may still point at) or
-    /// another tool's, never what an interrupted upload of this one left. One HEAD per such
-    /// set, of its first asset; with `--accept-legacy` they are legacy sets, aged as such.
+    /// Moves each set the plan removes as not complete (no manifest, or one that does not
+    /// count) to the kept unless this tool wrote every one of its objects: every object it
+    /// writes carries its `publisher-id`, so a set with one object without it is the
+    /// original tool's (a legacy set, which deploys may still point at) or another tool's,
+    /// never only what an interrupted upload of this one left, however many objects with a
+    /// `publisher-id` were planted beside it. One HEAD per object of such a set, stopping at
+    /// the first without; with `--accept-legacy` manifest-less sets are legacy sets, aged as
+    /// such, and never get here.
     async fn keep_what_others_wrote(&self, plan: &mut Plan) -> Result<()> {
-        let unfinished = |r: &Removal| r.set.state == Listed::Incomplete;
-        let firsts: Vec<(usize, String)> = (plan.remove.iter().enumerate())
-            .filter(|(_, r)| unfinished(r))
-            .filter_map(|(i, r)| {
-                // An asset, not a marker such as `.last-used` (written without a publisher).
-                let asset = r.set.objects.iter().find(|o| {
-                    !o.key
-                        .rsplit('/')
-                        .next()
-                        .unwrap_or_default()
-                        .starts_with('.')
-                });
-                asset.map(|o| (i, o.key.clone()))
+        let not_complete = |r: &Removal| !matches!(r.set.state, Listed::Complete | Listed::Legacy);
+        // Every object of the set but its manifest, signatures and `.last-used` record.
+        let heads: Vec<(usize, String)> = (plan.remove.iter().enumerate())
+            .filter(|(_, r)| not_complete(r))
+            .flat_map(|(i, r)| {
+                let loc = &r.set.loc;
+                (r.set.objects.iter())
+                    .filter(|o| {
+                        o.key != loc.manifest_key()
+                            && o.key != loc.last_used_key()
+                            && !signing::is_signature_key(loc, &o.key)
+                    })
+                    .map(move |o| (i, o.key.clone()))
             })
             .collect();
-        let others: HashSet<usize> = futures::stream::iter(firsts)
-            .map(|(i, key)| async move {
-                let head = self.store.head(&key).await?;
-                Ok::<_, crate::error::Error>(
-                    head.is_some_and(|h| !h.metadata.contains_key(crate::layout::meta::PUBLISHER))
-                        .then_some(i),
-                )
+        let others = std::sync::Mutex::new(HashSet::new());
+        futures::stream::iter(heads)
+            .map(|(i, key)| {
+                let others = &others;
+                async move {
+                    if others.lock().expect("not poisoned").contains(&i) {
+                        return Ok(());
+                    }
+                    let head = self.store.head(&key).await?;
+                    // Gone since the listing: nothing of it to keep.
+                    if head.is_some_and(|h| !h.metadata.contains_key(crate::layout::meta::PUBLISHER)) {
+                        others.lock().expect("not poisoned").insert(i);
+                    }
+                    Ok::<_, crate::error::Error>(())
+                }
             })
             .buffer_unordered(HEADS_IN_FLIGHT)
-            .try_filter_map(|i| async move { Ok(i) })
-            .try_collect()
+            .try_collect::<Vec<()>>()
             .await?;
+        let others = others.into_inner().expect("not poisoned");
         if others.is_empty() {
             return Ok(());
         }
         let (mut kept, mut removed) = (Vec::new(), Vec::new());
         for (i, r) in std::mem::take(&mut plan.remove).into_iter().enumerate() {
-            if others.contains(&i) {
-                kept.push(Removal {
-                    why: "no manifest, and not written by this tool (no publisher-id): the original tool's set, or another tool's; kept (--accept-legacy ages the original tool's sets by --max-age)".into(),
-                    ..r
-                });
-            } else {
+            if !others.contains(&i) {
                 removed.push(r);
+                continue;
             }
+            let why = match r.set.has_manifest {
+                false => "no manifest, and not all written by this tool (an object without its publisher-id): the original tool's set, or another tool's; kept (--accept-legacy ages the original tool's sets by --max-age)".to_string(),
+                true => format!(
+                    "{}, but not all written by this tool (an object without its publisher-id): another tool's objects; kept",
+                    r.set.state.name()
+                ),
+            };
+            kept.push(Removal { why, ..r });
         }
         plan.remove = removed;
         plan.keep.extend(kept);
@@ -306,7 +336,7 @@ impl Engine {
         Ok(Deleted {
             sets: sets.len() as u64,
             objects: (manifests.len() + objects.len()) as u64,
-            bytes: sets.iter().map(|s| s.stored_bytes()).sum(),
+            bytes: sum_sizes(sets.iter().map(|s| s.stored_bytes())),
             uploads: 0,
         })
     }
@@ -339,6 +369,32 @@ fn incomplete(
             age(a)
         )),
         None => Err("no manifest, and the store gave no time: kept".into()),
+    }
+}
+
+/// Whether a set whose manifest does not count (damaged, untrusted or invalid) goes: aged
+/// as an incomplete set is, by its newest object; it never counts among the newest or in
+/// the cache's size.
+fn refused(
+    set: &SetSummary,
+    opts: &PruneOptions,
+    now_ms: u64,
+) -> std::result::Result<String, String> {
+    let limit = age(opts.incomplete_max_age);
+    let what = match &set.why {
+        Some(why) => format!("{} ({why})", set.state.name()),
+        None => set.state.name().to_string(),
+    };
+    match since(now_ms, set.newest_ms) {
+        Some(a) if a > opts.incomplete_max_age => Ok(format!(
+            "{what}, last written {} ago: older than --incomplete-max-age {limit}",
+            age(a)
+        )),
+        Some(a) => Err(format!(
+            "{what}, last written {} ago: not counted as complete; goes once older than --incomplete-max-age {limit}",
+            age(a)
+        )),
+        None => Err(format!("{what}, and the store gave no time: kept")),
     }
 }
 

@@ -6,6 +6,10 @@ use crate::error::{Error, Result};
 use crate::layout::SetLocation;
 use crate::log;
 use crate::manifest::{FileEntry, Manifest, Refused, MANIFEST_MAX};
+
+/// Manifests up to this size are read by many at once; a larger one, one at a time
+/// ([`Engine::manifest_bytes`]). 256 KiB is a set of about 1,500 files.
+const MANIFEST_SMALL: u64 = 256 << 10;
 use crate::signing::{self, Verdict, SIGNATURE_MAX};
 use crate::store::ObjectInfo;
 
@@ -89,12 +93,33 @@ impl Engine {
 
     /// [`Engine::read_manifest`] without a word in the log, and with the trusted key that
     /// signed it. Everything read here is hostile input: the manifest and its signature are
-    /// read up to their size limits only, the manifest is validated field by field, and it
-    /// must name this place (its commit or code hash, and its prefix), whoever signed it.
+    /// read up to their size limits only ([`Engine::manifest_bytes`] bounds what manifests
+    /// in flight hold), with trusted keys the signature is checked over the bytes before a
+    /// byte of JSON is parsed, the manifest is validated field by field, and it must name
+    /// this place (its commit or code hash, and its prefix), whoever signed it.
     pub(super) async fn inspect_manifest(&self, loc: &SetLocation) -> Result<Option<ManifestRead>> {
         let key = loc.manifest_key();
-        let Some(bytes) = self.store.get_bytes(&key, MANIFEST_MAX).await? else {
+        let Some((bytes, _large)) = self.manifest_bytes(&key).await? else {
             return Ok(None);
+        };
+        let signer = match &self.keys.trusted {
+            None => None,
+            Some(trusted) => {
+                // The signature of exactly these bytes: never another manifest's.
+                let signature = self
+                    .store
+                    .get_bytes(&signing::signature_key(loc, &bytes), SIGNATURE_MAX)
+                    .await?;
+                match trusted.verify(&bytes, signature.as_deref()) {
+                    Verdict::Trusted(signer) => Some(signer),
+                    Verdict::Untrusted(why) => {
+                        return Ok(Some(ManifestRead {
+                            state: SetState::Untrusted { why },
+                            signer: None,
+                        }))
+                    }
+                }
+            }
         };
         // Writes are atomic, so an unreadable, unsafe or misplaced manifest was put there by
         // hand (or by an attacker): the set is not complete.
@@ -110,30 +135,62 @@ impl Engine {
             // Not ours to judge, or to replace: stop and say so.
             Err(newer @ Refused::NewerFormat(_)) => return Err(newer.into()),
         };
+        drop(bytes);
         if let Err(why) = manifest.check_place(loc, self.keys.trusted.is_some()) {
             return invalid(why);
         }
-        let Some(trusted) = &self.keys.trusted else {
-            return Ok(Some(ManifestRead {
-                state: SetState::Complete(manifest),
-                signer: None,
-            }));
-        };
-        // The signature of exactly these bytes: never another manifest's.
-        let signature = self
-            .store
-            .get_bytes(&signing::signature_key(loc, &bytes), SIGNATURE_MAX)
-            .await?;
-        Ok(Some(match trusted.verify(&bytes, signature.as_deref()) {
-            Verdict::Trusted(signer) => ManifestRead {
-                state: SetState::Complete(manifest),
-                signer: Some(signer),
-            },
-            Verdict::Untrusted(why) => ManifestRead {
-                state: SetState::Untrusted { manifest, why },
-                signer: None,
-            },
+        Ok(Some(ManifestRead {
+            state: SetState::Complete(manifest),
+            signer,
         }))
+    }
+
+    /// The bytes of the manifest at `key` (up to [`MANIFEST_MAX`] and one more), and while
+    /// they are over [`MANIFEST_SMALL`], the one guard that lets a process hold such a
+    /// manifest, to be kept until it is parsed. Manifests in flight (64 at once in `list` and
+    /// `prune`, 32 in the resource's `check`) thus hold at most 256 KiB each and one of up to
+    /// 64 MiB, however many index entries or sets name large ones: forty 64 MiB manifests
+    /// once took 1.9 GB. A large manifest whose guard is taken is read again once it is free,
+    /// instead of holding its connection idle meanwhile.
+    async fn manifest_bytes(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, Option<tokio::sync::OwnedMutexGuard<()>>)>> {
+        use tokio::io::AsyncReadExt;
+        let failed = |e: std::io::Error| {
+            Error::transient(
+                format!("reading {key} from {} failed: {e}", self.store.url()),
+                e,
+            )
+        };
+        let Some(mut reader) = self.store.get(key, None).await? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        (&mut reader)
+            .take(MANIFEST_SMALL + 1)
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(failed)?;
+        if bytes.len() as u64 <= MANIFEST_SMALL {
+            return Ok(Some((bytes, None)));
+        }
+        if let Ok(guard) = self.large_manifest.clone().try_lock_owned() {
+            let rest = MANIFEST_MAX + 1 - bytes.len() as u64;
+            reader
+                .take(rest)
+                .read_to_end(&mut bytes)
+                .await
+                .map_err(failed)?;
+            return Ok(Some((bytes, Some(guard))));
+        }
+        drop((reader, bytes));
+        let guard = self.large_manifest.clone().lock_owned().await;
+        Ok(self
+            .store
+            .get_bytes(key, MANIFEST_MAX)
+            .await?
+            .map(|bytes| (bytes, Some(guard))))
     }
 
     /// The state of a set without a manifest, from its listing: missing, or (logged) an

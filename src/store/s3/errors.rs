@@ -184,6 +184,20 @@ fn classify(status: u16, code: &str) -> Kind {
 
 /// An endpoint must be an http(s) URL with a host, or the SDK fails later with a vaguer
 /// "dispatch failure".
+/// An endpoint URL as errors show it: without any user-info (`http://user:password@host`
+/// shows as `http://…@host`), which may hold a secret.
+pub(super) fn shown_endpoint(ep: &str) -> String {
+    let (scheme, rest) = match ep.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), ep),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}…{}", &rest[at..]),
+        None => ep.to_string(),
+    }
+}
+
 pub(super) fn check_endpoint(ep: &str) -> Result<()> {
     let rest = ep
         .strip_prefix("https://")
@@ -193,7 +207,7 @@ pub(super) fn check_endpoint(ep: &str) -> Result<()> {
         Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) => Ok(()),
         _ => Err(Error::Config(format!(
             "invalid endpoint {}: use an http:// or https:// URL such as https://s3.example.com:9000",
-            crate::error::clip(ep)
+            crate::error::clip(&shown_endpoint(ep))
         ))),
     }
 }
@@ -227,6 +241,19 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An endpoint's user-info never reaches an error; the rest of the URL does.
+    #[test]
+    fn endpoints_are_shown_without_their_user_info() {
+        assert_eq!(
+            shown_endpoint("http://user:pa55@host:9000/x"),
+            "http://…@host:9000/x"
+        );
+        assert_eq!(shown_endpoint("https://h/p@q"), "https://h/p@q");
+        assert_eq!(shown_endpoint("http://h:1"), "http://h:1");
+        let e = check_endpoint("ftp://user:pa55@host").unwrap_err().to_string();
+        assert!(!e.contains("pa55"), "{e}");
+    }
 
     /// Only what may pass is retried: a 400 is refused again, a checksum mismatch (a body
     /// corrupted on the way) or a 5xx may pass.

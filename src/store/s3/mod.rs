@@ -67,7 +67,7 @@ impl S3Store {
         let aws = is_aws(sdk.endpoint_url());
         let endpoint = sdk
             .endpoint_url()
-            .map(str::to_string)
+            .map(errors::shown_endpoint)
             .unwrap_or_else(|| "AWS S3".to_string());
         let requests = Arc::new(AtomicU64::new(0));
         let throttled = Arc::new(AtomicU64::new(0));
