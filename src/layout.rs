@@ -26,6 +26,9 @@ pub const MANIFEST_NAME: &str = ".manifest.json";
 /// when the entry was last used. It starts with `.`, so it never collides with an asset.
 pub const LAST_USED_NAME: &str = ".last-used";
 
+/// The name of the conditional-write probe under `artifacts/` ([`Layout::probe_key`]).
+const PROBE_NAME: &str = ".conditional-write-probe";
+
 /// Index times count down from here (milliseconds; the year 2286).
 const INDEX_EPOCH_END: u64 = 9_999_999_999_999;
 
@@ -73,7 +76,7 @@ impl Layout {
     /// store enforces conditional writes: `[prefix/]artifacts/.conditional-write-probe`. Its
     /// name starts with `.`, so it is never a commit's set.
     pub fn probe_key(&self) -> String {
-        format!("{}artifacts/.conditional-write-probe", self.prefix)
+        format!("{}artifacts/{PROBE_NAME}", self.prefix)
     }
 
     /// Where completed artifacts sets are indexed for the resource's `check`.
@@ -131,7 +134,8 @@ impl Layout {
 
 /// Whether `rel`, a key's path below a set's place, is another prefix's tree rather than
 /// an asset of that set: somewhere in it, `artifacts/<commit>/…` or `cache/<code hash>/…`
-/// (a set's place) or `index/<13 digits>-<commit>` (an index entry). A team publishing under
+/// (a set's place), `index/<13 digits>-<commit>` (an index entry) or
+/// `artifacts/.conditional-write-probe`. A team publishing under
 /// `S3AM_PREFIX=artifacts/<40 hex>` writes such keys below what the bucket root's layout
 /// takes for a set; they are never listed, pruned or deleted as that set's. (A package
 /// directory would need those very directory names to hold such a path.)
@@ -141,11 +145,12 @@ pub fn is_foreign_tree(rel: &str) -> bool {
         "artifacts" => is_object_id(w[1]),
         "cache" => is_code_hash(w[1]),
         _ => false,
-    }) || segs.windows(2).any(|w| {
-        w[0] == "index"
-            && w[1].split_once('-').is_some_and(|(t, c)| {
-                t.len() == 13 && t.bytes().all(|b| b.is_ascii_digit()) && is_object_id(c)
-            })
+    }) || segs.windows(2).any(|w| match w[0] {
+        "index" => w[1].split_once('-').is_some_and(|(t, c)| {
+            t.len() == 13 && t.bytes().all(|b| b.is_ascii_digit()) && is_object_id(c)
+        }),
+        "artifacts" => w[1] == PROBE_NAME,
+        _ => false,
     })
 }
 
@@ -271,6 +276,7 @@ mod tests {
             format!("team/cache/{h}/lib/x"),
             format!("index/0000000000001-{c}"),
             format!("a/b/index/0000000000001-{c}"),
+            "team/artifacts/.conditional-write-probe".into(),
         ] {
             assert!(is_foreign_tree(&foreign), "{foreign}");
         }

@@ -445,7 +445,6 @@ fn forged_index_entries_are_skipped_and_bounded() {
 /// `/proc/<pid>/status` (`VmHWM`, the peak of the image after `exec`) while it runs: the
 /// rusage of a child counts the memory of the test process it was forked from.
 fn run_measured(w: &World, b: &Bucket, args: &[&str], timeout: std::time::Duration) -> (Run, u64) {
-    use std::io::Read;
     let mut cmd = Command::new(common::CLI);
     cmd.args(args)
         .current_dir(&w.root)
@@ -453,11 +452,33 @@ fn run_measured(w: &World, b: &Bucket, args: &[&str], timeout: std::time::Durati
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", &w.root)
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .envs(b.env())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .envs(b.env());
+    measured(cmd, None, timeout)
+}
+
+/// Runs `cmd` with `stdin` (or none) and returns its run and its peak resident memory in KiB
+/// (see [`run_measured`]).
+fn measured(mut cmd: Command, stdin: Option<String>, timeout: std::time::Duration) -> (Run, u64) {
+    use std::io::{Read, Write};
+    cmd.stdin(match stdin {
+        Some(_) => Stdio::piped(),
+        None => Stdio::null(),
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let mut child = cmd.spawn().unwrap();
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
     let status_file = format!("/proc/{}/status", child.id());
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
@@ -854,5 +875,54 @@ fn a_signed_manifest_without_a_prefix_is_refused_with_trusted_keys() {
         let (r, dest) = w.fetch(&b, &c, true);
         r.ok();
         assert_eq!(fetched(&dest).as_deref(), Some("real"), "{store}");
+    }
+}
+
+/// Attack 8: manifests in flight are held to a memory budget, whatever the number of index
+/// entries or sets that name large ones. Forty index entries naming commits whose manifest is
+/// 64 MiB (sparse, on `file://`; an S3 bucket would need 2.5 GB uploaded) once made the
+/// resource's `check` peak at 1.9 GB (32 read at once, before any was parsed), and `list
+/// --verify` at 1.5 GB. Now each is read whole one at a time: under 400 MB, in under a minute.
+#[test]
+fn forty_large_manifests_are_read_within_a_memory_budget() {
+    let w = World::new();
+    let b = Bucket::all(&w.root, "budget").remove(0);
+    let common::bucket::Place::File(dir) = &b.place else {
+        panic!("Bucket::all yields the file:// bucket first");
+    };
+    for i in 0..40u64 {
+        let commit = format!("{:040x}", 0x000b_0d9e_7000 + i);
+        b.put(&format!("index/{i:013}-{commit}"), b"");
+        let p = dir.join(format!("artifacts/{commit}/.manifest.json"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(64 << 20).unwrap();
+    }
+    let limit = 400 * 1024;
+    let minute = std::time::Duration::from_secs(60);
+    let mut cmd = Command::new(common::resource_bin("check"));
+    cmd.current_dir(&w.root)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &w.root);
+    let request = json!({ "source": b.source(json!({})) }).to_string();
+    let started = std::time::Instant::now();
+    let (r, kib) = measured(cmd, Some(request), minute);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.trim(), "[]", "{}", r.stderr);
+    assert!(
+        kib < limit,
+        "the resource's check peaked at {} MB over 40 manifests of 64 MiB (in {:?})",
+        kib / 1024,
+        started.elapsed()
+    );
+    for args in [&["list", "--verify"][..], &["prune", "--dry-run"]] {
+        let (r, kib) = run_measured(&w, &b, args, minute);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        assert!(
+            kib < limit,
+            "{args:?} peaked at {} MB over 40 manifests of 64 MiB",
+            kib / 1024
+        );
     }
 }

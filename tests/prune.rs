@@ -135,7 +135,11 @@ fn list_shows_every_set_newest_first() {
         let complete = list(&t, &["--state", "complete"]);
         assert_eq!(complete.len(), 4, "{store}: reads manifests: {complete:#?}");
         b.delete(&format!("artifacts/{old}/lib/x.txt"));
-        assert_eq!(entry(&list(&t, &[]), &old)["state"], "unverified", "{store}");
+        assert_eq!(
+            entry(&list(&t, &[]), &old)["state"],
+            "unverified",
+            "{store}"
+        );
         let verified = list(&t, &["--verify"]);
         let d = entry(&verified, &old);
         assert_eq!(d["state"], "damaged", "{store}");
@@ -1055,4 +1059,271 @@ fn prefixes_keep_teams_apart() {
         common::cli(&["fetch", "--dest", dest.to_str().unwrap()], &t.root, &tb).ok();
         assert_eq!(std::fs::read(dest.join("fn.zip")).unwrap(), b"print(1)\n");
     }
+}
+
+// Attacks on prune and delete by a pipeline that can PUT any object in the bucket and holds
+// no signing key (issue 33). Each test failed before its fix.
+
+/// A task on `b` whose pipeline signs with `key` and trusts only it: a trusted pipeline.
+fn signed_task(b: &Bucket, keys: &std::path::Path) -> Task {
+    let key = common::Key::new(keys, "main");
+    let trusted = keys.join("trusted");
+    std::fs::write(&trusted, format!("{}\n", key.public_line)).unwrap();
+    let mut t = task(b);
+    t.env.insert(
+        "S3AM_SIGNING_KEY".into(),
+        key.private.to_string_lossy().into(),
+    );
+    t.env
+        .insert("S3AM_TRUSTED_KEYS".into(), trusted.to_string_lossy().into());
+    t
+}
+
+/// The lines of a dry run's plan that start with `start`.
+fn plan_lines<'a>(r: &'a Run, start: &str) -> Vec<&'a str> {
+    r.stdout.lines().filter(|l| l.starts_with(start)).collect()
+}
+
+/// Attacks 1 and 2: with trusted keys, `--keep-last` counts only verified, trusted sets, in
+/// the order their signed `completed_ms` gives. Two planted manifests newer than every set
+/// once took the two places of `--keep-last 2` (and A and B were deleted); A's manifest PUT
+/// again with the same bytes (its signature still valid) once made A "the newest" by the
+/// store's time, and `--keep-last 1` deleted the newer B.
+#[test]
+fn keep_last_counts_only_trusted_sets_by_their_signed_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "keeplast") {
+        let store = b.name();
+        let keys = tmp
+            .path()
+            .join(format!("keys-{}", common::unique_name("k")));
+        std::fs::create_dir_all(&keys).unwrap();
+        let t = signed_task(&b, &keys);
+        let a = publish(&t, "print(1)\n", "one");
+        tick();
+        let newer = publish(&t, "print(2)\n", "two");
+        tick();
+        let manifest = format!("artifacts/{a}/.manifest.json");
+        let bytes = b.get(&manifest).unwrap();
+        b.put(&manifest, &bytes);
+        let junk = [
+            format!("{}1", "e".repeat(39)),
+            format!("{}2", "e".repeat(39)),
+        ];
+        for j in &junk {
+            b.put(&format!("artifacts/{j}/.manifest.json"), b"{}");
+        }
+        tick();
+        tick();
+        let r = t.run(&["prune", "--keep-last", "2", "--max-age", "2s", "--dry-run"]);
+        r.ok();
+        for id in [&a, &newer] {
+            let kept = plan_lines(&r, &format!("keep artifacts {id}"));
+            assert!(
+                kept.len() == 1 && kept[0].contains("one of the 2 newest"),
+                "{store}: {id}: {}",
+                r.stdout
+            );
+        }
+        for j in &junk {
+            let kept = plan_lines(&r, &format!("keep artifacts {j}"));
+            assert!(
+                kept.len() == 1 && kept[0].contains("untrusted"),
+                "{store}: {j}: {}",
+                r.stdout
+            );
+        }
+        t.run(&["prune", "--keep-last", "1", "--max-age", "2s"])
+            .ok();
+        assert!(
+            under(&b, &format!("artifacts/{a}/")).is_empty(),
+            "{store}: A is the older by its signed time: {:?}",
+            b.keys()
+        );
+        assert!(
+            b.get(&format!("artifacts/{newer}/.manifest.json"))
+                .is_some(),
+            "{store}: the newer signed set was pruned: {:?}",
+            b.keys()
+        );
+        let dest = t.root.join(common::unique_name("out"));
+        t.run(&[
+            "fetch",
+            "--commit",
+            &newer,
+            "--dest",
+            dest.to_str().unwrap(),
+        ])
+        .ok();
+        assert!(dest.join("fn.zip").exists(), "{store}");
+        for j in &junk {
+            assert!(
+                b.get(&format!("artifacts/{j}/.manifest.json")).is_some(),
+                "{store}: a refused set goes only by --incomplete-max-age (a day)"
+            );
+        }
+    }
+}
+
+/// Attack 3: a planted cache entry never counts in `--cache-max-size`. A junk manifest
+/// beside a 20 B object, the most recently written entry, once filled the cap and evicted a
+/// signed 10 B entry.
+#[test]
+fn planted_cache_entries_never_take_the_place_of_signed_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "cachecap") {
+        let store = b.name();
+        let keys = tmp
+            .path()
+            .join(format!("keys-{}", common::unique_name("k")));
+        std::fs::create_dir_all(&keys).unwrap();
+        let t = signed_task(&b, &keys);
+        publish(&t, "print(1)\n", "one");
+        let hash = code_hash(&t);
+        tick();
+        let junk = "e".repeat(64);
+        b.put(&format!("cache/{junk}/.manifest.json"), b"{}");
+        b.put_interrupted(&format!("cache/{junk}/big.zip"), &[b'x'; 20]);
+        let r = t.run(&["prune", "--cache-max-size", "25", "--dry-run"]);
+        r.ok();
+        assert!(
+            plan_lines(&r, &format!("keep cache {hash}"))
+                .first()
+                .is_some_and(|l| l.contains("last used")),
+            "{store}: {}",
+            r.stdout
+        );
+        t.run(&["prune", "--cache-max-size", "25"]).ok();
+        assert!(
+            b.get(&format!("cache/{hash}/.manifest.json")).is_some(),
+            "{store}: the signed entry was evicted: {:?}",
+            b.keys()
+        );
+        // Signed entries still go by their size: a cap below the entry evicts it.
+        t.run(&["prune", "--cache-max-size", "5"]).ok();
+        assert!(
+            under(&b, &format!("cache/{hash}/")).is_empty(),
+            "{store}: {:?}",
+            b.keys()
+        );
+    }
+}
+
+/// Attack 4: a set the original tool wrote (objects, no manifest) stays a legacy set when
+/// objects carrying this tool's `publisher-id` are planted beside it. Prune once looked at
+/// the first asset in sorted order only, and deleted the whole set.
+#[test]
+fn a_legacy_set_is_kept_with_objects_planted_beside_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "legacyplant") {
+        let store = b.name();
+        let t = task(&b);
+        let legacy = "d".repeat(40);
+        b.put(&format!("artifacts/{legacy}/fn.zip"), b"old tool");
+        b.put(&format!("artifacts/{legacy}/lib/x.txt"), b"x");
+        b.put_interrupted(&format!("artifacts/{legacy}/000-planted.zip"), b"planted");
+        tick();
+        tick();
+        let plain = ["prune", "--incomplete-max-age", "1s"];
+        let r = t.run(&[&plain[..], &["--dry-run"]].concat());
+        r.ok();
+        assert!(
+            plan_lines(&r, &format!("keep artifacts {legacy}"))
+                .first()
+                .is_some_and(|l| l.contains("not all written by this tool")),
+            "{store}: {}",
+            r.stdout
+        );
+        t.run(&plain).ok();
+        assert_eq!(
+            under(&b, &format!("artifacts/{legacy}/")).len(),
+            3,
+            "{store}: {:?}",
+            b.keys()
+        );
+        // A planted manifest makes it no less the original tool's.
+        b.put(&format!("artifacts/{legacy}/.manifest.json"), b"{}");
+        tick();
+        tick();
+        t.run(&plain).ok();
+        assert!(
+            b.get(&format!("artifacts/{legacy}/fn.zip")).is_some(),
+            "{store}: {:?}",
+            b.keys()
+        );
+    }
+}
+
+/// Attack 10: a team publishing under `S3AM_PREFIX=artifacts/<40 hex>` writes keys below
+/// what the root's layout takes for a set's place. A root-level `list` once showed that
+/// team's tree as one incomplete set, and `prune` deleted the team's signed set and its
+/// index entry; `delete --commit <40 hex>` at the root would have too.
+#[test]
+fn another_prefixs_tree_is_never_a_set_of_the_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "nested") {
+        let store = b.name();
+        let t = task(&b);
+        let outer = "f".repeat(40);
+        let team = under_prefix(&t, &b, &format!("artifacts/{outer}"), false);
+        assert!(!publish_under(&t, &team, "team"), "{store}");
+        let before = b.keys();
+        assert!(
+            before
+                .iter()
+                .any(|k| k.starts_with(&format!("artifacts/{outer}/index/"))),
+            "{store}: {before:?}"
+        );
+        let listed = list(&t, &[]);
+        assert!(
+            listed.iter().all(|s| s["id"] != outer.as_str()),
+            "{store}: {listed:#?}"
+        );
+        tick();
+        tick();
+        t.run(&PRUNE_ALL).ok();
+        t.run(&["delete", "--commit", &outer])
+            .fails(1, "nothing to delete");
+        assert_eq!(b.keys(), before, "{store}");
+        assert!(
+            publish_under(&t, &team, "team"),
+            "{store}: the team's set is found"
+        );
+    }
+}
+
+/// Attack 9: sizes whose sum does not fit in 64 bits (three sparse objects of 2^63 - 1
+/// bytes, on `file://` in tmpfs) are shown as overflowing, never as a wrapped number; `list`
+/// and `prune --dry-run` once exited 101 with "attempt to add with overflow".
+#[test]
+fn sizes_too_large_to_add_are_shown_as_such() {
+    let shm = std::path::Path::new("/dev/shm");
+    assert!(
+        shm.is_dir(),
+        "this test needs tmpfs at /dev/shm (sparse 8 EiB files)"
+    );
+    let tmp = tempfile::tempdir_in(shm).unwrap();
+    let bucket = tmp.path().join("bucket");
+    let set = bucket.join(format!("artifacts/{}", "7".repeat(40)));
+    std::fs::create_dir_all(&set).unwrap();
+    for name in ["a", "b", "c"] {
+        std::fs::File::create(set.join(name))
+            .unwrap()
+            .set_len(i64::MAX as u64)
+            .unwrap();
+    }
+    let mut env = Env::new();
+    env.insert(
+        "PACKAGE_ASSETS_BUCKET".into(),
+        format!("file://{}", bucket.display()),
+    );
+    let t = Task::new(env, &[("src/main.py", "print(1)\n")]);
+    let sets = list(&t, &[]);
+    assert_eq!(sets[0]["bytes"], u64::MAX, "{sets:#?}");
+    let r = t.run(&["list"]);
+    r.ok();
+    assert!(r.stdout.contains("the sizes overflow"), "{}", r.stdout);
+    let r = t.run(&["prune", "--incomplete-max-age", "1s", "--dry-run"]);
+    r.ok();
+    assert!(r.stdout.contains("the sizes overflow"), "{}", r.stdout);
 }

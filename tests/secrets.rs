@@ -23,15 +23,27 @@ AAAEB4bUvxCc2VfNMnTowpFZxglTEwe0SJfUnFqaU3EhnUvWcaYOQNUFjywWqEq6mIZNyr
 JCpMyjVFkdkrVOmlOba3AAAADHNlY3JldHMtdGVzdAE=
 -----END OPENSSH PRIVATE KEY-----
 ";
-/// The secret, token and signing key, and distinctive pieces of them (a clipped or partial
-/// echo); the last is the key's private scalar.
-const MARKS: [&str; 6] = [
+/// An Ed25519 key in PKCS#8 (`openssl genpkey -algorithm ed25519`), which this tool does not
+/// take: given as `S3AM_SIGNING_KEY`'s text, it was once printed whole in the error.
+const PKCS8_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEINiaGoQtXqHMnwaUhCrDvvkrAaYU380d7132xQeTsbZs
+-----END PRIVATE KEY-----
+";
+/// The secret, token and signing keys, and distinctive pieces of them (a clipped or partial
+/// echo: an OpenSSH key's first and last 40-odd characters were once printed); the last
+/// ones are the keys' bodies.
+const MARKS: [&str; 11] = [
     SECRET,
     TOKEN,
     "6c1f0e5b9a7d4c3e",
     "9d2b7e4f1a6c3e8b",
     SIGNING_KEY,
     "B4bUvxCc2VfNMnTowpFZxglTEwe0SJfUnFqaU3EhnUv",
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUA",
+    "JCpMyjVFkdkrVOmlOba3AAAADHNlY3JldHMtdGVzdAE",
+    PKCS8_KEY,
+    "MC4CAQAwBQYDK2VwBCIEINiaGoQtXqHMnwaUhCrDvvkr",
+    "YU380d7132xQeTsbZs",
 ];
 
 /// Where the credentials are sent.
@@ -440,7 +452,77 @@ fn signing_jobs(w: &Work) -> Vec<Job> {
         json!({"source": src, "params": {"repo": "repo", "path": "packages"}}).to_string(),
     );
     out.want_code = Some(0);
-    vec![upload, out]
+    // Concourse passes secrets as values: the key's text in the variable itself.
+    let mut env = Env::new();
+    env.insert("PACKAGE_ASSETS_BUCKET".into(), w.file_bucket());
+    env.insert("S3AM_SIGNING_KEY".into(), SIGNING_KEY.into());
+    let mut text = cli_job(
+        "signing: key text in S3AM_SIGNING_KEY".into(),
+        &["upload"],
+        env,
+    );
+    text.want_code = Some(0);
+    vec![upload, out, text]
+}
+
+/// Key settings whose values are secrets but not what they should be: a PKCS#8 key's text,
+/// an OpenSSH key cut short, the secret given as a path, and an endpoint URL carrying a
+/// password. Each fails with an error line that names the setting, never the value.
+fn bad_key_jobs(w: &Work) -> Vec<Job> {
+    let cut = &SIGNING_KEY[..SIGNING_KEY.len() - 60];
+    let mut jobs = Vec::new();
+    for (what, var, value, code) in [
+        (
+            "PKCS#8 key text",
+            "S3AM_SIGNING_KEY",
+            PKCS8_KEY.to_string(),
+            2,
+        ),
+        (
+            "OpenSSH key cut short",
+            "S3AM_SIGNING_KEY",
+            cut.to_string(),
+            2,
+        ),
+        (
+            "the secret as a path",
+            "S3AM_SIGNING_KEY",
+            SECRET.to_string(),
+            2,
+        ),
+        (
+            "the secret as trusted keys",
+            "S3AM_TRUSTED_KEYS",
+            SECRET.to_string(),
+            2,
+        ),
+        (
+            "a key as trusted keys",
+            "S3AM_TRUSTED_KEYS",
+            SIGNING_KEY.to_string(),
+            2,
+        ),
+        (
+            "a password in the endpoint",
+            "AWS_ENDPOINT_URL",
+            format!("http://user:{SECRET}@127.0.0.1:9"),
+            1,
+        ),
+    ] {
+        let mut env = Env::new();
+        env.insert("PACKAGE_ASSETS_BUCKET".into(), "assets".into());
+        if var != "AWS_ENDPOINT_URL" {
+            env.insert("PACKAGE_ASSETS_BUCKET".into(), w.file_bucket());
+        }
+        env.insert("AWS_ACCESS_KEY_ID".into(), "AKIDEXAMPLE".into());
+        env.insert("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret".into());
+        env.insert("AWS_REGION".into(), "us-east-1".into());
+        env.insert(var.into(), value);
+        let mut j = cli_job(format!("bad key: {what}"), &["upload"], env);
+        j.want_code = Some(code);
+        jobs.push(j);
+    }
+    jobs
 }
 
 /// `--help` with the secret in the environment.
@@ -449,6 +531,8 @@ fn help_jobs() -> Vec<Job> {
     env.insert("AWS_SECRET_ACCESS_KEY".into(), SECRET.into());
     env.insert("AWS_SESSION_TOKEN".into(), TOKEN.into());
     env.insert("PACKAGE_ASSETS_BUCKET".into(), "assets".into());
+    env.insert("S3AM_SIGNING_KEY".into(), SIGNING_KEY.into());
+    env.insert("S3AM_TRUSTED_KEYS".into(), PKCS8_KEY.into());
     let mut jobs = Vec::new();
     for args in [
         &["check", "--help"][..],
@@ -558,6 +642,7 @@ fn secrets_never_appear_in_any_output() {
     jobs.extend(malformed_jobs(&work));
     jobs.extend(help_jobs());
     jobs.extend(signing_jobs(&work));
+    jobs.extend(bad_key_jobs(&work));
     let n = jobs.len();
     let failures = run_all(jobs, &work);
     eprintln!(

@@ -159,15 +159,12 @@ impl ListArgs {
         let settings = self
             .store
             .settings(sources, CacheMode::Off, accept_legacy, || Ok(None))?;
-        let needs_manifests = states
-            .iter()
-            .flatten()
-            .any(|s| {
-                matches!(
-                    s,
-                    Listed::Complete | Listed::Damaged | Listed::Untrusted | Listed::Invalid
-                )
-            });
+        let needs_manifests = states.iter().flatten().any(|s| {
+            matches!(
+                s,
+                Listed::Complete | Listed::Damaged | Listed::Untrusted | Listed::Invalid
+            )
+        });
         let verify = self.verify || settings.keys.trusted.is_some() || needs_manifests;
         let engine = settings.engine().await?;
         let started = Instant::now();

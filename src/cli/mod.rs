@@ -240,11 +240,21 @@ pub struct StoreArgs {
     timeout: String,
     /// An unencrypted OpenSSH Ed25519 private key, as a file's path or as the key's text:
     /// every manifest written is signed.
-    #[arg(long, env = "S3AM_SIGNING_KEY", value_name = "FILE|KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "S3AM_SIGNING_KEY",
+        value_name = "FILE|KEY",
+        hide_env_values = true
+    )]
     signing_key: Option<String>,
     /// Public key lines (ssh-ed25519 AAAA... comment), as a file's path or as the lines
     /// themselves: only sets signed by one of them count as complete.
-    #[arg(long, env = "S3AM_TRUSTED_KEYS", value_name = "FILE|KEYS", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "S3AM_TRUSTED_KEYS",
+        value_name = "FILE|KEYS",
+        hide_env_values = true
+    )]
     trusted_keys: Option<String>,
     /// Print only warnings and errors.
     #[arg(long, short)]

@@ -222,7 +222,9 @@ impl Engine {
                     }
                     let head = self.store.head(&key).await?;
                     // Gone since the listing: nothing of it to keep.
-                    if head.is_some_and(|h| !h.metadata.contains_key(crate::layout::meta::PUBLISHER)) {
+                    if head
+                        .is_some_and(|h| !h.metadata.contains_key(crate::layout::meta::PUBLISHER))
+                    {
                         others.lock().expect("not poisoned").insert(i);
                     }
                     Ok::<_, crate::error::Error>(())
@@ -266,6 +268,16 @@ impl Engine {
         );
         let mut all = artifacts?;
         all.extend(cache?);
+        // Not another prefix's, below what this layout takes for a set's place.
+        let (artifacts, cache) = (self.layout.artifacts_prefix(), self.layout.cache_prefix());
+        all.retain(|u| {
+            let rest = u
+                .key
+                .strip_prefix(&artifacts)
+                .or(u.key.strip_prefix(&cache));
+            let rel = rest.and_then(|r| r.split_once('/')).map(|(_, rel)| rel);
+            !rel.is_some_and(crate::layout::is_foreign_tree)
+        });
         // The local store's temporary files answer every prefix: each once.
         all.sort_by(|a, b| (&a.key, &a.id).cmp(&(&b.key, &b.id)));
         all.dedup_by(|a, b| (&a.key, &a.id) == (&b.key, &b.id));

@@ -203,7 +203,12 @@ impl Engine {
     ) -> SetState {
         // A signature left by an interrupted publish is not an asset, nor is a cache
         // entry's record of its last use.
-        objects.retain(|o| !signing::is_signature_key(loc, &o.key) && o.key != loc.last_used_key());
+        // Nor is another prefix's tree below this place (`S3AM_PREFIX=artifacts/<commit>`).
+        objects.retain(|o| {
+            !signing::is_signature_key(loc, &o.key)
+                && o.key != loc.last_used_key()
+                && !(o.key.strip_prefix(loc.root())).is_some_and(crate::layout::is_foreign_tree)
+        });
         if objects.is_empty() {
             return SetState::Missing;
         }

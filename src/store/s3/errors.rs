@@ -251,7 +251,9 @@ mod tests {
         );
         assert_eq!(shown_endpoint("https://h/p@q"), "https://h/p@q");
         assert_eq!(shown_endpoint("http://h:1"), "http://h:1");
-        let e = check_endpoint("ftp://user:pa55@host").unwrap_err().to_string();
+        let e = check_endpoint("ftp://user:pa55@host")
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("pa55"), "{e}");
     }
 
