@@ -5,6 +5,9 @@
 //! `<root>/.s3am/meta/<key>`. Neither directory is a key: listings skip `.s3am`.
 //! Conditional writes hold an exclusive lock on `<root>/.s3am/lock` from the check to the
 //! rename, so of racing conditional writers (processes too) exactly one wins.
+//! Every path below the root is resolved from a handle of it, never through a symbolic link
+//! ([`crate::beneath`]): a link planted inside the bucket is refused, never read, written or
+//! deleted through, and never listed as an object. The root itself may be a link.
 
 use std::collections::BTreeMap;
 use std::io::{SeekFrom, Write};
