@@ -5,6 +5,7 @@
 //! entrypoints, the command line and the Concourse resource) calls it.
 
 pub mod assets;
+pub mod beneath;
 pub mod cli;
 pub mod codehash;
 pub mod commit;

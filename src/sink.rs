@@ -1,16 +1,19 @@
 //! Where a download lands: a temporary file beside its target, renamed into place only when
-//! its size and SHA-256 match the manifest. A [`Sink`] takes an object's bytes in order and
+//! its size and SHA-256 match the manifest. Both are named relative to a handle of their
+//! directory, opened beneath the destination ([`crate::beneath`]): a directory swapped for a
+//! link meanwhile redirects neither. A [`Sink`] takes an object's bytes in order and
 //! writes and hashes them on the blocking pool; a [`Ranged`] file takes a large object's
 //! ranges as they arrive, out of order, and hashes the file in order behind them.
 
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::beneath::Dir;
 use crate::error::{Error, Result};
 
 /// Downloads read, hash and write this much at a time, so that each slice is still in the
@@ -73,10 +76,58 @@ impl Default for Tracker {
     }
 }
 
+/// Where a downloaded file goes: its directory, opened beneath the destination, and its name
+/// there. Its temporary file is `.<name>.s3am-partial`, beside it.
+#[derive(Clone, Debug)]
+pub struct Target {
+    dir: Dir,
+    name: String,
+    tmp: String,
+}
+
+impl Target {
+    /// The file `name` in `dir`.
+    pub fn new(dir: Dir, name: &str) -> Self {
+        Target {
+            tmp: format!(".{name}.s3am-partial"),
+            name: name.to_string(),
+            dir,
+        }
+    }
+
+    /// The file's path, for messages.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join(&self.name)
+    }
+
+    /// The temporary file's path, for messages.
+    fn tmp_path(&self) -> PathBuf {
+        self.dir.path().join(&self.tmp)
+    }
+
+    /// Creates the temporary file, never following a leftover (or planted) one of the same
+    /// name: that is removed (a link itself, not what it points to) and the file created anew.
+    fn create(&self, read: bool) -> Result<File> {
+        match self.dir.create_new(&self.tmp, read) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let _ = self.dir.unlink_at(&self.tmp);
+                self.dir.create_new(&self.tmp, read)
+            }
+            other => other,
+        }
+        .map_err(|e| self.dir.error("cannot create", &self.tmp, e))
+    }
+
+    /// Removes the temporary file.
+    fn remove_tmp(&self) {
+        let _ = self.dir.unlink_at(&self.tmp);
+    }
+}
+
 /// A download in progress. The file is created at the first chunk, so a download that fails
 /// before any byte arrives leaves nothing behind.
 pub struct Sink {
-    tmp: PathBuf,
+    target: Target,
     file: Option<File>,
     hasher: Sha256,
     size: u64,
@@ -84,9 +135,10 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub fn new(tmp: PathBuf, token: Token) -> Self {
+    /// A download to `target`, held by `token`.
+    pub fn new(target: Target, token: Token) -> Self {
         Sink {
-            tmp,
+            target,
             file: None,
             hasher: Sha256::new(),
             size: 0,
@@ -106,12 +158,12 @@ impl Sink {
     fn write_now(&mut self, chunk: &[u8]) -> Result<()> {
         let file = match &mut self.file {
             Some(f) => f,
-            None => self.file.insert(create(&self.tmp, false)?),
+            None => self.file.insert(self.target.create(false)?),
         };
         for piece in chunk.chunks(WRITE_SLICE) {
             self.hasher.update(piece);
             file.write_all(piece)
-                .map_err(|e| Error::io("cannot write", &self.tmp, e))?;
+                .map_err(|e| Error::io("cannot write", self.target.tmp_path(), e))?;
         }
         self.size += chunk.len() as u64;
         Ok(())
@@ -120,12 +172,11 @@ impl Sink {
     /// Writes the `last` chunk (which may be empty), checks the size and (when `sha256` is
     /// given) the SHA-256: in one trip to the blocking pool, or on this thread for a small file
     /// that arrived whole ([`INLINE_IO`]). Returns the checked file, for its owner to rename
-    /// to `target` ([`Kept::rename`]). On a mismatch the temporary file is removed and
+    /// to its target ([`Kept::rename`]). On a mismatch the temporary file is removed and
     /// `mismatch(size, sha256)` is the error.
     pub async fn finish(
         mut self,
         last: Vec<u8>,
-        target: PathBuf,
         size: u64,
         sha256: Option<[u8; 32]>,
         mismatch: impl FnOnce(u64, &str) -> Error + Send + 'static,
@@ -140,11 +191,7 @@ impl Sink {
                 return Err(mismatch(self.size, &hex::encode(got)));
             }
             drop(self.file.take());
-            Ok(Kept::new(
-                std::mem::take(&mut self.tmp),
-                target,
-                self.token.clone(),
-            ))
+            Ok(Kept::new(self.target.clone(), self.token.clone()))
         };
         if whole_and_small {
             return finish();
@@ -158,28 +205,28 @@ impl Sink {
 /// Its token is dropped after either (fields drop after [`Drop::drop`] has run).
 #[derive(Debug)]
 pub struct Kept {
-    tmp: PathBuf,
-    target: PathBuf,
+    target: Target,
     renamed: bool,
     _token: Token,
 }
 
 impl Kept {
-    fn new(tmp: PathBuf, target: PathBuf, token: Token) -> Self {
+    fn new(target: Target, token: Token) -> Self {
         Kept {
-            tmp,
             target,
             renamed: false,
             _token: token,
         }
     }
 
-    /// Renames the file to its target.
+    /// Renames the file to its target, in the directory it was created in (a link at the
+    /// target's name is replaced, not followed).
     pub fn rename(mut self) -> Result<()> {
         self.renamed = true;
-        std::fs::rename(&self.tmp, &self.target).map_err(|e| {
-            let _ = std::fs::remove_file(&self.tmp);
-            Error::io("cannot write", &self.target, e)
+        let t = &self.target;
+        t.dir.rename_at(&t.tmp, &t.dir, &t.name).map_err(|e| {
+            t.remove_tmp();
+            Error::io("cannot write", t.path(), e)
         })
     }
 }
@@ -187,7 +234,7 @@ impl Kept {
 impl Drop for Kept {
     fn drop(&mut self) {
         if !self.renamed {
-            let _ = std::fs::remove_file(&self.tmp);
+            self.target.remove_tmp();
         }
     }
 }
@@ -196,7 +243,7 @@ impl Drop for Sink {
     /// A sink dropped before `finish` succeeded (an error, a cancelled task) removes its file.
     fn drop(&mut self) {
         if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
+            self.target.remove_tmp();
         }
     }
 }
@@ -207,7 +254,7 @@ impl Drop for Sink {
 /// what the page cache already holds, as far as the ranges are complete. No range is held in
 /// memory, and the file is renamed into place only when its size and SHA-256 match.
 pub struct Ranged {
-    tmp: PathBuf,
+    target: Target,
     file: Arc<File>,
     complete: Option<std::sync::mpsc::Sender<u64>>,
     hasher: Option<tokio::task::JoinHandle<Result<(u64, String)>>>,
@@ -217,11 +264,11 @@ pub struct Ranged {
 
 impl Ranged {
     /// Creates the temporary file and starts the hasher.
-    pub fn create(tmp: PathBuf, token: Token) -> Result<Self> {
-        let file = Arc::new(create(&tmp, true)?);
+    pub fn create(target: Target, token: Token) -> Result<Self> {
+        let file = Arc::new(target.create(true)?);
         let (complete, upto) = std::sync::mpsc::channel::<u64>();
         let reader = file.clone();
-        let path = tmp.clone();
+        let path = target.tmp_path();
         let hasher = tokio::task::spawn_blocking(move || {
             let mut hasher = Sha256::new();
             let mut buf = vec![0u8; WRITE_SLICE];
@@ -240,7 +287,7 @@ impl Ranged {
             Ok((done, hex::encode(hasher.finalize())))
         });
         Ok(Ranged {
-            tmp,
+            target,
             file,
             complete: Some(complete),
             hasher: Some(hasher),
@@ -252,7 +299,7 @@ impl Ranged {
     /// A handle that writes ranges of the file from a task of its own.
     pub fn writer(&self) -> RangeWriter {
         RangeWriter {
-            tmp: self.tmp.clone(),
+            tmp: self.target.tmp_path(),
             file: self.file.clone(),
         }
     }
@@ -266,10 +313,10 @@ impl Ranged {
 
     /// A large download whose ranges are each checked by their writers (against the SHA-256
     /// of each piece in the manifest), so no hasher follows behind.
-    pub fn create_unhashed(tmp: PathBuf, token: Token) -> Result<Self> {
-        let file = Arc::new(create(&tmp, false)?);
+    pub fn create_unhashed(target: Target, token: Token) -> Result<Self> {
+        let file = Arc::new(target.create(false)?);
         Ok(Ranged {
-            tmp,
+            target,
             file,
             complete: None,
             hasher: None,
@@ -283,7 +330,6 @@ impl Ranged {
     /// [`Ranged::create_unhashed`] has had every range checked: it is returned as it is.
     pub async fn finish(
         mut self,
-        target: PathBuf,
         size: u64,
         sha256: Option<[u8; 32]>,
         mismatch: impl FnOnce(u64, &str) -> Error + Send + 'static,
@@ -298,7 +344,7 @@ impl Ranged {
             }
         }
         self.kept = true;
-        Ok(Kept::new(self.tmp.clone(), target, self.token.clone()))
+        Ok(Kept::new(self.target.clone(), self.token.clone()))
     }
 }
 
@@ -325,28 +371,9 @@ impl Drop for Ranged {
     /// dropped sender.
     fn drop(&mut self) {
         if !self.kept {
-            let _ = std::fs::remove_file(&self.tmp);
+            self.target.remove_tmp();
         }
     }
-}
-
-/// Creates the temporary file, never following a leftover (or planted) one of the same name.
-fn create(tmp: &Path, read: bool) -> Result<File> {
-    let open = || {
-        std::fs::OpenOptions::new()
-            .read(read)
-            .write(true)
-            .create_new(true)
-            .open(tmp)
-    };
-    match open() {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let _ = std::fs::remove_file(tmp);
-            open()
-        }
-        other => other,
-    }
-    .map_err(|e| Error::io("cannot create", tmp, e))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -373,13 +400,58 @@ mod tests {
         Error::Corrupt(format!("mismatch: {size} {got}"))
     }
 
+    /// The target `f` in `dir`, its temporary file's path and its own.
+    fn target(dir: &std::path::Path) -> (Target, PathBuf, PathBuf) {
+        let root = Dir::open_root(dir, crate::beneath::Tree::Destination).unwrap();
+        let t = Target::new(root, "f");
+        (t, dir.join(".f.s3am-partial"), dir.join("f"))
+    }
+
+    /// The directory a download writes into is swapped for a link to another directory once
+    /// its handle is open: the temporary file and the renamed file still land in the
+    /// directory that was opened, and nothing is written where the link points, whether the
+    /// download succeeds or is dropped. A link planted at the temporary name is replaced.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_directory_swapped_for_a_link_redirects_nothing() {
+        let top = tempfile::tempdir().unwrap();
+        let (sub, moved, outside) = (
+            top.path().join("sub"),
+            top.path().join("moved"),
+            top.path().join("outside"),
+        );
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let (t, _, _) = target(&sub);
+        std::fs::rename(&sub, &moved).unwrap();
+        std::os::unix::fs::symlink(&outside, &sub).unwrap();
+        std::os::unix::fs::symlink(outside.join("planted"), moved.join(".f.s3am-partial")).unwrap();
+        let body = data();
+        let sink = Sink::new(t.clone(), Tracker::new().token());
+        let kept = sink
+            .finish(body.clone(), body.len() as u64, sha(&body), mismatch)
+            .await
+            .unwrap();
+        kept.rename().unwrap();
+        assert_eq!(std::fs::read(moved.join("f")).unwrap(), body);
+        let file = Ranged::create(t, Tracker::new().token()).unwrap();
+        file.writer().write_at(&body[..10], 0).unwrap();
+        drop(file);
+        let mut names = std::fs::read_dir(&moved)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>();
+        names.sort();
+        assert_eq!(names, vec!["f"]);
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn ranges_written_out_of_order_land_whole_and_are_hashed_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let (tmp, target) = (dir.path().join(".f.partial"), dir.path().join("f"));
+        let (t, tmp, target) = target(dir.path());
         let body = data();
         let cut = [0, 100_000, WRITE_SLICE + 7, body.len()];
-        let file = Ranged::create(tmp.clone(), Tracker::new().token()).unwrap();
+        let file = Ranged::create(t, Tracker::new().token()).unwrap();
         // The last range arrives first, then the others; completion is reported in order.
         for i in [2, 0, 1] {
             let (a, b) = (cut[i], cut[i + 1]);
@@ -389,7 +461,7 @@ mod tests {
             file.complete_to(*end as u64);
         }
         let kept = file
-            .finish(target.clone(), body.len() as u64, sha(&body), mismatch)
+            .finish(body.len() as u64, sha(&body), mismatch)
             .await
             .unwrap();
         assert!(!target.exists(), "renamed only by its owner");
@@ -401,15 +473,15 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_ranged_file_that_does_not_match_is_removed_and_never_renamed() {
         let dir = tempfile::tempdir().unwrap();
-        let (tmp, target) = (dir.path().join(".f.partial"), dir.path().join("f"));
+        let (t, tmp, target) = target(dir.path());
         let body = data();
-        let file = Ranged::create(tmp.clone(), Tracker::new().token()).unwrap();
+        let file = Ranged::create(t.clone(), Tracker::new().token()).unwrap();
         file.writer().write_at(&body, 0).unwrap();
         file.complete_to(body.len() as u64);
         let mut wrong = body.clone();
         wrong[5] ^= 1;
         let err = file
-            .finish(target.clone(), body.len() as u64, sha(&wrong), mismatch)
+            .finish(body.len() as u64, sha(&wrong), mismatch)
             .await
             .unwrap_err();
         assert!(
@@ -419,7 +491,7 @@ mod tests {
         assert!(!tmp.exists() && !target.exists());
 
         // Dropped before `finish` (a failed range): the file goes too.
-        let file = Ranged::create(tmp.clone(), Tracker::new().token()).unwrap();
+        let file = Ranged::create(t, Tracker::new().token()).unwrap();
         file.writer().write_at(&body[..10], 0).unwrap();
         drop(file);
         assert!(!tmp.exists());
@@ -428,13 +500,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_short_ranged_file_fails_on_its_size() {
         let dir = tempfile::tempdir().unwrap();
-        let (tmp, target) = (dir.path().join(".f.partial"), dir.path().join("f"));
+        let (t, tmp, target) = target(dir.path());
         let body = data();
-        let file = Ranged::create(tmp.clone(), Tracker::new().token()).unwrap();
+        let file = Ranged::create(t, Tracker::new().token()).unwrap();
         file.writer().write_at(&body[..1000], 0).unwrap();
         file.complete_to(1000);
         let err = file
-            .finish(target.clone(), body.len() as u64, None, mismatch)
+            .finish(body.len() as u64, None, mismatch)
             .await
             .unwrap_err();
         assert!(err.to_string().starts_with("mismatch: 1000 "), "{err}");

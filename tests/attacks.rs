@@ -926,3 +926,259 @@ fn forty_large_manifests_are_read_within_a_memory_budget() {
         );
     }
 }
+
+/// A `file://` bucket of its own under the world's root, and its directory: the attacks on
+/// the directory itself (links planted in it) apply to no other store, so these tests run
+/// whether or not an S3 server is up.
+fn file_bucket(w: &World) -> (Bucket, PathBuf) {
+    let dir = w.unique("bucket");
+    std::fs::create_dir_all(&dir).unwrap();
+    let b = Bucket {
+        place: Place::File(dir.clone()),
+    };
+    (b, dir)
+}
+
+/// A directory outside every bucket and destination, holding two files, and what it holds.
+fn outside_with_files(w: &World) -> (PathBuf, Vec<String>) {
+    let outside = w.unique("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 86_400);
+    for name in ["precious", "fn.zip"] {
+        let p = outside.join(name);
+        std::fs::write(&p, "precious").unwrap();
+        // Older than any age `prune` waits for.
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    let names = common::entries(&outside);
+    (outside, names)
+}
+
+/// Asserts that `outside` still holds exactly `names`, each unchanged.
+fn intact(outside: &Path, names: &[String], what: &str) {
+    assert_eq!(&common::entries(outside), names, "{what}");
+    for n in names {
+        let body = std::fs::read_to_string(outside.join(n)).unwrap();
+        assert_eq!(body, "precious", "{what}: {n}");
+    }
+}
+
+/// The one line that refuses a link at `rel` inside the bucket.
+fn bucket_link(rel: &str) -> String {
+    format!("{rel} is a symbolic link inside the bucket directory: refusing to read, write or delete through it; remove the link")
+}
+
+/// Attack 11 (issue 33, item 5): `artifacts/<C>` of a `file://` bucket made a link to a
+/// directory outside the bucket, then to set A's directory. `delete --commit C` fails with the
+/// line naming the link and deletes nothing through it; a publish of C through it is refused
+/// and writes nothing through it. The files outside, and A's signed set, stay as they were.
+#[test]
+fn a_link_at_a_sets_directory_in_a_file_bucket_is_never_deleted_or_written_through() {
+    let w = World::new();
+    let (b, dir) = file_bucket(&w);
+    let (outside, names) = outside_with_files(&w);
+    w.publish(&b, &w.a, "a build", true, None);
+    let a_keys = b.keys();
+    let c_dir = dir.join(format!("artifacts/{}", w.c));
+    let signing = w.signing();
+    for (target, what) in [
+        (outside.clone(), "outside"),
+        (dir.join(format!("artifacts/{}", w.a)), "A's set"),
+    ] {
+        std::os::unix::fs::symlink(&target, &c_dir).unwrap();
+        let link = bucket_link(&format!("artifacts/{}", w.c));
+        w.run(&b, &["delete", "--commit", &w.c], &[])
+            .fails(1, &link);
+        w.upload(&b, &w.c, "c build", None, &[(signing.0, &signing.1)])
+            .fails(1, &link);
+        intact(&outside, &names, what);
+        assert!(
+            std::fs::symlink_metadata(&c_dir).unwrap().is_symlink(),
+            "{what}: the link itself was replaced"
+        );
+        // Listings never report the link's files as objects.
+        assert_eq!(b.keys(), a_keys, "{what}");
+        let (r, dest) = w.fetch(&b, &w.a, true);
+        r.ok();
+        assert_eq!(fetched(&dest).as_deref(), Some("a build"), "{what}");
+        std::fs::remove_file(&c_dir).unwrap();
+    }
+    // With the link gone, C publishes and deletes as usual.
+    w.upload(&b, &w.c, "c build", None, &[(signing.0, &signing.1)])
+        .ok();
+    w.run(&b, &["delete", "--commit", &w.c], &[]).ok();
+    assert_eq!(b.keys(), a_keys);
+    intact(&outside, &names, "after the link went");
+}
+
+/// Attack 12 (issue 33, item 5): `.s3am/tmp` of a `file://` bucket made a link to a directory
+/// of old files outside: `prune` fails with the line naming the link (it does not skip it:
+/// the bucket needs the link removed) and deletes none of them as "unfinished uploads". A
+/// link at `.s3am/meta` or `.s3am/lock` fails a publish the same way, writing nothing outside.
+#[test]
+fn links_at_a_file_buckets_internal_directories_are_never_followed() {
+    let w = World::new();
+    let signing = w.signing();
+    let sign = [(signing.0, signing.1.as_str())];
+    for at in ["tmp", "meta", "lock"] {
+        let (b, dir) = file_bucket(&w);
+        let (outside, names) = outside_with_files(&w);
+        w.upload(&b, &w.a, "a build", None, &sign).ok();
+        let internal = dir.join(".s3am").join(at);
+        match at {
+            "lock" => {
+                let _ = std::fs::remove_file(&internal);
+                std::os::unix::fs::symlink(outside.join("precious"), &internal).unwrap();
+            }
+            _ => {
+                std::fs::remove_dir_all(&internal).unwrap();
+                std::os::unix::fs::symlink(&outside, &internal).unwrap();
+            }
+        }
+        let link = bucket_link(&format!(".s3am/{at}"));
+        if at == "tmp" {
+            w.run(&b, &["prune"], &[]).fails(1, &link);
+            w.run(&b, &["prune", "--incomplete-max-age", "1s"], &[])
+                .fails(1, &link);
+        }
+        w.upload(&b, &w.b, "b build", None, &sign).fails(1, &link);
+        intact(&outside, &names, at);
+        let (r, dest) = w.fetch(&b, &w.a, true);
+        r.ok();
+        assert_eq!(fetched(&dest).as_deref(), Some("a build"), "{at}");
+    }
+}
+
+/// Publishes a set of `commit` holding `sub/a-file` and `files` more files in `sub/`, unsigned.
+fn publish_sub(w: &World, b: &Bucket, commit: &str, files: usize) {
+    let pkg = w.unique("pkg");
+    std::fs::create_dir_all(pkg.join("sub")).unwrap();
+    std::fs::write(pkg.join(".commit-hash"), commit).unwrap();
+    std::fs::write(pkg.join("sub/a-file"), "ssh-ed25519 AAAA verified\n").unwrap();
+    for i in 0..files {
+        std::fs::write(pkg.join(format!("sub/f{i:03}")), format!("{i}")).unwrap();
+    }
+    let p = pkg.to_string_lossy().into_owned();
+    w.run(b, &["upload"], &[("PACKAGE_DIRECTORY", &p)]).ok();
+}
+
+/// Everything under `dir`, recursively, as paths relative to it (links not followed).
+fn tree(dir: &Path) -> Vec<String> {
+    walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .into_iter()
+        .flatten()
+        .map(|e| e.path().strip_prefix(dir).unwrap().display().to_string())
+        .collect()
+}
+
+/// Attack 13 (issue 33, item 6): while a fetch runs, another process swaps `dest/sub` for a
+/// link to an outside directory (`renameat2` with `RENAME_EXCHANGE`) as soon as it appears,
+/// and keeps swapping it back and forth (every millisecond) until the fetch exits (10 s at
+/// most). Over several fetches, whether each succeeds or fails, nothing lands in the outside
+/// directory: no asset and no `.s3am-partial` temporary file. A failure names the link.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_destination_directory_swapped_for_a_link_during_a_fetch_redirects_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let w = World::new();
+    let (b, _) = file_bucket(&w);
+    publish_sub(&w, &b, &w.c, 40);
+    let outside = w.unique("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let (mut swapped, mut refusals) = (0, Vec::new());
+    for _ in 0..12 {
+        let dest = w.unique("dest");
+        let link = w.unique("swap");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let swapper = {
+            let (done, sub) = (done.clone(), dest.join("sub"));
+            std::thread::spawn(move || {
+                let c = |p: &Path| std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+                let (sub, link) = (c(&sub), c(&link));
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                let mut swaps = 0;
+                while !done.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                    let r = unsafe {
+                        libc::renameat2(
+                            libc::AT_FDCWD,
+                            sub.as_ptr(),
+                            libc::AT_FDCWD,
+                            link.as_ptr(),
+                            libc::RENAME_EXCHANGE,
+                        )
+                    };
+                    if r == 0 {
+                        // Each state held a moment, for writes to go through it.
+                        swaps += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+                swaps
+            })
+        };
+        let d = dest.to_string_lossy().into_owned();
+        let r = w.run(&b, &["fetch", "--commit", &w.c, "--dest", &d], &[]);
+        done.store(true, Ordering::Relaxed);
+        swapped += (swapper.join().unwrap() > 0) as u32;
+        assert_eq!(tree(&outside), Vec::<String>::new(), "written outside");
+        if r.code != 0 {
+            refusals.push(r.stderr);
+        }
+    }
+    assert!(swapped > 0, "the swapper never found dest/sub to swap");
+    for stderr in &refusals {
+        let needle = "sub is a symbolic link inside the download destination";
+        assert!(stderr.contains(needle), "{stderr}");
+    }
+    eprintln!(
+        "{swapped} of 12 fetches raced, {} refused a link",
+        refusals.len()
+    );
+}
+
+/// Attack 13, deterministic: `dest/sub` is a link to an outside directory before the fetch
+/// (and before the resource's `in`): each fails naming it, and writes nothing outside.
+#[test]
+fn a_link_in_the_destination_fails_a_fetch_naming_it() {
+    let w = World::new();
+    let (b, _) = file_bucket(&w);
+    publish_sub(&w, &b, &w.c, 3);
+    let (outside, names) = outside_with_files(&w);
+    let plant = |dest: &Path| {
+        std::fs::create_dir_all(dest).unwrap();
+        std::os::unix::fs::symlink(&outside, dest.join("sub")).unwrap();
+    };
+    let needle = "sub is a symbolic link inside the download destination";
+    let dest = w.unique("dest");
+    plant(&dest);
+    let d = dest.to_string_lossy().into_owned();
+    w.run(&b, &["fetch", "--commit", &w.c, "--dest", &d], &[])
+        .fails(3, needle);
+    intact(&outside, &names, "fetch");
+    let dest = w.unique("get");
+    plant(&dest);
+    let req = json!({"source": b.source(json!({})), "version": {"commit": w.c}});
+    let r = resource("in", &dest, &req);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains(needle), "{}", r.stderr);
+    intact(&outside, &names, "in");
+    // The destination itself may be a link: the user named it.
+    let real = w.unique("real");
+    std::fs::create_dir_all(&real).unwrap();
+    let via = w.unique("via");
+    std::os::unix::fs::symlink(&real, &via).unwrap();
+    let v = via.to_string_lossy().into_owned();
+    w.run(&b, &["fetch", "--commit", &w.c, "--dest", &v], &[])
+        .ok();
+    assert!(real.join("sub/a-file").is_file());
+}

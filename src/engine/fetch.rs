@@ -7,6 +7,7 @@ use base64::Engine as _;
 use futures::{StreamExt, TryStreamExt};
 
 use super::{Engine, Outcome, Report, SetState};
+use crate::beneath::{Dir, Tree};
 use crate::error::{Error, Result};
 use crate::layout::{meta, SetLocation};
 use crate::log;
@@ -90,7 +91,11 @@ impl Engine {
                 files.len()
             ));
         }
+        // Opened once: everything below it is created and opened from this handle, never
+        // through a link (the destination itself may be one: the user named it).
         std::fs::create_dir_all(dest).map_err(|e| Error::io("cannot create", dest, e))?;
+        let dest = Dir::open_root(dest, Tree::Destination)
+            .map_err(|e| Error::io("cannot open", dest, e))?;
         let tracker = crate::sink::Tracker::new();
         let downloaded = async {
             let (undamaged, gate) = tokio::sync::watch::channel(false);

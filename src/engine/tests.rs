@@ -579,8 +579,10 @@ async fn downloads_checked_before_the_listing_wait_for_it_and_vanish_without_it(
         let dest = dir.path().join(format!("dest-{open}"));
         std::fs::create_dir_all(&dest).unwrap();
         let (gate, rx) = tokio::sync::watch::channel(false);
+        let root =
+            crate::beneath::Dir::open_root(&dest, crate::beneath::Tree::Destination).unwrap();
         let downloads =
-            engine.download_files(&loc, &files, &dest, rx, crate::sink::Tracker::new().token());
+            engine.download_files(&loc, &files, root, rx, crate::sink::Tracker::new().token());
         let listing = async {
             // Every file checked: three temporary files (waited for, up to 10 s).
             let start = std::time::Instant::now();

@@ -16,11 +16,12 @@ use tokio::io::AsyncReadExt;
 use super::retry::retried;
 use super::window::{self, Window};
 use super::Engine;
+use crate::beneath::{Dir, Dirs};
 use crate::error::{Error, Result};
 use crate::layout::{meta, SetLocation};
 use crate::log::{self, Progress};
 use crate::manifest::{FileEntry, Pieces, Sha256Hex};
-use crate::sink::{Kept, Ranged, Sink, Token, INLINE_IO, WRITE_SLICE};
+use crate::sink::{Kept, Ranged, Sink, Target, Token, INLINE_IO, WRITE_SLICE};
 use crate::store::{Precondition, PutOptions, Store, Tuning, PARTS_IN_FLIGHT};
 
 /// What every object written into a set is stamped with: the commit its assets were built
@@ -343,7 +344,9 @@ impl Engine {
         Ok((written, refused))
     }
 
-    /// Downloads `files` of the set at `from` into `dest` concurrently, each verified by
+    /// Downloads `files` of the set at `from` into `dest` (a handle of the destination, below
+    /// which every directory is opened, and created, without following a link) concurrently,
+    /// each verified by
     /// [`Fetcher::download_verified`] in a task of its own, with progress lines for a long
     /// transfer. No file is renamed into place before `gate` holds `true`: one checked before
     /// then waits under its temporary name, without holding a place in the window, and is
@@ -355,7 +358,7 @@ impl Engine {
         &self,
         from: &SetLocation,
         files: &[FileEntry],
-        dest: &Path,
+        dest: Dir,
         gate: tokio::sync::watch::Receiver<bool>,
         token: Token,
     ) -> Result<()> {
@@ -368,15 +371,16 @@ impl Engine {
             gate,
             waiting: Arc::default(),
             token,
+            dirs: Arc::new(Dirs::new(dest)),
         };
         let jobs = files.iter().map(|f| {
             let (fetcher, progress) = (fetcher.clone(), progress.clone());
-            let (key, f, dest) = (from.key(&f.path), f.clone(), dest.to_path_buf());
+            let (key, f) = (from.key(&f.path), f.clone());
             (
                 self.memory_held(f.size),
                 spawned(async move {
                     let t = Instant::now();
-                    fetcher.download_verified(&key, &f, &dest).await?;
+                    fetcher.download_verified(&key, &f).await?;
                     progress.file_done(&f.path, f.size, t.elapsed());
                     Ok::<_, Error>(())
                 }),
@@ -402,6 +406,8 @@ struct Fetcher {
     waiting: Arc<std::sync::Mutex<Vec<Kept>>>,
     /// Held by each task (its clone of the fetcher) and each temporary file.
     token: Token,
+    /// The destination's directories, each opened once.
+    dirs: Arc<Dirs>,
 }
 
 impl Fetcher {
@@ -423,49 +429,37 @@ impl Fetcher {
         })
     }
 
-    /// Streams `key` to `dest/<f.path>` through a temporary file, renamed into place only when
-    /// the size (and the SHA-256, unless `f.sha256` is empty) match.
-    async fn download_verified(&self, key: &str, f: &FileEntry, dest: &Path) -> Result<()> {
+    /// Streams `key` to `<dest>/<f.path>` through a temporary file, renamed into place only
+    /// when the size (and the SHA-256, unless `f.sha256` is empty) match.
+    async fn download_verified(&self, key: &str, f: &FileEntry) -> Result<()> {
         // The SDK retries a request until its response starts; a body cut off mid-stream is
         // retried here, from the start of the file.
-        retried(
-            || "retrying".to_string(),
-            || self.download_once(key, f, dest),
-        )
-        .await
+        retried(|| "retrying".to_string(), || self.download_once(key, f)).await
     }
 
-    /// One try at downloading `key` into `dest/<f.path>`, through a temporary file beside it.
-    async fn download_once(&self, key: &str, f: &FileEntry, dest: &Path) -> Result<()> {
+    /// One try at downloading `key` into `<dest>/<f.path>`, through a temporary file beside
+    /// it. Its directory is created (and opened) beneath the destination, refusing to pass
+    /// through a link or anything else that is not a real directory: a download never writes
+    /// outside its destination.
+    async fn download_once(&self, key: &str, f: &FileEntry) -> Result<()> {
         crate::manifest::check_asset_path(&f.path).map_err(|why| {
             Error::Corrupt(format!(
                 "refusing to download {}: unsafe path ({why})",
                 crate::error::clip(&f.path)
             ))
         })?;
-        let target = dest.join(&f.path);
-        let parent = target.parent().unwrap_or(dest).to_path_buf();
-        create_dirs_inside(dest, &f.path)?;
-        let tmp = parent.join(format!(
-            ".{}.s3am-partial",
-            target.file_name().unwrap_or_default().to_string_lossy()
-        ));
+        let (dir, name) = f.path.rsplit_once('/').unwrap_or(("", &f.path));
+        let target = Target::new(self.dirs.create(dir)?, name);
         if f.size >= self.tuning.multipart_threshold {
-            self.download_ranged(key, f, tmp, target).await
+            self.download_ranged(key, f, target).await
         } else {
-            self.download_whole(key, f, tmp, target).await
+            self.download_whole(key, f, target).await
         }
     }
 
     /// A large object, in ranges, several at once, each a task of its own that writes its
     /// bytes where they belong as they arrive; the file is hashed in order behind them.
-    async fn download_ranged(
-        &self,
-        key: &str,
-        f: &FileEntry,
-        tmp: PathBuf,
-        target: PathBuf,
-    ) -> Result<()> {
+    async fn download_ranged(&self, key: &str, f: &FileEntry, target: Target) -> Result<()> {
         // With the SHA-256 of each piece in the manifest, each range is checked as it arrives,
         // in its own task; without (a manifest of an earlier version), the file is hashed in
         // order behind the ranges.
@@ -478,8 +472,8 @@ impl Fetcher {
         };
         let ranges: Vec<(usize, (u64, u64))> = Pieces::ranges(f.size, part).enumerate().collect();
         let ranged = match pieces {
-            Some(_) => Ranged::create_unhashed(tmp, self.token.clone())?,
-            None => Ranged::create(tmp, self.token.clone())?,
+            Some(_) => Ranged::create_unhashed(target, self.token.clone())?,
+            None => Ranged::create(target, self.token.clone())?,
         };
         let key: Arc<str> = Arc::from(key);
         let checked = f.sha256.bytes().is_some();
@@ -536,7 +530,7 @@ impl Fetcher {
         }
         drop(written);
         let kept = ranged
-            .finish(target, f.size, f.sha256.bytes(), mismatch(&key, f))
+            .finish(f.size, f.sha256.bytes(), mismatch(&key, f))
             .await?;
         self.place(kept)
     }
@@ -544,14 +538,8 @@ impl Fetcher {
     /// A small object (most of them), read whole: it fits in one chunk, which goes to the
     /// sink with `finish`, one trip to the blocking pool to create, write, check and rename
     /// the file.
-    async fn download_whole(
-        &self,
-        key: &str,
-        f: &FileEntry,
-        tmp: PathBuf,
-        target: PathBuf,
-    ) -> Result<()> {
-        let mut sink = Sink::new(tmp, self.token.clone());
+    async fn download_whole(&self, key: &str, f: &FileEntry, target: Target) -> Result<()> {
+        let mut sink = Sink::new(target, self.token.clone());
         let checked = f.sha256.bytes().is_some();
         let mut body = open_body(self.store.as_ref(), key, None, checked).await?;
         let chunk = f
@@ -571,7 +559,7 @@ impl Fetcher {
             sink = sink.write(buf).await?;
         };
         let kept = sink
-            .finish(last, target, f.size, f.sha256.bytes(), mismatch(key, f))
+            .finish(last, f.size, f.sha256.bytes(), mismatch(key, f))
             .await?;
         self.place(kept)
     }
@@ -614,37 +602,6 @@ fn mismatch(key: &str, f: &FileEntry) -> impl Fn(u64, &str) -> Error + Send + 's
             "{key} does not match its manifest (got {size} bytes, SHA-256 {got}; expected {want_size} bytes, {expected}): the object was changed after publishing, or corrupted on the way; refusing it"
         ))
     }
-}
-
-/// Creates the directories of `rel` (a checked asset path) under `dest`, refusing to pass
-/// through anything that is not a real directory, such as a symlink planted in `dest`: a
-/// download never writes outside its destination.
-fn create_dirs_inside(dest: &Path, rel: &str) -> Result<()> {
-    let mut dir = dest.to_path_buf();
-    let segments: Vec<&str> = rel.split('/').collect();
-    for seg in &segments[..segments.len() - 1] {
-        dir.push(seg);
-        match std::fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(Error::Corrupt(format!(
-                    "refusing to download {}: {} exists and is not a directory (a symlink or a file); the destination must not redirect writes",
-                    crate::error::clip(rel),
-                    dir.display()
-                )))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::create_dir(&dir) {
-                Ok(()) => {}
-                // Another download of the same set created it meanwhile.
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::AlreadyExists
-                        && std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) => {}
-                Err(e) => return Err(Error::io("cannot create", &dir, e)),
-            },
-            Err(e) => return Err(Error::io("cannot stat", &dir, e)),
-        }
-    }
-    Ok(())
 }
 
 /// Files up to this size are read once when they upload, and hashed from those bytes.

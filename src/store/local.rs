@@ -5,9 +5,12 @@
 //! `<root>/.s3am/meta/<key>`. Neither directory is a key: listings skip `.s3am`.
 //! Conditional writes hold an exclusive lock on `<root>/.s3am/lock` from the check to the
 //! rename, so of racing conditional writers (processes too) exactly one wins.
+//! Every path below the root is resolved from a handle of it, never through a symbolic link
+//! ([`crate::beneath`]): a link planted inside the bucket is refused, never read, written or
+//! deleted through, and never listed as an object. The root itself may be a link.
 
 use std::collections::BTreeMap;
-use std::io::SeekFrom;
+use std::io::{SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use super::{
     bare_etag, ObjectHead, ObjectInfo, PendingUpload, Precondition, PutOptions, Reader, Store,
 };
+use crate::beneath::{Dir, Stat, Tree};
 use crate::error::{Error, Result};
 
 const INTERNAL: &str = ".s3am";
@@ -25,9 +29,46 @@ const INTERNAL: &str = ".s3am";
 #[derive(Debug)]
 pub struct LocalStore {
     root: PathBuf,
+    /// The root, opened once: every path below it is resolved from here, never through a
+    /// link planted in the bucket.
+    dir: Dir,
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A write's temporary file under `.s3am/tmp`: renamed into place by [`LocalStore::commit`],
+/// or removed when dropped.
+struct Tmp {
+    dir: Dir,
+    name: String,
+    placed: bool,
+}
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = self.dir.unlink_at(&self.name);
+        }
+    }
+}
+
+/// The directory part of a key that can be stored (empty at the top) and its file name, or
+/// why it cannot be stored.
+fn split(key: &str) -> Result<(&str, &str)> {
+    let ok = !key.is_empty()
+        && !key.starts_with('/')
+        && !key.contains('\0')
+        && key
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != "..")
+        && key.split('/').next() != Some(INTERNAL);
+    if !ok {
+        return Err(Error::rejected(format!(
+            "key {key:?} cannot be stored in a file bucket: it has an empty, '.', '..' or reserved segment"
+        )));
+    }
+    Ok(key.rsplit_once('/').unwrap_or(("", key)))
+}
 
 impl LocalStore {
     /// Opens the directory `root`, which must exist.
@@ -39,133 +80,195 @@ impl LocalStore {
                 root.display()
             )));
         }
+        let dir =
+            Dir::open_root(root, Tree::Bucket).map_err(|e| Error::io("cannot open", root, e))?;
         Ok(LocalStore {
             root: root.to_path_buf(),
+            dir,
         })
     }
 
-    fn path_of(&self, key: &str) -> Result<PathBuf> {
-        let ok = !key.is_empty()
-            && !key.starts_with('/')
-            && !key.contains('\0')
-            && key
-                .split('/')
-                .all(|s| !s.is_empty() && s != "." && s != "..")
-            && key.split('/').next() != Some(INTERNAL);
-        if !ok {
+    /// The directory that holds `key`'s file (created when `create` is set) and the file's
+    /// name there; `None` when the directory is missing.
+    fn parent_of<'k>(&self, key: &'k str, create: bool) -> Result<Option<(Dir, &'k str)>> {
+        let (dir, name) = split(key)?;
+        Ok(self.dir.walk(dir, create)?.map(|d| (d, name)))
+    }
+
+    /// [`Self::parent_of`] for `key`'s metadata sidecar, under `.s3am/meta`.
+    fn meta_parent_of<'k>(&self, key: &'k str, create: bool) -> Result<Option<(Dir, &'k str)>> {
+        let (dir, name) = split(key)?;
+        let rel = format!("{INTERNAL}/meta/{dir}");
+        Ok(self.dir.walk(&rel, create)?.map(|d| (d, name)))
+    }
+
+    /// What is at `key`: `None` when nothing, or something that is not a regular file. A
+    /// link there is refused.
+    fn stat_key(&self, key: &str) -> Result<Option<Stat>> {
+        let Some((parent, name)) = self.parent_of(key, false)? else {
+            return Ok(None);
+        };
+        match parent.stat_at(name) {
+            Ok(s) if s.is_link() => parent.refuse_link(name).map(|()| None),
+            Ok(s) if s.is_file() => Ok(Some(s)),
+            Ok(_) => Ok(None),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(parent.error("cannot stat", name, e)),
+        }
+    }
+
+    /// Opens `key` to read, without blocking (opening a FIFO to read waits for a writer,
+    /// forever), and checks that it is a regular file; `None` when it is missing or a
+    /// directory. Returns its path too, for messages.
+    fn open_key(&self, key: &str) -> Result<Option<(std::fs::File, PathBuf)>> {
+        let Some((parent, name)) = self.parent_of(key, false)? else {
+            return Ok(None);
+        };
+        let path = parent.path().join(name);
+        let f = match parent.open_at(name, libc::O_RDONLY | libc::O_NONBLOCK) {
+            Ok(f) => f,
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) => return Err(parent.error("cannot open", name, e)),
+        };
+        let kind = f
+            .metadata()
+            .map_err(|e| Error::io("cannot stat", &path, e))?
+            .file_type();
+        if kind.is_dir() {
+            return Ok(None);
+        }
+        if !kind.is_file() {
             return Err(Error::rejected(format!(
-                "key {key:?} cannot be stored in a file bucket: it has an empty, '.', '..' or reserved segment"
+                "{} is not a regular file (a FIFO, socket or device): refusing to read it; remove it from the bucket directory",
+                path.display()
             )));
         }
-        Ok(self.root.join(key))
+        Ok(Some((f, path)))
     }
 
-    fn meta_path(&self, key: &str) -> PathBuf {
-        self.root.join(INTERNAL).join("meta").join(key)
-    }
-
-    fn tmp_path(&self) -> Result<PathBuf> {
-        let dir = self.root.join(INTERNAL).join("tmp");
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
+    /// A new temporary file under `.s3am/tmp`, open for writing.
+    fn tmp_file(&self) -> Result<(Tmp, std::fs::File)> {
+        let dir = self
+            .dir
+            .walk(&format!("{INTERNAL}/tmp"), true)?
+            .expect("created");
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        Ok(dir.join(format!("{}-{n}-{nanos}", std::process::id())))
+        let name = format!("{}-{n}-{nanos}", std::process::id());
+        let file = dir
+            .create_new(&name, false)
+            .map_err(|e| dir.error("cannot create", &name, e))?;
+        let tmp = Tmp {
+            dir,
+            name,
+            placed: false,
+        };
+        Ok((tmp, file))
+    }
+
+    /// A temporary file holding what `fill` writes to it (given its path, for messages), on
+    /// the blocking pool.
+    async fn tmp_with(
+        &self,
+        fill: impl FnOnce(&mut std::fs::File, PathBuf) -> Result<()> + Send + 'static,
+    ) -> Result<Tmp> {
+        let (tmp, mut file) = self.tmp_file()?;
+        let path = tmp.dir.path().join(&tmp.name);
+        tokio::task::spawn_blocking(move || fill(&mut file, path))
+            .await
+            .map_err(|e| Error::task("a write to the bucket directory", e))??;
+        Ok(tmp)
     }
 
     /// Writes metadata, then moves `tmp` into place at `key`; returns the new entity tag.
-    fn commit(&self, tmp: &Path, key: &str, opts: &PutOptions) -> Result<String> {
-        let dest = self.path_of(key)?;
-        let meta = self.meta_path(key);
-        for p in [&dest, &meta] {
-            if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| Error::io("cannot create", parent, e))?;
-            }
-        }
+    fn commit(&self, mut tmp: Tmp, key: &str, opts: &PutOptions) -> Result<String> {
         let json = serde_json::to_vec(&opts.metadata).expect("metadata serialises");
-        let placed = || -> std::io::Result<()> {
-            std::fs::write(&meta, &json)?;
-            std::fs::rename(tmp, &dest)
-        };
-        // A delete removes directories it empties: one that went between our
-        // `create_dir_all` and the rename is made again.
-        let mut result = placed();
-        for _ in 0..3 {
-            match &result {
-                Err(e) if not_found(e) && tmp.exists() => {}
-                _ => break,
-            }
-            for p in [&dest, &meta] {
-                if let Some(parent) = p.parent() {
-                    let _ = std::fs::create_dir_all(parent);
+        // A delete removes directories it empties: one that went between its creation and
+        // the rename is made again.
+        let mut tries = 0;
+        loop {
+            let (parent, name) = self.parent_of(key, true)?.expect("created");
+            let (meta, _) = self.meta_parent_of(key, true)?.expect("created");
+            parent.refuse_link(name)?;
+            meta.open_at(name, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)
+                .and_then(|mut f| f.write_all(&json))
+                .map_err(|e| meta.error("cannot write", name, e))?;
+            match tmp.dir.rename_at(&tmp.name, &parent, name) {
+                Ok(()) => {
+                    tmp.placed = true;
+                    let st = parent
+                        .stat_at(name)
+                        .map_err(|e| parent.error("cannot stat", name, e))?;
+                    return Ok(etag_of(&st));
                 }
+                Err(e) if not_found(&e) && tries < 3 && tmp.dir.stat_at(&tmp.name).is_ok() => {
+                    tries += 1;
+                }
+                Err(e) => return Err(parent.error("cannot write", name, e)),
             }
-            result = placed();
         }
-        result.map_err(|e| {
-            let _ = std::fs::remove_file(tmp);
-            Error::io("cannot write", &dest, e)
-        })?;
-        let meta = std::fs::metadata(&dest).map_err(|e| Error::io("cannot stat", &dest, e))?;
-        Ok(etag_of(&meta))
     }
 
     /// [`Self::commit`] only when `cond` holds for the object at `key`; `None` (and `tmp`
     /// removed) when it does not.
     fn commit_if(
         &self,
-        tmp: &Path,
+        tmp: Tmp,
         key: &str,
         opts: &PutOptions,
         cond: Precondition<'_>,
     ) -> Result<Option<String>> {
-        let lock_path = self.root.join(INTERNAL).join("lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io("cannot open", &lock_path, e))?;
+        let internal = self.dir.walk(INTERNAL, true)?.expect("created");
+        let lock = internal
+            .open_at("lock", libc::O_WRONLY | libc::O_CREAT)
+            .map_err(|e| internal.error("cannot open", "lock", e))?;
         // Released when `lock` is dropped, after the rename.
         lock.lock()
-            .map_err(|e| Error::io("cannot lock", &lock_path, e))?;
-        let dest = self.path_of(key)?;
-        let current = match std::fs::metadata(&dest) {
-            Ok(m) if m.is_file() => Some(etag_of(&m)),
-            Ok(_) => None,
-            Err(e) if not_found(&e) => None,
-            Err(e) => return Err(Error::io("cannot stat", &dest, e)),
-        };
+            .map_err(|e| internal.error("cannot lock", "lock", e))?;
+        let current = self.stat_key(key)?.map(|s| etag_of(&s));
         let holds = match cond {
             Precondition::Absent => current.is_none(),
             Precondition::Matches(want) => current == Some(bare_etag(want)),
         };
         if !holds {
-            let _ = std::fs::remove_file(tmp);
             return Ok(None);
         }
         self.commit(tmp, key, opts).map(Some)
     }
 
     /// Removes the object at `key` and its metadata, then the directories that leaves
-    /// empty (a later listing would walk them).
+    /// empty (a later listing would walk them). A link on the way is refused, never
+    /// deleted through.
     fn delete_sync(&self, key: &str) -> Result<()> {
-        let path = self.path_of(key)?;
-        for p in [&path, &self.meta_path(key)] {
-            match std::fs::remove_file(p) {
-                Ok(()) => {}
-                Err(e) if not_found(&e) => {}
-                Err(e) => return Err(Error::io("cannot delete", p, e)),
+        let (dir_part, name) = split(key)?;
+        let names: Vec<&str> = dir_part.split('/').filter(|s| !s.is_empty()).collect();
+        for top in ["", &format!("{INTERNAL}/meta")] {
+            let Some(top) = self.dir.walk(top, false)? else {
+                continue;
+            };
+            // The directories down to the key's, each opened from the one above it.
+            let mut chain = vec![top];
+            for n in &names {
+                match chain.last().expect("the top").open_dir(n)? {
+                    Some(d) => chain.push(d),
+                    None => break,
+                }
             }
-        }
-        for top in [self.root.clone(), self.root.join(INTERNAL).join("meta")] {
-            let mut dir = top.join(key);
-            while dir.pop() && dir != top && dir.starts_with(&top) {
+            if chain.len() == names.len() + 1 {
+                let parent = chain.last().expect("the top");
+                parent.refuse_link(name)?;
+                match parent.unlink_at(name) {
+                    Ok(()) => {}
+                    Err(e) if not_found(&e) => {}
+                    Err(e) => return Err(parent.error("cannot delete", name, e)),
+                }
+            }
+            for (dir, n) in chain.iter().zip(&names).rev() {
                 // Fails (and stops) at the first directory that is not empty.
-                if std::fs::remove_dir(&dir).is_err() {
+                if dir.rmdir_at(n).is_err() {
                     break;
                 }
             }
@@ -178,6 +281,11 @@ impl LocalStore {
         let start = if dir_part.is_empty() {
             self.root.clone()
         } else {
+            // The walk below starts at a path, which would follow a link on the way: there
+            // must be none.
+            if self.dir.walk(dir_part, false)?.is_none() {
+                return Ok(Vec::new());
+            }
             self.root.join(dir_part)
         };
         let mut out = Vec::new();
@@ -185,8 +293,10 @@ impl LocalStore {
             return Ok(out);
         }
         let internal = self.root.join(INTERNAL);
+        // Links are never followed, so never listed: only the root may be one.
         let walker = walkdir::WalkDir::new(&start)
             .follow_links(false)
+            .follow_root_links(dir_part.is_empty())
             .into_iter()
             .filter_entry(|e| e.path() != internal);
         for entry in walker {
@@ -214,7 +324,7 @@ impl LocalStore {
                 out.push(ObjectInfo {
                     key: key.to_string(),
                     size: meta.len(),
-                    etag: Some(etag_of(&meta)),
+                    etag: Some(etag_of_meta(&meta)),
                     modified_ms: modified_ms(&meta),
                 });
             }
@@ -230,16 +340,27 @@ fn modified_ms(meta: &std::fs::Metadata) -> Option<u64> {
     since.ok().map(|d| d.as_millis() as u64)
 }
 
+/// When a file was last written (Unix milliseconds), from `fstatat`.
+fn stat_modified_ms(st: &Stat) -> Option<u64> {
+    let (secs, nanos) = st.mtime();
+    let ms = secs.checked_mul(1000)?.checked_add(nanos / 1_000_000)?;
+    u64::try_from(ms).ok()
+}
+
 /// A local entity tag: every write is a rename of a new file, so its inode and time change.
-fn etag_of(meta: &std::fs::Metadata) -> String {
+fn etag(ino: u64, (secs, nanos): (i64, i64), len: u64) -> String {
+    format!("{ino:x}-{secs:x}{nanos:09}-{len:x}")
+}
+
+/// [`etag`] of what `fstatat` says.
+fn etag_of(st: &Stat) -> String {
+    etag(st.ino(), st.mtime(), st.len())
+}
+
+/// [`etag`] of a listed file.
+fn etag_of_meta(meta: &std::fs::Metadata) -> String {
     use std::os::unix::fs::MetadataExt;
-    format!(
-        "{:x}-{:x}{:09}-{:x}",
-        meta.ino(),
-        meta.mtime(),
-        meta.mtime_nsec(),
-        meta.len()
-    )
+    etag(meta.ino(), (meta.mtime(), meta.mtime_nsec()), meta.len())
 }
 
 fn not_found(e: &std::io::Error) -> bool {
@@ -268,29 +389,23 @@ impl Store for LocalStore {
         keys.iter().try_for_each(|k| self.delete_sync(k))
     }
 
-    /// The temporary files of writes that never finished (a killed process's).
+    /// The temporary files of writes that never finished (a killed process's). A link at
+    /// `.s3am` or `.s3am/tmp` is refused: nothing is ever deleted through it.
     async fn pending_uploads(&self, _prefix: &str) -> Result<Vec<PendingUpload>> {
-        let dir = self.root.join(INTERNAL).join("tmp");
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if not_found(&e) => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io("cannot list", &dir, e)),
+        let Some(dir) = self.dir.walk(&format!("{INTERNAL}/tmp"), false)? else {
+            return Ok(Vec::new());
         };
-        let mut out = Vec::new();
-        for entry in entries.flatten() {
-            let (Ok(meta), Some(name)) = (
-                entry.metadata(),
-                entry.file_name().to_str().map(str::to_string),
-            ) else {
-                continue;
-            };
-            out.push(PendingUpload {
+        let files = dir
+            .files()
+            .map_err(|e| Error::io("cannot list", dir.path(), e))?;
+        Ok(files
+            .into_iter()
+            .map(|(name, st)| PendingUpload {
                 key: format!("{INTERNAL}/tmp/{name}"),
                 id: name,
-                started_ms: modified_ms(&meta),
-            });
-        }
-        Ok(out)
+                started_ms: stat_modified_ms(&st),
+            })
+            .collect())
     }
 
     async fn abort_upload(&self, upload: &PendingUpload) -> Result<()> {
@@ -300,11 +415,13 @@ impl Store for LocalStore {
                 upload.id
             )));
         }
-        let path = self.root.join(INTERNAL).join("tmp").join(&upload.id);
-        match std::fs::remove_file(&path) {
+        let Some(dir) = self.dir.walk(&format!("{INTERNAL}/tmp"), false)? else {
+            return Ok(());
+        };
+        match dir.unlink_at(&upload.id) {
             Ok(()) => Ok(()),
             Err(e) if not_found(&e) => Ok(()),
-            Err(e) => Err(Error::io("cannot delete", &path, e)),
+            Err(e) => Err(dir.error("cannot delete", &upload.id, e)),
         }
     }
 
@@ -323,52 +440,32 @@ impl Store for LocalStore {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectHead>> {
-        let path = self.path_of(key)?;
-        let meta = match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() => m,
-            Ok(_) => return Ok(None),
-            Err(e) if not_found(&e) => return Ok(None),
-            Err(e) => return Err(Error::io("cannot stat", &path, e)),
+        let Some(st) = self.stat_key(key)? else {
+            return Ok(None);
         };
-        let metadata = match std::fs::read(self.meta_path(key)) {
-            Ok(bytes) => {
-                serde_json::from_slice::<BTreeMap<String, String>>(&bytes).unwrap_or_default()
+        let mut metadata = BTreeMap::new();
+        if let Some((meta, name)) = self.meta_parent_of(key, false)? {
+            meta.refuse_link(name)?;
+            if let Ok(bytes) = meta
+                .open_at(name, libc::O_RDONLY | libc::O_NONBLOCK)
+                .and_then(|mut f| {
+                    let mut bytes = Vec::new();
+                    std::io::Read::read_to_end(&mut f, &mut bytes).map(|_| bytes)
+                })
+            {
+                metadata = serde_json::from_slice(&bytes).unwrap_or_default();
             }
-            Err(_) => BTreeMap::new(),
-        };
+        }
         Ok(Some(ObjectHead {
-            size: meta.len(),
+            size: st.len(),
             metadata,
         }))
     }
 
     async fn get(&self, key: &str, range: Option<(u64, u64)>) -> Result<Option<Reader>> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = self.path_of(key)?;
-        // Without blocking: opening a FIFO to read waits for a writer, forever. What was
-        // opened is then checked to be a regular file before a byte is read.
-        let f = match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if not_found(&e) => return Ok(None),
-            Err(e) => return Err(Error::io("cannot open", &path, e)),
-        };
-        let kind = f
-            .metadata()
-            .map_err(|e| Error::io("cannot stat", &path, e))?
-            .file_type();
-        if kind.is_dir() {
+        let Some((f, path)) = self.open_key(key)? else {
             return Ok(None);
-        }
-        if !kind.is_file() {
-            return Err(Error::rejected(format!(
-                "{} is not a regular file (a FIFO, socket or device): refusing to read it; remove it from the bucket directory",
-                path.display()
-            )));
-        }
+        };
         let mut f = tokio::fs::File::from_std(f);
         match range {
             None => Ok(Some(Box::pin(f))),
@@ -388,21 +485,25 @@ impl Store for LocalStore {
         _size: u64,
         opts: &PutOptions,
     ) -> Result<String> {
-        self.path_of(key)?;
-        let tmp = self.tmp_path()?;
-        tokio::fs::copy(path, &tmp)
-            .await
-            .map_err(|e| Error::io("cannot copy", path, e))?;
-        self.commit(&tmp, key, opts)
+        split(key)?;
+        let from = path.to_path_buf();
+        let tmp = self
+            .tmp_with(move |out, _| {
+                std::fs::File::open(&from)
+                    .and_then(|mut f| std::io::copy(&mut f, out))
+                    .map(drop)
+                    .map_err(|e| Error::io("cannot copy", &from, e))
+            })
+            .await?;
+        self.commit(tmp, key, opts)
     }
 
     async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<String> {
-        self.path_of(key)?;
-        let tmp = self.tmp_path()?;
-        tokio::fs::write(&tmp, body)
-            .await
-            .map_err(|e| Error::io("cannot write", &tmp, e))?;
-        self.commit(&tmp, key, opts)
+        split(key)?;
+        let tmp = self
+            .tmp_with(move |out, path| write_body(out, &body, path))
+            .await?;
+        self.commit(tmp, key, opts)
     }
 
     async fn put_bytes_if(
@@ -412,12 +513,11 @@ impl Store for LocalStore {
         opts: &PutOptions,
         cond: Precondition<'_>,
     ) -> Result<Option<String>> {
-        self.path_of(key)?;
-        let tmp = self.tmp_path()?;
-        tokio::fs::write(&tmp, body)
-            .await
-            .map_err(|e| Error::io("cannot write", &tmp, e))?;
-        self.commit_if(&tmp, key, opts, cond)
+        split(key)?;
+        let tmp = self
+            .tmp_with(move |out, path| write_body(out, &body, path))
+            .await?;
+        self.commit_if(tmp, key, opts, cond)
     }
 
     async fn copy(
@@ -428,43 +528,40 @@ impl Store for LocalStore {
         opts: &PutOptions,
         if_match: Option<&str>,
     ) -> Result<String> {
-        let from = self.path_of(src)?;
-        self.path_of(dst)?;
-        let tmp = self.tmp_path()?;
+        split(dst)?;
         let missing = || {
             Error::NotFound(format!(
                 "cannot copy {src}: it does not exist in {}",
                 self.url()
             ))
         };
-        let src_file = std::fs::File::open(&from).map_err(|e| {
-            if not_found(&e) {
-                missing()
-            } else {
-                Error::io("cannot copy", &from, e)
-            }
-        })?;
+        let (mut src_file, from) = self.open_key(src)?.ok_or_else(missing)?;
         // Compare the tag of the very file we copy from, so a rewrite in between is caught.
         let meta = src_file
             .metadata()
             .map_err(|e| Error::io("cannot stat", &from, e))?;
         if let Some(want) = if_match {
-            if etag_of(&meta) != bare_etag(want) {
+            if etag_of_meta(&meta) != bare_etag(want) {
                 return Err(Error::Precondition(format!(
                     "{src} changed after its manifest was written (entity tag differs): not copying it"
                 )));
             }
         }
-        let mut reader = tokio::fs::File::from_std(src_file);
-        let mut out = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(|e| Error::io("cannot create", &tmp, e))?;
-        tokio::io::copy(&mut reader, &mut out)
-            .await
-            .map_err(|e| Error::io("cannot copy", &from, e))?;
-        drop(out);
-        self.commit(&tmp, dst, opts)
+        let tmp = self
+            .tmp_with(move |out, _| {
+                std::io::copy(&mut src_file, out)
+                    .map(drop)
+                    .map_err(|e| Error::io("cannot copy", &from, e))
+            })
+            .await?;
+        self.commit(tmp, dst, opts)
     }
+}
+
+/// Writes a body into a temporary file.
+fn write_body(out: &mut std::fs::File, body: &[u8], path: PathBuf) -> Result<()> {
+    out.write_all(body)
+        .map_err(|e| Error::io("cannot write", path, e))
 }
 
 #[cfg(test)]
@@ -491,5 +588,178 @@ mod tests {
         assert!(e.contains("not a regular file"), "{e}");
         assert!(store.get("a/dir", None).await.unwrap().is_none());
         assert!(store.head("a/.manifest.json").await.unwrap().is_none());
+    }
+
+    /// A bucket with `outside` beside it holding one file, and the store.
+    fn planted() -> (tempfile::TempDir, PathBuf, PathBuf, LocalStore) {
+        let tmp = tempfile::tempdir().unwrap();
+        let (root, outside) = (tmp.path().join("bucket"), tmp.path().join("outside"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("fn.zip"), "precious").unwrap();
+        let store = LocalStore::open(&root).unwrap();
+        (tmp, root, outside, store)
+    }
+
+    fn untouched(outside: &Path) {
+        let names: Vec<_> = std::fs::read_dir(outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec!["fn.zip"], "something was written outside");
+        assert_eq!(
+            std::fs::read_to_string(outside.join("fn.zip")).unwrap(),
+            "precious"
+        );
+    }
+
+    /// A link where a key's directory should be: no read, write, delete or listing goes
+    /// through it, each refused with the line naming it.
+    #[tokio::test]
+    async fn a_link_at_a_keys_directory_is_refused() {
+        let (_tmp, root, outside, store) = planted();
+        std::fs::create_dir_all(root.join("artifacts")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("artifacts/c")).unwrap();
+        let refused = |e: Error| {
+            let e = e.to_string();
+            assert!(
+                e.contains("artifacts/c is a symbolic link inside the bucket directory")
+                    && e.ends_with("remove the link"),
+                "{e}"
+            );
+        };
+        let opts = PutOptions::default();
+        refused(
+            store
+                .delete(&["artifacts/c/fn.zip".into()])
+                .await
+                .unwrap_err(),
+        );
+        refused(
+            store
+                .put_bytes("artifacts/c/new", b"x".to_vec(), &opts)
+                .await
+                .unwrap_err(),
+        );
+        let cond = Precondition::Absent;
+        let e = store
+            .put_bytes_if("artifacts/c/new", b"x".to_vec(), &opts, cond)
+            .await;
+        refused(e.unwrap_err());
+        refused(store.get("artifacts/c/fn.zip", None).await.err().unwrap());
+        refused(store.head("artifacts/c/fn.zip").await.unwrap_err());
+        refused(store.list("artifacts/c/").await.unwrap_err());
+        store
+            .put_bytes("artifacts/a/fn.zip", b"a".to_vec(), &opts)
+            .await
+            .unwrap();
+        let e = store
+            .copy("artifacts/a/fn.zip", "artifacts/c/fn.zip", 1, &opts, None)
+            .await;
+        refused(e.unwrap_err());
+        // A listing above it skips it: a link is never an object.
+        let keys: Vec<String> = store
+            .list("artifacts/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(keys, vec!["artifacts/a/fn.zip"]);
+        untouched(&outside);
+        // A link at a key's own name is refused too.
+        std::os::unix::fs::symlink(outside.join("fn.zip"), root.join("artifacts/a/link")).unwrap();
+        let e = store
+            .get("artifacts/a/link", None)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("a/link is a symbolic link"), "{e}");
+        let e = store
+            .delete(&["artifacts/a/link".into()])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a/link is a symbolic link"), "{e}");
+        untouched(&outside);
+    }
+
+    /// Links at `.s3am`'s directories and lock: no temporary file, sidecar or lock is
+    /// written through them, and no pending upload is listed or removed through them.
+    #[tokio::test]
+    async fn links_at_the_internal_directories_are_refused() {
+        let opts = PutOptions::default();
+        for (at, needle) in [
+            (".s3am", ".s3am is a symbolic link"),
+            (".s3am/tmp", ".s3am/tmp is a symbolic link"),
+            (".s3am/meta", ".s3am/meta is a symbolic link"),
+        ] {
+            let (_tmp, root, outside, store) = planted();
+            if at != ".s3am" {
+                std::fs::create_dir_all(root.join(".s3am")).unwrap();
+            }
+            std::os::unix::fs::symlink(&outside, root.join(at)).unwrap();
+            let e = store
+                .put_bytes("a/b", b"x".to_vec(), &opts)
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains(needle), "{at}: {e}");
+            if at != ".s3am/meta" {
+                let e = store.pending_uploads("").await.unwrap_err();
+                assert!(e.to_string().contains(needle), "{at}: {e}");
+                let upload = PendingUpload {
+                    key: ".s3am/tmp/fn.zip".into(),
+                    id: "fn.zip".into(),
+                    started_ms: None,
+                };
+                let e = store.abort_upload(&upload).await.unwrap_err();
+                assert!(e.to_string().contains(needle), "{at}: {e}");
+            }
+            untouched(&outside);
+        }
+        let (_tmp, root, outside, store) = planted();
+        std::fs::create_dir_all(root.join(".s3am")).unwrap();
+        std::os::unix::fs::symlink(outside.join("fn.zip"), root.join(".s3am/lock")).unwrap();
+        let cond = Precondition::Absent;
+        let e = store
+            .put_bytes_if("a/b", b"x".to_vec(), &opts, cond)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains(".s3am/lock is a symbolic link"),
+            "{e}"
+        );
+        untouched(&outside);
+    }
+
+    /// A write, read, conditional write and delete still work through a bucket directory
+    /// that is itself a link, and a delete removes the directories it empties.
+    #[tokio::test]
+    async fn the_root_may_be_a_link() {
+        let (tmp, root, _outside, _) = planted();
+        let via = tmp.path().join("via");
+        std::os::unix::fs::symlink(&root, &via).unwrap();
+        let store = LocalStore::open(&via).unwrap();
+        let opts = PutOptions::default();
+        let tag = store
+            .put_bytes("a/b/c", b"x".to_vec(), &opts)
+            .await
+            .unwrap();
+        let cond = Precondition::Matches(&tag);
+        let e = store
+            .put_bytes_if("a/b/c", b"y".to_vec(), &opts, cond)
+            .await;
+        assert!(e.unwrap().is_some());
+        let cond = Precondition::Absent;
+        let e = store
+            .put_bytes_if("a/b/c", b"z".to_vec(), &opts, cond)
+            .await;
+        assert!(e.unwrap().is_none());
+        assert_eq!(store.get_bytes("a/b/c", 10).await.unwrap().unwrap(), b"y");
+        assert_eq!(store.list("a/").await.unwrap().len(), 1);
+        store.delete(&["a/b/c".into()]).await.unwrap();
+        assert!(!root.join("a").exists() && !root.join(".s3am/meta/a").exists());
+        assert!(store.pending_uploads("").await.unwrap().is_empty());
     }
 }
