@@ -57,7 +57,8 @@ pub struct DeleteArgs {
 /// `prune`.
 #[derive(Args, Debug)]
 pub struct PruneArgs {
-    /// Remove artifacts sets completed longer ago than this (90s, 30m, 12h, 7d).
+    /// Remove complete artifacts sets completed longer ago than this, by their manifest's
+    /// time (90s, 30m, 12h, 7d).
     #[arg(
         long,
         env = "S3AM_PRUNE_MAX_AGE",
@@ -65,7 +66,7 @@ pub struct PruneArgs {
         allow_hyphen_values = true
     )]
     max_age: Option<String>,
-    /// Never remove the N newest artifacts sets.
+    /// Never remove the N newest complete artifacts sets.
     #[arg(
         long,
         env = "S3AM_PRUNE_KEEP_LAST",
@@ -90,9 +91,10 @@ pub struct PruneArgs {
         allow_hyphen_values = true
     )]
     cache_max_size: Option<String>,
-    /// Remove sets without a manifest (interrupted uploads, and the original tool's sets
-    /// unless --accept-legacy), index entries of sets that are gone, and unfinished multipart
-    /// uploads, once untouched for this long; nothing younger.
+    /// Remove sets that are not complete (no manifest, or one that is damaged, invalid or
+    /// untrusted) whose every object this tool wrote, index entries of sets that are gone, and
+    /// unfinished multipart uploads, once untouched for this long; nothing younger. The
+    /// original tool's sets are kept (aged by --max-age with --accept-legacy).
     #[arg(
         long,
         env = "S3AM_PRUNE_INCOMPLETE_MAX_AGE",
