@@ -517,18 +517,27 @@ def requests_of(r):
 def bench_prune(env, reps):
     """`list` and `prune` of a bucket of 10,000 artifacts sets (an asset, a manifest and an
     index entry each, 30,000 objects): requests and seconds. The sets are copied up by s5cmd,
-    then aged past the prune's --max-age of 1 s."""
+    each with a valid manifest completed an hour ago, past the prune's --max-age of 1 s: a
+    prune reads and verifies every manifest (one GET a set), as `list --verify` does."""
     b = env.bucket("bench-prune")
     # The bucket's keys as a local tree, copied up by s5cmd.
     tree = env.work / "prune-tree"
     # Commits as git makes them, spread evenly over the hex digits (ids counted up from 0
     # would all share the key range `artifacts/0`, which then pages on alone).
     commits = [hashlib.sha1(str(i).encode()).hexdigest() for i in range(PRUNE_SETS)]
+    asset = b"x" * 1024
+    completed_ms = int(time.time() * 1000) - 3_600_000
     for c in commits:
         d = tree / "artifacts" / c
         d.mkdir(parents=True)
-        (d / "fn.zip").write_bytes(b"x" * 1024)
-        (d / ".manifest.json").write_bytes(b"{}")
+        (d / "fn.zip").write_bytes(asset)
+        manifest = {
+            "format": 1, "commit": c, "prefix": f"artifacts/{c}/", "tool_version": "bench",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(completed_ms / 1000)),
+            "completed_ms": completed_ms,
+            "files": [{"path": "fn.zip", "size": len(asset), "sha256": hashlib.sha256(asset).hexdigest()}],
+        }
+        (d / ".manifest.json").write_text(json.dumps(manifest))
     (tree / "index").mkdir()
     for i, c in enumerate(commits):
         (tree / "index" / f"{9_000_000_000_000 + i:013}-{c}").write_bytes(b"")
@@ -537,7 +546,8 @@ def bench_prune(env, reps):
     time.sleep(2)
     e = dict(env.ours, PACKAGE_ASSETS_BUCKET=b)
     rows = []
-    for name, cmd in [("list", ["list", "--json"]), ("prune --dry-run", ["prune", "--max-age", "1s", "--dry-run"])]:
+    for name, cmd in [("list", ["list", "--json"]), ("list --verify", ["list", "--verify", "--json"]),
+                      ("prune --dry-run", ["prune", "--max-age", "1s", "--dry-run"])]:
         runs = [run([str(BIN)] + cmd, e) for _ in range(reps)]
         t = statistics.median(r.seconds for r in runs)
         rows.append((name, requests_of(runs[-1]), t, max(r.rss_kb for r in runs), len(runs)))
@@ -891,8 +901,10 @@ def main():
                  f"manifest and an index entry each ({3 * PRUNE_SETS:,} objects); {where.format('')}; {time.strftime('%Y-%m-%d')}. "
                  "`prune --max-age 1s` deletes every set: its manifests and index entries first, then the assets. "
                  "`list` reads a first page of `artifacts/` and `cache/`, then the 16 key ranges of `artifacts/` at once, each paging on; "
-                 "a prune adds the index (its keys share their leading digits, so its pages come one after another), the "
-                 "unfinished uploads, and DeleteObjects requests of 1,000 keys, 8 at once.\n",
+                 "`list --verify` adds one GET of each set's manifest, 64 at once; "
+                 "a prune reads and verifies the manifests as `list --verify` does, and adds the index (its keys share their leading "
+                 "digits, so its pages come one after another), the unfinished uploads, and DeleteObjects requests of 1,000 keys, 8 at "
+                 "once. With trusted keys each set costs one GET more (its signature).\n",
                  "| profile | command | S3 requests | seconds | peak RSS | runs |", "|---|---|---|---|---|---|"]
         for profile, rows in prune_rows.items():
             for name, requests, secs, rss, n in rows:
