@@ -133,10 +133,14 @@ impl Engine {
         let legacy_counts = self.keys.trusted.is_none();
         for set in catalog.sets {
             let decision = match (set.kind, set.state) {
-                (_, Listed::Incomplete) => incomplete(&set, opts, now_ms),
-                (_, Listed::Damaged | Listed::Untrusted | Listed::Invalid | Listed::Unverified) => {
-                    refused(&set, opts, now_ms)
-                }
+                (
+                    _,
+                    Listed::Incomplete
+                    | Listed::Damaged
+                    | Listed::Untrusted
+                    | Listed::Invalid
+                    | Listed::Unverified,
+                ) => not_complete(&set, opts, now_ms),
                 (Kind::Artifacts, Listed::Complete | Listed::Legacy)
                     if newest_kept < opts.keep_last
                         && (set.state == Listed::Complete || legacy_counts) =>
@@ -364,38 +368,28 @@ impl Engine {
     }
 }
 
-/// Whether a set without a manifest goes: `Ok(why)` it does, `Err(why)` it stays.
-fn incomplete(
+/// Whether a set that is not complete goes: one without a manifest (an interrupted upload,
+/// or one under way) or one whose manifest does not count (damaged, untrusted or invalid),
+/// aged alike by its newest object. Such a set never counts among the newest or in the
+/// cache's size. `Ok(why)` it goes, `Err(why)` it stays.
+fn not_complete(
     set: &SetSummary,
     opts: &PruneOptions,
     now_ms: u64,
 ) -> std::result::Result<String, String> {
     let limit = age(opts.incomplete_max_age);
-    match since(now_ms, set.newest_ms) {
-        Some(a) if a > opts.incomplete_max_age => Ok(format!(
-            "no manifest, last written {} ago: older than --incomplete-max-age {limit}",
-            age(a)
-        )),
-        Some(a) => Err(format!(
-            "no manifest, last written {} ago: may be an upload under way (--incomplete-max-age {limit})",
-            age(a)
-        )),
-        None => Err("no manifest, and the store gave no time: kept".into()),
-    }
-}
-
-/// Whether a set whose manifest does not count (damaged, untrusted or invalid) goes: aged
-/// as an incomplete set is, by its newest object; it never counts among the newest or in
-/// the cache's size.
-fn refused(
-    set: &SetSummary,
-    opts: &PruneOptions,
-    now_ms: u64,
-) -> std::result::Result<String, String> {
-    let limit = age(opts.incomplete_max_age);
-    let what = match &set.why {
-        Some(why) => format!("{} ({why})", set.state.name()),
-        None => set.state.name().to_string(),
+    let (what, young) = match (set.has_manifest, &set.why) {
+        (false, _) => (
+            "no manifest".to_string(),
+            format!("may be an upload under way (--incomplete-max-age {limit})"),
+        ),
+        (true, why) => (
+            match why {
+                Some(why) => format!("{} ({why})", set.state.name()),
+                None => set.state.name().to_string(),
+            },
+            format!("not counted as complete; goes once older than --incomplete-max-age {limit}"),
+        ),
     };
     match since(now_ms, set.newest_ms) {
         Some(a) if a > opts.incomplete_max_age => Ok(format!(
@@ -403,7 +397,7 @@ fn refused(
             age(a)
         )),
         Some(a) => Err(format!(
-            "{what}, last written {} ago: not counted as complete; goes once older than --incomplete-max-age {limit}",
+            "{what}, last written {} ago: {young}",
             age(a)
         )),
         None => Err(format!("{what}, and the store gave no time: kept")),
