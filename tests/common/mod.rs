@@ -485,19 +485,25 @@ pub fn resource(name: &str, dir: &Path, request: &serde_json::Value) -> Run {
     resource_with_env(name, dir, request, &Env::new())
 }
 
-/// Like [`resource`], with `extra` variables on top of the build's (e.g. `S3AM_TRACE`).
-pub fn resource_with_env(name: &str, dir: &Path, request: &serde_json::Value, extra: &Env) -> Run {
-    let mut env = extra.clone();
-    for (k, v) in [
+/// The variables Concourse sets for a resource's process: the build's metadata.
+pub fn build_env() -> Env {
+    [
         ("BUILD_TEAM_NAME", "main"),
         ("BUILD_PIPELINE_NAME", "app"),
         ("BUILD_JOB_NAME", "build"),
         ("BUILD_NAME", "42"),
         ("BUILD_ID", "4242"),
         ("ATC_EXTERNAL_URL", "https://ci.example.com"),
-    ] {
-        env.insert(k.to_string(), v.to_string());
-    }
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Like [`resource`], with `extra` variables on top of the build's (e.g. `S3AM_TRACE`).
+pub fn resource_with_env(name: &str, dir: &Path, request: &serde_json::Value, extra: &Env) -> Run {
+    let mut env = extra.clone();
+    env.extend(build_env());
     std::fs::create_dir_all(dir).unwrap();
     let args: Vec<&str> = if name == "check" {
         vec![]
