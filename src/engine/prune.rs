@@ -396,10 +396,7 @@ fn not_complete(
             "{what}, last written {} ago: older than --incomplete-max-age {limit}",
             age(a)
         )),
-        Some(a) => Err(format!(
-            "{what}, last written {} ago: {young}",
-            age(a)
-        )),
+        Some(a) => Err(format!("{what}, last written {} ago: {young}", age(a))),
         None => Err(format!("{what}, and the store gave no time: kept")),
     }
 }
