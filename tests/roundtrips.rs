@@ -436,7 +436,8 @@ fn list_delete_and_prune_take_their_round_trips() {
     assert_eq!(delete, "1: LIST x2 | 2: DELETE objects | 3: DELETE objects");
     std::thread::sleep(Duration::from_millis(1100));
     // Everything older than a second: the listings and the unfinished uploads at once; every
-    // manifest and index entry (the set's and the cache entries') in one request; the objects.
+    // set's manifest, read and verified at once (a prune decides on verified sets); every
+    // manifest and index entry (the set's and the cache entry's) in one request; the objects.
     let prune = trips(
         &p,
         &t,
@@ -444,7 +445,7 @@ fn list_delete_and_prune_take_their_round_trips() {
     );
     assert_eq!(
         prune,
-        "1: LIST x3, LIST uploads x2 | 2: DELETE objects | 3: DELETE objects"
+        "1: LIST x3, LIST uploads x2 | 2: GET manifest x2 | 3: DELETE objects | 4: DELETE objects"
     );
     let r = t.run(&["list", "--json"]);
     r.ok();
