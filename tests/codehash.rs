@@ -59,11 +59,9 @@ const GOLDEN: [(&str, Option<&str>, &str); 3] = [
 fn golden_vectors_hold_and_are_in_the_spec() {
     let dir = tempfile::tempdir().unwrap();
     golden_tree(dir.path());
-    let spec = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/docs/code-hash-v1.md"
-    ))
-    .unwrap_or_default();
+    let spec =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/code-hash-v1.md"))
+            .unwrap_or_default();
     for (filter, salt, want) in GOLDEN {
         let got = hash(dir.path(), filter, salt);
         assert_eq!(
