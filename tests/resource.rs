@@ -218,7 +218,7 @@ fn check_cost_does_not_grow_with_history() {
         );
         assert!(
             requests == 2,
-            "{requests} requests with 10,000 sets (README: 2 when nothing is new): {}",
+            "{requests} requests with 10,000 sets (docs/bucket-layout.md: 2 when nothing is new): {}",
             r.stderr
         );
     }
