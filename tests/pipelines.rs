@@ -854,3 +854,188 @@ jobs:
     assert!(checked.errors.is_empty(), "{:?}", checked.errors);
     assert_eq!((checked.resources, checked.blocks), (2, 4));
 }
+
+// The docs held to the code: the README's `source` table and the reference's variables table
+// name what `Source` and the command line take, with the same defaults.
+
+/// The rows (cells, trimmed) of the first Markdown table after the line `heading`.
+fn table_after(text: &str, heading: &str) -> Vec<Vec<String>> {
+    let start = text
+        .lines()
+        .position(|l| l.trim() == heading)
+        .unwrap_or_else(|| panic!("no heading {heading:?}"));
+    text.lines()
+        .skip(start + 1)
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| {
+            l.trim_matches('|')
+                .split(" | ")
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// Every `backticked` name in a cell.
+fn backticked(cell: &str) -> Vec<String> {
+    cell.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The keys `Source` takes, as serde lists them when it meets one it does not know.
+fn source_keys() -> BTreeSet<String> {
+    let e = serde_json::from_value::<Source>(serde_json::json!({"bucket": "b", "zz_unknown": 1}))
+        .unwrap_err()
+        .to_string();
+    let list = e
+        .split("expected one of ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("serde's message changed: {e}"));
+    backticked(list).into_iter().collect()
+}
+
+/// Every variable the command line reads, with its flag and default, over all commands.
+fn cli_variables() -> BTreeMap<String, (String, Option<String>)> {
+    use clap::CommandFactory;
+    let mut out = BTreeMap::new();
+    let cli = s3_asset_manager::cli::Cli::command();
+    for sub in cli.get_subcommands() {
+        for a in sub.get_arguments() {
+            let Some(env) = a.get_env() else { continue };
+            let flag = a.get_long().map(|l| format!("--{l}")).unwrap_or_default();
+            let default = a
+                .get_default_values()
+                .first()
+                .map(|v| v.to_string_lossy().into_owned());
+            out.insert(env.to_string_lossy().into_owned(), (flag, default));
+        }
+    }
+    out
+}
+
+/// Variables the AWS SDK reads itself (no flag of ours).
+const SDK_VARIABLES: [&str; 6] = [
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_CA_BUNDLE",
+];
+
+/// Task variables with no `source` key, and why: the put's `params.repo` and `params.path`
+/// name the checkout and the package directory; prune is no resource step.
+fn task_only(var: &str) -> bool {
+    matches!(var, "GIT_REPO_PATH" | "PACKAGE_DIRECTORY") || var.starts_with("S3AM_PRUNE_")
+}
+
+/// One vocabulary, held to the code: every key of the README's `source` table is one `Source`
+/// takes and every key it takes is there (aliases in parentheses); every task variable the
+/// table names is one the command line reads (or the AWS SDK does), and every variable the
+/// command line reads has a `source` key unless it is task-only; the reference's table lists
+/// every variable with its flag and the default the command line has; and the transfer
+/// settings left out of `source` default to what the variables do. Renaming a setting on one
+/// side only fails here.
+#[test]
+fn the_documented_settings_are_the_ones_the_code_takes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let reference = std::fs::read_to_string(root.join("docs/reference.md")).unwrap();
+    let rows = table_after(&readme, "### `source`");
+    assert!(rows.len() > 10, "the source table: {rows:?}");
+    let documented: BTreeSet<String> = rows.iter().flat_map(|r| backticked(&r[0])).collect();
+    let taken = source_keys();
+    let undocumented: Vec<&String> = taken.difference(&documented).collect();
+    let unknown: Vec<&String> = documented.difference(&taken).collect();
+    assert!(
+        undocumented.is_empty() && unknown.is_empty(),
+        "source keys the README lacks: {undocumented:?}; README keys Source refuses: {unknown:?}"
+    );
+
+    let cli = cli_variables();
+    let named: BTreeSet<String> = rows
+        .iter()
+        .flat_map(|r| backticked(&r[3]))
+        .filter(|v| {
+            v.chars()
+                .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
+        })
+        .collect();
+    for v in &named {
+        assert!(
+            cli.contains_key(v) || SDK_VARIABLES.contains(&v.as_str()),
+            "the source table names {v}, which nothing reads"
+        );
+    }
+    for v in cli.keys().filter(|v| !task_only(v)) {
+        assert!(
+            named.contains(v),
+            "{v} has no source key in the README's table"
+        );
+    }
+
+    let vars = table_after(&reference, "## Variables and flags");
+    let mut listed = BTreeSet::new();
+    for row in &vars {
+        let (names, flags) = (backticked(&row[0]), backticked(&row[1]));
+        for (i, v) in names.iter().enumerate() {
+            listed.insert(v.clone());
+            let Some((flag, default)) = cli.get(v) else {
+                continue;
+            };
+            assert_eq!(
+                flags.get(i),
+                Some(flag),
+                "{v}: the reference gives another flag"
+            );
+            match default.as_deref().filter(|_| names.len() == 1) {
+                None => {}
+                // An empty default reads as "empty" (or "unset") in the table.
+                Some("") => assert!(
+                    row[2].starts_with("empty") || row[2].starts_with("unset"),
+                    "{v}: the command line's default is empty, the reference says {}",
+                    row[2]
+                ),
+                Some(d) => assert_eq!(
+                    backticked(&row[2]).first().map(String::as_str),
+                    Some(d),
+                    "{v}: the reference gives another default than the command line's"
+                ),
+            }
+        }
+    }
+    for v in cli.keys() {
+        assert!(listed.contains(v), "{v} is missing from docs/reference.md");
+    }
+
+    // The transfer settings: `source` without them is `source` with the variables' defaults.
+    let mut with_defaults = serde_json::json!({"bucket": "assets"});
+    for (key, var) in [
+        ("concurrency", "S3AM_CONCURRENCY"),
+        ("multipart_threshold", "S3AM_MULTIPART_THRESHOLD"),
+        ("part_size", "S3AM_PART_SIZE"),
+        ("copy_multipart_threshold", "S3AM_COPY_MULTIPART_THRESHOLD"),
+        ("copy_part_size", "S3AM_COPY_PART_SIZE"),
+        ("timeout", "S3AM_TIMEOUT"),
+    ] {
+        let default = cli[var]
+            .1
+            .clone()
+            .unwrap_or_else(|| panic!("{var} has no default"));
+        with_defaults[key] = Value::String(default);
+    }
+    let tuning = |v: Value| {
+        let s: Source = serde_json::from_value(v).unwrap();
+        format!("{:?}", s.settings().unwrap().tuning)
+    };
+    assert_eq!(
+        tuning(serde_json::json!({"bucket": "assets"})),
+        tuning(with_defaults),
+        "source's transfer defaults differ from the variables'"
+    );
+}
