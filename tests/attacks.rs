@@ -1,7 +1,7 @@
 //! A bucket writer without the signing key gains nothing: each attack of the security review,
 //! performed the way a writer with `artifacts/`, `cache/` and `index/` access would (objects
 //! first, then the manifest and its signature), against the built binaries, and the refusal
-//! the README documents. Every test runs on a `file://` bucket and on the S3 server the test
+//! docs/security.md documents. Every test runs on a `file://` bucket and on the S3 server the test
 //! script started (Garage or SeaweedFS).
 
 mod common;

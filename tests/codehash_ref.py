@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An independent implementation of code hash v1, written from the README's spec only.
+"""An independent implementation of code hash v1, written from docs/code-hash-v1.md only.
 
 Usage: codehash_ref.py [--list] [--salt SALT] REPO PATTERN...
 

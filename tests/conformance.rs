@@ -46,7 +46,7 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 
 /// Conditional writes: enforced by `file://` and SeaweedFS, ignored by Garage 2.5 (which
 /// writes anyway). `enforced` says which, so a Garage that starts enforcing them fails here
-/// and the README's store notes get updated.
+/// and the notes in docs/stores.md get updated.
 async fn conditional_puts(s: &dyn Store, enforced: bool) {
     // Fresh keys: the S3 suite runs twice on one bucket.
     let key = &format!("cond/{}", common::unique_name("m"));

@@ -4,6 +4,8 @@
 //! into `Source` (and validated), each `get` of it its `params` into `InParams`, and each
 //! `put` of it its `params` into `OutParams` and its `get_params` into `InParams`. YAML is
 //! converted to JSON first, so these are the same deserialisers the binaries use on stdin.
+//! Each example also names the image once, in one anchored `source` with a pinned tag, which
+//! the resource type and every task that runs the image share.
 //!
 //! A whole-value `((var))` reads as a string here; the examples use them for strings only, and
 //! in `signing_key` and `trusted_keys` it stands for a real key of that kind.
@@ -461,8 +463,147 @@ fn check_text(text: &str) -> Checked {
     }
 }
 
-#[test]
-fn every_example_pipeline_parses_with_the_resource_types() {
+/// Where a `repository:` in the pipeline's text names this project's image: (line number,
+/// line). Read from the text, because parsing resolves aliases and so hides how often the
+/// image is written out.
+fn image_lines(text: &str) -> Vec<(usize, &str)> {
+    let names_ours = |line: &str| {
+        line.split("repository:").skip(1).any(|rest| {
+            let value = rest.trim_start();
+            let value = value
+                .split(|c: char| c == ',' || c == '}' || c == '#' || c.is_whitespace())
+                .next()
+                .unwrap_or("")
+                .trim_matches(|c: char| c == '"' || c == '\'');
+            image_name(value) == IMAGE_NAME
+        })
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim_start().starts_with('#') && names_ours(l))
+        .map(|(i, l)| (i + 1, l))
+        .collect()
+}
+
+/// The anchor a line defines (`source: &s3am {...}` gives `s3am`), if any.
+fn anchor_on(line: &str) -> Option<&str> {
+    let at = line.find('&')?;
+    let name = line[at + 1..]
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .next()?;
+    (!name.is_empty()).then_some(name)
+}
+
+/// Every registry-image `source` that names this project's image, with where it is: the
+/// resource types, resources and every task's `image_resource`, after aliases are resolved.
+fn image_sources(pipeline: &Value) -> (Vec<(String, Value)>, Vec<String>) {
+    fn ours(source: Option<&Value>) -> Option<&Value> {
+        source.filter(|s| {
+            s.get("repository")
+                .and_then(Value::as_str)
+                .is_some_and(|r| image_name(r) == IMAGE_NAME)
+        })
+    }
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for (list, kind) in [
+        ("resource_types", "resource_types"),
+        ("resources", "resources"),
+    ] {
+        for r in array(pipeline.get(list)) {
+            if let Some(s) = ours(r.get("source")) {
+                let name = str_at(r, "name").unwrap_or("?");
+                found.push((format!("{kind}.{name}.source"), s.clone()));
+            }
+        }
+    }
+    let mut steps = Vec::new();
+    for job in array(pipeline.get("jobs")) {
+        let name = str_at(job, "name").unwrap_or("?");
+        collect_list(
+            job.get("plan").unwrap_or(&Value::Null),
+            &format!("jobs.{name}.plan"),
+            name,
+            &mut steps,
+            &mut errors,
+        );
+    }
+    for s in steps.iter().filter(|s| s.task) {
+        let config = s.step.get("config");
+        let image = config.and_then(|c| c.get("image_resource"));
+        let source = ours(image.and_then(|i| i.get("source")));
+        if let Some(source) = source {
+            found.push((format!("{}: image_resource.source", s.at), source.clone()));
+        }
+        let entrypoint = config
+            .and_then(|c| c.get("run"))
+            .and_then(|r| str_at(r, "path"))
+            .is_some_and(|p| ENTRYPOINTS.iter().any(|(e, _)| *e == p));
+        if entrypoint && source.is_none() {
+            errors.push(format!(
+                "{}: runs one of the image's entrypoints, so its config needs `image_resource: {{type: registry-image, source: *ANCHOR}}`",
+                s.at
+            ));
+        }
+    }
+    (found, errors)
+}
+
+/// The image is named once, in one anchored `source`, with a pinned tag (not `latest`, not
+/// missing), and every resource type and task that runs it uses that same source.
+fn image_pin_errors(text: &str) -> Vec<String> {
+    let mut errors = Vec::new();
+    let lines = image_lines(text);
+    match lines.as_slice() {
+        [(n, line)] => {
+            if anchor_on(line).is_none() {
+                errors.push(format!(
+                    "line {n}: the {IMAGE_NAME} image is named without an anchor: write `source: &s3am {{repository: ..., tag: \"...\"}}` and use `*s3am` elsewhere"
+                ));
+            }
+        }
+        [] => errors.push(format!("no `repository:` names the {IMAGE_NAME} image")),
+        many => errors.push(format!(
+            "the {IMAGE_NAME} image is named {} times (lines {}): name it once, anchored, and use the alias elsewhere",
+            many.len(),
+            many.iter()
+                .map(|(n, _)| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+    let pipeline = match load(text) {
+        Ok(p) => p,
+        Err(e) => return vec![e],
+    };
+    let (sources, walk_errors) = image_sources(&pipeline);
+    errors.extend(walk_errors);
+    if !sources
+        .iter()
+        .any(|(at, _)| at.starts_with("resource_types."))
+    {
+        errors.push(format!("no resource type runs the {IMAGE_NAME} image"));
+    }
+    for (at, source) in &sources {
+        match source.get("tag").and_then(Value::as_str) {
+            None | Some("") => errors.push(format!("{at}: the image's tag is missing: pin one")),
+            Some("latest") => errors.push(format!("{at}: the image's tag is `latest`: pin one")),
+            Some(_) => {}
+        }
+    }
+    if let Some((first_at, first)) = sources.first() {
+        for (at, source) in &sources[1..] {
+            if source != first {
+                errors.push(format!(
+                    "{at}: {source} is not the image {first_at} names, {first}"
+                ));
+            }
+        }
+    }
+    errors
+}
+
+fn example_files() -> Vec<PathBuf> {
     let dir = examples_dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
@@ -471,9 +612,91 @@ fn every_example_pipeline_parses_with_the_resource_types() {
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no pipelines in {}", dir.display());
+    files
+}
 
+#[test]
+fn every_example_pins_one_image_through_one_anchor() {
     let mut failures = Vec::new();
-    for file in &files {
+    let mut tags = BTreeSet::new();
+    for file in example_files() {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let text =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("cannot read {name}: {e}"));
+        failures.extend(
+            image_pin_errors(&text)
+                .iter()
+                .map(|e| format!("{name}: {e}")),
+        );
+        if let Ok(pipeline) = load(&text) {
+            for (_, source) in image_sources(&pipeline).0 {
+                tags.insert(
+                    source
+                        .get("tag")
+                        .cloned()
+                        .unwrap_or(Value::Null)
+                        .to_string(),
+                );
+            }
+        }
+    }
+    if tags.len() > 1 {
+        failures.push(format!("the examples pin different tags: {tags:?}"));
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn a_second_tag_or_an_unpinned_image_fails() {
+    let good = "resource_types:
+- {name: am, type: registry-image, source: &s3am {repository: example/s3-asset-manager, tag: \"1.2.0\"}}
+jobs:
+- name: prune
+  plan:
+  - task: prune
+    config:
+      platform: linux
+      image_resource: {type: registry-image, source: *s3am}
+      run: {path: prune}
+";
+    assert_eq!(image_pin_errors(good), Vec::<String>::new());
+    let cases = [
+        // (what replaces `*s3am` or the anchored source, text the error must contain)
+        (
+            good.replace(
+                "source: *s3am",
+                "source: {repository: example/s3-asset-manager, tag: \"1.1.0\"}",
+            ),
+            "named 2 times",
+        ),
+        (
+            good.replace(
+                "image_resource: {type: registry-image, source: *s3am}",
+                "image_resource: {type: registry-image, source: {repository: node}}",
+            ),
+            "needs `image_resource",
+        ),
+        (good.replace(", tag: \"1.2.0\"", ""), "tag is missing"),
+        (good.replace("\"1.2.0\"", "latest"), "`latest`"),
+        (
+            good.replace("&s3am ", "")
+                .replace("*s3am", "{repository: x/other}"),
+            "without an anchor",
+        ),
+    ];
+    for (text, needle) in cases {
+        let errors = image_pin_errors(&text);
+        assert!(
+            errors.iter().any(|e| e.contains(needle)),
+            "expected an error containing {needle:?} for\n{text}\ngot {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn every_example_pipeline_parses_with_the_resource_types() {
+    let mut failures = Vec::new();
+    for file in &example_files() {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         let text =
             std::fs::read_to_string(file).unwrap_or_else(|e| panic!("cannot read {name}: {e}"));
@@ -630,4 +853,189 @@ jobs:
     let checked = check_text(text);
     assert!(checked.errors.is_empty(), "{:?}", checked.errors);
     assert_eq!((checked.resources, checked.blocks), (2, 4));
+}
+
+// The docs held to the code: the README's `source` table and the reference's variables table
+// name what `Source` and the command line take, with the same defaults.
+
+/// The rows (cells, trimmed) of the first Markdown table after the line `heading`.
+fn table_after(text: &str, heading: &str) -> Vec<Vec<String>> {
+    let start = text
+        .lines()
+        .position(|l| l.trim() == heading)
+        .unwrap_or_else(|| panic!("no heading {heading:?}"));
+    text.lines()
+        .skip(start + 1)
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| {
+            l.trim_matches('|')
+                .split(" | ")
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// Every `backticked` name in a cell.
+fn backticked(cell: &str) -> Vec<String> {
+    cell.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The keys `Source` takes, as serde lists them when it meets one it does not know.
+fn source_keys() -> BTreeSet<String> {
+    let e = serde_json::from_value::<Source>(serde_json::json!({"bucket": "b", "zz_unknown": 1}))
+        .unwrap_err()
+        .to_string();
+    let list = e
+        .split("expected one of ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("serde's message changed: {e}"));
+    backticked(list).into_iter().collect()
+}
+
+/// Every variable the command line reads, with its flag and default, over all commands.
+fn cli_variables() -> BTreeMap<String, (String, Option<String>)> {
+    use clap::CommandFactory;
+    let mut out = BTreeMap::new();
+    let cli = s3_asset_manager::cli::Cli::command();
+    for sub in cli.get_subcommands() {
+        for a in sub.get_arguments() {
+            let Some(env) = a.get_env() else { continue };
+            let flag = a.get_long().map(|l| format!("--{l}")).unwrap_or_default();
+            let default = a
+                .get_default_values()
+                .first()
+                .map(|v| v.to_string_lossy().into_owned());
+            out.insert(env.to_string_lossy().into_owned(), (flag, default));
+        }
+    }
+    out
+}
+
+/// Variables the AWS SDK reads itself (no flag of ours).
+const SDK_VARIABLES: [&str; 6] = [
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_CA_BUNDLE",
+];
+
+/// Task variables with no `source` key, and why: the put's `params.repo` and `params.path`
+/// name the checkout and the package directory; prune is no resource step.
+fn task_only(var: &str) -> bool {
+    matches!(var, "GIT_REPO_PATH" | "PACKAGE_DIRECTORY") || var.starts_with("S3AM_PRUNE_")
+}
+
+/// One vocabulary, held to the code: every key of the README's `source` table is one `Source`
+/// takes and every key it takes is there (aliases in parentheses); every task variable the
+/// table names is one the command line reads (or the AWS SDK does), and every variable the
+/// command line reads has a `source` key unless it is task-only; the reference's table lists
+/// every variable with its flag and the default the command line has; and the transfer
+/// settings left out of `source` default to what the variables do. Renaming a setting on one
+/// side only fails here.
+#[test]
+fn the_documented_settings_are_the_ones_the_code_takes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let reference = std::fs::read_to_string(root.join("docs/reference.md")).unwrap();
+    let rows = table_after(&readme, "### `source`");
+    assert!(rows.len() > 10, "the source table: {rows:?}");
+    let documented: BTreeSet<String> = rows.iter().flat_map(|r| backticked(&r[0])).collect();
+    let taken = source_keys();
+    let undocumented: Vec<&String> = taken.difference(&documented).collect();
+    let unknown: Vec<&String> = documented.difference(&taken).collect();
+    assert!(
+        undocumented.is_empty() && unknown.is_empty(),
+        "source keys the README lacks: {undocumented:?}; README keys Source refuses: {unknown:?}"
+    );
+
+    let cli = cli_variables();
+    let named: BTreeSet<String> = rows
+        .iter()
+        .flat_map(|r| backticked(&r[3]))
+        .filter(|v| {
+            v.chars()
+                .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
+        })
+        .collect();
+    for v in &named {
+        assert!(
+            cli.contains_key(v) || SDK_VARIABLES.contains(&v.as_str()),
+            "the source table names {v}, which nothing reads"
+        );
+    }
+    for v in cli.keys().filter(|v| !task_only(v)) {
+        assert!(
+            named.contains(v),
+            "{v} has no source key in the README's table"
+        );
+    }
+
+    let vars = table_after(&reference, "## Variables and flags");
+    let mut listed = BTreeSet::new();
+    for row in &vars {
+        let (names, flags) = (backticked(&row[0]), backticked(&row[1]));
+        for (i, v) in names.iter().enumerate() {
+            listed.insert(v.clone());
+            let Some((flag, default)) = cli.get(v) else {
+                continue;
+            };
+            assert_eq!(
+                flags.get(i),
+                Some(flag),
+                "{v}: the reference gives another flag"
+            );
+            match default.as_deref().filter(|_| names.len() == 1) {
+                None => {}
+                // An empty default reads as "empty" (or "unset") in the table.
+                Some("") => assert!(
+                    row[2].starts_with("empty") || row[2].starts_with("unset"),
+                    "{v}: the command line's default is empty, the reference says {}",
+                    row[2]
+                ),
+                Some(d) => assert_eq!(
+                    backticked(&row[2]).first().map(String::as_str),
+                    Some(d),
+                    "{v}: the reference gives another default than the command line's"
+                ),
+            }
+        }
+    }
+    for v in cli.keys() {
+        assert!(listed.contains(v), "{v} is missing from docs/reference.md");
+    }
+
+    // The transfer settings: `source` without them is `source` with the variables' defaults.
+    let mut with_defaults = serde_json::json!({"bucket": "assets"});
+    for (key, var) in [
+        ("concurrency", "S3AM_CONCURRENCY"),
+        ("multipart_threshold", "S3AM_MULTIPART_THRESHOLD"),
+        ("part_size", "S3AM_PART_SIZE"),
+        ("copy_multipart_threshold", "S3AM_COPY_MULTIPART_THRESHOLD"),
+        ("copy_part_size", "S3AM_COPY_PART_SIZE"),
+        ("timeout", "S3AM_TIMEOUT"),
+    ] {
+        let default = cli[var]
+            .1
+            .clone()
+            .unwrap_or_else(|| panic!("{var} has no default"));
+        with_defaults[key] = Value::String(default);
+    }
+    let tuning = |v: Value| {
+        let s: Source = serde_json::from_value(v).unwrap();
+        format!("{:?}", s.settings().unwrap().tuning)
+    };
+    assert_eq!(
+        tuning(serde_json::json!({"bucket": "assets"})),
+        tuning(with_defaults),
+        "source's transfer defaults differ from the variables'"
+    );
 }

@@ -218,7 +218,7 @@ fn check_cost_does_not_grow_with_history() {
         );
         assert!(
             requests == 2,
-            "{requests} requests with 10,000 sets (README: 2 when nothing is new): {}",
+            "{requests} requests with 10,000 sets (docs/bucket-layout.md: 2 when nothing is new): {}",
             r.stderr
         );
     }
@@ -606,4 +606,95 @@ fn the_code_hash_salt_starts_a_fresh_cache() {
     let r = response(&f.lookup(&f.source()));
     assert_eq!(meta(&r, "outcome"), "restored");
     assert_eq!(meta(&r, "code_hash"), unsalted);
+}
+
+/// `check` on `source`, in a fresh directory: the run.
+fn check_with(source: Value) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    resource("check", dir.path(), &json!({ "source": source }))
+}
+
+/// One vocabulary: `source` takes each task variable's name (`S3AM_PATH_STYLE` is
+/// `path_style`), concourse/s3-resource's names as aliases, the transfer settings (errors name
+/// the key), `s3://name/prefix` in `bucket`, s3-resource's `enable_aws_creds_provider` and
+/// `disable_ssl` (a bare endpoint host is https, or http with `disable_ssl`), and refuses
+/// `skip_ssl_verification` pointing to `ca_bundle`.
+#[test]
+fn source_takes_the_task_variables_names_and_s3_resources() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let file = format!("file://{}", bucket.display());
+    let ok = |extra: Value| {
+        let mut s = json!({ "bucket": file });
+        for (k, v) in extra.as_object().unwrap() {
+            s[k] = v.clone();
+        }
+        let r = check_with(s);
+        r.ok();
+        assert_eq!(r.stdout.trim(), "[]", "{extra}: {}", r.stderr);
+    };
+    let fails = |extra: Value, needle: &str| {
+        let mut s = json!({ "bucket": file });
+        for (k, v) in extra.as_object().unwrap() {
+            s[k] = v.clone();
+        }
+        check_with(s).fails(1, needle);
+    };
+    ok(json!({"path_style": true, "skip_checksums": true, "sse": "AES256", "role": ""}));
+    ok(
+        json!({"use_path_style": true, "skip_s3_checksums": true, "server_side_encryption": "AES256",
+              "region_name": "eu-west-1", "aws_role_arn": ""}),
+    );
+    ok(
+        json!({"concurrency": 8, "multipart_threshold": "32M", "part_size": "8M",
+              "copy_multipart_threshold": "2G", "copy_part_size": 536870912, "timeout": "30"}),
+    );
+    ok(
+        json!({"enable_aws_creds_provider": true, "disable_ssl": false, "skip_ssl_verification": false}),
+    );
+    fails(
+        json!({"path_style": true, "use_path_style": true}),
+        "duplicate field",
+    );
+    fails(
+        json!({"part_size": "lots"}),
+        "invalid value \"lots\" for source.part_size",
+    );
+    fails(json!({"concurrency": "many"}), "for source.concurrency");
+    fails(json!({"timeout": "soon"}), "for source.timeout");
+    fails(
+        json!({"copy_multipart_threshold": "6G"}),
+        "for source.copy_multipart_threshold",
+    );
+    fails(json!({"sse": "rot13"}), "for source.sse");
+    fails(json!({"skip_ssl_verification": true}), "source.ca_bundle");
+
+    let Some(g) = S3Server::get() else { return };
+    let name = g.new_bucket("vocab");
+    let host = g.endpoint.strip_prefix("http://").unwrap().to_string();
+    let base = json!({
+        "region": g.region, "path_style": true,
+        "access_key_id": g.access_key, "secret_access_key": g.secret_key,
+    });
+    let with = |extra: Value| {
+        let mut s = base.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            s[k] = v.clone();
+        }
+        s
+    };
+    // s3://name/prefix in `bucket`, and a bare host over plain http with `disable_ssl`.
+    let r = check_with(with(
+        json!({"bucket": format!("s3://{name}/team"), "endpoint": host, "disable_ssl": true}),
+    ));
+    r.ok();
+    assert_eq!(r.stdout.trim(), "[]", "{}", r.stderr);
+    let r = check_with(with(
+        json!({"bucket": format!("s3://{name}/team"), "prefix": "team", "endpoint": host, "disable_ssl": true}),
+    ));
+    r.fails(1, "the prefix is given twice");
+    // A bare host is https: this plain-http server cannot answer it.
+    let r = check_with(with(json!({"bucket": name, "endpoint": host})));
+    r.fails(1, &format!("https://{host}"));
 }

@@ -474,7 +474,7 @@ fn ssh_keygen_verifies_a_published_set_as_the_readme_shows() {
         return;
     };
     f.publish("good", Some(&f.main), &[]);
-    // README: download the manifest and the signature named by its SHA-256, then verify.
+    // docs/security.md: download the manifest and the signature named by its SHA-256, then verify.
     let manifest = f.g.get_bytes(&f.bucket, &f.key(".manifest.json"));
     assert!(!manifest.is_empty());
     let digest = hex::encode(Sha256::digest(&manifest));

@@ -4,7 +4,7 @@
 
 mod errors;
 mod manage;
-mod values;
+pub(crate) mod values;
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! Code hash v1: the cache key computed over the files that make up the assets.
 //!
-//! The byte layout is public (README, "Code hash"), and a second implementation under
+//! The byte layout is public (docs/code-hash-v1.md), and a second implementation under
 //! `tests/` must agree with this one, so change nothing here without a new version tag.
 
 use std::collections::BTreeMap;
@@ -32,7 +32,7 @@ impl Patterns {
         Self::new(s.split_whitespace())
     }
 
-    /// Parses one pattern per item, normalising each (see the README for the rules).
+    /// Parses one pattern per item, normalising each (see docs/code-hash-v1.md for the rules).
     pub fn new<I, S>(items: I) -> Result<Self>
     where
         I: IntoIterator<Item = S>,

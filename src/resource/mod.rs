@@ -90,24 +90,40 @@ impl<'de> Deserialize<'de> for PatternList {
     }
 }
 
-/// The resource's `source`; names follow concourse/s3-resource where they overlap.
+/// The resource's `source`. Each key is named as the task variable that sets the same thing
+/// (`S3AM_PATH_STYLE` is `path_style`); concourse/s3-resource's names for the same things
+/// (`use_path_style`, `skip_s3_checksums`, `server_side_encryption`, `region_name`,
+/// `aws_role_arn`) are taken as aliases, and its `enable_aws_creds_provider` and `disable_ssl`
+/// as what they mean here.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
-    /// The bucket name, or `file:///abs/dir`.
+    /// The bucket name, `s3://name/prefix`, or `file:///abs/dir`.
     pub bucket: String,
     /// A key prefix inside the bucket.
     #[serde(default)]
     pub prefix: Option<String>,
     /// The region.
-    #[serde(default)]
-    pub region_name: Option<String>,
-    /// A custom endpoint URL.
+    #[serde(default, alias = "region_name")]
+    pub region: Option<String>,
+    /// A custom endpoint: a URL, or a bare host (`minio.example.com:9000`), taken as https
+    /// unless `disable_ssl`.
     #[serde(default)]
     pub endpoint: Option<String>,
-    /// Path-style addressing (MinIO, Garage, Ceph).
+    /// s3-resource's: a bare `endpoint` host is reached over plain http.
     #[serde(default)]
-    pub use_path_style: bool,
+    pub disable_ssl: bool,
+    /// s3-resource's: the worker's own credentials (instance or task role) when no keys are
+    /// given. Always so here: the AWS SDK's default chain is used without keys.
+    #[serde(default)]
+    pub enable_aws_creds_provider: Option<bool>,
+    /// s3-resource's: refused when true (certificates are always verified; trust a private
+    /// CA with `ca_bundle`).
+    #[serde(default)]
+    pub skip_ssl_verification: bool,
+    /// Path-style addressing (MinIO, Garage, Ceph).
+    #[serde(default, alias = "use_path_style")]
+    pub path_style: bool,
     /// Explicit access key id; otherwise the default credential chain.
     #[serde(default)]
     pub access_key_id: Option<String>,
@@ -118,17 +134,17 @@ pub struct Source {
     #[serde(default)]
     pub session_token: Option<Secret>,
     /// A role to assume.
-    #[serde(default)]
-    pub aws_role_arn: Option<String>,
+    #[serde(default, alias = "aws_role_arn")]
+    pub role: Option<String>,
     /// `AES256` or `aws:kms`.
-    #[serde(default)]
-    pub server_side_encryption: Option<String>,
+    #[serde(default, alias = "server_side_encryption")]
+    pub sse: Option<String>,
     /// The KMS key for `aws:kms`.
     #[serde(default)]
     pub sse_kms_key_id: Option<String>,
     /// Skip the SDK's default checksums (stores that reject them).
-    #[serde(default)]
-    pub skip_s3_checksums: bool,
+    #[serde(default, alias = "skip_s3_checksums")]
+    pub skip_checksums: bool,
     /// The store refuses a PUT with `If-None-Match: *` to a key that exists.
     #[serde(default)]
     pub conditional_writes_enforced: bool,
@@ -153,6 +169,53 @@ pub struct Source {
     /// Public key lines (`ssh-ed25519 AAAA... comment`): only sets signed by one count.
     #[serde(default)]
     pub trusted_keys: Option<Vec<String>>,
+    /// The most files transferred at once (`S3AM_CONCURRENCY`).
+    #[serde(default)]
+    pub concurrency: Option<Text>,
+    /// Files at least this large upload multipart (`S3AM_MULTIPART_THRESHOLD`).
+    #[serde(default)]
+    pub multipart_threshold: Option<Text>,
+    /// The smallest part of a multipart upload (`S3AM_PART_SIZE`).
+    #[serde(default)]
+    pub part_size: Option<Text>,
+    /// Objects larger than this are copied in parts (`S3AM_COPY_MULTIPART_THRESHOLD`).
+    #[serde(default)]
+    pub copy_multipart_threshold: Option<Text>,
+    /// Part size for multipart copies (`S3AM_COPY_PART_SIZE`).
+    #[serde(default)]
+    pub copy_part_size: Option<Text>,
+    /// The longest one request may take, in seconds (`S3AM_TIMEOUT`).
+    #[serde(default)]
+    pub timeout: Option<Text>,
+}
+
+/// A setting written as a string or a number (`"16M"`, `256`), as its task variable's text.
+#[derive(Debug, Clone)]
+pub struct Text(pub String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Text;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Text, E> {
+                Ok(Text(s.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Text, E> {
+                Ok(Text(n.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Text, E> {
+                Ok(Text(n.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Text, E> {
+                Ok(Text(n.to_string()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// A version: one complete asset set.
@@ -353,6 +416,65 @@ impl Source {
         Ok(Keys { signing, trusted })
     }
 
+    /// The transfer settings, each as its task variable takes it; errors name the key.
+    fn tuning(&self) -> Result<Tuning> {
+        use crate::cli::values;
+        let d = Tuning::default();
+        fn get<T>(
+            key: &str,
+            v: &Option<Text>,
+            default: T,
+            parse: impl Fn(&str) -> std::result::Result<T, String>,
+        ) -> Result<T> {
+            match v {
+                None => Ok(default),
+                Some(Text(raw)) => {
+                    parse(raw).map_err(|why| invalid_value(&format!("source.{key}"), raw, &why))
+                }
+            }
+        }
+        Ok(Tuning {
+            concurrency: get(
+                "concurrency",
+                &self.concurrency,
+                d.concurrency,
+                values::parse_count,
+            )?,
+            multipart_threshold: get(
+                "multipart_threshold",
+                &self.multipart_threshold,
+                d.multipart_threshold,
+                values::parse_size,
+            )?,
+            part_size: get(
+                "part_size",
+                &self.part_size,
+                d.part_size,
+                values::parse_size,
+            )?,
+            copy_multipart_threshold: get(
+                "copy_multipart_threshold",
+                &self.copy_multipart_threshold,
+                d.copy_multipart_threshold,
+                values::parse_copy_size,
+            )?,
+            copy_part_size: get(
+                "copy_part_size",
+                &self.copy_part_size,
+                d.copy_part_size,
+                values::parse_size,
+            )?,
+            timeout: match &self.timeout {
+                None => d.timeout,
+                Some(Text(raw)) => std::time::Duration::from_secs(
+                    values::parse_seconds(raw)
+                        .map_err(|why| invalid_value("source.timeout", raw, &why))?
+                        .max(1),
+                ),
+            },
+        })
+    }
+
     /// Checks every setting that can be checked without the network.
     pub fn validate(&self) -> Result<()> {
         self.settings().map(drop)
@@ -363,29 +485,42 @@ impl Source {
         let cache = self.cache_mode()?;
         let keys = self.keys()?;
         let code_hash = self.code_hash_spec()?;
+        let tuning = self.tuning()?;
         let (bucket, url_prefix) = Bucket::parse(&self.bucket)?;
-        if !url_prefix.is_empty() {
-            return Err(Error::Config(
-                "source.bucket is a bucket name (or file:///abs/dir); put the key prefix in source.prefix".into(),
-            ));
-        }
-        let layout = Layout::new(self.prefix.as_deref().unwrap_or(""))?;
-        let sse = match &self.server_side_encryption {
-            Some(v) => store::parse_sse(v)
-                .map_err(|why| invalid_value("source.server_side_encryption", v, why))?,
+        let layout = match (self.prefix.as_deref(), url_prefix.is_empty()) {
+            (Some(p), true) => Layout::new(p)?,
+            (None, _) => Layout::new(&url_prefix)?,
+            (Some(_), false) => {
+                return Err(Error::Config(
+                    "the prefix is given twice, in source.bucket (s3://name/prefix) and in source.prefix: keep one".into(),
+                ))
+            }
+        };
+        let sse = match &self.sse {
+            Some(v) => store::parse_sse(v).map_err(|why| invalid_value("source.sse", v, why))?,
             None => None,
         };
+        if self.skip_ssl_verification {
+            return Err(Error::Config(
+                "source.skip_ssl_verification is not supported: certificates are always verified; give the endpoint's CA certificates (PEM) in source.ca_bundle".into(),
+            ));
+        }
         let nonempty = |s: &Option<String>| s.clone().filter(|v| !v.is_empty());
+        let endpoint = nonempty(&self.endpoint).map(|e| match e.contains("://") {
+            true => e,
+            false if self.disable_ssl => format!("http://{e}"),
+            false => format!("https://{e}"),
+        });
         let store = StoreConfig {
             bucket: Some(bucket),
-            endpoint: nonempty(&self.endpoint),
-            region: nonempty(&self.region_name),
-            path_style: self.use_path_style,
+            endpoint,
+            region: nonempty(&self.region),
+            path_style: self.path_style,
             access_key_id: nonempty(&self.access_key_id),
             secret_access_key: self.secret_access_key.as_ref().map(|s| s.0.clone()),
             session_token: self.session_token.as_ref().map(|s| s.0.clone()),
-            role_arn: nonempty(&self.aws_role_arn),
-            skip_checksums: self.skip_s3_checksums,
+            role_arn: nonempty(&self.role),
+            skip_checksums: self.skip_checksums,
             conditional_writes_enforced: self.conditional_writes_enforced,
             server_side_encryption: sse,
             sse_kms_key_id: nonempty(&self.sse_kms_key_id),
@@ -394,7 +529,7 @@ impl Source {
         Ok(Settings {
             store,
             layout,
-            tuning: Tuning::default(),
+            tuning,
             keys,
             cache,
             accept_legacy: self.accept_legacy,

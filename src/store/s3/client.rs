@@ -333,11 +333,21 @@ fn with_endpoint(mut loader: ConfigLoader, cfg: &StoreConfig) -> Result<ConfigLo
     let env_endpoint = std::env::var("AWS_ENDPOINT_URL")
         .ok()
         .filter(|v| !v.is_empty());
-    for ep in cfg.endpoint.iter().chain(env_endpoint.iter()) {
+    // A bare host (`minio.example.com:9000`) is https, as concourse/s3-resource takes it.
+    let url = |ep: &str| match ep.contains("://") {
+        true => ep.to_string(),
+        false => format!("https://{ep}"),
+    };
+    let configured = cfg.endpoint.as_deref().map(url);
+    let from_env = env_endpoint.as_deref().map(url);
+    for ep in configured.iter().chain(from_env.iter()) {
         check_endpoint(ep)?;
     }
-    if let Some(ep) = &cfg.endpoint {
-        loader = loader.endpoint_url(ep.clone());
+    match (configured, from_env, env_endpoint) {
+        (Some(ep), _, _) => loader = loader.endpoint_url(ep),
+        // The SDK reads the variable itself, but would refuse a bare host.
+        (None, Some(ep), Some(raw)) if ep != raw => loader = loader.endpoint_url(ep),
+        _ => {}
     }
     Ok(loader)
 }
