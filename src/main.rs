@@ -71,7 +71,7 @@ async fn run(command: Command, sources: Sources) -> Result<()> {
             let commit = match commit {
                 Some(c) => commit::parse_commit(&c).ok_or_else(|| {
                     Error::Config(format!(
-                        "--commit {} is not a full commit id: give all 40 hex digits",
+                        "--commit {} is not a full commit id: give all 40 hex digits (64 in a SHA-256 repository)",
                         clip(&c)
                     ))
                 })?,

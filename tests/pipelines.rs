@@ -315,6 +315,9 @@ fn check(pipeline: &Value) -> Checked {
     for s in steps.iter().filter(|s| s.task) {
         check_task(s, &mut checked);
     }
+    let put_to: BTreeSet<String> = (steps.iter().filter(|s| s.put))
+        .map(|s| s.resource.clone())
+        .collect();
     if checked.resources == 0 && !ours.is_empty() && checked.tasks == 0 {
         checked.errors.push(format!(
             "no resource has type {}",
@@ -365,6 +368,20 @@ fn check(pipeline: &Value) -> Checked {
             }
             if let Some(v) = s.step.get("version").filter(|v| v.is_object()) {
                 parse::<Version>(v, &format!("{}: version", s.at), &mut checked);
+            }
+            // A lookup `put` records its commit as a version before anything is built, and
+            // `check` then resumes from the latest set: a triggering get of a resource that a
+            // put writes needs `passed:`, or it would see unbuilt commits and miss sets
+            // completed in between. (A resource only read gets every set its check finds.)
+            let triggers = s.step.get("trigger").and_then(Value::as_bool) == Some(true);
+            if triggers
+                && put_to.contains(s.resource.as_str())
+                && array(s.step.get("passed")).is_empty()
+            {
+                checked.errors.push(format!(
+                    "{}: trigger: true without passed: (a lookup put's version has no set; take versions from the job that publishes them)",
+                    s.at
+                ));
             }
         }
     }
@@ -761,6 +778,11 @@ fn misspelled_or_missing_keys_fail_and_are_named() {
         ("{bucket: ci-assets}", "  - get: assets\n    version: {sha: abc}", "sha"),
         ("{bucket: ci-assets}", "  - get: assets\n    passed: [deploy]", "deploy"),
         ("{bucket: ci-assets}", "  - get: repo\n  - gett: assets", "gett"),
+        (
+            "{bucket: ci-assets}",
+            "  - get: assets\n    trigger: true\n  - get: repo\n  - put: assets\n    params: {repo: repo}",
+            "without passed:",
+        ),
     ];
     for (source, plan, needle) in cases {
         let checked = check_text(&pipeline(source, plan));

@@ -162,6 +162,33 @@ fn check_discovers_complete_sets_in_order() {
     assert_eq!(f.check(None), [c3]);
 }
 
+/// What `check` reports after a lookup `put` of a commit that has no set. Concourse saves
+/// the put's version, so the next `check` is given a version that names no set: it reports
+/// the latest set, and only that, so sets completed in between are no versions of their own.
+/// A job that must see every built set takes them with `passed: [build]` (the build job's
+/// publishing put emits each), as the examples' deploy jobs do (`tests/pipelines.rs` holds a
+/// triggering get to that).
+#[test]
+fn check_after_a_lookup_of_an_unbuilt_commit_reports_the_latest_set() {
+    let Some(f) = Fixture::new("chk-lookup") else {
+        return;
+    };
+    let c1 = f.publish_new(1);
+    f.repo.write("src/handler.py", "not built yet\n");
+    let unbuilt = f.repo.commit("unbuilt");
+    let r = response(&f.lookup(&f.source()));
+    assert_eq!(meta(&r, "outcome"), "missing");
+    assert_eq!(r["version"]["commit"], unbuilt.as_str());
+    assert_eq!(f.check(Some(&unbuilt)), std::slice::from_ref(&c1));
+    f.publish_new(2);
+    let c3 = f.publish_new(3);
+    assert_eq!(
+        f.check(Some(&unbuilt)),
+        std::slice::from_ref(&c3),
+        "the latest only: the set completed in between is not reported"
+    );
+}
+
 #[test]
 fn check_cost_does_not_grow_with_history() {
     let Some(f) = Fixture::new("many") else {

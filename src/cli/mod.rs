@@ -71,7 +71,7 @@ pub enum Command {
     },
     /// Download a complete asset set and verify every file against its manifest.
     Fetch {
-        /// The commit whose set to fetch (default: HEAD of --repo).
+        /// The commit whose set to fetch, all 40 or 64 hex digits (default: HEAD of --repo).
         #[arg(long)]
         commit: Option<String>,
         #[command(flatten)]
