@@ -6,12 +6,12 @@ use crate::error::{Error, Result};
 use crate::layout::SetLocation;
 use crate::log;
 use crate::manifest::{FileEntry, Manifest, Refused, MANIFEST_MAX};
+use crate::signing::{self, Verdict, SIGNATURE_MAX};
+use crate::store::ObjectInfo;
 
 /// Manifests up to this size are read by many at once; a larger one, one at a time
 /// ([`Engine::manifest_bytes`]). 256 KiB is a set of about 1,500 files.
 const MANIFEST_SMALL: u64 = 256 << 10;
-use crate::signing::{self, Verdict, SIGNATURE_MAX};
-use crate::store::ObjectInfo;
 
 /// A manifest read and judged: the set's state, and the trusted key that signed it.
 pub(super) struct ManifestRead {
