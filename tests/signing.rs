@@ -459,12 +459,18 @@ fn list_with_trusted_keys_names_signers_and_untrusted_sets() {
     assert!(row.starts_with("artifacts  complete"), "{}", r.stdout);
     assert!(row.trim_end().ends_with(&signer), "{}", r.stdout);
 
-    // Without keys the listing alone counts both as complete, and names no signer.
+    // Without keys the listing alone reads no manifest: both are unverified, no signer named;
+    // with --verify (and no keys to demand a signature) both are complete.
     let (n, signed, plain) = list(&[], &[]);
     assert_eq!(n, 2);
     for s in [signed.unwrap(), plain.unwrap()] {
-        assert_eq!(s["state"], json!("complete"), "{s}");
+        assert_eq!(s["state"], json!("unverified"), "{s}");
         assert_eq!(s["signer"], Value::Null, "{s}");
+    }
+    let (n, signed, plain) = list(&["--verify"], &[]);
+    assert_eq!(n, 2);
+    for s in [signed.unwrap(), plain.unwrap()] {
+        assert_eq!(s["state"], json!("complete"), "{s}");
     }
 }
 
