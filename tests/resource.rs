@@ -284,6 +284,15 @@ fn get_downloads_verifies_and_writes_markers() {
     );
     assert_eq!(meta(&r, "files"), "2");
     assert_eq!(meta(&r, "bytes"), "6");
+    // The metadata describes the set: where it is, when and by which build it was made.
+    let url = format!("s3://{}/artifacts/{c}/", f.bucket);
+    assert_eq!(meta(&r, "url"), url);
+    assert_eq!(meta(&out, "url"), url);
+    assert!(meta(&r, "created").ends_with('Z'), "{r}");
+    assert_eq!(
+        meta(&r, "build"),
+        "https://ci.example.com/teams/main/pipelines/app/jobs/build/builds/42"
+    );
 
     // skip_download: markers only.
     response(&f.get("get2", &c, json!({"skip_download": true})));

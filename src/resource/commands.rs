@@ -10,10 +10,12 @@ use super::{parse_request, CheckRequest, InRequest, MetadataField, OutRequest, R
 use crate::assets;
 use crate::commit;
 use crate::engine::{
-    found_report, refuse_damaged, refuse_invalid, refuse_untrusted, Outcome, Report, SetState,
+    found_report, refuse_damaged, refuse_invalid, refuse_untrusted, Engine, Outcome, Report,
+    SetState,
 };
 use crate::error::{clip, one_line, Error, Result};
 use crate::log;
+use crate::manifest::BuildIdentity;
 
 fn valid_commit(v: &Version) -> Result<String> {
     commit::parse_commit(&v.commit).ok_or_else(|| {
@@ -31,16 +33,58 @@ fn field(name: &str, value: impl ToString) -> MetadataField {
     }
 }
 
-fn metadata(r: &Report) -> Vec<MetadataField> {
+/// What the UI shows of a `get` or `put`: the set (its commit, code hash, place, and, where
+/// its manifest was read, when it was created and by which build), then what this step did.
+fn metadata(r: &Report, url: &str, manifest: Option<&SetFacts>) -> Vec<MetadataField> {
     let mut m = vec![field("commit", &r.commit)];
     if let Some(h) = &r.code_hash {
         m.push(field("code_hash", h));
+    }
+    m.push(field("url", url));
+    if let Some(manifest) = manifest {
+        m.push(field("created", &manifest.created));
+        if let Some(b) = manifest.build.as_ref().and_then(build_name) {
+            m.push(field("build", b));
+        }
     }
     m.push(field("outcome", r.outcome.as_str()));
     m.push(field("files", r.files));
     m.push(field("bytes", r.bytes));
     m.push(field("seconds", format!("{:.2}", r.seconds)));
     m
+}
+
+/// What a set's manifest says of it, kept for the metadata once the manifest is dropped.
+struct SetFacts {
+    created: String,
+    build: Option<BuildIdentity>,
+}
+
+/// The build that wrote a set, as Concourse names it (`team/pipeline/job #42`), or its page
+/// when the manifest has the external URL.
+fn build_name(b: &BuildIdentity) -> Option<String> {
+    let (team, pipeline, job, name) = (
+        b.team.as_deref()?,
+        b.pipeline.as_deref()?,
+        b.job.as_deref()?,
+        b.name.as_deref()?,
+    );
+    Some(match b.url.as_deref() {
+        Some(url) => format!(
+            "{}/teams/{team}/pipelines/{pipeline}/jobs/{job}/builds/{name}",
+            url.trim_end_matches('/')
+        ),
+        None => format!("{team}/{pipeline}/{job} #{name}"),
+    })
+}
+
+/// Where a commit's set is, as a URL (`s3://bucket/prefix/artifacts/<commit>/`).
+fn set_url(engine: &Engine, commit: &str) -> String {
+    format!(
+        "{}/{}",
+        engine.store().url(),
+        engine.layout().artifacts(commit).root()
+    )
 }
 
 /// Resolves a relative path param inside `base`, refusing anything that escapes it.
@@ -99,6 +143,13 @@ pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
             .await?
     } else {
         engine.set_state(&artifacts, settings.accept_legacy).await?
+    };
+    let facts = match &state {
+        SetState::Complete(m) => Some(SetFacts {
+            created: m.created.clone(),
+            build: m.build.clone(),
+        }),
+        _ => None,
     };
     let report = match state {
         SetState::Missing => {
@@ -165,9 +216,10 @@ pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
         assets::write_marker(dest, assets::FOUND_MARKER, "")?;
     }
     report.log_summary(engine.store().as_ref());
+    let facts = facts.filter(|_| report.outcome == Outcome::Found);
     Ok(Response {
+        metadata: metadata(&report, &set_url(&engine, &commit), facts.as_ref()),
         version: Version { commit },
-        metadata: metadata(&report),
     })
 }
 
@@ -191,8 +243,8 @@ pub async fn put(req: OutRequest, base: &Path) -> Result<Response> {
     };
     report.log_summary(engine.store().as_ref());
     Ok(Response {
+        metadata: metadata(&report, &set_url(&engine, &commit), None),
         version: Version { commit },
-        metadata: metadata(&report),
     })
 }
 
