@@ -525,6 +525,7 @@ impl Source {
             server_side_encryption: sse,
             sse_kms_key_id: nonempty(&self.sse_kms_key_id),
             ca_bundle: nonempty(&self.ca_bundle),
+            names: store::Names::Source,
         };
         Ok(Settings {
             store,

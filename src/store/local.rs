@@ -73,11 +73,17 @@ fn split(key: &str) -> Result<(&str, &str)> {
 impl LocalStore {
     /// Opens the directory `root`, which must exist.
     pub fn open(root: &Path) -> Result<Self> {
+        Self::open_named(root, super::Names::default())
+    }
+
+    /// [`LocalStore::open`], an error naming the setting in `names`' words.
+    pub fn open_named(root: &Path, names: super::Names) -> Result<Self> {
         if !root.is_dir() {
             return Err(Error::denied(format!(
-                "bucket directory {} does not exist: create it (mkdir -p {}) or fix PACKAGE_ASSETS_BUCKET",
+                "bucket directory {} does not exist: create it (mkdir -p {}) or fix {}",
                 root.display(),
-                root.display()
+                root.display(),
+                names.bucket()
             )));
         }
         let dir =

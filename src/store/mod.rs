@@ -322,6 +322,65 @@ pub struct StoreConfig {
     /// Extra CA certificates (PEM) to trust, for an endpoint with a private CA; `AWS_CA_BUNDLE`
     /// (a file) is read too.
     pub ca_bundle: Option<String>,
+    /// Which settings an error tells the user to fix: the task variables or `source` keys.
+    pub names: Names,
+}
+
+/// The settings an error names, in the words of the front end that runs: the tasks' and the
+/// command line's variables, or the resource's `source` keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Names {
+    /// `PACKAGE_ASSETS_BUCKET`, `AWS_ACCESS_KEY_ID`, `S3AM_TIMEOUT`, ...
+    #[default]
+    Variables,
+    /// `source.bucket`, `source.access_key_id`, `source.timeout`, ...
+    Source,
+}
+
+impl Names {
+    /// Where the bucket is set.
+    pub fn bucket(self) -> &'static str {
+        match self {
+            Names::Variables => "PACKAGE_ASSETS_BUCKET",
+            Names::Source => "source.bucket",
+        }
+    }
+
+    /// Where credentials are set.
+    pub fn credentials(self) -> &'static str {
+        match self {
+            Names::Variables => "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or AWS_WEB_IDENTITY_TOKEN_FILE",
+            Names::Source => "set source.access_key_id and source.secret_access_key",
+        }
+    }
+
+    /// Where the key id, secret and token are checked.
+    pub fn key_id(self) -> &'static str {
+        match self {
+            Names::Variables => {
+                "check AWS_ACCESS_KEY_ID / the secret key / the session token or profile"
+            }
+            Names::Source => {
+                "check source.access_key_id, source.secret_access_key and source.session_token"
+            }
+        }
+    }
+
+    /// Where the endpoint is set.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            Names::Variables => "AWS_ENDPOINT_URL / --endpoint",
+            Names::Source => "source.endpoint",
+        }
+    }
+
+    /// Where the request timeout is set.
+    pub fn timeout(self) -> &'static str {
+        match self {
+            Names::Variables => "S3AM_TIMEOUT",
+            Names::Source => "source.timeout",
+        }
+    }
 }
 
 impl std::fmt::Debug for StoreConfig {
@@ -435,7 +494,7 @@ pub async fn open(cfg: &StoreConfig, tuning: &Tuning) -> Result<Arc<dyn Store>> 
         None => Err(Error::Config(
             "no bucket given: set PACKAGE_ASSETS_BUCKET (or --bucket) to an S3 bucket name or file:///abs/dir".into(),
         )),
-        Some(Bucket::Local(dir)) => Ok(Arc::new(local::LocalStore::open(dir)?)),
+        Some(Bucket::Local(dir)) => Ok(Arc::new(local::LocalStore::open_named(dir, cfg.names)?)),
         Some(Bucket::S3(name)) => Ok(Arc::new(s3::S3Store::open(name, cfg, tuning).await?)),
     }
 }

@@ -39,26 +39,29 @@ impl S3Store {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let endpoint = &self.endpoint;
+        let (endpoint, names) = (&self.endpoint, self.names);
         ControlFlow::Continue(match err {
             SdkError::ServiceError(se) => {
                 return self.refused(what, se.raw().status().as_u16(), se.err(), err)
             }
             SdkError::TimeoutError(_) => {
                 return ControlFlow::Break(Error::Timeout(format!(
-                    "{what} timed out after {} s at {endpoint}: the store does not answer; check the endpoint, the network and HTTPS_PROXY, or raise S3AM_TIMEOUT",
-                    self.tuning.timeout.as_secs()
+                    "{what} timed out after {} s at {endpoint}: the store does not answer; check the endpoint, the network and HTTPS_PROXY, or raise {}",
+                    self.tuning.timeout.as_secs(),
+                    names.timeout()
                 )))
             }
             SdkError::DispatchFailure(_) if root_cause(err).contains("no credentials") => {
                 return ControlFlow::Break(Error::Config(format!(
-                    "no AWS credentials found while {what}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or AWS_WEB_IDENTITY_TOKEN_FILE, or run where an instance or task role is available"
+                    "no AWS credentials found while {what}: {}, or run where an instance or task role is available",
+                    names.credentials()
                 )))
             }
             SdkError::DispatchFailure(_) => (
                 format!(
-                    "cannot reach {endpoint} while {what} ({}): check the endpoint (AWS_ENDPOINT_URL / --endpoint), the network and HTTPS_PROXY/NO_PROXY",
-                    root_cause(err)
+                    "cannot reach {endpoint} while {what} ({}): check the endpoint ({}), the network and HTTPS_PROXY/NO_PROXY",
+                    root_cause(err),
+                    names.endpoint()
                 ),
                 Kind::Transient,
             ),
@@ -66,7 +69,8 @@ impl S3Store {
                 let text = one_line(&DisplayErrorContext(err).to_string());
                 if text.to_ascii_lowercase().contains("credential") {
                     return ControlFlow::Break(Error::Config(format!(
-                        "no usable AWS credentials while {what} ({text}): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where a role is available"
+                        "no usable AWS credentials while {what} ({text}): {}, or run where a role is available",
+                        names.credentials()
                     )));
                 }
                 (format!("{what} could not be sent: {text}"), Kind::Rejected)
@@ -92,8 +96,7 @@ impl S3Store {
         meta: &impl ProvideErrorMetadata,
         err: &(dyn std::error::Error + 'static),
     ) -> ControlFlow<Error, (String, Kind)> {
-        let bucket = &self.bucket;
-        let endpoint = &self.endpoint;
+        let (bucket, endpoint, names) = (&self.bucket, &self.endpoint, self.names);
         let denied = |message: String| {
             ControlFlow::Break(Error::Denied {
                 message,
@@ -104,12 +107,14 @@ impl S3Store {
         let msg = one_line(meta.message().unwrap_or(""));
         let credentials = || {
             denied(format!(
-                "{endpoint} rejected the credentials while {what} ({code}): check AWS_ACCESS_KEY_ID / the secret key / the session token or profile"
+                "{endpoint} rejected the credentials while {what} ({code}): {}",
+                names.key_id()
             ))
         };
         ControlFlow::Continue(match code {
             "NoSuchBucket" => return denied(format!(
-                "bucket {bucket:?} does not exist at {endpoint}: create it, or fix PACKAGE_ASSETS_BUCKET / the endpoint"
+                "bucket {bucket:?} does not exist at {endpoint}: create it, or fix {} / the endpoint",
+                names.bucket()
             )),
             "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken"
             | "InvalidToken" | "InvalidClientTokenId" => return credentials(),

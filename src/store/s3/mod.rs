@@ -47,6 +47,8 @@ pub struct S3Store {
     small: Client,
     bucket: String,
     endpoint: String,
+    /// Which settings its errors name.
+    names: crate::store::Names,
     checksums: bool,
     sse: sse::Sse,
     tuning: Tuning,
@@ -82,6 +84,7 @@ impl S3Store {
             client: s3,
             bucket: bucket.to_string(),
             endpoint,
+            names: cfg.names,
             checksums: !cfg.skip_checksums,
             sse: sse::Sse::new(
                 cfg.server_side_encryption.as_deref(),
