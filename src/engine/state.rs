@@ -129,7 +129,7 @@ impl Engine {
                 signer: None,
             }))
         };
-        let manifest = match Manifest::parse(&bytes, &key) {
+        let mut manifest = match Manifest::parse(&bytes, &key) {
             Ok(m) => Box::new(m),
             Err(Refused::Invalid(why)) => return invalid(why),
             // Not ours to judge, or to replace: stop and say so.
@@ -139,6 +139,7 @@ impl Engine {
         if let Err(why) = manifest.check_place(loc, self.keys.trusted.is_some()) {
             return invalid(why);
         }
+        manifest.signer = signer.clone();
         Ok(Some(ManifestRead {
             state: SetState::Complete(manifest),
             signer,

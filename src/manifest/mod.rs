@@ -74,6 +74,10 @@ pub struct Manifest {
     pub build: Option<BuildIdentity>,
     /// Every asset, sorted by path.
     pub files: Vec<FileEntry>,
+    /// The trusted key that signed it, when read with trusted keys set: the reader's finding,
+    /// never part of the JSON (a `signer` field there is ignored).
+    #[serde(skip)]
+    pub signer: Option<String>,
 }
 
 /// One asset in a manifest.
@@ -275,6 +279,7 @@ impl Manifest {
             completed_ms: None,
             build: BuildIdentity::from_env(),
             files,
+            signer: None,
         }
     }
 

@@ -46,6 +46,9 @@ fn metadata(r: &Report, url: &str, manifest: Option<&SetFacts>) -> Vec<MetadataF
         if let Some(b) = manifest.build.as_ref().and_then(build_name) {
             m.push(field("build", b));
         }
+        if let Some(signer) = &manifest.signer {
+            m.push(field("signer", signer));
+        }
     }
     m.push(field("outcome", r.outcome.as_str()));
     m.push(field("files", r.files));
@@ -58,6 +61,7 @@ fn metadata(r: &Report, url: &str, manifest: Option<&SetFacts>) -> Vec<MetadataF
 struct SetFacts {
     created: String,
     build: Option<BuildIdentity>,
+    signer: Option<String>,
 }
 
 /// The build that wrote a set, as Concourse names it (`team/pipeline/job #42`), or its page
@@ -148,6 +152,7 @@ pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
         SetState::Complete(m) => Some(SetFacts {
             created: m.created.clone(),
             build: m.build.clone(),
+            signer: m.signer.clone(),
         }),
         _ => None,
     };
