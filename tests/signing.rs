@@ -348,7 +348,9 @@ fn resource_source_keys_sign_and_verify() {
         .find(|m| m["name"] == "signer")
         .map(|m| m["value"].as_str().unwrap().to_string());
     assert!(
-        signer.as_deref().is_some_and(|s| s.starts_with(&f.main.fingerprint())),
+        signer
+            .as_deref()
+            .is_some_and(|s| s.starts_with(&f.main.fingerprint())),
         "{signer:?}: {}",
         r.stdout
     );
