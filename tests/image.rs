@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::bucket::{Bucket, Place};
-use common::{Env, Key, Repo, Run, Task};
+use common::{meta, response, Env, Key, Repo, Run, Task};
 use serde_json::{json, Value};
 
 /// The image under test.
@@ -77,25 +77,6 @@ impl Image {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
-}
-
-/// The JSON a resource printed on success.
-fn response(r: &Run) -> Value {
-    r.ok();
-    serde_json::from_str(&r.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", r.stdout))
-}
-
-/// One metadata value of a resource's response ("" when absent).
-fn meta(resp: &Value, name: &str) -> String {
-    resp["metadata"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|m| m["name"] == name)
-        .and_then(|m| m["value"].as_str())
-        .unwrap_or_default()
-        .to_string()
 }
 
 fn read(path: &Path) -> String {

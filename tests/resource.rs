@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{resource, Repo, Run, S3Server};
+use common::{meta, resource, response, Repo, Run, S3Server};
 use serde_json::{json, Value};
 
 struct Fixture {
@@ -108,22 +108,6 @@ impl Fixture {
         self.publish(&self.source()).ok();
         c
     }
-}
-
-fn response(r: &Run) -> Value {
-    r.ok();
-    serde_json::from_str(&r.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", r.stdout))
-}
-
-fn meta(resp: &Value, name: &str) -> String {
-    resp["metadata"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == name)
-        .map(|m| m["value"].as_str().unwrap().to_string())
-        .unwrap_or_default()
 }
 
 #[test]

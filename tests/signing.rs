@@ -340,17 +340,9 @@ fn resource_source_keys_sign_and_verify() {
     assert!(dir.join(".found").exists());
     assert_eq!(fetched(&dir).as_deref(), Some("from the resource"));
     // The get's metadata names the trusted key that signed the set.
-    let out: Value = serde_json::from_str(&r.stdout).unwrap();
-    let signer = out["metadata"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "signer")
-        .map(|m| m["value"].as_str().unwrap().to_string());
+    let signer = common::meta(&common::response(&r), "signer");
     assert!(
-        signer
-            .as_deref()
-            .is_some_and(|s| s.starts_with(&f.main.fingerprint())),
+        signer.starts_with(&f.main.fingerprint()),
         "{signer:?}: {}",
         r.stdout
     );

@@ -577,3 +577,22 @@ impl Key {
         std::fs::read(file.with_extension("sig")).unwrap()
     }
 }
+
+/// The JSON a resource printed on success.
+pub fn response(r: &Run) -> serde_json::Value {
+    r.ok();
+    serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", r.stdout))
+}
+
+/// One metadata value of a resource's response ("" when absent).
+pub fn meta(resp: &serde_json::Value, name: &str) -> String {
+    resp["metadata"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["name"] == name)
+        .and_then(|m| m["value"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
