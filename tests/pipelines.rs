@@ -1000,6 +1000,26 @@ fn the_documented_settings_are_the_ones_the_code_takes() {
             "{v} has no source key in the README's table"
         );
     }
+    // A key with one variable has that variable's default.
+    for row in &rows {
+        let vars = backticked(&row[3]);
+        let [var] = vars.as_slice() else { continue };
+        match cli.get(var).and_then(|(_, d)| d.as_deref()) {
+            None => {}
+            Some("") => assert!(
+                row[2].starts_with("empty") || row[2].starts_with("none"),
+                "{}: {var}'s default is empty, the README says {}",
+                row[0],
+                row[2]
+            ),
+            Some(d) => assert_eq!(
+                backticked(&row[2]).first().map(String::as_str),
+                Some(d),
+                "{}: the README gives another default than {var}'s",
+                row[0]
+            ),
+        }
+    }
 
     let vars = table_after(&reference, "## Variables and flags");
     let mut listed = BTreeSet::new();
