@@ -269,10 +269,47 @@ fn a_set_without_manifest_is_legacy() {
     assert!(r.stderr.contains("legacy"), "{}", r.stderr);
     let r = cli(&["check", "--accept-legacy"], &t.root, &t.env);
     r.ok();
+    // `check` removed the last run's `.found` first: this one wrote it again.
+    assert!(t.found(), "found with --accept-legacy: {}", r.stderr);
 }
 
+/// `.commit-hash` is there when the first S3 request arrives: the store is a listener that
+/// accepts a connection and never answers, and the marker is checked the moment it accepts,
+/// while `check` still waits for its answer. A run that fails still leaves it.
 #[test]
 fn commit_hash_is_written_before_any_s3_call() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut env = unreachable_env();
+    env.insert(
+        "AWS_ENDPOINT_URL".into(),
+        format!("http://{}", listener.local_addr().unwrap()),
+    );
+    env.insert("S3AM_TIMEOUT".into(), "5".into());
+    let t = task(env.clone());
+    let mut child = std::process::Command::new(common::CLI)
+        .arg("check")
+        .current_dir(&t.root)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &t.root)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(&env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (_held, _) = listener.accept().unwrap();
+    let marker = t.marker(".commit-hash");
+    let still_waiting = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(still_waiting, "check ended before the store answered");
+    assert_eq!(
+        marker.as_deref(),
+        Some(t.repo.head().as_str()),
+        "no .commit-hash when the first request arrived"
+    );
+
     let t = task(unreachable_env());
     let r = t.run(&["check"]);
     assert_ne!(r.code, 0);

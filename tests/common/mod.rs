@@ -585,14 +585,20 @@ pub fn response(r: &Run) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", r.stdout))
 }
 
-/// One metadata value of a resource's response ("" when absent).
+/// One metadata value of a resource's response; the test fails when it is absent (an empty
+/// default would let an assertion on it pass with the field gone).
 pub fn meta(resp: &serde_json::Value, name: &str) -> String {
+    meta_opt(resp, name)
+        .unwrap_or_else(|| panic!("the response has no metadata field {name:?}: {resp}"))
+}
+
+/// One metadata value of a resource's response, if it has that field.
+pub fn meta_opt(resp: &serde_json::Value, name: &str) -> Option<String> {
     resp["metadata"]
         .as_array()
         .into_iter()
         .flatten()
         .find(|m| m["name"] == name)
         .and_then(|m| m["value"].as_str())
-        .unwrap_or_default()
-        .to_string()
+        .map(str::to_string)
 }
