@@ -99,17 +99,24 @@ impl Engine {
     /// this place (its commit or code hash, and its prefix), whoever signed it.
     pub(super) async fn inspect_manifest(&self, loc: &SetLocation) -> Result<Option<ManifestRead>> {
         let key = loc.manifest_key();
-        let Some((bytes, _large)) = self.manifest_bytes(&key).await? else {
+        // A body cut off on the way is read again, as every transfer's is.
+        let read = super::retry::retried(
+            || format!("reading {key} again"),
+            || self.manifest_bytes(&key),
+        );
+        let Some((bytes, _large)) = read.await? else {
             return Ok(None);
         };
         let signer = match &self.keys.trusted {
             None => None,
             Some(trusted) => {
                 // The signature of exactly these bytes: never another manifest's.
-                let signature = self
-                    .store
-                    .get_bytes(&signing::signature_key(loc, &bytes), SIGNATURE_MAX)
-                    .await?;
+                let sig_key = signing::signature_key(loc, &bytes);
+                let signature = super::retry::retried(
+                    || format!("reading {sig_key} again"),
+                    || self.store.get_bytes(&sig_key, SIGNATURE_MAX),
+                )
+                .await?;
                 match trusted.verify(&bytes, signature.as_deref()) {
                     Verdict::Trusted(signer) => Some(signer),
                     Verdict::Untrusted(why) => {
