@@ -281,9 +281,16 @@ fn sigkill_at_random_points_never_leaves_a_complete_looking_set() {
         if trial == 0 {
             // Measure a whole upload first to spread the kill points over it.
             let started = Instant::now();
-            spawn_upload(&t.root, &env).wait().unwrap();
+            let status = spawn_upload(&t.root, &env).wait().unwrap();
             full = started.elapsed();
-            eprintln!("a whole upload takes {full:?}");
+            assert!(
+                status.success(),
+                "the uninterrupted upload failed: {status}"
+            );
+            std::fs::remove_file(t.packages().join(".found")).ok();
+            t.run(&["check"]).ok();
+            assert!(t.found(), "the uninterrupted upload left no complete set");
+            fetch_and_compare(&t, &files);
             continue;
         }
         let delay = full.mul_f64(trial as f64 / trials as f64);
