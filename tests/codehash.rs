@@ -277,5 +277,29 @@ fn agrees_with_the_independent_python_implementation() {
         let theirs = String::from_utf8(theirs.stdout).unwrap();
         assert!(ours.stdout.lines().count() > 1, "{filter}: matched nothing");
         assert_eq!(ours.stdout, theirs, "filter {filter:?} salt {salt:?}");
+        if filter.contains("linkdir") {
+            // The four links are hashed as links (type `l`, the target's length), each once,
+            // never followed: not `lib/`'s files, nor a dangling target's error.
+            for (link, target) in [
+                ("src/linkdir", "../lib"),
+                ("src/linkfile", "main.py"),
+                ("src/dangling", "/nonexistent/target"),
+                ("top-link", "src"),
+            ] {
+                let records: Vec<&str> = (ours.stdout.lines())
+                    .filter(|l| l.ends_with(&format!(" {link}")))
+                    .collect();
+                let want = format!("l {} ", target.len());
+                assert!(
+                    records.len() == 1 && records[0].starts_with(&want),
+                    "{link}: {records:?}"
+                );
+            }
+            assert!(
+                !ours.stdout.lines().any(|l| l.contains("linkdir/")),
+                "a linked directory was entered: {}",
+                ours.stdout
+            );
+        }
     }
 }
