@@ -789,7 +789,6 @@ fn a_permanent_refusal_is_sent_once_and_a_503_is_retried() {
         }),
         ..Faults::default()
     });
-    let started = Instant::now();
     let r = t.run(&["upload"]);
     assert_clean_failure(&r);
     assert!(
@@ -802,11 +801,6 @@ fn a_permanent_refusal_is_sent_once_and_a_503_is_retried() {
         !r.stderr.contains("again ("),
         "retried a refusal:\n{}",
         r.stderr
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
     );
 
     p.stats.heads.lock().unwrap().clear();
