@@ -226,6 +226,41 @@ fn transfers_survive_or_fail_cleanly_on_connection_resets() {
     fetch_and_compare(&t, &files);
 }
 
+/// A multipart upload whose completion the store carried out but whose answer was lost (the
+/// connection reset once the store had answered): the SDK sends the completion again, the
+/// store answers `NoSuchUpload` (the upload is now the object), and the upload still succeeds,
+/// since the object carries exactly this upload's metadata. It once failed the whole upload.
+#[test]
+fn a_completion_whose_answer_was_lost_still_completes_the_upload() {
+    let Some(g) = server(Needs::S3) else { return };
+    let bucket = g.new_bucket("lost");
+    let p = Proxy::start(
+        upstream(&g),
+        Faults {
+            lose_completions: 1,
+            ..Faults::default()
+        },
+    );
+    let t = task(&g, &bucket, &p.url());
+    t.run(&["check"]).ok();
+    // One file over the (small) multipart threshold, a few small ones.
+    let files = build(&t, 6, 1, "lost");
+    let up = t.run(&["upload"]);
+    assert_eq!(
+        p.stats
+            .resets_injected
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "no completion answer was lost: {}",
+        up.stderr
+    );
+    assert_eq!(up.code, 0, "the upload failed: {}", up.stderr);
+    t.reset_packages();
+    t.run(&["check"]).ok();
+    assert!(t.found(), "the set is not complete");
+    fetch_and_compare(&t, &files);
+}
+
 #[test]
 fn a_blackholed_endpoint_fails_within_the_timeout() {
     let Some(g) = server(Needs::S3) else { return };

@@ -43,6 +43,10 @@ pub struct Faults {
     pub delay_puts: Option<(String, Duration)>,
     /// Flip one byte in the middle of chosen GET responses' bodies, on the way to the tool.
     pub corrupt_gets: Option<GetCorruption>,
+    /// How many CompleteMultipartUpload requests (`POST ...uploadId=`) reach the store and
+    /// have their answer lost (the connection reset once the store has answered), the first
+    /// ones seen: the store completed the upload, the tool cannot know.
+    pub lose_completions: u32,
 }
 
 /// GET responses to corrupt: one byte, halfway through the body, as a faulty middlebox might.
@@ -463,6 +467,13 @@ fn serve(
         let Some(resp) = read_head(from_server)? else {
             return Ok(());
         };
+        if method == "POST"
+            && req.start.contains("uploadId=")
+            && take_one(&mut faults.lock().unwrap().lose_completions)
+        {
+            stats.resets_injected.fetch_add(1, Ordering::Relaxed);
+            return abort(&client, to_server);
+        }
         let status: u16 = resp
             .start
             .split(' ')

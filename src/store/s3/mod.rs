@@ -302,7 +302,7 @@ impl Store for S3Store {
         let parts = self
             .upload_parts(key, path, size, opts, &upload_id, checksum)
             .await;
-        self.finish_multipart(key, &upload_id, parts).await
+        self.finish_multipart(key, &upload_id, parts, opts).await
     }
 
     fn checksum_parts(&self, size: u64) -> Option<u64> {

@@ -90,7 +90,7 @@ impl S3Store {
             .copy_parts(src, dst, size, &upload_id, if_match.as_deref())
             .await;
         let parts = parts.map(|p| (p, None));
-        self.finish_multipart(dst, &upload_id, parts).await
+        self.finish_multipart(dst, &upload_id, parts, opts).await
     }
 
     pub(super) async fn create_multipart(
@@ -180,12 +180,18 @@ impl S3Store {
 
     /// Completes a multipart upload from its parts, with the whole object's CRC64/NVME when
     /// the parts carried theirs.
+    ///
+    /// A completion whose answer was lost (a connection reset after the store completed it)
+    /// is sent again by the SDK and answered `NoSuchUpload`: the upload is gone because it
+    /// became the object. When the object at `key` carries exactly the metadata this upload
+    /// was started with (this process's `publisher-id` among it), it is ours, and complete.
     pub(super) async fn complete_multipart(
         &self,
         key: &str,
         upload_id: &str,
         mut parts: Vec<CompletedPart>,
         full_crc64: Option<u64>,
+        opts: &PutOptions,
     ) -> Result<String> {
         parts.sort_by_key(|p| p.part_number());
         let out = self
@@ -202,9 +208,39 @@ impl S3Store {
             .set_checksum_crc64_nvme(full_crc64.map(crc64_header))
             .set_checksum_type(full_crc64.map(|_| ChecksumType::FullObject))
             .send()
-            .await
-            .map_err(|e| self.fail(&format!("completing the multipart upload of {key}"), e))?;
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchUpload") => {
+                match self.completed_as(key, opts).await {
+                    Some(etag) => return Ok(etag),
+                    None => {
+                        return Err(
+                            self.fail(&format!("completing the multipart upload of {key}"), e)
+                        )
+                    }
+                }
+            }
+            Err(e) => {
+                return Err(self.fail(&format!("completing the multipart upload of {key}"), e))
+            }
+        };
         Ok(out.e_tag().map(bare_etag).unwrap_or_default())
+    }
+
+    /// The entity tag of the object at `key` when it carries exactly the metadata of `opts`
+    /// (so this process wrote it with them); `None` otherwise, or when it cannot be read.
+    async fn completed_as(&self, key: &str, opts: &PutOptions) -> Option<String> {
+        let head = (self.client.head_object().bucket(&self.bucket).key(key))
+            .send()
+            .await
+            .ok()?;
+        let ours = Self::metadata(opts);
+        let theirs: std::collections::HashMap<String, String> = (head.metadata()?.iter())
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect();
+        (theirs == ours && ours.contains_key(crate::layout::meta::PUBLISHER))
+            .then(|| head.e_tag().map(bare_etag).unwrap_or_default())
     }
 
     /// Completes a multipart upload from its parts, or aborts it when the parts failed or
@@ -214,9 +250,13 @@ impl S3Store {
         key: &str,
         upload_id: &str,
         parts: Result<(Vec<CompletedPart>, Option<u64>)>,
+        opts: &PutOptions,
     ) -> Result<String> {
         let done = match parts {
-            Ok((parts, crc)) => self.complete_multipart(key, upload_id, parts, crc).await,
+            Ok((parts, crc)) => {
+                self.complete_multipart(key, upload_id, parts, crc, opts)
+                    .await
+            }
             Err(e) => Err(e),
         };
         if done.is_err() {
