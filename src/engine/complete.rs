@@ -401,12 +401,7 @@ impl Engine {
     async fn check_round(&self, c: &mut Completion<'_>, digest: &[u8; 32]) -> Result<Checked> {
         let loc = c.loc;
         let key = loc.manifest_key();
-        let read_current = || {
-            super::retry::retried(
-                || format!("reading {key} again"),
-                || self.store.get_bytes(&key, MANIFEST_MAX),
-            )
-        };
+        let read_current = || self.small_object(&key, MANIFEST_MAX);
         let (bad, early) = tokio::join!(self.overwritten(loc, &c.m.files), async {
             match self.keys.trusted.is_some() {
                 true => read_current().await.map(Some),

@@ -1,7 +1,7 @@
 //! Reading a set's state: its manifest (validated, bound to its place, and trusted where
 //! keys are set), its listing, and whether its objects still match the manifest.
 
-use super::{Engine, SetState};
+use super::{retry, Engine, SetState};
 use crate::error::{Error, Result};
 use crate::layout::SetLocation;
 use crate::log;
@@ -99,12 +99,7 @@ impl Engine {
     /// this place (its commit or code hash, and its prefix), whoever signed it.
     pub(super) async fn inspect_manifest(&self, loc: &SetLocation) -> Result<Option<ManifestRead>> {
         let key = loc.manifest_key();
-        // A body cut off on the way is read again, as every transfer's is.
-        let read = super::retry::retried(
-            || format!("reading {key} again"),
-            || self.manifest_bytes(&key),
-        );
-        let Some((bytes, _large)) = read.await? else {
+        let Some((bytes, _large)) = self.manifest_bytes(&key).await? else {
             return Ok(None);
         };
         let signer = match &self.keys.trusted {
@@ -112,11 +107,7 @@ impl Engine {
             Some(trusted) => {
                 // The signature of exactly these bytes: never another manifest's.
                 let sig_key = signing::signature_key(loc, &bytes);
-                let signature = super::retry::retried(
-                    || format!("reading {sig_key} again"),
-                    || self.store.get_bytes(&sig_key, SIGNATURE_MAX),
-                )
-                .await?;
+                let signature = self.small_object(&sig_key, SIGNATURE_MAX).await?;
                 match trusted.verify(&bytes, signature.as_deref()) {
                     Verdict::Trusted(signer) => Some(signer),
                     Verdict::Untrusted(why) => {
@@ -159,46 +150,85 @@ impl Engine {
     /// `prune`, 32 in the resource's `check`) thus hold at most 256 KiB each and one of up to
     /// 64 MiB, however many index entries or sets name large ones: forty 64 MiB manifests
     /// once took 1.9 GB. A large manifest whose guard is taken is read again once it is free,
-    /// instead of holding its connection idle meanwhile.
+    /// instead of holding its connection idle meanwhile. A body cut off on the way is read
+    /// again ([`Engine::body_retried`]).
     async fn manifest_bytes(
         &self,
         key: &str,
     ) -> Result<Option<(Vec<u8>, Option<tokio::sync::OwnedMutexGuard<()>>)>> {
-        use tokio::io::AsyncReadExt;
-        let failed = |e: std::io::Error| {
-            Error::transient(
+        self.body_retried(key, || async {
+            let Some(mut reader) = self.store.get(key, None).await? else {
+                return Ok(Ok(None));
+            };
+            let mut bytes = Vec::new();
+            if let Err(e) = read_up_to(&mut reader, MANIFEST_SMALL, &mut bytes).await {
+                return Ok(Err(e));
+            }
+            if bytes.len() as u64 <= MANIFEST_SMALL {
+                return Ok(Ok(Some((bytes, None))));
+            }
+            if let Ok(guard) = self.large_manifest.clone().try_lock_owned() {
+                return Ok(read_up_to(&mut reader, MANIFEST_MAX, &mut bytes)
+                    .await
+                    .map(|()| Some((bytes, Some(guard)))));
+            }
+            drop((reader, bytes));
+            let guard = self.large_manifest.clone().lock_owned().await;
+            let Some(mut reader) = self.store.get(key, None).await? else {
+                return Ok(Ok(None));
+            };
+            let mut bytes = Vec::new();
+            Ok(read_up_to(&mut reader, MANIFEST_MAX, &mut bytes)
+                .await
+                .map(|()| Some((bytes, Some(guard)))))
+        })
+        .await
+    }
+
+    /// A small object's bytes (up to `limit` and one more), as
+    /// [`crate::store::Store::get_bytes`] reads them, the body read again when cut off.
+    pub(super) async fn small_object(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        self.body_retried(key, || async {
+            let Some(mut reader) = self.store.get(key, None).await? else {
+                return Ok(Ok(None));
+            };
+            let mut bytes = Vec::new();
+            Ok(read_up_to(&mut reader, limit, &mut bytes)
+                .await
+                .map(|()| Some(bytes)))
+        })
+        .await
+    }
+
+    /// Runs `read`, a GET of `key` and the read of its body, again from the start while the
+    /// body is cut off on the way (its inner error), up to [`retry::BODY_ATTEMPTS`] times, as
+    /// every transfer is. A request that failed (its outer error) is not tried again: the
+    /// SDK has retried it already, and an unreachable store would take four times as long.
+    async fn body_retried<T, F, Fut>(&self, key: &str, mut read: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<std::io::Result<T>>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let e = match read().await? {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let e = Error::transient(
                 format!("reading {key} from {} failed: {e}", self.store.url()),
                 e,
-            )
-        };
-        let Some(mut reader) = self.store.get(key, None).await? else {
-            return Ok(None);
-        };
-        let mut bytes = Vec::new();
-        (&mut reader)
-            .take(MANIFEST_SMALL + 1)
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(failed)?;
-        if bytes.len() as u64 <= MANIFEST_SMALL {
-            return Ok(Some((bytes, None)));
+            );
+            if attempt >= retry::BODY_ATTEMPTS {
+                return Err(e);
+            }
+            log::warn(format!(
+                "{e}; reading it again ({attempt} of {})",
+                retry::BODY_ATTEMPTS
+            ));
+            tokio::time::sleep(retry::jitter(attempt)).await;
+            attempt += 1;
         }
-        if let Ok(guard) = self.large_manifest.clone().try_lock_owned() {
-            let rest = MANIFEST_MAX + 1 - bytes.len() as u64;
-            reader
-                .take(rest)
-                .read_to_end(&mut bytes)
-                .await
-                .map_err(failed)?;
-            return Ok(Some((bytes, Some(guard))));
-        }
-        drop((reader, bytes));
-        let guard = self.large_manifest.clone().lock_owned().await;
-        Ok(self
-            .store
-            .get_bytes(key, MANIFEST_MAX)
-            .await?
-            .map(|bytes| (bytes, Some(guard))))
     }
 
     /// The state of a set without a manifest, from its listing: missing, or (logged) an
@@ -486,4 +516,15 @@ impl<'a> PathIndex<'a> {
             }
         }
     }
+}
+
+/// Reads `reader` on into `bytes` until it holds `limit` bytes and one more, or the body ends.
+async fn read_up_to(
+    reader: &mut crate::store::Reader,
+    limit: u64,
+    bytes: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let rest = (limit + 1).saturating_sub(bytes.len() as u64);
+    reader.take(rest).read_to_end(bytes).await.map(drop)
 }
