@@ -17,7 +17,7 @@ use crate::signing;
 use crate::store::ObjectInfo;
 
 /// How many manifests a verifying listing reads at once (what they may hold in memory is
-/// bounded apart from this: [`super::ManifestBudget`]).
+/// bounded apart from this, one large manifest at a time: `Engine::manifest_bytes`).
 const MANIFESTS_IN_FLIGHT: usize = 64;
 
 /// A listing page: a prefix whose first page is full is listed again as one listing per next

@@ -506,10 +506,11 @@ impl Source {
             ));
         }
         let nonempty = |s: &Option<String>| s.clone().filter(|v| !v.is_empty());
+        // A bare host is https where the store opens (as for `--endpoint`), http here with
+        // s3-resource's `disable_ssl`.
         let endpoint = nonempty(&self.endpoint).map(|e| match e.contains("://") {
-            true => e,
             false if self.disable_ssl => format!("http://{e}"),
-            false => format!("https://{e}"),
+            _ => e,
         });
         let store = StoreConfig {
             bucket: Some(bucket),
