@@ -342,6 +342,26 @@ impl Manifest {
                 ));
             }
         }
+        // What names the build is shown to users (the resource's metadata): bounded and
+        // printable like the fields above.
+        if let Some(b) = &self.build {
+            for (name, value) in [
+                ("build.team", &b.team),
+                ("build.pipeline", &b.pipeline),
+                ("build.job", &b.job),
+                ("build.name", &b.name),
+                ("build.id", &b.id),
+                ("build.url", &b.url),
+            ] {
+                let Some(value) = value else { continue };
+                if value.len() > MAX_FIELD || value.chars().any(is_unprintable) {
+                    return Err(format!(
+                        "`{name}` {} is longer than {MAX_FIELD} bytes or not printable",
+                        clip(value)
+                    ));
+                }
+            }
+        }
         let mut seen = HashSet::with_capacity(self.files.len());
         let mut total: u64 = 0;
         for (i, f) in self.files.iter().enumerate() {

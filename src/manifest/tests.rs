@@ -316,3 +316,25 @@ fn a_files_sha256_is_64_lowercase_hex_digits() {
         assert!(Manifest::parse(broken.as_bytes(), "k").is_err(), "{bad}");
     }
 }
+
+/// The build a manifest names reaches the resource's metadata: each of its fields is bounded
+/// and printable, or the manifest is refused naming the field.
+#[test]
+fn a_build_field_that_is_too_long_or_unprintable_is_refused() {
+    let loc = Layout::new("").unwrap().artifacts(SHA1);
+    for (field, value) in [
+        ("url", "https://ci.example.com/\u{1b}[2J".to_string()),
+        ("pipeline", "p".repeat(MAX_FIELD + 1)),
+    ] {
+        let mut v: serde_json::Value = serde_json::from_slice(
+            &Manifest::new(&loc, SHA1, None, vec![entry("a.zip", 1)]).to_bytes(),
+        )
+        .unwrap();
+        v["build"] = serde_json::json!({ field: value });
+        let bytes = serde_json::to_vec(&v).unwrap();
+        let Err(Refused::Invalid(why)) = Manifest::parse(&bytes, "k") else {
+            panic!("build.{field} was taken");
+        };
+        assert!(why.contains(&format!("`build.{field}`")), "{why}");
+    }
+}
