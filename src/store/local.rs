@@ -192,30 +192,43 @@ impl LocalStore {
     /// Writes metadata, then moves `tmp` into place at `key`; returns the new entity tag.
     fn commit(&self, mut tmp: Tmp, key: &str, opts: &PutOptions) -> Result<String> {
         let json = serde_json::to_vec(&opts.metadata).expect("metadata serialises");
-        // A delete removes directories it empties: one that went between its creation and
-        // the rename is made again.
-        let mut tries = 0;
-        loop {
-            let (parent, name) = self.parent_of(key, true)?.expect("created");
-            let (meta, _) = self.meta_parent_of(key, true)?.expect("created");
-            parent.refuse_link(name)?;
-            meta.open_at(name, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)
-                .and_then(|mut f| f.write_all(&json))
-                .map_err(|e| meta.error("cannot write", name, e))?;
-            match tmp.dir.rename_at(&tmp.name, &parent, name) {
-                Ok(()) => {
-                    tmp.placed = true;
-                    let st = parent
-                        .stat_at(name)
-                        .map_err(|e| parent.error("cannot stat", name, e))?;
-                    return Ok(etag_of(&st));
-                }
-                Err(e) if not_found(&e) && tries < 3 && tmp.dir.stat_at(&tmp.name).is_ok() => {
-                    tries += 1;
-                }
-                Err(e) => return Err(parent.error("cannot write", name, e)),
-            }
+        // No delete removes a directory between its creation here and the rename.
+        let _dirs = self.dirs_lock(false)?;
+        let (parent, name) = self.parent_of(key, true)?.expect("created");
+        let (meta, _) = self.meta_parent_of(key, true)?.expect("created");
+        parent.refuse_link(name)?;
+        meta.open_at(name, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)
+            .and_then(|mut f| f.write_all(&json))
+            .map_err(|e| meta.error("cannot write", name, e))?;
+        // Renamed, the file keeps its inode and time, so its tag; a delete may remove it
+        // as soon as it is in place.
+        let st = tmp
+            .dir
+            .stat_at(&tmp.name)
+            .map_err(|e| tmp.dir.error("cannot stat", &tmp.name, e))?;
+        tmp.dir
+            .rename_at(&tmp.name, &parent, name)
+            .map_err(|e| parent.error("cannot write", name, e))?;
+        tmp.placed = true;
+        Ok(etag_of(&st))
+    }
+
+    /// A lock between writes and deletes' removal of the directories they empty: shared
+    /// while a write makes its directories and renames its file into place, exclusive while
+    /// a delete removes directories. The file is opened for each, so that threads of one
+    /// process exclude each other too (a lock belongs to an open file).
+    fn dirs_lock(&self, exclusive: bool) -> Result<std::fs::File> {
+        let internal = self.dir.walk(INTERNAL, true)?.expect("created");
+        let name = "dirs.lock";
+        let f = internal
+            .open_at(name, libc::O_WRONLY | libc::O_CREAT)
+            .map_err(|e| internal.error("cannot open", name, e))?;
+        match exclusive {
+            true => f.lock(),
+            false => f.lock_shared(),
         }
+        .map_err(|e| internal.error("cannot lock", name, e))?;
+        Ok(f)
     }
 
     /// [`Self::commit`] only when `cond` holds for the object at `key`; `None` (and `tmp`
@@ -272,6 +285,7 @@ impl LocalStore {
                     Err(e) => return Err(parent.error("cannot delete", name, e)),
                 }
             }
+            let _dirs = self.dirs_lock(true)?;
             for (dir, n) in chain.iter().zip(&names).rev() {
                 // Fails (and stops) at the first directory that is not empty.
                 if dir.rmdir_at(n).is_err() {
@@ -306,15 +320,21 @@ impl LocalStore {
             .into_iter()
             .filter_entry(|e| e.path() != internal);
         for entry in walker {
-            let entry = entry.map_err(|e| {
-                let p = e.path().unwrap_or(&start).to_path_buf();
-                Error::io(
-                    "cannot list",
-                    p,
-                    e.into_io_error()
-                        .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
-                )
-            })?;
+            let entry = match entry {
+                Ok(entry) => entry,
+                // Deleted while the walk went on (a prune or delete beside this list): S3
+                // lists such a key or not, and so does this.
+                Err(e) if e.io_error().is_some_and(not_found) => continue,
+                Err(e) => {
+                    let p = e.path().unwrap_or(&start).to_path_buf();
+                    return Err(Error::io(
+                        "cannot list",
+                        p,
+                        e.into_io_error()
+                            .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
+                    ));
+                }
+            };
             if !entry.file_type().is_file() {
                 continue;
             }
@@ -324,9 +344,11 @@ impl LocalStore {
                 .unwrap_or(entry.path());
             let Some(key) = rel.to_str() else { continue };
             if key.starts_with(prefix) {
-                let meta = entry
-                    .metadata()
-                    .map_err(|e| Error::Internal(format!("cannot stat {key}: {e}")))?;
+                let meta = match entry.metadata() {
+                    Ok(meta) => meta,
+                    Err(e) if e.io_error().is_some_and(not_found) => continue,
+                    Err(e) => return Err(Error::Internal(format!("cannot stat {key}: {e}"))),
+                };
                 out.push(ObjectInfo {
                     key: key.to_string(),
                     size: meta.len(),
@@ -767,5 +789,73 @@ mod tests {
         store.delete(&["a/b/c".into()]).await.unwrap();
         assert!(!root.join("a").exists() && !root.join(".s3am/meta/a").exists());
         assert!(store.pending_uploads("").await.unwrap().is_empty());
+    }
+
+    /// Sets deleted while a list walks the bucket (a prune beside an upload) are left out,
+    /// never an error: S3 answers such a list with or without them.
+    #[test]
+    fn a_list_racing_deletes_never_fails() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let tmp = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(tmp.path()).unwrap();
+        let rounds = std::sync::Arc::new(AtomicU32::new(0));
+        let churn = {
+            let (root, rounds) = (tmp.path().to_path_buf(), rounds.clone());
+            std::thread::spawn(move || {
+                while rounds.load(Ordering::Relaxed) < 100 {
+                    for i in 0..20 {
+                        let d = root.join(format!("artifacts/{i:040}/a/b"));
+                        std::fs::create_dir_all(&d).unwrap();
+                        for f in 0..5 {
+                            std::fs::write(d.join(format!("f{f}")), b"x").unwrap();
+                        }
+                    }
+                    std::fs::remove_dir_all(root.join("artifacts")).unwrap();
+                    rounds.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        let (mut lists, mut listed) = (0, 0);
+        while rounds.load(Ordering::Relaxed) < 100 {
+            listed += store.list_sync("artifacts/").expect("a racing list").len();
+            listed += store.list_sync("artifacts/0").expect("a racing list").len();
+            lists += 2;
+        }
+        churn.join().unwrap();
+        // Lists ran while the tree existed, not only before or after it.
+        assert!(lists > 100 && listed > 0, "{lists} lists, {listed} keys");
+    }
+
+    /// Writes beside deletes that remove the directories they empty all land: a directory
+    /// removed on the way is made again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_racing_deletes_never_fail() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let tmp = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(LocalStore::open(tmp.path()).unwrap());
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let deleter = {
+            let (store, done) = (store.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut deletes = 0u32;
+                while !done.load(Ordering::Relaxed) {
+                    for i in 0..4 {
+                        store.delete_sync(&format!("a/b/c/d/k{i}")).unwrap();
+                    }
+                    deletes += 1;
+                }
+                deletes
+            })
+        };
+        let opts = PutOptions::default();
+        for n in 0..1500 {
+            let key = format!("a/b/c/d/k{}", n % 4);
+            store
+                .put_bytes(&key, b"x".to_vec(), &opts)
+                .await
+                .unwrap_or_else(|e| panic!("write {n} beside deletes: {e}"));
+        }
+        done.store(true, Ordering::Relaxed);
+        assert!(deleter.join().unwrap() > 100);
     }
 }
