@@ -14,6 +14,7 @@ pub mod error;
 pub mod layout;
 pub mod log;
 pub mod manifest;
+pub mod process;
 pub mod resource;
 pub mod settings;
 pub mod signing;

@@ -9,6 +9,7 @@ use s3_asset_manager::codehash;
 use s3_asset_manager::commit;
 use s3_asset_manager::error::{clip, exit, one_line, Error, Result};
 use s3_asset_manager::log;
+use s3_asset_manager::process;
 use s3_asset_manager::trace;
 use s3_asset_manager::CacheMode;
 
@@ -100,19 +101,12 @@ fn main() -> ExitCode {
         trace::finish("resource");
         return code;
     }
-    std::panic::set_hook(Box::new(|info| {
-        log::error(one_line(&format!(
-            "internal error ({info}): this is a bug in s3-asset-manager; please report it with the command you ran"
-        )));
-    }));
+    process::on_panic(" with the command you ran");
     let (cli, sources) = match cli::parse() {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match process::runtime() {
         Ok(r) => r,
         Err(e) => {
             log::error(format!("cannot start the async runtime: {e}"));

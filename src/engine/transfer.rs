@@ -314,9 +314,14 @@ impl Engine {
         // written, not cloned as each one completes.
         let mut results: Vec<Option<(String, Sha256Hex)>> = Vec::new();
         results.resize_with(files.len(), || None);
-        window::run(self.store.as_ref(), &mut window, jobs, |(i, done)| {
-            results[i] = done
-        })
+        let reserved = files.len() as u64 * window::PER_FILE;
+        window::run(
+            self.store.as_ref(),
+            &mut window,
+            reserved,
+            jobs,
+            |(i, done)| results[i] = done,
+        )
         .await?;
         let count = results.iter().filter(|r| r.is_some()).count();
         let (mut written, mut refused) = (Vec::with_capacity(count), Vec::new());
@@ -386,7 +391,8 @@ impl Engine {
                 }),
             )
         });
-        window::run(self.store.as_ref(), &mut window, jobs, |()| {}).await?;
+        let reserved = files.len() as u64 * window::PER_FILE;
+        window::run(self.store.as_ref(), &mut window, reserved, jobs, |()| {}).await?;
         fetcher.undamaged().await?;
         let waiting = std::mem::take(&mut *fetcher.waiting.lock().expect("not poisoned"));
         waiting.into_iter().try_for_each(Kept::rename)

@@ -278,15 +278,9 @@ where
     Fut: std::future::Future<Output = Result<T>>,
     T: Serialize,
 {
-    std::panic::set_hook(Box::new(|info| {
-        log::error(one_line(&format!(
-            "internal error ({info}): this is a bug in s3-asset-manager; please report it"
-        )));
-    }));
+    crate::process::on_panic("");
     let result = read_stdin().and_then(|input| {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
+        let rt = crate::process::runtime()
             .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
         rt.block_on(op(input))
     });

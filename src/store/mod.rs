@@ -428,7 +428,7 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
-            concurrency: 256,
+            concurrency: 1024,
             multipart_threshold: 16 * MIB,
             part_size: 8 * MIB,
             copy_multipart_threshold: 1024 * MIB,
