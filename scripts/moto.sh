@@ -1,5 +1,5 @@
 # moto's server (a stand-in for AWS's control plane: STS AssumeRole and
-# AssumeRoleWithWebIdentity, S3 with server-side encryption headers) for tests/aws.rs.
+# AssumeRoleWithWebIdentity, S3 with server-side encryption headers) for tests/it/aws.rs.
 # Source this file, then:
 #   moto_install  install moto[server] $MOTO_VERSION once into a virtual environment in the
 #                 cache (about 2 minutes the first time)

@@ -4,7 +4,7 @@
 Usage: codehash_ref.py [--list] [--salt SALT] REPO PATTERN...
 
 It must print the same hash (and, with --list, the same records) as
-`s3-asset-manager hash`; tests/codehash.rs checks that on a generated tree.
+`s3-asset-manager hash`; tests/it/codehash.rs checks that on a generated tree.
 """
 import hashlib
 import os

@@ -2,9 +2,8 @@
 //! blackholed endpoint, SIGKILL at random points, four concurrent publishers of one commit,
 //! and a cache entry modified after its manifest. Each test bounds its own time.
 
-mod common;
-#[path = "common/proxy.rs"]
-mod proxy;
+use crate::common;
+use crate::common::proxy;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! pull-request pipeline, key rotation, repair by a signing publisher, and `ssh-keygen -Y
 //! verify` on a published set.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

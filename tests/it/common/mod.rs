@@ -1,9 +1,9 @@
 //! Test support: real git repositories, the built binary, and the S3 server (Garage or
 //! SeaweedFS) that `scripts/test` starts (its address and key arrive in `S3AM_TEST_*`
 //! variables, its name in `S3AM_TEST_STORE`).
-#![allow(dead_code)]
 
 pub mod bucket;
+pub mod proxy;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ pub enum Store {
     Garage,
     /// SeaweedFS: enforces conditional writes.
     SeaweedFs,
-    /// moto's server (tests/aws.rs only): AWS's STS and encryption headers, no data integrity.
+    /// moto's server (tests/it/aws.rs only): AWS's STS and encryption headers, no data integrity.
     Moto,
 }
 

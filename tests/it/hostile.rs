@@ -2,7 +2,7 @@
 //! bypassing the tool) under keys that try to escape the destination. Resource `in` and CLI
 //! `fetch` must refuse them and write nothing outside the destination.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! The Concourse resource, run as Concourse runs it: the binaries at their paths in the staged
 //! image layout, JSON on stdin, the directory as argv[1] and cwd, `BUILD_*` set; against Garage.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
@@ -150,7 +150,7 @@ fn check_discovers_complete_sets_in_order() {
 /// the put's version, so the next `check` is given a version that names no set: it reports
 /// the latest set, and only that, so sets completed in between are no versions of their own.
 /// A job that must see every built set takes them with `passed: [build]` (the build job's
-/// publishing put emits each), as the examples' deploy jobs do (`tests/pipelines.rs` holds a
+/// publishing put emits each), as the examples' deploy jobs do (`tests/it/pipelines.rs` holds a
 /// triggering get to that).
 #[test]
 fn check_after_a_lookup_of_an_unbuilt_commit_reports_the_latest_set() {

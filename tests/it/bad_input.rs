@@ -4,7 +4,7 @@
 //! `error:` line naming what went wrong, no panic or backtrace, nothing on stdout, and no
 //! stderr line longer than `MAX_LINE` characters, however large the input.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! attempt, as many as the run's summary counts; no credential in it; a trace that cannot be
 //! written is a warning, never the run's failure.
 
-mod common;
+use crate::common;
 
 use common::bucket::Bucket;
 use common::{Env, Task};

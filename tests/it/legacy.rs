@@ -2,7 +2,7 @@
 //! `package-hash`, `code-hash`) and no manifest. `fetch` and the resource's `in` download them
 //! only with `accept_legacy`, verified against each object's `package-hash`.
 
-mod common;
+use crate::common;
 
 use base64::Engine as _;
 use common::{cli, resource, Repo, S3Server};

@@ -5,9 +5,8 @@
 //! read back from every stored object. A recording proxy in front of moto shows which key
 //! signed each request, and moto's STS (GetCallerIdentity) which role that key belongs to.
 
-mod common;
-#[path = "common/proxy.rs"]
-mod proxy;
+use crate::common;
+use crate::common::proxy;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -1,7 +1,7 @@
 //! Code hash v1: golden vectors (also printed in docs/code-hash-v1.md), sensitivity, and agreement
 //! with the independent Python implementation in tests/codehash_ref.py.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{symlink, PermissionsExt};

@@ -11,9 +11,8 @@
 //! more. The last two read the client's own trace (`S3AM_TRACE`) instead: how many files it
 //! had in flight at once, against the limit set and the window's start.
 
-mod common;
-#[path = "common/proxy.rs"]
-mod proxy;
+use crate::common;
+use crate::common::proxy;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -4,7 +4,7 @@
 //! docs/security.md documents. Every test runs on a `file://` bucket and on the S3 server the test
 //! script started (Garage or SeaweedFS).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

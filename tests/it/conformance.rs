@@ -1,7 +1,7 @@
 //! One conformance suite for every store backend: the local directory and real S3 (Garage or
 //! SeaweedFS, whichever `scripts/test` started).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

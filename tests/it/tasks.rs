@@ -1,7 +1,7 @@
 //! The standalone `check`/`upload` tasks and `fetch`, run as the built binary against a real
 //! S3 server (Garage, started by scripts/test) and against the embedded file:// store.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

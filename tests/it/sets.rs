@@ -1,9 +1,8 @@
 //! Found means fetchable: a set that lost objects after its manifest was written (an expiry
 //! rule, `aws s3 rm`) is damaged, never found. On `file://` and on the S3 server.
 
-mod common;
-#[path = "common/proxy.rs"]
-mod proxy;
+use crate::common;
+use crate::common::proxy;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

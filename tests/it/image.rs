@@ -5,7 +5,7 @@
 //! container on the host's network (the S3 server listens on 127.0.0.1), with the work
 //! directories, and a `file://` bucket, mounted at the same paths.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ impl Image {
                 SAID.call_once(|| {
                     let _ = writeln!(
                         std::io::stderr(),
-                        "tests/image.rs: skipped by S3AM_SKIP_IMAGE=1: the image was neither built nor run"
+                        "tests/it/image.rs: skipped by S3AM_SKIP_IMAGE=1: the image was neither built nor run"
                     );
                 });
                 None

@@ -3,7 +3,7 @@
 //! (stunnel in front of Garage) trusted through AWS_CA_BUNDLE or `source.ca_bundle`.
 //! scripts/test installs both packages; every server here listens on 127.0.0.1 only.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! The signing key (a file for the CLI, text in the resource's `source`) is one of the
 //! secrets, on the paths that succeed too.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! what each shows and removes, the order that keeps readers safe, the last use of cache
 //! entries, bad input, and prunes racing publishers.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
