@@ -5,6 +5,8 @@
 #   garage_stop      stop the node and delete its data
 # The cache lives in $S3AM_CACHE_DIR (default ~/.cache/s3-asset-manager).
 
+. "$(dirname "${BASH_SOURCE[0]}")/serve.sh"
+
 GARAGE_VERSION=2.5.0
 S3AM_CACHE_DIR=${S3AM_CACHE_DIR:-$HOME/.cache/s3-asset-manager}
 # The tests' Garage is built at opt-level 1 (about 6 minutes on 2 cores, against 11 at full
@@ -38,6 +40,21 @@ _free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+# Whether the started Garage answers on RPC.
+_garage_up() {
+  $GARAGE_BIN -c "$GARAGE_DIR/garage.toml" status >/dev/null 2>&1
+}
+
+# Whether the started Garage's S3 endpoint answers HTTP at all.
+_garage_s3_up() {
+  python3 -c 'import sys, urllib.request, urllib.error
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=1)
+except urllib.error.HTTPError:
+    sys.exit(0)
+sys.exit(1)' "$S3AM_TEST_ENDPOINT" 2>/dev/null
+}
+
 garage_start() {
   GARAGE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/s3am-garage.XXXXXX")
   local rpc s3 admin
@@ -62,16 +79,9 @@ TOML
   local g="$GARAGE_BIN -c $GARAGE_DIR/garage.toml"
   RUST_LOG=warn $GARAGE_BIN -c "$GARAGE_DIR/garage.toml" server >"$GARAGE_DIR/server.log" 2>&1 &
   GARAGE_PID=$!
-  local id="" i up=""
+  local id="" i
   # `node id` reads the key from disk; `status` proves the server answers on RPC.
-  for i in $(seq 1 150); do
-    if $g status >/dev/null 2>&1; then up=1; break; fi
-    if ! kill -0 "$GARAGE_PID" 2>/dev/null; then
-      echo "garage: the server exited; its log:" >&2; cat "$GARAGE_DIR/server.log" >&2; return 1
-    fi
-    sleep 0.2
-  done
-  [ -n "$up" ] || { echo "garage: no answer on RPC after 30 s; its log:" >&2; cat "$GARAGE_DIR/server.log" >&2; return 1; }
+  server_wait garage "$GARAGE_PID" "$GARAGE_DIR/server.log" 30 "no answer on RPC" _garage_up || return 1
   id=$($g node id -q)
   $g layout assign -z dc1 -c 1G "${id%%@*}" >/dev/null
   $g layout apply --version 1 >/dev/null
@@ -88,18 +98,8 @@ TOML
   export S3AM_TEST_SECRET_KEY=$secret
   export S3AM_TEST_BUCKET=s3am-test
   export GARAGE_DIR GARAGE_PID
-  # S3 is ready once an authenticated request succeeds.
-  for i in $(seq 1 100); do
-    if python3 - "$S3AM_TEST_ENDPOINT" <<'PY' 2>/dev/null; then break; fi
-import sys, urllib.request, urllib.error
-try:
-    urllib.request.urlopen(sys.argv[1], timeout=1)
-except urllib.error.HTTPError:
-    sys.exit(0)
-sys.exit(1)
-PY
-    sleep 0.2
-  done
+  # S3 is ready once it answers HTTP (an unsigned request gets an error answer, which counts).
+  server_wait garage "$GARAGE_PID" "$GARAGE_DIR/server.log" 20 "no answer on S3" _garage_s3_up || return 1
   echo "garage: running at $S3AM_TEST_ENDPOINT (data in $GARAGE_DIR)" >&2
 }
 

@@ -7,6 +7,8 @@
 #   moto_stop     stop it
 # The cache lives in $S3AM_CACHE_DIR (default ~/.cache/s3-asset-manager).
 
+. "$(dirname "${BASH_SOURCE[0]}")/serve.sh"
+
 MOTO_VERSION=5.2.5
 S3AM_CACHE_DIR=${S3AM_CACHE_DIR:-$HOME/.cache/s3-asset-manager}
 MOTO_ROOT=$S3AM_CACHE_DIR/moto-$MOTO_VERSION
@@ -30,22 +32,14 @@ moto_install() {
 
 moto_start() {
   MOTO_LOG=$(mktemp "${TMPDIR:-/tmp}/s3am-moto.XXXXXX")
-  local port i up=""
+  local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
   "$MOTO_ROOT/bin/moto_server" -H 127.0.0.1 -p "$port" </dev/null >"$MOTO_LOG" 2>&1 &
   MOTO_PID=$!
   export S3AM_TEST_MOTO_ENDPOINT="http://127.0.0.1:$port"
   export MOTO_PID MOTO_LOG
-  for i in $(seq 1 150); do
-    if python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/moto-api/data.json", timeout=1)' "$S3AM_TEST_MOTO_ENDPOINT" 2>/dev/null; then
-      up=1; break
-    fi
-    if ! kill -0 "$MOTO_PID" 2>/dev/null; then
-      echo "moto: the server exited; its log:" >&2; cat "$MOTO_LOG" >&2; return 1
-    fi
-    sleep 0.2
-  done
-  [ -n "$up" ] || { echo "moto: no answer after 30 s; its log:" >&2; tail -50 "$MOTO_LOG" >&2; return 1; }
+  server_wait moto "$MOTO_PID" "$MOTO_LOG" 30 "no answer" \
+    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/moto-api/data.json", timeout=1)' "$S3AM_TEST_MOTO_ENDPOINT" 2>/dev/null || return 1
   echo "moto: running at $S3AM_TEST_MOTO_ENDPOINT" >&2
 }
 

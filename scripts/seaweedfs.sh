@@ -8,6 +8,8 @@
 #   seaweedfs_stop     stop it (SIGTERM, SIGKILL after 5 s) and delete its data
 # The cache lives in $S3AM_CACHE_DIR (default ~/.cache/s3-asset-manager).
 
+. "$(dirname "${BASH_SOURCE[0]}")/serve.sh"
+
 SEAWEEDFS_VERSION=4.48
 S3AM_CACHE_DIR=${S3AM_CACHE_DIR:-$HOME/.cache/s3-asset-manager}
 SEAWEEDFS_ROOT=$S3AM_CACHE_DIR/seaweedfs-$SEAWEEDFS_VERSION
@@ -112,15 +114,7 @@ seaweedfs_start() {
   export S3AM_TEST_SECRET_KEY=$secret
   export S3AM_TEST_BUCKET=s3am-test
   export SEAWEEDFS_DIR SEAWEEDFS_PID
-  local i up=""
-  for i in $(seq 1 300); do
-    if _sw_ready; then up=1; break; fi
-    if ! kill -0 "$SEAWEEDFS_PID" 2>/dev/null; then
-      echo "seaweedfs: the server exited; its log:" >&2; tail -50 "$SEAWEEDFS_DIR/server.log" >&2; return 1
-    fi
-    sleep 0.2
-  done
-  [ -n "$up" ] || { echo "seaweedfs: no authenticated S3 answer after 60 s; its log:" >&2; tail -50 "$SEAWEEDFS_DIR/server.log" >&2; return 1; }
+  server_wait seaweedfs "$SEAWEEDFS_PID" "$SEAWEEDFS_DIR/server.log" 60 "no authenticated S3 answer" _sw_ready || return 1
   echo "seaweedfs: running at $S3AM_TEST_ENDPOINT (data in $SEAWEEDFS_DIR)" >&2
 }
 

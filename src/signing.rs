@@ -279,17 +279,14 @@ impl TrustedKeys {
 pub(crate) mod tests {
     use super::*;
 
-    // Made with `ssh-keygen -t ed25519 -N '' -C test`; for these tests only.
-    pub(crate) const PRIVATE: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
-b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
-QyNTUxOQAAACCizi8KwmdnwF8c7sZb5f+Y8ASsKct8hAFlfCmAHry6OgAAAIitGhFprRoR
-aQAAAAtzc2gtZWQyNTUxOQAAACCizi8KwmdnwF8c7sZb5f+Y8ASsKct8hAFlfCmAHry6Og
-AAAEAlAyHPspOuzAQpV5dgFJ0Rrltu5ZapSE7NUrsyaVe6D6LOLwrCZ2fAXxzuxlvl/5jw
-BKwpy3yEAWV8KYAevLo6AAAABHRlc3QB
------END OPENSSH PRIVATE KEY-----
-";
-    const PUBLIC: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKLOLwrCZ2fAXxzuxlvl/5jwBKwpy3yEAWV8KYAevLo6 test";
+    // Made with `ssh-keygen -t ed25519 -N '' -C test`, for the tests only (the integration
+    // tests read the same files).
+    pub(crate) const PRIVATE: &str =
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-key"));
+    const PUBLIC: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/test-key.pub"
+    ));
     const OTHER: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIESu8BmZX+g+qze+cy1MrPVDR35uEAiFbZkzOhkQGJ9V other";
 

@@ -27,18 +27,14 @@ fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("pipeline-examples")
 }
 
-/// A private key (made with `ssh-keygen -t ed25519 -N ''`, for this test only) and its public
+/// A private key (made with `ssh-keygen -t ed25519 -N ''`, for the tests only) and its public
 /// line: what a credential manager's `((var))` holds in `signing_key` and `trusted_keys`.
-const STAND_IN_PRIVATE: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
-b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
-QyNTUxOQAAACCizi8KwmdnwF8c7sZb5f+Y8ASsKct8hAFlfCmAHry6OgAAAIitGhFprRoR
-aQAAAAtzc2gtZWQyNTUxOQAAACCizi8KwmdnwF8c7sZb5f+Y8ASsKct8hAFlfCmAHry6Og
-AAAEAlAyHPspOuzAQpV5dgFJ0Rrltu5ZapSE7NUrsyaVe6D6LOLwrCZ2fAXxzuxlvl/5jw
-BKwpy3yEAWV8KYAevLo6AAAABHRlc3QB
------END OPENSSH PRIVATE KEY-----
-";
-const STAND_IN_PUBLIC: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKLOLwrCZ2fAXxzuxlvl/5jwBKwpy3yEAWV8KYAevLo6 test";
+const STAND_IN_PRIVATE: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-key"));
+const STAND_IN_PUBLIC: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/test-key.pub"
+));
 
 /// Replaces a whole-value `((var))` in `signing_key` and `trusted_keys` with a real key of that
 /// kind, so that validation checks the shape around it rather than the placeholder.

@@ -18,20 +18,13 @@ struct Fixture {
 
 impl Fixture {
     fn new(tag: &str) -> Option<Fixture> {
-        let g = S3Server::get()?;
-        let bucket = g.new_bucket(tag);
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        let repo = Repo::init(&root.join("put/repo"));
-        repo.write("src/handler.py", "def handler(): pass\n")
-            .write("README.md", "r\n");
-        repo.commit("first");
+        let s = common::Start::new(tag, "put/repo")?;
         Some(Fixture {
-            g,
-            bucket,
-            _tmp: tmp,
-            root,
-            repo,
+            g: s.g,
+            bucket: s.bucket,
+            _tmp: s.tmp,
+            root: s.root,
+            repo: s.repo,
         })
     }
 

@@ -27,25 +27,18 @@ struct Fixture {
 
 impl Fixture {
     fn new(tag: &str) -> Option<Fixture> {
-        let g = S3Server::get()?;
-        let bucket = g.new_bucket(tag);
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        let repo = Repo::init(&root.join("repo"));
-        repo.write("src/handler.py", "def handler(): pass\n")
-            .write("README.md", "r\n");
-        let commit = repo.commit("first");
-        let keys = root.join("keys");
+        let s = common::Start::new(tag, "repo")?;
+        let keys = s.root.join("keys");
         std::fs::create_dir_all(&keys).unwrap();
         Some(Fixture {
             main: Key::new(&keys, "main"),
             next: Key::new(&keys, "next"),
             pr: Key::new(&keys, "pr"),
-            g,
-            bucket,
-            _tmp: tmp,
-            root,
-            commit,
+            g: s.g,
+            bucket: s.bucket,
+            _tmp: s.tmp,
+            root: s.root,
+            commit: s.commit,
         })
     }
 

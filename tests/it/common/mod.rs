@@ -247,6 +247,39 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// Where the resource and signing suites start: a bucket of their own on the test server, a
+/// scratch directory, and in it (at `repo_at`) a repository with one commit of a handler and
+/// a README. `None` without a server.
+pub struct Start {
+    pub g: S3Server,
+    pub bucket: String,
+    pub tmp: tempfile::TempDir,
+    pub root: PathBuf,
+    pub repo: Repo,
+    pub commit: String,
+}
+
+impl Start {
+    pub fn new(tag: &str, repo_at: &str) -> Option<Start> {
+        let g = S3Server::get()?;
+        let bucket = g.new_bucket(tag);
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let repo = Repo::init(&root.join(repo_at));
+        repo.write("src/handler.py", "def handler(): pass\n")
+            .write("README.md", "r\n");
+        let commit = repo.commit("first");
+        Some(Start {
+            g,
+            bucket,
+            tmp,
+            root,
+            repo,
+            commit,
+        })
+    }
+}
+
 impl Repo {
     /// `git init` in `dir`.
     pub fn init(dir: &Path) -> Repo {
