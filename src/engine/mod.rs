@@ -1,4 +1,6 @@
-//! The operations every front end calls, one module each, in SPEC.md's words:
+//! The operations every front end calls, one module each, named as the docs name them
+//! (`docs/reference.md` for the commands, `docs/bucket-layout.md` for the sets, manifests and
+//! index, `docs/reliability.md` for the races and failures):
 //!
 //! - `lookup`: find a commit's set, or restore it from the cache (the `check` task, the
 //!   resource's `put` without `path`);
