@@ -19,8 +19,13 @@ case $GARAGE_OPT_LEVEL in
 esac
 GARAGE_BIN=$GARAGE_ROOT/bin/garage
 
+# Whether Garage is built into the cache already.
+garage_installed() {
+  [ -x "$GARAGE_BIN" ] && "$GARAGE_BIN" --version >/dev/null 2>&1
+}
+
 garage_install() {
-  if [ -x "$GARAGE_BIN" ] && "$GARAGE_BIN" --version >/dev/null 2>&1; then
+  if garage_installed; then
     return 0
   fi
   echo "garage: building Garage $GARAGE_VERSION into $GARAGE_ROOT (once; about 6 minutes on 2 cores)" >&2
