@@ -1,10 +1,14 @@
 //! `S3AM_TRACE=FILE`: a Chrome trace-event file of every S3 request a run made, one span per
-//! attempt, as many as the run's summary counts; no credential in it; a trace that cannot be
-//! written is a warning, never the run's failure.
+//! attempt, as many as passed a proxy in front of the store (and as the run's summary
+//! counts); no credential in it; a trace that cannot be written is a warning, never the run's
+//! failure.
 
 use crate::common;
 
-use common::bucket::Bucket;
+use std::sync::atomic::Ordering;
+
+use common::bucket::{Bucket, Place};
+use common::proxy::{Faults, Proxy};
 use common::{Env, Task};
 use serde_json::Value;
 
@@ -26,6 +30,24 @@ fn a_trace_holds_every_request_of_the_run() {
         let mut env: Env = b.env();
         let trace = tmp.path().join(common::unique_name("trace.json"));
         env.insert("S3AM_TRACE".into(), trace.to_str().unwrap().into());
+        // The requests are counted where they pass, by a proxy in front of the store, not by
+        // the tool that writes the trace.
+        let proxy = match &b.place {
+            Place::File(_) => None,
+            Place::S3(g, _) => {
+                let p = Proxy::start(
+                    g.endpoint.trim_start_matches("http://").parse().unwrap(),
+                    Faults::default(),
+                );
+                env.insert("AWS_ENDPOINT_URL".into(), p.url());
+                Some(p)
+            }
+        };
+        let passed = || {
+            proxy
+                .as_ref()
+                .map_or(0, |p| p.stats.requests.load(Ordering::SeqCst))
+        };
         let t = Task::new(env, &[("src/main.py", "print(1)\n")]);
         t.run(&["check"]).ok();
         let files: Vec<(String, Vec<u8>)> = (0..20)
@@ -36,8 +58,10 @@ fn a_trace_holds_every_request_of_the_run() {
             .map(|(p, b)| (p.as_str(), b.as_slice()))
             .collect();
         t.build(&refs);
+        let before = passed();
         let r = t.run(&["upload"]);
         r.ok();
+        let sent = passed() - before;
         assert!(
             r.stderr.contains("wrote a trace of"),
             "{store}: {}",
@@ -46,14 +70,15 @@ fn a_trace_holds_every_request_of_the_run() {
         let doc: Value = serde_json::from_slice(&std::fs::read(&trace).unwrap()).unwrap();
         let events = doc["traceEvents"].as_array().unwrap();
         let spans: Vec<&Value> = events.iter().filter(|e| e["ph"] == "X").collect();
-        if matches!(b.place, common::bucket::Place::File(_)) {
+        if matches!(b.place, Place::File(_)) {
             assert!(spans.is_empty(), "file:// makes no requests");
             continue;
         }
+        assert_eq!(spans.len() as u64, sent, "{store}: one span per request");
         assert_eq!(
-            spans.len() as u64,
             requests(&r.stderr),
-            "{store}: one span per request"
+            sent,
+            "{store}: the summary counts the requests sent"
         );
         let puts = spans.iter().filter(|s| s["name"] == "PutObject").count();
         // Twenty assets, the manifest, the index entry, the probe.
