@@ -1,6 +1,7 @@
 //! The network around the store: a real HTTP proxy (tinyproxy) honoured through
-//! HTTP_PROXY/HTTPS_PROXY and bypassed by NO_PROXY, and a TLS endpoint with a private CA
-//! (stunnel in front of Garage) trusted through AWS_CA_BUNDLE or `source.ca_bundle`.
+//! HTTP_PROXY/HTTPS_PROXY (or in lower case) and bypassed by NO_PROXY (or no_proxy), and a
+//! TLS endpoint with a private CA (stunnel in front of Garage) trusted through AWS_CA_BUNDLE
+//! or `source.ca_bundle`.
 //! scripts/test installs both packages; every server here listens on 127.0.0.1 only.
 
 use crate::common;
@@ -235,14 +236,16 @@ fn http_proxy_is_used_and_no_proxy_bypasses_it() {
             "{var}: no request went through the proxy"
         );
     }
-    // NO_PROXY bypasses it.
+    // NO_PROXY (or no_proxy) bypasses it.
     env.insert("HTTP_PROXY".into(), proxy.url());
-    env.insert("NO_PROXY".into(), "127.0.0.1".into());
-    let before = proxy.requests();
-    cli(&["check"], tmp.path(), &env).ok();
-    assert_eq!(proxy.requests(), before, "NO_PROXY must bypass the proxy");
+    for var in ["NO_PROXY", "no_proxy"] {
+        let mut e = env.clone();
+        e.insert(var.into(), "127.0.0.1".into());
+        let before = proxy.requests();
+        cli(&["check"], tmp.path(), &e).ok();
+        assert_eq!(proxy.requests(), before, "{var} must bypass the proxy");
+    }
     // A proxy that is down is a clear failure, which proves it is really used.
-    env.remove("NO_PROXY");
     env.insert(
         "HTTP_PROXY".into(),
         format!("http://127.0.0.1:{}", free_port()),
@@ -268,15 +271,19 @@ fn https_through_a_proxy_to_a_private_ca_endpoint() {
     // With AWS_CA_BUNDLE: works.
     env.insert("AWS_CA_BUNDLE".into(), tls.ca.to_str().unwrap().into());
     cli(&["check"], tmp.path(), &env).ok();
-    // And through an HTTPS proxy (a CONNECT tunnel).
+    // And through an HTTPS proxy (a CONNECT tunnel), named either way.
     let proxy = Tinyproxy::start(tmp.path());
+    for var in ["https_proxy", "HTTPS_PROXY"] {
+        let mut e = env.clone();
+        e.insert(var.into(), proxy.url());
+        let before = proxy.requests();
+        cli(&["check"], tmp.path(), &e).ok();
+        assert!(
+            proxy.requests() > before,
+            "{var}: no CONNECT went through the proxy"
+        );
+    }
     env.insert("HTTPS_PROXY".into(), proxy.url());
-    let before = proxy.requests();
-    cli(&["check"], tmp.path(), &env).ok();
-    assert!(
-        proxy.requests() > before,
-        "no CONNECT went through the proxy"
-    );
     // A CA bundle that does not exist is a configuration error.
     env.insert("AWS_CA_BUNDLE".into(), "/nonexistent/ca.pem".into());
     cli(&["check"], tmp.path(), &env).fails(2, "AWS_CA_BUNDLE");
