@@ -5,9 +5,11 @@
 use crate::common;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::bucket::Bucket;
+use common::bucket::{Bucket, Place};
+use common::proxy::{Faults, Proxy};
 use common::{git, Env, Run, Task};
 use serde_json::Value;
 
@@ -1348,4 +1350,79 @@ fn sizes_too_large_to_add_are_shown_as_such() {
     let r = t.run(&["prune", "--incomplete-max-age", "1s", "--dry-run"]);
     r.ok();
     assert!(r.stdout.contains("the sizes overflow"), "{}", r.stdout);
+}
+
+/// A prune the store refuses part-way, key by key as S3 does (DeleteObjects answered 200
+/// with an `AccessDenied` for each key), fails with one line that says to run it again, and
+/// leaves each set complete (its manifest and every object it names) or without its
+/// manifest: never a manifest whose objects are gone. Run again, it finishes.
+#[test]
+fn a_prune_the_store_refuses_part_way_leaves_no_set_half_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for allowed in 0..3u64 {
+        for b in Bucket::all(tmp.path(), &format!("cut{allowed}")) {
+            // The local store's refusals are the engine's unit test's.
+            let Place::S3(g, _) = &b.place else { continue };
+            let store = b.name();
+            let t = task(&b);
+            let commits: Vec<String> = (0..3)
+                .map(|i| publish(&t, &format!("print({i})\n"), &format!("n{i}")))
+                .collect();
+            tick();
+            tick();
+            let p = Proxy::start(
+                g.endpoint.trim_start_matches("http://").parse().unwrap(),
+                Faults {
+                    refuse_deletes_after: Some(allowed),
+                    ..Faults::default()
+                },
+            );
+            let mut env = t.env.clone();
+            env.insert("AWS_ENDPOINT_URL".into(), p.url());
+            let r = common::cli(&PRUNE_ALL, &t.root, &env);
+            let refused = p.stats.keys_refused.load(Ordering::SeqCst);
+            if refused > 0 {
+                r.fails(1, "could not be deleted");
+                assert!(r.stderr.contains("run it again"), "{store}: {}", r.stderr);
+            } else {
+                r.ok();
+            }
+            let keys = b.keys();
+            let mut kept = 0;
+            for c in &commits {
+                let root = format!("artifacts/{c}/");
+                let Some(m) = b.get(&format!("{root}.manifest.json")) else {
+                    continue;
+                };
+                kept += 1;
+                let m: Value = serde_json::from_slice(&m).unwrap();
+                for f in m["files"].as_array().unwrap() {
+                    let key = format!("{root}{}", f["path"].as_str().unwrap());
+                    assert!(
+                        keys.contains(&key),
+                        "{store}, {allowed} deletes allowed: {c}'s manifest is there, {key} is gone"
+                    );
+                }
+            }
+            eprintln!(
+                "{store}: {allowed} delete requests allowed: {refused} keys refused, {kept} of 3 sets whole"
+            );
+            if allowed == 0 {
+                assert!(refused > 0 && kept == 3, "{store}: nothing was refused");
+            }
+            // Run again, with the store taking every delete, it finishes.
+            // (Objects left without their manifest are an unfinished set's, older than
+            // `--incomplete-max-age`.)
+            common::cli(&PRUNE_ALL, &t.root, &t.env).ok();
+            for c in &commits {
+                let left = under(&b, &format!("artifacts/{c}/"));
+                assert!(left.is_empty(), "{store}: {left:?}");
+            }
+            checked += 1;
+        }
+    }
+    if std::env::var_os("S3AM_TEST_SKIP_S3").is_none() {
+        assert!(checked > 0, "no S3 bucket to refuse deletes in");
+    }
 }

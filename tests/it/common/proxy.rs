@@ -47,6 +47,10 @@ pub struct Faults {
     /// have their answer lost (the connection reset once the store has answered), the first
     /// ones seen: the store completed the upload, the tool cannot know.
     pub lose_completions: u32,
+    /// DeleteObjects requests (`POST ...?delete`) passed on before the store starts refusing
+    /// every key of the next ones, each with a per-key `AccessDenied` in a 200 answer, as S3
+    /// does for keys a policy protects (`None`: all are passed on).
+    pub refuse_deletes_after: Option<u64>,
 }
 
 /// GET responses to corrupt: one byte, halfway through the body, as a faulty middlebox might.
@@ -89,6 +93,10 @@ pub struct Stats {
     pub throttled: AtomicU64,
     /// PUTs answered with [`Faults::fail_puts`]'s error.
     pub puts_failed: AtomicU64,
+    /// DeleteObjects requests seen, and the keys refused in them
+    /// ([`Faults::refuse_deletes_after`]).
+    pub deletes: AtomicU64,
+    pub keys_refused: AtomicU64,
     /// The number in flight as each request arrived, in order.
     pub in_flight_samples: Mutex<Vec<u64>>,
     /// Every request forwarded to the store: its start line, when it arrived and when its
@@ -385,6 +393,32 @@ fn serve(
                 body.len()
             )?;
             continue;
+        }
+        if method == "POST" && req.start.contains("?delete") {
+            let seen = stats.deletes.fetch_add(1, Ordering::Relaxed);
+            if f.refuse_deletes_after.is_some_and(|after| seen >= after) {
+                let mut body = Vec::new();
+                copy_body(&mut from_client, &mut body, &req, None)?;
+                let body = String::from_utf8_lossy(&body);
+                let errors: String = body
+                    .split("<Key>")
+                    .skip(1)
+                    .filter_map(|k| k.split("</Key>").next())
+                    .map(|k| {
+                        stats.keys_refused.fetch_add(1, Ordering::Relaxed);
+                        format!("<Error><Key>{k}</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error>")
+                    })
+                    .collect();
+                let answer = format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><DeleteResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">{errors}</DeleteResult>"
+                );
+                write!(
+                    to_client,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{answer}",
+                    answer.len()
+                )?;
+                continue;
+            }
         }
         if f.throttle_above > 0 && in_flight > f.throttle_above && rng.next_f64() < f.throttle_rate
         {
