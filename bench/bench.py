@@ -1195,8 +1195,10 @@ def provenance(profiles, args):
     head = git("rev-parse", "--short=12", "HEAD") or "unknown"
     # Dirty: anything tracked or untracked differs from the commit, bench/results.md (which this
     # run writes) aside.
-    dirty = [l for l in git("status", "--porcelain").splitlines() if not l.endswith("bench/results.md")]
-    harness = f"{head}{' (dirty)' if dirty else ''}"
+    dirty = [l[3:] for l in git("status", "--porcelain").splitlines() if l[3:] != "bench/results.md"]
+    harness = head
+    if dirty:
+        harness += f" (dirty: {', '.join(dirty[:5])}{f' and {len(dirty) - 5} more' if len(dirty) > 5 else ''})"
     label = []
     h = hashlib.sha256()
     with open(BIN, "rb") as f:
