@@ -180,7 +180,10 @@ class Pipe:
         if self.other.eof_done:
             self.conn.close()
         elif self.dst is not None and not self.dst.is_closing() and self.dst.can_write_eof():
-            self.dst.write_eof()
+            try:
+                self.dst.write_eof()
+            except OSError:  # the other side has gone already
+                self.conn.close(abort=True)
 
     def lost(self, exc):
         self.loop.call_at(self._when(0), self.conn.close, exc is not None)
