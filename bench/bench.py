@@ -124,35 +124,60 @@ PIDS = {"store": os.environ.get("GARAGE_PID"), "proxy": None, "tls": None}
 # The proxy's control port while one runs: each run counts the connections it opened there.
 CONTROL = {"port": None}
 
-# This tool's transfer defaults, mirrored from src/store/mod.rs (Tuning::default,
-# PARTS_IN_FLIGHT, transfer_part_size) so that the tuned s5cmd keeps as many parts and files in
-# flight as this tool does. Update them with the tool's; S3AM_CONCURRENCY and S3AM_PART_SIZE,
-# when set for an A/B, move the tuned peer with the tool.
-OURS_CONCURRENCY = 256
+# This tool's transfer defaults, read at run time from its `upload --help` (the [default: ...]
+# of --concurrency, --multipart-threshold and --part-size, and the large-file rule in
+# --part-size's text), so that the tuned s5cmd keeps as many files and parts in flight as the
+# binary measured does. Parts in flight per file (src/store/mod.rs PARTS_IN_FLIGHT) is not in
+# the help: it is mirrored here. These values are the fallback when the help does not parse.
+OURS_DEFAULTS = {"concurrency": 256, "threshold": 16 * MIB, "part_size": 8 * MIB,
+                 "large_file": 512 * MIB, "large_file_parts": 64, "largest_part": 64 * MIB,
+                 "source": "bench.py's copy of its defaults (its `upload --help` did not parse)"}
 OURS_PARTS_IN_FLIGHT = 16
-OURS_PART_SIZE = 8 * MIB
-OURS_LARGE_FILE, OURS_LARGE_FILE_PARTS, OURS_LARGEST_PART = 512 * MIB, 64, 64 * MIB
 S5CMD_DEFAULT_WORKERS = 256  # s5cmd's --numworkers default (its cp: --concurrency 5, --part-size 50)
 
 
 def size_arg(v):
-    """Bytes of a size such as 8388608, 8M, 8MiB or 16MB (the tool's S3AM_PART_SIZE forms)."""
+    """Bytes of a size such as 8388608, 8M, 8MiB or 16MB (the tool's size forms: binary suffixes)."""
     m = re.fullmatch(r"\s*(\d+)\s*([kmgKMG]?)(i?[bB])?\s*", v)
     if not m:
         raise SystemExit(f"bench: cannot read the size {v!r}")
     return int(m.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30}[m.group(2).lower()]
 
 
+def read_ours_defaults():
+    """Fills OURS_DEFAULTS from the binary's `upload --help`, where every figure parses."""
+    try:
+        # Without the knobs: clap shows a variable's value where [env: NAME=] would be.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("S3AM_", "TOKIO_", "MALLOC_"))}
+        text = subprocess.run([str(BIN), "upload", "--help"], capture_output=True, text=True, timeout=30, env=env).stdout
+    except OSError:
+        return
+    text = " ".join(text.split())
+    found = {
+        "concurrency": re.search(r"S3AM_CONCURRENCY=\] \[default: (\d+)\]", text),
+        "threshold": re.search(r"S3AM_MULTIPART_THRESHOLD=\] \[default: (\w+)\]", text),
+        "part_size": re.search(r"S3AM_PART_SIZE=\] \[default: (\w+)\]", text),
+        "large": re.search(r"a file over (\w+) goes in about (\d+) parts, of at most (\w+)", text),
+    }
+    if not all(found.values()):
+        return
+    OURS_DEFAULTS.update(concurrency=int(found["concurrency"].group(1)), threshold=size_arg(found["threshold"].group(1)),
+                         part_size=size_arg(found["part_size"].group(1)), large_file=size_arg(found["large"].group(1)),
+                         large_file_parts=int(found["large"].group(2)), largest_part=size_arg(found["large"].group(3)),
+                         source="its `upload --help`")
+
+
 def tuned_s5cmd(size):
-    """s5cmd's flags for as many parts (of the same size) and files in flight as this tool keeps
-    for a largest file of `size` bytes: (global flags, cp flags), or None where s5cmd's defaults
-    already match (no multipart file, and 256 files in flight)."""
-    conc = int(os.environ.get("S3AM_CONCURRENCY") or OURS_CONCURRENCY)
-    preferred = size_arg(os.environ["S3AM_PART_SIZE"]) if os.environ.get("S3AM_PART_SIZE") else OURS_PART_SIZE
-    threshold = size_arg(os.environ["S3AM_MULTIPART_THRESHOLD"]) if os.environ.get("S3AM_MULTIPART_THRESHOLD") else 16 * MIB
+    """s5cmd's flags for as many files (this tool's limit) and parts (of the same size) in flight
+    as this tool for a largest file of `size` bytes: (global flags, cp flags), or None where
+    s5cmd's defaults already match (no multipart file, and 256 files in flight)."""
+    d = OURS_DEFAULTS
+    conc = int(os.environ.get("S3AM_CONCURRENCY") or d["concurrency"])
+    preferred = size_arg(os.environ["S3AM_PART_SIZE"]) if os.environ.get("S3AM_PART_SIZE") else d["part_size"]
+    threshold = size_arg(os.environ["S3AM_MULTIPART_THRESHOLD"]) if os.environ.get("S3AM_MULTIPART_THRESHOLD") else d["threshold"]
     cp = []
-    if size > threshold:
-        large = min(-(-size // OURS_LARGE_FILE_PARTS), OURS_LARGEST_PART) if size > OURS_LARGE_FILE else 0
+    if size >= threshold:
+        large = min(-(-size // d["large_file_parts"]), d["largest_part"]) if size > d["large_file"] else 0
         part = max(preferred, large, -(-size // 10_000))
         cp = ["--concurrency", str(min(conc, OURS_PARTS_IN_FLIGHT)), "--part-size", str(max(5, -(-part // MIB)))]
     if not cp and conc == S5CMD_DEFAULT_WORKERS:
@@ -1271,6 +1296,7 @@ def main():
     install_peers()
     build_rusage()
     check_s5cmd()  # the Go binary, or stop here
+    read_ours_defaults()
     # What ran, and whether this is an A/B: an explicit --label, knobs set, a --prebuilt binary
     # of another commit, or a proxy shape other than the default each send the run's sections
     # to labelled ones instead of the profiles' own.
@@ -1306,10 +1332,13 @@ def main():
              else "the tools share the cores with Garage{}")
     size_mb = BIN.stat().st_size / 1e6
     tuned = tuned_s5cmd(big_size)
+    small_tuned = tuned_s5cmd(64 * 1024)
     tuned_text = (f"`s5cmd (tuned)` is `s5cmd {' '.join(tuned[0])} cp {' '.join(tuned[1])}` in the {big_size // MIB} MiB file's "
-                  "transfers (this tool's files and parts in flight, parts of its size)"
-                  + ("" if tuned_s5cmd(64 * 1024) else f"; where no file is multipart s5cmd's defaults already keep as many files in "
-                     f"flight as this tool ({S5CMD_DEFAULT_WORKERS}), and it does not run")) if tuned else ""
+                  "transfers (this tool's limit of files in flight, its parts in flight and their size, from "
+                  f"{OURS_DEFAULTS['source']}, and the knobs set)"
+                  + (f" and `s5cmd {' '.join(small_tuned[0])} cp` in the small files' transfers" if small_tuned else
+                     f"; in the small files' transfers s5cmd's defaults already keep as many files in flight as this tool's limit "
+                     f"({S5CMD_DEFAULT_WORKERS}), and it does not run")) if tuned else ""
     sections = {}
     prune_rows = {}
     with tempfile.TemporaryDirectory(prefix="s3am-bench.") as w:
