@@ -81,6 +81,19 @@ impl S3Server {
     /// Creates a fresh bucket with a unique name and returns the name.
     pub fn new_bucket(&self, tag: &str) -> String {
         let name = unique_name(tag);
+        // S3AM_TEST_TOUCH_LOG=FILE: a line per bucket made, naming the store and the test,
+        // for counting which tests each store's run really exercises (CONTRIBUTING, Stores).
+        if let Some(log) = std::env::var_os("S3AM_TEST_TOUCH_LOG") {
+            use std::io::Write;
+            let test = std::thread::current().name().unwrap_or("?").to_string();
+            let line = format!("{:?}\t{test}\n", self.store);
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap();
+            f.write_all(line.as_bytes()).unwrap();
+        }
         rt().block_on(async {
             self.client()
                 .create_bucket()
