@@ -9,7 +9,6 @@
 //! other publisher's writes), and the one with the smallest publisher id repairs the set while
 //! the others wait for it.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -22,73 +21,7 @@ use crate::error::{Error, Result};
 use crate::layout::{meta, SetLocation};
 use crate::log;
 use crate::manifest::{FileEntry, Manifest, MANIFEST_MAX};
-use crate::signing;
 use crate::store::{Precondition, PutOptions};
-
-/// Sets of this many files or more write their manifest to a temporary file and send it from
-/// there (about 180 bytes a file: 8 MB for 50,000), instead of holding its bytes beside the
-/// entries they were made from while the request goes out. The end of a 50,000-file upload
-/// then added nothing to its RssAnon (52 MB at most, against 58 MB with the bytes held).
-const SPILL_FILES: usize = 4096;
-
-/// A manifest written to a file of its own in the temporary directory, readable by this user
-/// only, and removed when dropped.
-struct Spilled {
-    path: std::path::PathBuf,
-    sha256: [u8; 32],
-}
-
-impl Spilled {
-    fn write(m: &Manifest) -> std::io::Result<Spilled> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            ".s3am-manifest-{}-{n}-{}",
-            std::process::id(),
-            super::now_ms()
-        ));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
-        // From here on, a failure removes the file.
-        let mut spilled = Spilled {
-            path,
-            sha256: [0; 32],
-        };
-        struct Hashing<W> {
-            out: W,
-            hasher: Sha256,
-        }
-        impl<W: Write> Write for Hashing<W> {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                let n = self.out.write(buf)?;
-                self.hasher.update(&buf[..n]);
-                Ok(n)
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                self.out.flush()
-            }
-        }
-        let mut out = Hashing {
-            out: std::io::BufWriter::with_capacity(64 << 10, file),
-            hasher: Sha256::new(),
-        };
-        m.write_json(&mut out)?;
-        out.flush()?;
-        spilled.sha256 = out.hasher.finalize().into();
-        Ok(spilled)
-    }
-}
-
-impl Drop for Spilled {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
 
 /// How many times a set is rewritten while concurrent publishers overwrite it.
 const CONFLICT_ROUNDS: u32 = 8;
@@ -487,104 +420,8 @@ impl Engine {
         }
         Ok(true)
     }
-
-    /// Writes the manifest (under `cond` when given); the SHA-256 of its bytes and its entity
-    /// tag, or `None` when the store refused the conditional write. A large set's manifest
-    /// ([`SPILL_FILES`] files or more, unsigned) goes through a temporary file; a smaller one
-    /// goes to the store as its bytes are, not copied.
-    async fn write_manifest(
-        &self,
-        loc: &SetLocation,
-        m: &Manifest,
-        cond: Option<Precondition<'_>>,
-    ) -> Result<Option<([u8; 32], String)>> {
-        let key = loc.manifest_key();
-        let opts = |sha256| PutOptions {
-            metadata: BTreeMap::new(),
-            sha256: Some(sha256),
-            part_crc64: Vec::new(),
-        };
-        // Where no temporary file can be made, the bytes are held instead: memory, not the
-        // outcome, is what that costs.
-        let spilled = match &self.keys.signing {
-            None if m.files.len() >= SPILL_FILES => Spilled::write(m).ok(),
-            _ => None,
-        };
-        let (digest, written, signed) = match spilled {
-            Some(file) => {
-                let written = self
-                    .store
-                    .put_whole_file(&key, &file.path, &opts(file.sha256), cond)
-                    .await?;
-                (file.sha256, written, String::new())
-            }
-            None => {
-                let body = m.to_bytes();
-                // The signature goes first, under a name bound to these exact bytes: once the
-                // manifest is visible, so is its signature, and no other manifest can claim it.
-                let signed = match &self.keys.signing {
-                    Some(key) => {
-                        let sig = key.sign(&body)?;
-                        self.store
-                            .put_bytes(
-                                &signing::signature_key(loc, &body),
-                                sig,
-                                &PutOptions::default(),
-                            )
-                            .await?;
-                        format!(", signed by {}", key.fingerprint())
-                    }
-                    None => String::new(),
-                };
-                let digest: [u8; 32] = Sha256::digest(&body).into();
-                let written = match cond {
-                    Some(cond) => {
-                        self.store
-                            .put_bytes_if(&key, body, &opts(digest), cond)
-                            .await?
-                    }
-                    None => Some(self.store.put_bytes(&key, body, &opts(digest)).await?),
-                };
-                (digest, written, signed)
-            }
-        };
-        let Some(etag) = written else {
-            return Ok(None);
-        };
-        log::phase(format!("wrote manifest {key}: {loc} is complete{signed}"));
-        Ok(Some((digest, etag)))
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::layout::Layout;
-    use crate::manifest::FileEntry;
-
-    #[test]
-    fn a_spilled_manifest_holds_its_bytes_and_is_removed_when_dropped() {
-        let loc = Layout::new("team").unwrap().artifacts(&"c".repeat(40));
-        let files = (0..3000)
-            .map(|i| FileEntry {
-                path: format!("d{}/f{i:05}.zip", i % 7),
-                size: i,
-                sha256: [i as u8; 32].into(),
-                etag: Some(format!("e{i}")),
-                pieces: None,
-            })
-            .collect();
-        let m = Manifest::new(&loc, &"c".repeat(40), Some(&"a".repeat(64)), files);
-        let spilled = Spilled::write(&m).unwrap();
-        let bytes = std::fs::read(&spilled.path).unwrap();
-        assert_eq!(bytes, m.to_bytes());
-        assert_eq!(spilled.sha256, <[u8; 32]>::from(Sha256::digest(&bytes)));
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(&spilled.path).unwrap().permissions(),
-        );
-        assert_eq!(mode & 0o777, 0o600, "readable by this user only");
-        let path = spilled.path.clone();
-        drop(spilled);
-        assert!(!path.exists(), "{} left behind", path.display());
-    }
-}
+mod tests;
+mod write;
