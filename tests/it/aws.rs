@@ -32,9 +32,8 @@ fn moto() -> Option<S3Server> {
             secret_key: "s3am-base-secret".into(),
             store: common::Store::Moto,
         }),
-        None if var("S3AM_TEST_SKIP_S3").as_deref() == Some("1") => None,
         None => panic!(
-            "S3AM_TEST_MOTO_ENDPOINT is not set: run the tests with ./scripts/test, which starts moto's server (or set S3AM_TEST_SKIP_S3=1 to skip the S3 tests)"
+            "S3AM_TEST_MOTO_ENDPOINT is not set: run the tests with ./scripts/test, which starts moto's server"
         ),
     }
 }

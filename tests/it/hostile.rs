@@ -95,7 +95,7 @@ fn assert_refused(r: &common::Run, sandbox: &Sandbox, what: &str) {
 
 #[test]
 fn manifests_naming_unsafe_paths_are_refused() {
-    let Some(g) = S3Server::get() else { return };
+    let g = S3Server::get();
     let unsafe_paths = [
         "../escape.txt",
         "../../escape.txt",
@@ -162,7 +162,7 @@ fn manifests_naming_unsafe_paths_are_refused() {
 
 #[test]
 fn legacy_sets_with_hostile_keys_are_refused() {
-    let Some(g) = S3Server::get() else { return };
+    let g = S3Server::get();
     for key in [
         "../escape.txt",
         "../../../escape.txt",
@@ -193,7 +193,7 @@ fn legacy_sets_with_hostile_keys_are_refused() {
 
 #[test]
 fn keys_clashing_with_a_directory_fail_cleanly() {
-    let Some(g) = S3Server::get() else { return };
+    let g = S3Server::get();
     for order in [["a", "a/b.txt"], ["a/b.txt", "a"]] {
         let bucket = g.new_bucket("clash");
         g.put(
@@ -212,7 +212,7 @@ fn keys_clashing_with_a_directory_fail_cleanly() {
 
 #[test]
 fn a_symlink_in_the_destination_is_never_followed() {
-    let Some(g) = S3Server::get() else { return };
+    let g = S3Server::get();
     let bucket = g.new_bucket("symlink");
     let evil_sha = "b5c1fb2efc6d6b4674c2fdcc48ce01b43a3b7c03763c0c3355de0099ee0f8c73";
     assert_eq!(

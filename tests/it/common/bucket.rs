@@ -27,12 +27,11 @@ impl Bucket {
         let mut all = vec![Bucket {
             place: Place::File(dir),
         }];
-        if let Some(g) = S3Server::get() {
-            let name = g.new_bucket(tag);
-            all.push(Bucket {
-                place: Place::S3(g, name),
-            });
-        }
+        let g = S3Server::get();
+        let name = g.new_bucket(tag);
+        all.push(Bucket {
+            place: Place::S3(g, name),
+        });
         all
     }
 

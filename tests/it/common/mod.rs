@@ -37,25 +37,24 @@ pub struct S3Server {
 
 impl S3Server {
     /// The running server. Fails the test with a clear message when the tests were not
-    /// started by `scripts/test`; `S3AM_TEST_SKIP_S3=1` skips instead (returns `None`).
-    pub fn get() -> Option<S3Server> {
+    /// started by `scripts/test`: no test passes without the server it is there to test.
+    pub fn get() -> S3Server {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        match var("S3AM_TEST_ENDPOINT") {
-            Some(endpoint) => Some(S3Server {
-                endpoint,
-                store: match var("S3AM_TEST_STORE").as_deref() {
-                    None | Some("garage") => Store::Garage,
-                    Some("seaweedfs") => Store::SeaweedFs,
-                    Some(other) => panic!("S3AM_TEST_STORE={other}: want garage or seaweedfs"),
-                },
-                region: var("S3AM_TEST_REGION").unwrap_or_else(|| "garage".into()),
-                access_key: var("S3AM_TEST_ACCESS_KEY").expect("S3AM_TEST_ACCESS_KEY"),
-                secret_key: var("S3AM_TEST_SECRET_KEY").expect("S3AM_TEST_SECRET_KEY"),
-            }),
-            None if var("S3AM_TEST_SKIP_S3").as_deref() == Some("1") => None,
-            None => panic!(
-                "S3AM_TEST_ENDPOINT is not set: run the tests with ./scripts/test, which starts Garage and SeaweedFS (or set S3AM_TEST_SKIP_S3=1 to skip the S3 tests)"
-            ),
+        let Some(endpoint) = var("S3AM_TEST_ENDPOINT") else {
+            panic!(
+                "S3AM_TEST_ENDPOINT is not set: run the tests with ./scripts/test, which starts Garage and SeaweedFS (the suites that need no server, such as codehash and pipelines, run alone with cargo test --test it -- codehash:: pipelines::)"
+            )
+        };
+        S3Server {
+            endpoint,
+            store: match var("S3AM_TEST_STORE").as_deref() {
+                None | Some("garage") => Store::Garage,
+                Some("seaweedfs") => Store::SeaweedFs,
+                Some(other) => panic!("S3AM_TEST_STORE={other}: want garage or seaweedfs"),
+            },
+            region: var("S3AM_TEST_REGION").unwrap_or_else(|| "garage".into()),
+            access_key: var("S3AM_TEST_ACCESS_KEY").expect("S3AM_TEST_ACCESS_KEY"),
+            secret_key: var("S3AM_TEST_SECRET_KEY").expect("S3AM_TEST_SECRET_KEY"),
         }
     }
 
@@ -274,7 +273,7 @@ pub struct Start {
 
 impl Start {
     pub fn new(tag: &str, repo_at: &str) -> Option<Start> {
-        let g = S3Server::get()?;
+        let g = S3Server::get();
         let bucket = g.new_bucket(tag);
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
