@@ -392,10 +392,7 @@ fn forged_index_entries_are_skipped_and_bounded() {
         // The checks' requests are counted where they pass: a proxy in front of the store.
         let proxy = match &b.place {
             Place::File(_) => None,
-            Place::S3(g, _) => Some(Proxy::start(
-                g.endpoint.trim_start_matches("http://").parse().unwrap(),
-                Faults::default(),
-            )),
+            Place::S3(g, _) => Some(Proxy::start(g.addr(), Faults::default())),
         };
         let passed = || {
             proxy.as_ref().map_or(0, |p| {

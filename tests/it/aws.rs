@@ -10,7 +10,7 @@ use crate::common::proxy;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 
 use common::{S3Server, Task};
 use proxy::{Faults, Proxy};
@@ -38,22 +38,15 @@ fn moto() -> Option<S3Server> {
     }
 }
 
-fn addr(s: &S3Server) -> SocketAddr {
-    s.endpoint
-        .trim_start_matches("http://")
-        .parse()
-        .expect("moto listens on an IP:port")
-}
-
 /// The identity moto's STS gives the caller whose requests carry `key`: an unsigned-but-
 /// well-formed GetCallerIdentity (moto reads the key id and does not check signatures).
 fn caller_arn(s: &S3Server, key: &str) -> String {
     let body = "Action=GetCallerIdentity&Version=2011-06-15";
-    let mut c = TcpStream::connect(addr(s)).expect("connect to moto");
+    let mut c = TcpStream::connect(s.addr()).expect("connect to moto");
     write!(
         c,
         "POST / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: AWS4-HMAC-SHA256 Credential={key}/20260101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=00\r\nContent-Length: {len}\r\n\r\n{body}",
-        host = addr(s),
+        host = s.addr(),
         len = body.len()
     )
     .unwrap();
@@ -89,7 +82,7 @@ fn signer(head: &str) -> Option<(String, String)> {
 /// commit, and fetches it back verified, all through a recording proxy to moto.
 fn round_trip(s: &S3Server, extra: &[(&str, &str)], drop: &[&str]) -> (String, Proxy) {
     let bucket = s.new_bucket("aws");
-    let p = Proxy::start(addr(s), Faults::default());
+    let p = Proxy::start(s.addr(), Faults::default());
     let mut env = s.env(&bucket);
     env.insert("AWS_ENDPOINT_URL".into(), p.url());
     env.insert("CODE_HASH_FIND_FILTER".into(), "src".into());
@@ -251,7 +244,7 @@ fn sse_kms_with_a_key_id_is_on_every_object() {
 fn the_resource_assumes_its_role_and_encrypts_with_its_key() {
     let Some(s) = moto() else { return };
     let bucket = s.new_bucket("awsres");
-    let p = Proxy::start(addr(&s), Faults::default());
+    let p = Proxy::start(s.addr(), Faults::default());
     let role = format!("arn:aws:iam::{ACCOUNT}:role/{}", common::unique_name("res"));
     let kms = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
     let t = Task::new(common::Env::new(), &[("src/main.py", "print(1)\n")]);

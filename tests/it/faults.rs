@@ -6,7 +6,6 @@ use crate::common;
 use crate::common::proxy;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -54,13 +53,6 @@ fn server(needs: Needs) -> Option<S3Server> {
         return None;
     }
     Some(g)
-}
-
-fn upstream(g: &S3Server) -> SocketAddr {
-    g.endpoint
-        .trim_start_matches("http://")
-        .parse()
-        .expect("the S3 store listens on an IP:port")
 }
 
 /// A task directory whose repo has one source file, with small multipart thresholds and an
@@ -146,7 +138,7 @@ fn transfers_survive_30_percent_server_errors() {
     let Some(g) = server(Needs::S3) else { return };
     let bucket = g.new_bucket("err");
     let p = Proxy::start(
-        upstream(&g),
+        g.addr(),
         Faults {
             error_rate: 0.3,
             ..Faults::default()
@@ -183,7 +175,7 @@ fn transfers_survive_or_fail_cleanly_on_connection_resets() {
     let Some(g) = server(Needs::S3) else { return };
     let bucket = g.new_bucket("reset");
     let p = Proxy::start(
-        upstream(&g),
+        g.addr(),
         Faults {
             reset_rate: 0.1,
             ..Faults::default()
@@ -232,7 +224,7 @@ fn a_completion_whose_answer_was_lost_still_completes_the_upload() {
     let Some(g) = server(Needs::S3) else { return };
     let bucket = g.new_bucket("lost");
     let p = Proxy::start(
-        upstream(&g),
+        g.addr(),
         Faults {
             lose_completions: 1,
             ..Faults::default()
@@ -263,7 +255,7 @@ fn a_blackholed_endpoint_fails_within_the_timeout() {
     let Some(g) = server(Needs::S3) else { return };
     let bucket = g.new_bucket("hole");
     let p = Proxy::start(
-        upstream(&g),
+        g.addr(),
         Faults {
             blackhole: true,
             ..Faults::default()
@@ -294,7 +286,7 @@ fn sigkill_at_random_points_never_leaves_a_complete_looking_set() {
     let Some(g) = server(Needs::S3) else { return };
     // A little latency stretches the upload so the kills land in every phase.
     let p = Proxy::start(
-        upstream(&g),
+        g.addr(),
         Faults {
             latency: Duration::from_millis(3),
             ..Faults::default()
@@ -373,7 +365,7 @@ fn four_concurrent_publishers_leave_one_consistent_set() {
     for round in 0..3 {
         let bucket = g.new_bucket("race");
         let p = Proxy::start(
-            upstream(&g),
+            g.addr(),
             Faults {
                 latency: Duration::from_millis(1),
                 ..Faults::default()
@@ -531,7 +523,7 @@ fn eight_publishers_and_the_store_refuses_all_but_one_manifest() {
     const PUBLISHERS: usize = 8;
     let bucket = g.new_bucket("cond");
     let p = Proxy::start(
-        upstream(&g),
+        g.addr(),
         Faults {
             latency: Duration::from_millis(100),
             ..Faults::default()
@@ -634,7 +626,7 @@ fn a_download_corrupted_in_flight_never_lands() {
     use std::sync::atomic::Ordering::Relaxed;
     let Some(g) = server(Needs::S3) else { return };
     let bucket = g.new_bucket("corruptget");
-    let p = Proxy::start(upstream(&g), Faults::default());
+    let p = Proxy::start(g.addr(), Faults::default());
     let t = task(&g, &bucket, &p.url());
     t.run(&["check"]).ok();
     // f0.bin is over the multipart threshold (read in ranges), f1.bin and f2.bin are small.
@@ -669,7 +661,7 @@ fn a_part_corrupted_in_flight_is_refused_and_sent_again() {
     let Some(g) = server(Needs::S3) else { return };
     let bucket = g.new_bucket("corrupt");
     let p = Proxy::start(
-        upstream(&g),
+        g.addr(),
         Faults {
             corrupt_parts: 1,
             ..Faults::default()
@@ -704,7 +696,7 @@ fn skip_checksums_sends_none_and_the_set_still_verifies() {
     let Some(g) = server(Needs::S3) else { return };
     for skip in [false, true] {
         let bucket = g.new_bucket(if skip { "skipsum" } else { "withsum" });
-        let p = Proxy::start(upstream(&g), Faults::default());
+        let p = Proxy::start(g.addr(), Faults::default());
         let mut t = task(&g, &bucket, &p.url());
         if skip {
             t.env.insert("S3AM_SKIP_CHECKSUMS".into(), "true".into());
@@ -752,7 +744,7 @@ fn a_store_without_crc64nvme_gets_sha256_parts() {
     let Some(g) = server(Needs::S3) else { return };
     let bucket = g.new_bucket("nocrc");
     let p = Proxy::start(
-        upstream(&g),
+        g.addr(),
         Faults {
             refuse_crc64_multipart: true,
             ..Faults::default()
@@ -798,7 +790,7 @@ fn a_store_without_crc64nvme_gets_sha256_parts() {
 fn a_permanent_refusal_is_sent_once_and_a_503_is_retried() {
     let Some(g) = server(Needs::S3) else { return };
     let bucket = g.new_bucket("refused");
-    let p = Proxy::start(upstream(&g), Faults::default());
+    let p = Proxy::start(g.addr(), Faults::default());
     let t = task(&g, &bucket, &p.url());
     t.run(&["check"]).ok();
     t.build(&[("fn.zip", b"zip")]);
@@ -861,7 +853,7 @@ fn throttling_shrinks_the_transfers_in_flight_and_says_so_once() {
     let bucket = g.new_bucket("throttle");
     // A distant store (20 ms per request) that sheds half the requests over 24 in flight.
     let p = Proxy::start(
-        upstream(&g),
+        g.addr(),
         Faults {
             latency: Duration::from_millis(20),
             throttle_above: 24,

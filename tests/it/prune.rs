@@ -1372,7 +1372,7 @@ fn a_prune_the_store_refuses_part_way_leaves_no_set_half_deleted() {
             tick();
             tick();
             let p = Proxy::start(
-                g.endpoint.trim_start_matches("http://").parse().unwrap(),
+                g.addr(),
                 Faults {
                     refuse_deletes_after: Some(allowed),
                     ..Faults::default()

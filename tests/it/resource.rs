@@ -201,10 +201,7 @@ fn check_cost_does_not_grow_with_history() {
         (None, vec![latest.clone()]),
     ] {
         // Counted where the requests pass, not by the tool: a proxy in front of the store.
-        let p = Proxy::start(
-            f.g.endpoint.trim_start_matches("http://").parse().unwrap(),
-            Faults::default(),
-        );
+        let p = Proxy::start(f.g.addr(), Faults::default());
         let mut req = json!({"source": f.source()});
         req["source"]["endpoint"] = json!(p.url());
         if let Some(v) = version {

@@ -15,7 +15,6 @@ use crate::common;
 use crate::common::proxy;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{S3Server, Store, Task};
@@ -100,13 +99,8 @@ fn trips(p: &Proxy, t: &Task, args: &[&str]) -> String {
 }
 
 fn proxy_for(g: &S3Server) -> Proxy {
-    let upstream: SocketAddr = g
-        .endpoint
-        .trim_start_matches("http://")
-        .parse()
-        .expect("the S3 store listens on an IP:port");
     Proxy::start(
-        upstream,
+        g.addr(),
         Faults {
             latency: Duration::from_millis(100),
             ..Faults::default()
@@ -383,7 +377,7 @@ fn the_window_starts_at_256_files_and_grows_past_them() {
     // the window's start shows, where one that started at 64 and doubled would reach 128 at
     // most (64, then 128); and the next round shows its growth.
     let p = Proxy::start(
-        g.endpoint.trim_start_matches("http://").parse().unwrap(),
+        g.addr(),
         Faults {
             latency: Duration::from_secs(1),
             ..Faults::default()

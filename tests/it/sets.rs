@@ -465,7 +465,7 @@ fn a_large_sets_manifest_goes_through_a_temporary_file_left_behind_nowhere() {
             env.insert("TMPDIR".into(), tmpdir.to_str().unwrap().into());
             let proxy = match &b.place {
                 common::bucket::Place::S3(g, _) => {
-                    let upstream = g.endpoint.trim_start_matches("http://").parse().unwrap();
+                    let upstream = g.addr();
                     let p = Proxy::start(upstream, Faults::default());
                     env.insert("AWS_ENDPOINT_URL".into(), p.url());
                     Some(p)

@@ -35,10 +35,7 @@ fn a_trace_holds_every_request_of_the_run() {
         let proxy = match &b.place {
             Place::File(_) => None,
             Place::S3(g, _) => {
-                let p = Proxy::start(
-                    g.endpoint.trim_start_matches("http://").parse().unwrap(),
-                    Faults::default(),
-                );
+                let p = Proxy::start(g.addr(), Faults::default());
                 env.insert("AWS_ENDPOINT_URL".into(), p.url());
                 Some(p)
             }

@@ -58,6 +58,14 @@ impl S3Server {
         }
     }
 
+    /// The server's address, for a proxy to stand in front of it.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.endpoint
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the test server listens on an IP:port")
+    }
+
     /// An SDK client for arranging and inspecting buckets directly.
     pub fn client(&self) -> aws_sdk_s3::Client {
         let creds = aws_sdk_s3::config::Credentials::new(
