@@ -176,8 +176,34 @@ impl Engine {
                 return Ok(Some((etag, f.sha256)));
             }
         };
+        if f.size <= IN_MEMORY {
+            return self.write_small(key, path, f.size, stamp, new_only).await;
+        }
         let (store, size) = (self.store.clone(), f.size);
-        if f.size <= INLINE_IO as u64 {
+        if new_only {
+            return Ok(None);
+        }
+        let sha = f.sha256.bytes().ok_or_else(|| {
+            Error::Corrupt(format!("{} was not hashed before its upload", f.path))
+        })?;
+        let opts = opts(sha, part_crc64.cloned().unwrap_or_default());
+        let etag = spawned(async move { store.put_file(&key, &path, size, &opts).await }).await?;
+        Ok(Some((etag, f.sha256)))
+    }
+
+    /// [`Engine::write_one`] of a small local file (at most [`IN_MEMORY`] bytes), hashed as it
+    /// goes: up to [`INLINE_IO`] read again as its request sends it, above that read once and
+    /// sent from memory.
+    async fn write_small(
+        &self,
+        key: String,
+        path: PathBuf,
+        size: u64,
+        stamp: Stamp<'_>,
+        new_only: bool,
+    ) -> Result<Option<(String, Sha256Hex)>> {
+        let store = self.store.clone();
+        if size <= INLINE_IO as u64 {
             // Hashed here, then read again as the request sends it: nothing of the file waits
             // in memory for the store's answer, so the files in flight that hide a distant
             // store's round trip cost their requests, not their bodies.
@@ -195,36 +221,25 @@ impl Engine {
             })
             .await;
         }
-        if f.size <= IN_MEMORY {
-            // Read once, hashed and sent from memory: no second pass over the file.
-            let stamped = stamped(stamp, &self.publisher);
-            return spawned(async move {
-                let (body, sha) = read_small(&path, size).await?;
-                let opts = PutOptions {
-                    metadata: with_package_hash(stamped, &sha),
-                    sha256: Some(sha),
-                    part_crc64: Vec::new(),
-                };
-                let etag = if new_only {
-                    store
-                        .put_bytes_if(&key, body, &opts, Precondition::Absent)
-                        .await?
-                } else {
-                    Some(store.put_bytes(&key, body, &opts).await?)
-                };
-                Ok(etag.map(|etag| (etag, sha.into())))
-            })
-            .await;
-        }
-        if new_only {
-            return Ok(None);
-        }
-        let sha = f.sha256.bytes().ok_or_else(|| {
-            Error::Corrupt(format!("{} was not hashed before its upload", f.path))
-        })?;
-        let opts = opts(sha, part_crc64.cloned().unwrap_or_default());
-        let etag = spawned(async move { store.put_file(&key, &path, size, &opts).await }).await?;
-        Ok(Some((etag, f.sha256)))
+        // Read once, hashed and sent from memory: no second pass over the file.
+        let stamped = stamped(stamp, &self.publisher);
+        spawned(async move {
+            let (body, sha) = read_small(&path, size).await?;
+            let opts = PutOptions {
+                metadata: with_package_hash(stamped, &sha),
+                sha256: Some(sha),
+                part_crc64: Vec::new(),
+            };
+            let etag = if new_only {
+                store
+                    .put_bytes_if(&key, body, &opts, Precondition::Absent)
+                    .await?
+            } else {
+                Some(store.put_bytes(&key, body, &opts).await?)
+            };
+            Ok(etag.map(|etag| (etag, sha.into())))
+        })
+        .await
     }
 
     /// The memory a transfer of `size` bytes holds while in flight: a small file whole (read
