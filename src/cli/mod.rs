@@ -1,8 +1,10 @@
 //! The command line: its arguments (each flag also read from a variable), their values
-//! checked once into [`Settings`] with errors that name where a bad value came from, and
-//! clap's own errors as one line (`errors`).
+//! checked once into [`Settings`] with errors that name where a bad value came from, the
+//! help texts written from the code's constants (`help`), and clap's own errors as one line
+//! (`errors`).
 
 mod errors;
+mod help;
 mod manage;
 pub(crate) mod values;
 
@@ -197,7 +199,7 @@ pub struct StoreArgs {
     #[arg(long, env = "S3AM_SSE_KMS_KEY_ID", value_name = "KEY")]
     sse_kms_key_id: Option<String>,
     // The most files transferred at once; the help says how the number in flight moves.
-    #[arg(long, env = "S3AM_CONCURRENCY", value_name = "N", help = errors::concurrency_help(),
+    #[arg(long, env = "S3AM_CONCURRENCY", value_name = "N", help = help::concurrency(),
           default_value_t = Tuning::default().concurrency.to_string())]
     concurrency: String,
     /// Files at least this large upload multipart (bytes; K, M, G suffixes are binary).
@@ -214,7 +216,7 @@ pub struct StoreArgs {
         env = "S3AM_PART_SIZE",
         value_name = "SIZE",
         default_value = "8M",
-        help = errors::part_size_help()
+        help = help::part_size()
     )]
     part_size: String,
     /// Objects larger than this are copied server-side in parts, concurrently (S3 allows
@@ -235,7 +237,7 @@ pub struct StoreArgs {
     )]
     copy_part_size: String,
     // The longest one S3 request may take; the help says when a silent store is retried.
-    #[arg(long, env = "S3AM_TIMEOUT", value_name = "SECONDS", help = errors::timeout_help(),
+    #[arg(long, env = "S3AM_TIMEOUT", value_name = "SECONDS", help = help::timeout(),
           default_value_t = Tuning::default().timeout.as_secs().to_string())]
     timeout: String,
     /// An unencrypted OpenSSH Ed25519 private key, as a file's path or as the key's text:
