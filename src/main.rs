@@ -7,9 +7,8 @@ use std::process::ExitCode;
 use s3_asset_manager::cli::{self, Command, Sources};
 use s3_asset_manager::codehash;
 use s3_asset_manager::commit;
-use s3_asset_manager::error::{clip, exit, one_line, Error, Result};
-use s3_asset_manager::log;
-use s3_asset_manager::process;
+use s3_asset_manager::error::{clip, Error, Result};
+use s3_asset_manager::process::{self, Front};
 use s3_asset_manager::trace;
 use s3_asset_manager::CacheMode;
 
@@ -108,19 +107,13 @@ fn main() -> ExitCode {
     };
     let runtime = match process::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            log::error(format!("cannot start the async runtime: {e}"));
-            return ExitCode::from(exit::RUNTIME as u8);
-        }
+        Err(e) => return process::fail(Front::Cli, &e),
     };
     let name = sources.command_name();
     let result = runtime.block_on(run(cli.command, sources));
     trace::finish(&name);
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error(one_line(&e.to_string()));
-            ExitCode::from(e.exit_code() as u8)
-        }
+        Err(e) => process::fail(Front::Cli, &e),
     }
 }

@@ -8,8 +8,8 @@ use clap::{CommandFactory, FromArgMatches};
 
 use super::values::Sources;
 use super::Cli;
-use crate::error::{clip, exit, invalid_value, one_line};
-use crate::log;
+use crate::error::{clip, invalid_value, Error};
+use crate::process::{self, Front};
 
 /// Parses the command line (and the variables behind it); on failure prints help, or one
 /// `error:` line (with the usage when no command was given), and returns the exit code.
@@ -43,12 +43,13 @@ pub fn parse() -> std::result::Result<(Cli, Sources), ExitCode> {
                 .map(|c| c.get_name())
                 .filter(|n| *n != "help")
                 .collect();
-            log::error(format!(
+            let e = Error::Config(format!(
                 "no command given: use one of {} (see s3-asset-manager --help)",
                 names.join(", ")
             ));
+            let code = process::fail(Front::Cli, &e);
             eprintln!("\n{}", command.clone().render_usage());
-            Err(ExitCode::from(exit::CONFIG as u8))
+            Err(code)
         }
         _ => Err(config_error(&e, &command)),
     }
@@ -56,8 +57,7 @@ pub fn parse() -> std::result::Result<(Cli, Sources), ExitCode> {
 
 /// Prints a parsing error as one line and returns the configuration exit code.
 fn config_error(e: &clap::Error, command: &clap::Command) -> ExitCode {
-    log::error(one_line(&describe(e, command)));
-    ExitCode::from(exit::CONFIG as u8)
+    process::fail(Front::Cli, &Error::Config(describe(e, command)))
 }
 
 /// A context value as text: a list joined by commas.

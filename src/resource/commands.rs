@@ -13,9 +13,10 @@ use crate::engine::{
     found_report, refuse_damaged, refuse_invalid, refuse_untrusted, Engine, Outcome, Report,
     SetState,
 };
-use crate::error::{clip, one_line, Error, Result};
+use crate::error::{clip, Error, Result};
 use crate::log;
 use crate::manifest::BuildIdentity;
+use crate::process::{self, Front};
 
 fn valid_commit(v: &Version) -> Result<String> {
     commit::parse_commit(&v.commit).ok_or_else(|| {
@@ -271,19 +272,16 @@ pub fn read_stdin() -> Result<String> {
 }
 
 /// Runs a resource operation on a fresh runtime, with the process-level conventions shared
-/// by the three binaries: the response on stdout only on success, one error line and exit 1.
+/// by the three binaries: the response on stdout only on success, one error line and exit 1
+/// ([`Front::Resource`]) otherwise.
 pub fn main<F, Fut, T>(op: F) -> std::process::ExitCode
 where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
     T: Serialize,
 {
-    crate::process::on_panic("");
-    let result = read_stdin().and_then(|input| {
-        let rt = crate::process::runtime()
-            .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
-        rt.block_on(op(input))
-    });
+    process::on_panic("");
+    let result = read_stdin().and_then(|input| process::runtime()?.block_on(op(input)));
     match result.and_then(|v| {
         serde_json::to_string(&v)
             .map_err(|e| Error::Internal(format!("cannot encode the response: {e}")))
@@ -292,10 +290,7 @@ where
             println!("{json}");
             std::process::ExitCode::SUCCESS
         }
-        Err(e) => {
-            log::error(one_line(&e.to_string()));
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => process::fail(Front::Resource, &e),
     }
 }
 
