@@ -6,6 +6,7 @@
 mod errors;
 mod help;
 mod manage;
+mod tasks;
 pub(crate) mod values;
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub use errors::parse;
 pub use manage::{DeleteArgs, ListArgs, PruneArgs};
+pub use tasks::{CheckArgs, FetchArgs, HashArgs, UploadArgs};
 pub use values::Sources;
 
 use crate::codehash::Patterns;
@@ -43,49 +45,14 @@ pub struct Cli {
 pub enum Command {
     /// Find the commit's asset set, or restore it from the cache; write .commit-hash,
     /// .code-hash and .found into the package directory (the `check` task).
-    Check {
-        #[command(flatten)]
-        repo: RepoArgs,
-        #[command(flatten)]
-        package: PackageArgs,
-        #[command(flatten)]
-        filter: FilterArgs,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
+    Check(CheckArgs),
     /// Publish the package directory as the commit's asset set, unless .found exists
     /// (the `upload` task).
-    Upload {
-        #[command(flatten)]
-        package: PackageArgs,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
+    Upload(UploadArgs),
     /// Print the code hash of the repository's files matched by the filter.
-    Hash {
-        #[command(flatten)]
-        repo: RepoArgs,
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// Print every record that went into the hash: type, size, SHA-256, path.
-        #[arg(long)]
-        list: bool,
-    },
+    Hash(HashArgs),
     /// Download a complete asset set and verify every file against its manifest.
-    Fetch {
-        /// The commit whose set to fetch, all 40 or 64 hex digits (default: HEAD of --repo).
-        #[arg(long)]
-        commit: Option<String>,
-        #[command(flatten)]
-        repo: RepoArgs,
-        /// Where to write the files.
-        #[arg(long, value_name = "DIR", value_parser = values::dest_dir)]
-        dest: PathBuf,
-        #[command(flatten)]
-        legacy: LegacyArgs,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
+    Fetch(FetchArgs),
     /// List every artifacts set and cache entry, newest first: kind, state, size, when it
     /// was completed and last used, who signed it.
     List(ListArgs),
@@ -95,6 +62,21 @@ pub enum Command {
     /// Delete artifacts sets and cache entries by age, count and size, and what interrupted
     /// uploads left behind; --dry-run prints the plan.
     Prune(PruneArgs),
+}
+
+impl Command {
+    /// Runs the command, its settings read from `sources`: every command alike.
+    pub async fn run(self, sources: &Sources) -> Result<()> {
+        match self {
+            Command::Check(args) => args.run(sources).await,
+            Command::Upload(args) => args.run(sources).await,
+            Command::Hash(args) => args.run(sources),
+            Command::Fetch(args) => args.run(sources).await,
+            Command::List(args) => args.run(sources).await,
+            Command::Delete(args) => args.run(sources).await,
+            Command::Prune(args) => args.run(sources).await,
+        }
+    }
 }
 
 /// The checkout.
