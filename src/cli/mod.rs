@@ -19,7 +19,7 @@ pub use tasks::{CheckArgs, FetchArgs, HashArgs, UploadArgs};
 pub use values::Sources;
 
 use crate::codehash::Patterns;
-use crate::engine::{CacheMode, CodeHashSpec, Keys};
+use crate::engine::{CacheMode, CodeHashSpec, Engine, Keys};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::log;
@@ -77,6 +77,13 @@ impl Command {
             Command::Prune(args) => args.run(sources).await,
         }
     }
+}
+
+/// The engine a command runs on, the log at the level `--quiet` asks for: the command line
+/// sets it here, as the store opens (building an engine sets no global state).
+async fn engine(settings: &Settings) -> Result<Engine> {
+    log::set_quiet(settings.quiet);
+    settings.engine().await
 }
 
 /// The checkout.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::values::{self, Sources};
-use super::{FilterArgs, LegacyArgs, PackageArgs, RepoArgs, StoreArgs};
+use super::{engine, FilterArgs, LegacyArgs, PackageArgs, RepoArgs, StoreArgs};
 use crate::codehash;
 use crate::commit;
 use crate::engine::CacheMode;
@@ -78,7 +78,7 @@ impl CheckArgs {
         })?;
         // The original tool writes .commit-hash before touching S3; so does lookup, but
         // a bad bucket setting must still be reported before anything else happens.
-        let engine = settings.engine().await?;
+        let engine = engine(&settings).await?;
         let opts = settings.lookup(repo.repo, Some(package.package_dir));
         engine
             .lookup(&opts)
@@ -94,7 +94,7 @@ impl UploadArgs {
         let Self { package, store } = self;
         let cache = package.cache(sources)?;
         let settings = store.settings(sources, cache, package.accept_legacy(), || Ok(None))?;
-        let engine = settings.engine().await?;
+        let engine = engine(&settings).await?;
         let opts = settings.publish(package.package_dir, None, None);
         engine
             .publish(&opts)
@@ -145,7 +145,7 @@ impl FetchArgs {
             })?,
             None => commit::resolve_head(&repo.repo)?,
         };
-        let engine = settings.engine().await?;
+        let engine = engine(&settings).await?;
         match engine.fetch(&commit, &dest, settings.accept_legacy).await? {
             Some(report) => report.log_summary(engine.store().as_ref()),
             None => {
