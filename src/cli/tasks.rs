@@ -10,7 +10,7 @@ use super::{engine, FilterArgs, LegacyArgs, PackageArgs, RepoArgs, StoreArgs};
 use crate::codehash;
 use crate::commit;
 use crate::engine::CacheMode;
-use crate::error::{clip, Error, Result};
+use crate::error::{clip, Error, RefusedKind, Result};
 
 /// `check`.
 #[derive(Args, Debug)]
@@ -149,9 +149,10 @@ impl FetchArgs {
         match engine.fetch(&commit, &dest, settings.accept_legacy).await? {
             Some(report) => report.log_summary(engine.store().as_ref()),
             None => {
-                return Err(Error::Input(format!(
-                    "no complete asset set for commit {commit}: publish it first (its manifest is missing)"
-                )))
+                return Err(Error::refused(
+                    RefusedKind::Incomplete,
+                    format!("no complete asset set for commit {commit}: publish it first (its manifest is missing)"),
+                ))
             }
         }
         Ok(())
