@@ -9,7 +9,7 @@ use super::values::{self, Sources};
 use super::{engine, LegacyArgs, StoreArgs};
 use crate::engine::{
     age, now_ms, CacheMode, CatalogOptions, Engine, Kind, Listed, Plan, PruneOptions, SetSummary,
-    INCOMPLETE_MAX_AGE,
+    Why, INCOMPLETE_MAX_AGE,
 };
 use crate::error::{escape_unprintable, Error, Result};
 use crate::layout::{is_code_hash, is_object_id};
@@ -393,7 +393,7 @@ impl PruneArgs {
 /// The plan, one line a set: what goes and why, and in a dry run what stays and why.
 fn plan_text(plan: &Plan, dry_run: bool, now_ms: u64) -> String {
     let verb = if dry_run { "would delete" } else { "delete" };
-    let line = |verb: &str, s: &SetSummary, why: &str| {
+    let line = |verb: &str, s: &SetSummary, why: &Why| {
         format!(
             "{verb} {} {} ({}, {}): {why}\n",
             s.kind.name(),
