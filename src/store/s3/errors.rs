@@ -262,6 +262,156 @@ mod tests {
         assert!(!e.contains("pa55"), "{e}");
     }
 
+    use aws_credential_types::provider::error::CredentialsError;
+    use aws_sdk_s3::error::ConnectorError;
+    use aws_sdk_s3::operation::get_object::GetObjectError;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    use crate::store::{StoreConfig, Tuning};
+
+    /// A store at an endpoint nothing answers (no request is sent: only errors are made).
+    async fn store() -> S3Store {
+        let cfg = StoreConfig {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("id".into()),
+            secret_access_key: Some("secret".into()),
+            ..StoreConfig::default()
+        };
+        S3Store::open("b", &cfg, &Tuning::default()).await.unwrap()
+    }
+
+    /// The store's answer: an error `code` (and `message`) with an HTTP `status`.
+    fn answer(status: u16, code: &str, message: &str) -> SdkError<GetObjectError, HttpResponse> {
+        let meta = ErrorMetadata::builder().code(code).message(message).build();
+        let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+        SdkError::service_error(GetObjectError::generic(meta), raw)
+    }
+
+    /// A request that never reached the store, for `source`.
+    fn undelivered(source: ConnectorError) -> SdkError<GetObjectError, HttpResponse> {
+        SdkError::dispatch_failure(source)
+    }
+
+    /// What an error becomes: its exit code, whether it is retried, and its line.
+    fn outcome(e: Error) -> (i32, bool, String) {
+        (e.exit_code(), e.retryable(), e.to_string())
+    }
+
+    /// The store's error codes and statuses decide: a missing bucket and refused credentials
+    /// are the settings' to cure (exit 4), throttling and 5xx are retried, any other refusal
+    /// is refused again (exit 1, not retried).
+    #[tokio::test]
+    async fn a_stores_answer_is_judged_by_its_code_and_status() {
+        let s = store().await;
+        let (code, retried, line) = outcome(s.fail("reading k", answer(404, "NoSuchBucket", "")));
+        assert_eq!((code, retried), (4, false));
+        assert!(
+            line.starts_with("bucket \"b\" does not exist at http://127.0.0.1:9"),
+            "{line}"
+        );
+        for (status, code) in [(403, "SignatureDoesNotMatch"), (403, "InvalidAccessKeyId")] {
+            let (exit, retried, line) = outcome(s.fail("reading k", answer(status, code, "")));
+            assert_eq!((exit, retried), (4, false), "{code}");
+            assert!(
+                line.contains("rejected the credentials while reading k"),
+                "{line}"
+            );
+        }
+        let (exit, _, line) = outcome(s.fail("reading k", answer(403, "AccessDenied", "")));
+        assert_eq!(exit, 4);
+        assert!(line.starts_with("access denied to bucket \"b\""), "{line}");
+        let slow = s.fail(
+            "reading k",
+            answer(503, "SlowDown", "Reduce your request rate"),
+        );
+        assert!(matches!(slow, Error::Throttled { .. }), "{slow:?}");
+        assert_eq!(outcome(slow).0, 1);
+        let (exit, retried, _) = outcome(s.fail("reading k", answer(500, "InternalError", "")));
+        assert_eq!((exit, retried), (1, true));
+        let (exit, retried, line) =
+            outcome(s.fail("reading k", answer(400, "InvalidArgument", "no")));
+        assert_eq!((exit, retried), (1, false));
+        assert_eq!(
+            line,
+            "reading k failed at http://127.0.0.1:9: HTTP 400 InvalidArgument no"
+        );
+    }
+
+    /// No credentials anywhere is a configuration error (exit 2), found by the credentials
+    /// provider's error in the SDK's source chain, however deep (an assumed role's STS request
+    /// wraps its own); a connection that fails is a failure that may pass.
+    #[tokio::test]
+    async fn a_request_that_never_left_is_judged_by_its_errors_kind() {
+        let s = store().await;
+        let none = || {
+            CredentialsError::not_loaded("no credentials found in chain. Attempted: environment")
+        };
+        let e = s.fail(
+            "listing",
+            undelivered(ConnectorError::other(none().into(), None)),
+        );
+        let (exit, retried, line) = outcome(e);
+        assert_eq!((exit, retried), (2, false));
+        assert!(
+            line.starts_with("no AWS credentials found while listing: "),
+            "{line}"
+        );
+        // Behind an assumed role: the role's provider failed because STS's request had none.
+        let sts: SdkError<GetObjectError, HttpResponse> =
+            undelivered(ConnectorError::other(none().into(), None));
+        let role = CredentialsError::provider_error(sts);
+        let e = s.fail(
+            "listing",
+            undelivered(ConnectorError::other(role.into(), None)),
+        );
+        assert_eq!(outcome(e).0, 2);
+        // Refused connections, and a provider that failed otherwise, may pass.
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = s.fail("listing", undelivered(ConnectorError::io(refused.into())));
+        let (exit, retried, line) = outcome(e);
+        assert_eq!((exit, retried), (1, true));
+        assert!(
+            line.starts_with("cannot reach http://127.0.0.1:9 while listing ("),
+            "{line}"
+        );
+        let failed = CredentialsError::provider_error("IMDS answered 500");
+        let e = s.fail(
+            "listing",
+            undelivered(ConnectorError::other(failed.into(), None)),
+        );
+        let (exit, retried, line) = outcome(e);
+        assert_eq!((exit, retried), (1, true));
+        assert!(
+            line.starts_with("cannot reach http://127.0.0.1:9 while listing ("),
+            "{line}"
+        );
+    }
+
+    /// A request that could not be built for want of usable credentials is a configuration
+    /// error; one that could not be built otherwise is refused (exit 1, not retried).
+    #[tokio::test]
+    async fn a_request_that_could_not_be_built_is_judged_by_its_errors_kind() {
+        let s = store().await;
+        let bad = CredentialsError::invalid_configuration("profile loops");
+        let e = s.fail(
+            "listing",
+            SdkError::<GetObjectError, HttpResponse>::construction_failure(bad),
+        );
+        let (exit, retried, line) = outcome(e);
+        assert_eq!((exit, retried), (2, false));
+        assert!(
+            line.starts_with("no usable AWS credentials while listing ("),
+            "{line}"
+        );
+        let other =
+            SdkError::<GetObjectError, HttpResponse>::construction_failure("key was not set");
+        let (exit, retried, line) = outcome(s.fail("listing", other));
+        assert_eq!((exit, retried), (1, false));
+        assert!(line.starts_with("listing could not be sent: "), "{line}");
+    }
+
     /// Only what may pass is retried: a 400 is refused again, a checksum mismatch (a body
     /// corrupted on the way) or a 5xx may pass.
     #[test]
