@@ -2,6 +2,7 @@
 
 use std::ops::ControlFlow;
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
@@ -51,7 +52,7 @@ impl S3Store {
                     names.timeout()
                 )))
             }
-            SdkError::DispatchFailure(_) if root_cause(err).contains("no credentials") => {
+            SdkError::DispatchFailure(_) if credentials_not_loaded(err) => {
                 return ControlFlow::Break(Error::Config(format!(
                     "no AWS credentials found while {what}: {}, or run where an instance or task role is available",
                     names.credentials()
@@ -67,7 +68,7 @@ impl S3Store {
             ),
             SdkError::ConstructionFailure(_) => {
                 let text = one_line(&DisplayErrorContext(err).to_string());
-                if text.to_ascii_lowercase().contains("credential") {
+                if credentials_errors(err).next().is_some() {
                     return ControlFlow::Break(Error::Config(format!(
                         "no usable AWS credentials while {what} ({text}): {}, or run where a role is available",
                         names.credentials()
@@ -118,7 +119,9 @@ impl S3Store {
             )),
             "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken"
             | "InvalidToken" | "InvalidClientTokenId" => return credentials(),
-            // Some stores (Garage) answer a bad key or signature with a plain AccessDenied.
+            // Some stores (Garage) answer a bad key or signature with a plain AccessDenied,
+            // which has no structured form that says so: only the store's own message does.
+            // It decides nothing but which of two Denied lines (same exit code) is shown.
             _ if status == 403 && is_credential_message(&msg) => return credentials(),
             _ if code == "AccessDenied" || status == 403 => return denied(format!(
                 "access denied to bucket {bucket:?} at {endpoint} while {what} ({code} {msg}): grant the credentials s3:ListBucket, s3:GetObject and s3:PutObject on it"
@@ -217,6 +220,23 @@ pub(super) fn check_endpoint(ep: &str) -> Result<()> {
     }
 }
 
+/// Every credentials provider's error in `err`'s source chain, outermost first. The SDK keeps
+/// the provider's [`CredentialsError`] as a source: a request whose identity could not be
+/// resolved is a dispatch failure whose `ConnectorError` holds it, and an assumed role's
+/// provider holds its own STS request's error, which may hold another.
+fn credentials_errors<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a CredentialsError> {
+    std::iter::successors(Some(err), |e| e.source())
+        .filter_map(|e| e.downcast_ref::<CredentialsError>())
+}
+
+/// Whether a provider behind `err` found no credentials at all (the default chain, every one
+/// of its providers empty): a setting to fix, not a failure to retry.
+fn credentials_not_loaded(err: &(dyn std::error::Error + 'static)) -> bool {
+    credentials_errors(err).any(|c| matches!(c, CredentialsError::CredentialsNotLoaded(_)))
+}
+
 /// The innermost error's message, e.g. "Connection refused (os error 111)".
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = err;
@@ -245,7 +265,13 @@ fn one_line(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use aws_sdk_s3::error::ConnectorError;
+    use aws_sdk_s3::operation::get_object::GetObjectError;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
     use super::*;
+    use crate::store::{StoreConfig, Tuning};
 
     /// An endpoint's user-info never reaches an error; the rest of the URL does.
     #[test]
@@ -261,14 +287,6 @@ mod tests {
             .to_string();
         assert!(!e.contains("pa55"), "{e}");
     }
-
-    use aws_credential_types::provider::error::CredentialsError;
-    use aws_sdk_s3::error::ConnectorError;
-    use aws_sdk_s3::operation::get_object::GetObjectError;
-    use aws_smithy_types::body::SdkBody;
-    use aws_smithy_types::error::ErrorMetadata;
-
-    use crate::store::{StoreConfig, Tuning};
 
     /// A store at an endpoint nothing answers (no request is sent: only errors are made).
     async fn store() -> S3Store {
@@ -410,6 +428,31 @@ mod tests {
         let (exit, retried, line) = outcome(s.fail("listing", other));
         assert_eq!((exit, retried), (1, false));
         assert!(line.starts_with("listing could not be sent: "), "{line}");
+    }
+
+    /// The words of an error decide nothing: a provider that found no credentials is one
+    /// whatever its message says, and a message that speaks of credentials is not one.
+    #[tokio::test]
+    async fn the_words_of_an_sdk_error_decide_nothing() {
+        let s = store().await;
+        let quiet = CredentialsError::not_loaded_no_source();
+        let e = s.fail(
+            "listing",
+            undelivered(ConnectorError::other(quiet.into(), None)),
+        );
+        assert_eq!(outcome(e).0, 2);
+        let says = std::io::Error::other("proxy said: no credentials for you");
+        let e = s.fail("listing", undelivered(ConnectorError::io(says.into())));
+        let (exit, retried, line) = outcome(e);
+        assert_eq!((exit, retried), (1, true));
+        assert!(
+            line.starts_with("cannot reach http://127.0.0.1:9 while listing ("),
+            "{line}"
+        );
+        let says = "the credential scope is malformed";
+        let e = SdkError::<GetObjectError, HttpResponse>::construction_failure(says);
+        let (exit, retried, _) = outcome(s.fail("listing", e));
+        assert_eq!((exit, retried), (1, false));
     }
 
     /// Only what may pass is retried: a 400 is refused again, a checksum mismatch (a body
