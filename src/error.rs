@@ -83,9 +83,21 @@ pub enum Error {
     #[error("{0}")]
     Precondition(String),
 
-    /// An object a manifest names is not in the store.
+    /// What an operation names is not in the store: the object a copy reads, the set a
+    /// `delete` removes.
     #[error("{0}")]
     NotFound(String),
+
+    /// A reader refused a set: it is not complete, or its manifest does not count (`kind`
+    /// says which). Exits with the input code when there is no complete set, the runtime
+    /// code otherwise.
+    #[error("{message}")]
+    Refused {
+        /// Why the set is refused.
+        kind: RefusedKind,
+        /// What was refused, why, and what to do.
+        message: String,
+    },
 
     /// Content, or a manifest, does not match what it must: a failed verification.
     #[error("{0}")]
@@ -112,6 +124,21 @@ pub enum Error {
     },
 }
 
+/// Why a reader refuses a set ([`Error::Refused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusedKind {
+    /// There is no complete set: no manifest (never published, or its upload was interrupted).
+    Incomplete,
+    /// Objects its manifest names are gone, of another size, or rewritten: the next publish
+    /// repairs it.
+    Damaged,
+    /// Trusted keys are set, and none of them signed its manifest.
+    Untrusted,
+    /// Its manifest is not its own (it names another commit, code hash or prefix) or breaks a
+    /// rule of the format.
+    Invalid,
+}
+
 impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
@@ -119,6 +146,12 @@ impl Error {
             Error::Config(_) => exit::CONFIG,
             Error::Input(_) => exit::INPUT,
             Error::Denied { .. } => exit::STORE_REFUSED,
+            Error::Refused { kind, .. } => match kind {
+                RefusedKind::Incomplete => exit::INPUT,
+                RefusedKind::Damaged | RefusedKind::Untrusted | RefusedKind::Invalid => {
+                    exit::RUNTIME
+                }
+            },
             Error::Throttled { .. }
             | Error::Transient { .. }
             | Error::Rejected { .. }
@@ -157,6 +190,14 @@ impl Error {
         Error::Rejected {
             message: message.into(),
             source: None,
+        }
+    }
+
+    /// A set a reader refuses, and why.
+    pub fn refused(kind: RefusedKind, message: impl Into<String>) -> Self {
+        Error::Refused {
+            kind,
+            message: message.into(),
         }
     }
 
@@ -310,6 +351,28 @@ mod tests {
         assert!(
             s.starts_with("start ") && s.ends_with("end: what to do"),
             "{s}"
+        );
+    }
+
+    /// A refused set exits as it did when it was an input error (no complete set) or a
+    /// runtime one (damaged, untrusted or invalid), and is never retried.
+    #[test]
+    fn refused_sets_exit_by_their_kind() {
+        let codes = [
+            RefusedKind::Incomplete,
+            RefusedKind::Damaged,
+            RefusedKind::Untrusted,
+            RefusedKind::Invalid,
+        ]
+        .map(|kind| {
+            let e = Error::refused(kind, "refusing it");
+            assert!(!e.retryable() && !e.is_concurrent_write());
+            assert_eq!(e.to_string(), "refusing it");
+            e.exit_code()
+        });
+        assert_eq!(
+            codes,
+            [exit::INPUT, exit::RUNTIME, exit::RUNTIME, exit::RUNTIME]
         );
     }
 

@@ -1,7 +1,11 @@
-//! What every process of this tool starts with, whichever front end it runs (the command
-//! line, the task entrypoints or the resource): the panic hook, the allocator's arenas and
-//! the async runtime.
+//! What every process of this tool starts and ends with, whichever front end it runs (the
+//! command line, the task entrypoints or the resource): the panic hook, the allocator's arenas
+//! and the async runtime first; last, a failure's one error line and the exit code the front
+//! end gives it.
 
+use std::process::ExitCode;
+
+use crate::error::{one_line, Error, Result};
 use crate::log;
 
 /// Runtime worker threads at most, whatever the cores or `TOKIO_WORKER_THREADS` say:
@@ -27,7 +31,7 @@ pub fn on_panic(report: &'static str) {
 
 /// The async runtime: a worker thread per core, or as many as `TOKIO_WORKER_THREADS` says,
 /// and [`MOST_WORKERS`] at most; the allocator's arenas capped first.
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt sets a tunable of glibc's allocator before this process starts its
     // threads; it touches no memory.
@@ -40,6 +44,36 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .enable_all()
         .worker_threads(workers(asked.as_deref(), cores))
         .build()
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))
+}
+
+/// A front end, by what its failures exit with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Front {
+    /// The command line and the task entrypoints: the error's own exit code
+    /// ([`Error::exit_code`]: configuration 2, input 3, store refused 4, any other 1), as the
+    /// README documents them.
+    Cli,
+    /// The Concourse resource (`check`, `in`, `out`): 1 for every failure, which Concourse
+    /// shows as a failed step, the error line saying why.
+    Resource,
+}
+
+impl Front {
+    /// The exit code of a run of this front end that failed with `e`.
+    pub fn exit_code(self, e: &Error) -> i32 {
+        match self {
+            Front::Cli => e.exit_code(),
+            Front::Resource => crate::error::exit::RUNTIME,
+        }
+    }
+}
+
+/// Ends a failed run of `front`: the error as the one `error:` line on stderr ([`one_line`]),
+/// and the exit code to return from `main`.
+pub fn fail(front: Front, e: &Error) -> ExitCode {
+    log::error(one_line(&e.to_string()));
+    ExitCode::from(front.exit_code(e) as u8)
 }
 
 /// The worker threads for `cores` cores, `asked` being `TOKIO_WORKER_THREADS` (one that is
@@ -66,5 +100,21 @@ mod tests {
         let rt = runtime().unwrap();
         let n = rt.metrics().num_workers();
         assert!((1..=MOST_WORKERS).contains(&n), "{n} workers");
+    }
+
+    /// The command line exits with the error's own code, the resource with 1 for any failure.
+    #[test]
+    fn each_front_end_exits_as_documented() {
+        let config = Error::Config("bad".into());
+        let input = Error::Input("no repo".into());
+        let denied = Error::denied("no such bucket");
+        let corrupt = Error::Corrupt("changed".into());
+        let cli: Vec<i32> = [&config, &input, &denied, &corrupt]
+            .map(|e| Front::Cli.exit_code(e))
+            .into();
+        assert_eq!(cli, [2, 3, 4, 1]);
+        for e in [&config, &input, &denied, &corrupt] {
+            assert_eq!(Front::Resource.exit_code(e), 1, "{e}");
+        }
     }
 }

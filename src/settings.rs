@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use crate::engine::{CacheMode, CodeHashSpec, Engine, Keys, LookupOptions, PublishOptions};
 use crate::error::Result;
 use crate::layout::Layout;
-use crate::log;
 use crate::store::{self, StoreConfig, Tuning};
 
 /// Everything an operation needs besides its own inputs, already validated.
@@ -26,14 +25,14 @@ pub struct Settings {
     pub accept_legacy: bool,
     /// The code-hash definition; `None` turns caching off.
     pub code_hash: Option<CodeHashSpec>,
-    /// Print only warnings and errors.
+    /// Print only warnings and errors: the front end sets the log's level from it
+    /// ([`crate::log::set_quiet`]) before it builds the engine; building one sets nothing.
     pub quiet: bool,
 }
 
 impl Settings {
     /// Opens the store and builds the engine: the one place an engine is made.
     pub async fn engine(&self) -> Result<Engine> {
-        log::set_quiet(self.quiet);
         let store = store::open(&self.store, &self.tuning).await?;
         Ok(Engine::new(store, self.layout.clone(), self.tuning.clone())
             .with_keys(self.keys.clone()))

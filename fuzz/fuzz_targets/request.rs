@@ -11,7 +11,7 @@
 use libfuzzer_sys::fuzz_target;
 use s3_asset_manager::commit::parse_commit;
 use s3_asset_manager::resource::{
-    parse_request, CheckRequest, InRequest, OutRequest, Source, Version,
+    parse_request, CheckRequest, InRequest, OutRequest, Request, Source, Version,
 };
 use s3_asset_manager_fuzz::{check_error, check_patterns};
 
@@ -43,7 +43,7 @@ fn check_version(v: &Version) {
     }
 }
 
-fn request<T: serde::de::DeserializeOwned>(
+fn request<T: Request>(
     input: &str,
     parts: impl FnOnce(&T) -> (&Source, Option<&Version>),
 ) {

@@ -8,39 +8,8 @@ use clap::{CommandFactory, FromArgMatches};
 
 use super::values::Sources;
 use super::Cli;
-use crate::engine::{FEWEST_IN_FLIGHT, FIRST_IN_FLIGHT};
-use crate::error::{clip, exit, invalid_value, one_line};
-use crate::log;
-use crate::store::s3::{SILENT_MAX, SILENT_SHARE};
-use crate::store::{LARGEST_PART, LARGE_FILE, LARGE_FILE_PARTS};
-
-/// The help of `--concurrency`, written from the window's constants.
-pub fn concurrency_help() -> String {
-    format!(
-        "The most files transferred at once: the number in flight starts at {FIRST_IN_FLIGHT} (or this, if lower), doubles up to this while throughput grows, and halves (to no fewer than {FEWEST_IN_FLIGHT}) when the store throttles"
-    )
-}
-
-/// The help of `--timeout`, written from the constants of a silent store's retry.
-pub fn timeout_help() -> String {
-    let share = match SILENT_SHARE {
-        4 => "a quarter".to_string(),
-        n => format!("1/{n}"),
-    };
-    format!(
-        "The longest one S3 request may take, retries included, in seconds; a silent store is retried after {share} of it (at most {} s)",
-        SILENT_MAX.as_secs()
-    )
-}
-
-/// The help of `--part-size`, written from the part-size constants.
-pub fn part_size_help() -> String {
-    format!(
-        "The smallest part of a multipart upload, and range of a large download; a file over {}M goes in about {LARGE_FILE_PARTS} parts, of at most {}M",
-        LARGE_FILE >> 20,
-        LARGEST_PART >> 20
-    )
-}
+use crate::error::{clip, invalid_value, Error};
+use crate::process::{self, Front};
 
 /// Parses the command line (and the variables behind it); on failure prints help, or one
 /// `error:` line (with the usage when no command was given), and returns the exit code.
@@ -74,12 +43,13 @@ pub fn parse() -> std::result::Result<(Cli, Sources), ExitCode> {
                 .map(|c| c.get_name())
                 .filter(|n| *n != "help")
                 .collect();
-            log::error(format!(
+            let e = Error::Config(format!(
                 "no command given: use one of {} (see s3-asset-manager --help)",
                 names.join(", ")
             ));
+            let code = process::fail(Front::Cli, &e);
             eprintln!("\n{}", command.clone().render_usage());
-            Err(ExitCode::from(exit::CONFIG as u8))
+            Err(code)
         }
         _ => Err(config_error(&e, &command)),
     }
@@ -87,8 +57,7 @@ pub fn parse() -> std::result::Result<(Cli, Sources), ExitCode> {
 
 /// Prints a parsing error as one line and returns the configuration exit code.
 fn config_error(e: &clap::Error, command: &clap::Command) -> ExitCode {
-    log::error(one_line(&describe(e, command)));
-    ExitCode::from(exit::CONFIG as u8)
+    process::fail(Front::Cli, &Error::Config(describe(e, command)))
 }
 
 /// A context value as text: a list joined by commas.

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use clap::{ArgGroup, Args};
 
 use super::values::{self, Sources};
-use super::{LegacyArgs, StoreArgs};
+use super::{engine, LegacyArgs, StoreArgs};
 use crate::engine::{
     age, now_ms, CacheMode, CatalogOptions, Engine, Kind, Listed, Plan, PruneOptions, SetSummary,
-    INCOMPLETE_MAX_AGE,
+    Why, INCOMPLETE_MAX_AGE,
 };
 use crate::error::{escape_unprintable, Error, Result};
 use crate::layout::{is_code_hash, is_object_id};
@@ -168,7 +168,7 @@ impl ListArgs {
             )
         });
         let verify = self.verify || settings.keys.trusted.is_some() || needs_manifests;
-        let engine = settings.engine().await?;
+        let engine = engine(&settings).await?;
         let started = Instant::now();
         let catalog = engine
             .catalog(CatalogOptions {
@@ -298,7 +298,7 @@ impl DeleteArgs {
             (None, Some(h)) => settings.layout.cache(&h),
             (None, None) => unreachable!("clap requires --commit or --code-hash"),
         };
-        let engine = settings.engine().await?;
+        let engine = engine(&settings).await?;
         let started = Instant::now();
         match engine.delete_set(&loc).await? {
             Some(d) => log::phase(format!(
@@ -359,7 +359,7 @@ impl PruneArgs {
         let settings = self
             .store
             .settings(sources, CacheMode::Off, opts.accept_legacy, || Ok(None))?;
-        let engine = settings.engine().await?;
+        let engine = engine(&settings).await?;
         let started = Instant::now();
         let now_ms = now_ms();
         let plan = engine.plan_prune(&opts, now_ms).await?;
@@ -393,7 +393,7 @@ impl PruneArgs {
 /// The plan, one line a set: what goes and why, and in a dry run what stays and why.
 fn plan_text(plan: &Plan, dry_run: bool, now_ms: u64) -> String {
     let verb = if dry_run { "would delete" } else { "delete" };
-    let line = |verb: &str, s: &SetSummary, why: &str| {
+    let line = |verb: &str, s: &SetSummary, why: &Why| {
         format!(
             "{verb} {} {} ({}, {}): {why}\n",
             s.kind.name(),

@@ -1,9 +1,12 @@
 //! The command line: its arguments (each flag also read from a variable), their values
-//! checked once into [`Settings`] with errors that name where a bad value came from, and
-//! clap's own errors as one line (`errors`).
+//! checked once into [`Settings`] with errors that name where a bad value came from, the
+//! help texts written from the code's constants (`help`), and clap's own errors as one line
+//! (`errors`).
 
 mod errors;
+mod help;
 mod manage;
+mod tasks;
 pub(crate) mod values;
 
 use std::path::{Path, PathBuf};
@@ -12,10 +15,11 @@ use clap::{Args, Parser, Subcommand};
 
 pub use errors::parse;
 pub use manage::{DeleteArgs, ListArgs, PruneArgs};
+pub use tasks::{CheckArgs, FetchArgs, HashArgs, UploadArgs};
 pub use values::Sources;
 
 use crate::codehash::Patterns;
-use crate::engine::{CacheMode, CodeHashSpec, Keys};
+use crate::engine::{CacheMode, CodeHashSpec, Engine, Keys};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::log;
@@ -41,49 +45,14 @@ pub struct Cli {
 pub enum Command {
     /// Find the commit's asset set, or restore it from the cache; write .commit-hash,
     /// .code-hash and .found into the package directory (the `check` task).
-    Check {
-        #[command(flatten)]
-        repo: RepoArgs,
-        #[command(flatten)]
-        package: PackageArgs,
-        #[command(flatten)]
-        filter: FilterArgs,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
+    Check(CheckArgs),
     /// Publish the package directory as the commit's asset set, unless .found exists
     /// (the `upload` task).
-    Upload {
-        #[command(flatten)]
-        package: PackageArgs,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
+    Upload(UploadArgs),
     /// Print the code hash of the repository's files matched by the filter.
-    Hash {
-        #[command(flatten)]
-        repo: RepoArgs,
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// Print every record that went into the hash: type, size, SHA-256, path.
-        #[arg(long)]
-        list: bool,
-    },
+    Hash(HashArgs),
     /// Download a complete asset set and verify every file against its manifest.
-    Fetch {
-        /// The commit whose set to fetch, all 40 or 64 hex digits (default: HEAD of --repo).
-        #[arg(long)]
-        commit: Option<String>,
-        #[command(flatten)]
-        repo: RepoArgs,
-        /// Where to write the files.
-        #[arg(long, value_name = "DIR", value_parser = values::dest_dir)]
-        dest: PathBuf,
-        #[command(flatten)]
-        legacy: LegacyArgs,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
+    Fetch(FetchArgs),
     /// List every artifacts set and cache entry, newest first: kind, state, size, when it
     /// was completed and last used, who signed it.
     List(ListArgs),
@@ -93,6 +62,28 @@ pub enum Command {
     /// Delete artifacts sets and cache entries by age, count and size, and what interrupted
     /// uploads left behind; --dry-run prints the plan.
     Prune(PruneArgs),
+}
+
+impl Command {
+    /// Runs the command, its settings read from `sources`: every command alike.
+    pub async fn run(self, sources: &Sources) -> Result<()> {
+        match self {
+            Command::Check(args) => args.run(sources).await,
+            Command::Upload(args) => args.run(sources).await,
+            Command::Hash(args) => args.run(sources),
+            Command::Fetch(args) => args.run(sources).await,
+            Command::List(args) => args.run(sources).await,
+            Command::Delete(args) => args.run(sources).await,
+            Command::Prune(args) => args.run(sources).await,
+        }
+    }
+}
+
+/// The engine a command runs on, the log at the level `--quiet` asks for: the command line
+/// sets it here, as the store opens (building an engine sets no global state).
+async fn engine(settings: &Settings) -> Result<Engine> {
+    log::set_quiet(settings.quiet);
+    settings.engine().await
 }
 
 /// The checkout.
@@ -197,7 +188,7 @@ pub struct StoreArgs {
     #[arg(long, env = "S3AM_SSE_KMS_KEY_ID", value_name = "KEY")]
     sse_kms_key_id: Option<String>,
     // The most files transferred at once; the help says how the number in flight moves.
-    #[arg(long, env = "S3AM_CONCURRENCY", value_name = "N", help = errors::concurrency_help(),
+    #[arg(long, env = "S3AM_CONCURRENCY", value_name = "N", help = help::concurrency(),
           default_value_t = Tuning::default().concurrency.to_string())]
     concurrency: String,
     /// Files at least this large upload multipart (bytes; K, M, G suffixes are binary).
@@ -214,7 +205,7 @@ pub struct StoreArgs {
         env = "S3AM_PART_SIZE",
         value_name = "SIZE",
         default_value = "8M",
-        help = errors::part_size_help()
+        help = help::part_size()
     )]
     part_size: String,
     /// Objects larger than this are copied server-side in parts, concurrently (S3 allows
@@ -235,7 +226,7 @@ pub struct StoreArgs {
     )]
     copy_part_size: String,
     // The longest one S3 request may take; the help says when a silent store is retried.
-    #[arg(long, env = "S3AM_TIMEOUT", value_name = "SECONDS", help = errors::timeout_help(),
+    #[arg(long, env = "S3AM_TIMEOUT", value_name = "SECONDS", help = help::timeout(),
           default_value_t = Tuning::default().timeout.as_secs().to_string())]
     timeout: String,
     /// An unencrypted OpenSSH Ed25519 private key, as a file's path or as the key's text:

@@ -8,7 +8,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::{Engine, Outcome, Report, SetState};
 use crate::beneath::{Dir, Tree};
-use crate::error::{Error, Result};
+use crate::error::{Error, RefusedKind, Result};
 use crate::layout::{meta, SetLocation};
 use crate::log;
 use crate::manifest::FileEntry;
@@ -221,19 +221,23 @@ pub fn found_report(commit: &str, state: &SetState) -> Option<Report> {
 /// The error for a set whose manifest is not its own (copied from another place) or breaks
 /// the format: a reader never takes it.
 pub fn refuse_invalid(loc: &SetLocation, why: &str) -> Error {
-    Error::Corrupt(format!("{why}: refusing {loc}; publish the set again"))
+    Error::refused(
+        RefusedKind::Invalid,
+        format!("{why}: refusing {loc}; publish the set again"),
+    )
 }
 
 /// The error for a set whose objects no longer match its manifest: found means fetchable.
 pub fn refuse_damaged(loc: &SetLocation, why: &str) -> Error {
-    Error::NotFound(format!(
-        "{why}: refusing {loc}; publish the set again (the upload repairs it)"
-    ))
+    Error::refused(
+        RefusedKind::Damaged,
+        format!("{why}: refusing {loc}; publish the set again (the upload repairs it)"),
+    )
 }
 
 /// The error for a set whose manifest no trusted key signed: a reader never takes it.
 pub fn refuse_untrusted(loc: &SetLocation, why: &str) -> Error {
-    Error::Corrupt(format!(
+    Error::refused(RefusedKind::Untrusted, format!(
         "refusing {loc}: {why}; with trusted keys set, only sets signed by one of them count: publish it again from a pipeline that holds a trusted signing key"
     ))
 }

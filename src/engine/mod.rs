@@ -35,7 +35,7 @@ mod window;
 
 pub use catalog::{Catalog, CatalogOptions, IndexEntry, Kind, Listed, SetSummary};
 pub use fetch::{found_report, refuse_damaged, refuse_invalid, refuse_untrusted};
-pub use prune::{age, Deleted, Plan, PruneOptions, Removal, INCOMPLETE_MAX_AGE};
+pub use prune::{age, Deleted, Incomplete, Plan, PruneOptions, Removal, Why, INCOMPLETE_MAX_AGE};
 pub use window::{FLOOR as FEWEST_IN_FLIGHT, START as FIRST_IN_FLIGHT};
 
 use std::path::{Path, PathBuf};

@@ -56,7 +56,213 @@ pub struct Removal {
     /// The set.
     pub set: SetSummary,
     /// Why it goes or stays.
-    pub why: String,
+    pub why: Why,
+}
+
+/// Why a prune removes a set or keeps it, with what the decision was made on; `Display` is
+/// the plan's line for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    /// Goes: not complete, last written `age` ago, longer than `--incomplete-max-age`.
+    IncompleteOld {
+        /// What the set is.
+        what: Incomplete,
+        /// How long ago it was last written.
+        age: Duration,
+        /// `--incomplete-max-age`.
+        limit: Duration,
+    },
+    /// Stays: not complete, last written `age` ago, within `--incomplete-max-age`.
+    IncompleteYoung {
+        /// What the set is.
+        what: Incomplete,
+        /// How long ago it was last written.
+        age: Duration,
+        /// `--incomplete-max-age`.
+        limit: Duration,
+    },
+    /// Stays: not complete, and the store gave no time.
+    IncompleteUntimed {
+        /// What the set is.
+        what: Incomplete,
+    },
+    /// Stays: one of the `--keep-last` newest complete artifacts sets.
+    Newest {
+        /// `--keep-last`.
+        keep_last: usize,
+    },
+    /// Goes: an artifacts set completed (a legacy set: last written) `age` ago, longer than
+    /// `--max-age`.
+    PastMaxAge {
+        /// A legacy set, aged by its newest object.
+        legacy: bool,
+        /// How long ago it was completed.
+        age: Duration,
+        /// `--max-age`.
+        max: Duration,
+    },
+    /// Stays: an artifacts set completed `age` ago, within `--max-age`.
+    WithinMaxAge {
+        /// A legacy set, aged by its newest object.
+        legacy: bool,
+        /// How long ago it was completed.
+        age: Duration,
+        /// `--max-age`.
+        max: Duration,
+    },
+    /// Stays: an artifacts set completed `age` ago, and no `--max-age`.
+    NoMaxAge {
+        /// A legacy set, aged by its newest object.
+        legacy: bool,
+        /// How long ago it was completed.
+        age: Duration,
+    },
+    /// Stays: a set the store gave no time for.
+    Untimed,
+    /// Goes: a cache entry last used `age` ago, longer than `--cache-max-unused`.
+    Unused {
+        /// How long ago it was last used.
+        age: Duration,
+        /// `--cache-max-unused`.
+        max: Duration,
+    },
+    /// Stays (unless the cache is over `--cache-max-size`): a cache entry last used `age` ago.
+    Used {
+        /// How long ago it was last used.
+        age: Duration,
+    },
+    /// Goes: among the least recently used cache entries while the cache is over
+    /// `--cache-max-size`.
+    OverCacheSize {
+        /// How long ago it was last used, where the store said.
+        last_used: Option<Duration>,
+        /// `--cache-max-size`.
+        max_size: u64,
+    },
+    /// Stays: not complete, but an object of it was not written by this tool.
+    OthersWrote {
+        /// Its state, where it has a manifest; `None` without one.
+        manifest: Option<Listed>,
+    },
+}
+
+/// What a set that is not complete is, as a plan names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incomplete {
+    /// No manifest: an interrupted upload, or one under way.
+    NoManifest,
+    /// A manifest that does not count: damaged, untrusted or invalid, and why.
+    Manifest {
+        /// Its state.
+        state: Listed,
+        /// Why, where the listing said.
+        why: Option<String>,
+    },
+}
+
+impl std::fmt::Display for Incomplete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Incomplete::NoManifest => f.write_str("no manifest"),
+            Incomplete::Manifest {
+                state,
+                why: Some(why),
+            } => write!(f, "{} ({why})", state.name()),
+            Incomplete::Manifest { state, why: None } => f.write_str(state.name()),
+        }
+    }
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let completed = |legacy: bool| match legacy {
+            true => "legacy set, last written",
+            false => "completed",
+        };
+        match self {
+            Why::IncompleteOld { what, age: a, limit } => write!(
+                f,
+                "{what}, last written {} ago: older than --incomplete-max-age {}",
+                age(*a),
+                age(*limit)
+            ),
+            Why::IncompleteYoung { what, age: a, limit } => {
+                write!(f, "{what}, last written {} ago: ", age(*a))?;
+                match what {
+                    Incomplete::NoManifest => write!(
+                        f,
+                        "may be an upload under way (--incomplete-max-age {})",
+                        age(*limit)
+                    ),
+                    Incomplete::Manifest { .. } => write!(
+                        f,
+                        "not counted as complete; goes once older than --incomplete-max-age {}",
+                        age(*limit)
+                    ),
+                }
+            }
+            Why::IncompleteUntimed { what } => {
+                write!(f, "{what}, and the store gave no time: kept")
+            }
+            Why::Newest { keep_last: 1 } => f.write_str("the newest (--keep-last 1)"),
+            Why::Newest { keep_last: n } => {
+                write!(f, "one of the {n} newest (--keep-last {n})")
+            }
+            Why::PastMaxAge { legacy, age: a, max } => write!(
+                f,
+                "{} {} ago: older than --max-age {}",
+                completed(*legacy),
+                age(*a),
+                age(*max)
+            ),
+            Why::WithinMaxAge { legacy, age: a, max } => write!(
+                f,
+                "{} {} ago: within --max-age {}",
+                completed(*legacy),
+                age(*a),
+                age(*max)
+            ),
+            Why::NoMaxAge { legacy, age: a } => {
+                write!(f, "{} {} ago (no --max-age)", completed(*legacy), age(*a))
+            }
+            Why::Untimed => f.write_str("the store gave no time: kept"),
+            Why::Unused { age: a, max } => write!(
+                f,
+                "last used {} ago: unused for longer than --cache-max-unused {}",
+                age(*a),
+                age(*max)
+            ),
+            Why::Used { age: a } => write!(f, "last used {} ago", age(*a)),
+            Why::OverCacheSize {
+                last_used,
+                max_size,
+            } => write!(
+                f,
+                "least recently used (last used {} ago): the cache is over --cache-max-size {}",
+                last_used.map_or_else(|| "at an unknown time".into(), age),
+                log::bytes(*max_size)
+            ),
+            Why::OthersWrote { manifest: None } => f.write_str(
+                "no manifest, and not all written by this tool (an object without its publisher-id): the original tool's set, or another tool's; kept (--accept-legacy ages the original tool's sets by --max-age)",
+            ),
+            Why::OthersWrote {
+                manifest: Some(state),
+            } => write!(
+                f,
+                "{}, but not all written by this tool (an object without its publisher-id): another tool's objects; kept",
+                state.name()
+            ),
+        }
+    }
+}
+
+/// Whether a set goes or stays, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Decision {
+    /// It goes.
+    Remove(Why),
+    /// It stays.
+    Keep(Why),
 }
 
 /// What a prune will do.
@@ -146,23 +352,23 @@ impl Engine {
                         && (set.state == Listed::Complete || legacy_counts) =>
                 {
                     newest_kept += 1;
-                    Err(match opts.keep_last {
-                        1 => "the newest (--keep-last 1)".to_string(),
-                        n => format!("one of the {n} newest (--keep-last {n})"),
+                    Decision::Keep(Why::Newest {
+                        keep_last: opts.keep_last,
                     })
                 }
                 (Kind::Artifacts, _) => artifacts(&set, opts, now_ms),
                 (Kind::Cache, _) => match unused(&set, opts, now_ms) {
-                    Ok(why) => Ok(why),
-                    Err(why) => {
+                    Decision::Remove(why) => Decision::Remove(why),
+                    // Kept unless the cache is over its size: decided below, by last use.
+                    Decision::Keep(why) => {
                         cache.push(Removal { set, why });
                         continue;
                     }
                 },
             };
             match decision {
-                Ok(why) => plan.remove.push(Removal { set, why }),
-                Err(why) => plan.keep.push(Removal { set, why }),
+                Decision::Remove(why) => plan.remove.push(Removal { set, why }),
+                Decision::Keep(why) => plan.keep.push(Removal { set, why }),
             }
         }
         least_recently_used(&mut plan, cache, opts.cache_max_size, now_ms);
@@ -247,12 +453,8 @@ impl Engine {
                 removed.push(r);
                 continue;
             }
-            let why = match r.set.has_manifest {
-                false => "no manifest, and not all written by this tool (an object without its publisher-id): the original tool's set, or another tool's; kept (--accept-legacy ages the original tool's sets by --max-age)".to_string(),
-                true => format!(
-                    "{}, but not all written by this tool (an object without its publisher-id): another tool's objects; kept",
-                    r.set.state.name()
-                ),
+            let why = Why::OthersWrote {
+                manifest: r.set.has_manifest.then_some(r.set.state),
             };
             kept.push(Removal { why, ..r });
         }
@@ -371,79 +573,45 @@ impl Engine {
 /// Whether a set that is not complete goes: one without a manifest (an interrupted upload,
 /// or one under way) or one whose manifest does not count (damaged, untrusted or invalid),
 /// aged alike by its newest object. Such a set never counts among the newest or in the
-/// cache's size. `Ok(why)` it goes, `Err(why)` it stays.
-fn not_complete(
-    set: &SetSummary,
-    opts: &PruneOptions,
-    now_ms: u64,
-) -> std::result::Result<String, String> {
-    let limit = age(opts.incomplete_max_age);
-    let (what, young) = match (set.has_manifest, &set.why) {
-        (false, _) => (
-            "no manifest".to_string(),
-            format!("may be an upload under way (--incomplete-max-age {limit})"),
-        ),
-        (true, why) => (
-            match why {
-                Some(why) => format!("{} ({why})", set.state.name()),
-                None => set.state.name().to_string(),
-            },
-            format!("not counted as complete; goes once older than --incomplete-max-age {limit}"),
-        ),
+/// cache's size.
+fn not_complete(set: &SetSummary, opts: &PruneOptions, now_ms: u64) -> Decision {
+    let what = match set.has_manifest {
+        false => Incomplete::NoManifest,
+        true => Incomplete::Manifest {
+            state: set.state,
+            why: set.why.clone(),
+        },
     };
+    let limit = opts.incomplete_max_age;
     match since(now_ms, set.newest_ms) {
-        Some(a) if a > opts.incomplete_max_age => Ok(format!(
-            "{what}, last written {} ago: older than --incomplete-max-age {limit}",
-            age(a)
-        )),
-        Some(a) => Err(format!("{what}, last written {} ago: {young}", age(a))),
-        None => Err(format!("{what}, and the store gave no time: kept")),
+        Some(age) if age > limit => Decision::Remove(Why::IncompleteOld { what, age, limit }),
+        Some(age) => Decision::Keep(Why::IncompleteYoung { what, age, limit }),
+        None => Decision::Keep(Why::IncompleteUntimed { what }),
     }
 }
 
 /// Whether an artifacts set (complete, or legacy) goes by age.
-fn artifacts(
-    set: &SetSummary,
-    opts: &PruneOptions,
-    now_ms: u64,
-) -> std::result::Result<String, String> {
-    let what = match set.state {
-        Listed::Legacy => "legacy set, last written",
-        _ => "completed",
-    };
+fn artifacts(set: &SetSummary, opts: &PruneOptions, now_ms: u64) -> Decision {
+    let legacy = set.state == Listed::Legacy;
     match (since(now_ms, set.age_from_ms()), opts.max_age) {
-        (Some(a), Some(max)) if a > max => Ok(format!(
-            "{what} {} ago: older than --max-age {}",
-            age(a),
-            age(max)
-        )),
-        (Some(a), Some(max)) => Err(format!(
-            "{what} {} ago: within --max-age {}",
-            age(a),
-            age(max)
-        )),
-        (Some(a), None) => Err(format!("{what} {} ago (no --max-age)", age(a))),
-        (None, _) => Err("the store gave no time: kept".into()),
+        (Some(age), Some(max)) if age > max => {
+            Decision::Remove(Why::PastMaxAge { legacy, age, max })
+        }
+        (Some(age), Some(max)) => Decision::Keep(Why::WithinMaxAge { legacy, age, max }),
+        (Some(age), None) => Decision::Keep(Why::NoMaxAge { legacy, age }),
+        (None, _) => Decision::Keep(Why::Untimed),
     }
 }
 
 /// Whether a cache entry goes for being unused.
-fn unused(
-    set: &SetSummary,
-    opts: &PruneOptions,
-    now_ms: u64,
-) -> std::result::Result<String, String> {
+fn unused(set: &SetSummary, opts: &PruneOptions, now_ms: u64) -> Decision {
     match (
         since(now_ms, set.last_used_ms.or(set.newest_ms)),
         opts.cache_max_unused,
     ) {
-        (Some(a), Some(max)) if a > max => Ok(format!(
-            "last used {} ago: unused for longer than --cache-max-unused {}",
-            age(a),
-            age(max)
-        )),
-        (Some(a), _) => Err(format!("last used {} ago", age(a))),
-        (None, _) => Err("the store gave no time: kept".into()),
+        (Some(age), Some(max)) if age > max => Decision::Remove(Why::Unused { age, max }),
+        (Some(age), _) => Decision::Keep(Why::Used { age }),
+        (None, _) => Decision::Keep(Why::Untimed),
     }
 }
 
@@ -460,16 +628,101 @@ fn least_recently_used(
     for mut r in cache {
         total = total.saturating_add(r.set.bytes);
         match max_size {
-            Some(max) if total > max => {
-                let a = since(now_ms, r.set.last_used_ms.or(r.set.newest_ms)).map(age);
-                r.why = format!(
-                    "least recently used (last used {} ago): the cache is over --cache-max-size {}",
-                    a.unwrap_or_else(|| "at an unknown time".into()),
-                    log::bytes(max)
-                );
+            Some(max_size) if total > max_size => {
+                r.why = Why::OverCacheSize {
+                    last_used: since(now_ms, r.set.last_used_ms.or(r.set.newest_ms)),
+                    max_size,
+                };
                 plan.remove.push(r);
             }
             _ => plan.keep.push(r),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each reason renders as the plan's line always read.
+    #[test]
+    fn every_reason_reads_as_the_plans_line() {
+        let (h, d) = (
+            Duration::from_secs(3 * 3600),
+            Duration::from_secs(86400 * 3),
+        );
+        let damaged = Incomplete::Manifest {
+            state: Listed::Damaged,
+            why: Some("1 of 2 objects missing: a.zip".into()),
+        };
+        let untrusted = Incomplete::Manifest {
+            state: Listed::Untrusted,
+            why: None,
+        };
+        let cases = [
+            (
+                Why::IncompleteOld { what: Incomplete::NoManifest, age: d, limit: h },
+                "no manifest, last written 3d ago: older than --incomplete-max-age 3h",
+            ),
+            (
+                Why::IncompleteOld { what: damaged.clone(), age: d, limit: h },
+                "damaged (1 of 2 objects missing: a.zip), last written 3d ago: older than --incomplete-max-age 3h",
+            ),
+            (
+                Why::IncompleteYoung { what: Incomplete::NoManifest, age: h, limit: d },
+                "no manifest, last written 3h ago: may be an upload under way (--incomplete-max-age 3d)",
+            ),
+            (
+                Why::IncompleteYoung { what: untrusted, age: h, limit: d },
+                "untrusted, last written 3h ago: not counted as complete; goes once older than --incomplete-max-age 3d",
+            ),
+            (
+                Why::IncompleteUntimed { what: damaged },
+                "damaged (1 of 2 objects missing: a.zip), and the store gave no time: kept",
+            ),
+            (Why::Newest { keep_last: 1 }, "the newest (--keep-last 1)"),
+            (Why::Newest { keep_last: 5 }, "one of the 5 newest (--keep-last 5)"),
+            (
+                Why::PastMaxAge { legacy: false, age: d, max: h },
+                "completed 3d ago: older than --max-age 3h",
+            ),
+            (
+                Why::PastMaxAge { legacy: true, age: d, max: h },
+                "legacy set, last written 3d ago: older than --max-age 3h",
+            ),
+            (
+                Why::WithinMaxAge { legacy: false, age: h, max: d },
+                "completed 3h ago: within --max-age 3d",
+            ),
+            (
+                Why::NoMaxAge { legacy: true, age: h },
+                "legacy set, last written 3h ago (no --max-age)",
+            ),
+            (Why::Untimed, "the store gave no time: kept"),
+            (
+                Why::Unused { age: d, max: h },
+                "last used 3d ago: unused for longer than --cache-max-unused 3h",
+            ),
+            (Why::Used { age: h }, "last used 3h ago"),
+            (
+                Why::OverCacheSize { last_used: Some(h), max_size: 2_000_000 },
+                "least recently used (last used 3h ago): the cache is over --cache-max-size 2.0 MB",
+            ),
+            (
+                Why::OverCacheSize { last_used: None, max_size: 2_000_000 },
+                "least recently used (last used at an unknown time ago): the cache is over --cache-max-size 2.0 MB",
+            ),
+            (
+                Why::OthersWrote { manifest: None },
+                "no manifest, and not all written by this tool (an object without its publisher-id): the original tool's set, or another tool's; kept (--accept-legacy ages the original tool's sets by --max-age)",
+            ),
+            (
+                Why::OthersWrote { manifest: Some(Listed::Invalid) },
+                "invalid, but not all written by this tool (an object without its publisher-id): another tool's objects; kept",
+            ),
+        ];
+        for (why, line) in cases {
+            assert_eq!(why.to_string(), line, "{why:?}");
         }
     }
 }

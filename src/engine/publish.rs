@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use super::restore::Fill;
 use super::transfer::{Origin, Stamp, IN_MEMORY};
 use super::{CacheMode, Engine, Outcome, PublishOptions, Report, SetState};
 use crate::assets::{self, Asset};
@@ -243,9 +244,9 @@ impl Engine {
         }
         let (written, refused) = wrote?;
         let (mut fill, cached) = match (fill, plan.transpose()?, cached) {
-            (Some(loc), Some(Ok(_)), Some(wrote)) => (Some(loc), wrote.map(Some)),
-            (_, Some(Err(why)), _) => {
-                log::phase(why);
+            (Some(loc), Some(Fill::Into(_)), Some(wrote)) => (Some(loc), wrote.map(Some)),
+            (_, Some(Fill::Leave(why)), _) => {
+                log::phase(why.to_string());
                 (None, Ok(None))
             }
             _ => (None, Ok(None)),
@@ -458,11 +459,8 @@ struct Sets<'a> {
     cache: Option<&'a SetLocation>,
 }
 
-/// The code hash, and (where the cache may be written) its entry to fill or why not.
-type CachePlan = (
-    Option<String>,
-    Option<std::result::Result<SetLocation, String>>,
-);
+/// The code hash, and (where the cache may be written) whether its entry is filled.
+type CachePlan = (Option<String>, Option<Fill>);
 
 /// A cache entry's files, and where they came from when not from the local files.
 type Cached = (Vec<FileEntry>, Option<Origin>);
@@ -471,12 +469,12 @@ type Cached = (Vec<FileEntry>, Option<Origin>);
 fn cache_target(
     mode: CacheMode,
     code_hash: Option<&str>,
-    plan: Option<std::result::Result<SetLocation, String>>,
+    plan: Option<Fill>,
 ) -> Option<SetLocation> {
     match (code_hash, plan) {
-        (Some(_), Some(Ok(loc))) => Some(loc),
-        (_, Some(Err(why))) => {
-            log::phase(why);
+        (Some(_), Some(Fill::Into(loc))) => Some(loc),
+        (_, Some(Fill::Leave(why))) => {
+            log::phase(why.to_string());
             None
         }
         (Some(h), None) => {
@@ -532,7 +530,7 @@ fn unless_replaced<T>(filled: Result<T>, code_hash: Option<&str>) -> Result<Opti
     match filled {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.is_concurrent_write() => {
-            log::warn(not_filled(code_hash.unwrap_or_default(), &e.to_string()));
+            log::warn(not_filled(code_hash.unwrap_or_default(), &e));
             Ok(None)
         }
         Err(e) => Err(e),
@@ -544,8 +542,9 @@ fn unless_replaced<T>(filled: Result<T>, code_hash: Option<&str>) -> Result<Opti
 /// store's round trip (100 MB/s x 80 ms).
 const DIRECT_CACHE_MAX: u64 = 8 << 20;
 
-/// Why a cache entry was left unfilled: a concurrent publisher kept replacing it.
-fn not_filled(code_hash: &str, why: &str) -> String {
+/// Why a cache entry was left unfilled: a concurrent publisher kept replacing it (`why`, a
+/// concurrent write).
+fn not_filled(code_hash: &str, why: &Error) -> String {
     format!(
         "cache/{code_hash}/ not filled: {why} (a concurrent publisher); the next build fills it"
     )

@@ -66,31 +66,23 @@ impl Engine {
         self.complete_set(artifacts, manifest, &origin, true).await
     }
 
-    /// Whether a publish should fill the cache entry for `code_hash`: its location when the
-    /// entry is missing or damaged (or untrusted, for a signing publisher); otherwise why not.
-    pub(super) async fn cache_to_fill(
-        &self,
-        code_hash: &str,
-    ) -> Result<std::result::Result<SetLocation, String>> {
+    /// Whether a publish should fill the cache entry for `code_hash`: into its location when
+    /// the entry is missing or damaged (or untrusted, for a signing publisher); otherwise
+    /// why not.
+    pub(super) async fn cache_to_fill(&self, code_hash: &str) -> Result<Fill> {
         let cache = self.layout.cache(code_hash);
         // A fill usually finds the entry missing: list it at once.
         match self.read_state_listed(&cache, false).await? {
             (SetState::Complete(m), listing) => match self.damage_in(&cache, &m, &listing) {
-                None => {
-                    return Ok(Err(format!(
-                        "{cache} is already complete: not rewriting it"
-                    )))
-                }
+                None => return Ok(Fill::Leave(Unfilled::Complete(cache))),
                 Some(problem) => log::warn(format!("{problem}; rewriting it")),
             },
             (SetState::Untrusted { .. }, _) if self.keys.signing.is_none() => {
-                return Ok(Err(format!(
-                    "{cache} is not trusted, and only a signing publisher can replace it: not rewriting it"
-                )));
+                return Ok(Fill::Leave(Unfilled::Untrusted(cache)));
             }
             _ => {}
         }
-        Ok(Ok(cache))
+        Ok(Fill::Into(cache))
     }
 
     /// Copies the artifacts just written (`files`) to the cache entry `cache`, server-side:
@@ -113,5 +105,55 @@ impl Engine {
             .write_files(cache, &origin, files, Stamp::of(artifacts, cache), "cached")
             .await?;
         Ok((written, origin))
+    }
+}
+
+/// Whether a publish fills a cache entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Fill {
+    /// Fill the entry there: it is missing or damaged, or untrusted and this publisher signs.
+    Into(SetLocation),
+    /// Leave it as it is, for this reason.
+    Leave(Unfilled),
+}
+
+/// Why a publish leaves a cache entry as it is; `Display` is the line the log shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Unfilled {
+    /// It is complete already.
+    Complete(SetLocation),
+    /// It is not trusted, and this publisher holds no signing key to replace it.
+    Untrusted(SetLocation),
+}
+
+impl std::fmt::Display for Unfilled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unfilled::Complete(cache) => write!(f, "{cache} is already complete: not rewriting it"),
+            Unfilled::Untrusted(cache) => write!(
+                f,
+                "{cache} is not trusted, and only a signing publisher can replace it: not rewriting it"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::Layout;
+
+    /// Each reason a publish leaves a cache entry reads as the log line always read.
+    #[test]
+    fn an_unfilled_entry_says_why() {
+        let cache = Layout::new("team").unwrap().cache("abc");
+        assert_eq!(
+            Unfilled::Complete(cache.clone()).to_string(),
+            "team/cache/abc/ is already complete: not rewriting it"
+        );
+        assert_eq!(
+            Unfilled::Untrusted(cache).to_string(),
+            "team/cache/abc/ is not trusted, and only a signing publisher can replace it: not rewriting it"
+        );
     }
 }

@@ -602,12 +602,13 @@ async fn open_body(
     body.ok_or_else(|| not_in_store(store, key))
 }
 
-/// An object the manifest names that the store does not have.
+/// An object the manifest names that the store does not have: the set is damaged.
 fn not_in_store(store: &dyn Store, key: &str) -> Error {
-    Error::NotFound(format!(
+    let message = format!(
         "{key} is listed in the manifest but missing from {}: the set is damaged; publish it again",
         store.url()
-    ))
+    );
+    Error::refused(crate::error::RefusedKind::Damaged, message)
 }
 
 /// A body cut off on the way: tried again.

@@ -13,9 +13,10 @@ use crate::engine::{
     found_report, refuse_damaged, refuse_invalid, refuse_untrusted, Engine, Outcome, Report,
     SetState,
 };
-use crate::error::{clip, one_line, Error, Result};
+use crate::error::{clip, Error, RefusedKind, Result};
 use crate::log;
 use crate::manifest::BuildIdentity;
+use crate::process::{self, Front};
 
 fn valid_commit(v: &Version) -> Result<String> {
     commit::parse_commit(&v.commit).ok_or_else(|| {
@@ -156,10 +157,21 @@ pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
         }),
         _ => None,
     };
+    // A set a reader refuses (damaged, invalid or untrusted) is not complete: `.commit-hash`
+    // only, so the build runs and its upload repairs the set, unless the set is required.
+    let refused = |refusal: Error, why: &str| {
+        if params.require {
+            return Err(refusal);
+        }
+        log::warn(format!(
+            "refusing {artifacts}: {why}; wrote .commit-hash only, so the build runs"
+        ));
+        Ok(Report::new(&commit, Outcome::Missing))
+    };
     let report = match state {
         SetState::Missing => {
             if params.require {
-                return Err(Error::Input(format!(
+                return Err(Error::refused(RefusedKind::Incomplete, format!(
                     "no complete asset set for commit {commit} in {}: it was never published, or its upload was interrupted (params.require is true)",
                     engine.store().url()
                 )));
@@ -169,35 +181,9 @@ pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
             ));
             Report::new(&commit, Outcome::Missing)
         }
-        SetState::Damaged { why, .. } => {
-            // Not complete: `.commit-hash` only, so the build runs and its upload repairs the
-            // set (as for the other sets a reader refuses), unless the set is required.
-            if params.require {
-                return Err(refuse_damaged(&artifacts, &why));
-            }
-            log::warn(format!(
-                "refusing {artifacts}: {why}; wrote .commit-hash only, so the build runs"
-            ));
-            Report::new(&commit, Outcome::Missing)
-        }
-        SetState::Invalid { why } => {
-            if params.require {
-                return Err(refuse_invalid(&artifacts, &why));
-            }
-            log::warn(format!(
-                "refusing {artifacts}: {why}; wrote .commit-hash only, so the build runs"
-            ));
-            Report::new(&commit, Outcome::Missing)
-        }
-        SetState::Untrusted { why, .. } => {
-            if params.require {
-                return Err(refuse_untrusted(&artifacts, &why));
-            }
-            log::warn(format!(
-                "refusing {artifacts}: {why}; wrote .commit-hash only, so the build runs"
-            ));
-            Report::new(&commit, Outcome::Missing)
-        }
+        SetState::Damaged { why, .. } => refused(refuse_damaged(&artifacts, &why), &why)?,
+        SetState::Invalid { why } => refused(refuse_invalid(&artifacts, &why), &why)?,
+        SetState::Untrusted { why, .. } => refused(refuse_untrusted(&artifacts, &why), &why)?,
         state if params.skip_download => {
             found_report(&commit, &state).unwrap_or_else(|| Report::new(&commit, Outcome::Missing))
         }
@@ -206,9 +192,14 @@ pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
         state => match engine.download(&commit, state, dest).await {
             Ok(Some(report)) => report,
             Ok(None) => Report::new(&commit, Outcome::Missing),
-            Err(Error::NotFound(why)) if !params.require => {
+            Err(Error::Refused {
+                kind: RefusedKind::Damaged,
+                message,
+            }) if !params.require => {
                 remove_empty_dirs(dest);
-                log::warn(format!("{why}; wrote .commit-hash only, so the build runs"));
+                log::warn(format!(
+                    "{message}; wrote .commit-hash only, so the build runs"
+                ));
                 Report::new(&commit, Outcome::Missing)
             }
             Err(e) => return Err(e),
@@ -271,19 +262,16 @@ pub fn read_stdin() -> Result<String> {
 }
 
 /// Runs a resource operation on a fresh runtime, with the process-level conventions shared
-/// by the three binaries: the response on stdout only on success, one error line and exit 1.
+/// by the three binaries: the response on stdout only on success, one error line and exit 1
+/// ([`Front::Resource`]) otherwise.
 pub fn main<F, Fut, T>(op: F) -> std::process::ExitCode
 where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
     T: Serialize,
 {
-    crate::process::on_panic("");
-    let result = read_stdin().and_then(|input| {
-        let rt = crate::process::runtime()
-            .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
-        rt.block_on(op(input))
-    });
+    process::on_panic("");
+    let result = read_stdin().and_then(|input| process::runtime()?.block_on(op(input)));
     match result.and_then(|v| {
         serde_json::to_string(&v)
             .map_err(|e| Error::Internal(format!("cannot encode the response: {e}")))
@@ -292,10 +280,7 @@ where
             println!("{json}");
             std::process::ExitCode::SUCCESS
         }
-        Err(e) => {
-            log::error(one_line(&e.to_string()));
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => process::fail(Front::Resource, &e),
     }
 }
 

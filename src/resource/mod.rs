@@ -14,6 +14,7 @@ pub use commands::{
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use serde_json::error::Category;
 
 use crate::codehash::Patterns;
 use crate::engine::{CacheMode, CodeHashSpec, Keys};
@@ -301,8 +302,82 @@ pub struct Response {
     pub metadata: Vec<MetadataField>,
 }
 
+/// A request the binaries read on stdin. The keys each of its objects takes are known (from
+/// the types), so an error about a key none of them takes is recognised by where it is.
+pub trait Request: serde::de::DeserializeOwned {
+    /// Its `params` (`()` for `check`, which takes none).
+    type Params: serde::de::DeserializeOwned;
+}
+
+impl Request for CheckRequest {
+    type Params = ();
+}
+
+impl Request for InRequest {
+    type Params = InParams;
+}
+
+impl Request for OutRequest {
+    type Params = OutParams;
+}
+
+/// The keys a struct that derives `Deserialize` takes, aliases included: the list its
+/// `Deserialize` hands [`serde::Deserializer::deserialize_struct`], read by a deserializer
+/// that stops there. Empty for anything else.
+fn keys_of<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{Error as _, Visitor};
+    type Stop = serde::de::value::Error;
+    struct Keys<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Keys<'_> {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            *self.0 = fields;
+            Err(Stop::custom("read its keys"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut keys: &'static [&'static str] = &[];
+    let _ = T::deserialize(Keys(&mut keys));
+    keys
+}
+
+/// The key an error's `path` ends at, when the object holding it (the request, its
+/// `source`, `version` or `params`) does not take it, with the keys that object takes.
+fn unknown_key<T: Request>(
+    path: &serde_path_to_error::Path,
+) -> Option<(&str, &'static [&'static str])> {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let (Segment::Map { key }, parent) = segments.split_last()? else {
+        return None;
+    };
+    let keys = match parent {
+        [] => keys_of::<T>(),
+        [Segment::Map { key: part }] => match part.as_str() {
+            "source" => keys_of::<Source>(),
+            "version" => keys_of::<Version>(),
+            "params" => keys_of::<T::Params>(),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    (!keys.contains(&key.as_str())).then_some((key.as_str(), keys))
+}
+
 /// Parses a request, turning serde's message into one actionable line.
-pub fn parse_request<T: serde::de::DeserializeOwned>(input: &str) -> Result<T> {
+pub fn parse_request<T: Request>(input: &str) -> Result<T> {
     let invalid = |why: &str| {
         Error::Config(format!(
             "invalid payload: {}; see the README's \"Concourse resource\" section for the source and params keys",
@@ -341,14 +416,18 @@ pub fn parse_request<T: serde::de::DeserializeOwned>(input: &str) -> Result<T> {
     let mut de = serde_json::Deserializer::from_str(input);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let text = e.into_inner().to_string();
-        // serde lists every expected key after an unknown one; the key itself is what matters.
-        let text = match text.split_once(", expected one of") {
-            Some((head, tail)) => match tail.rfind(" at line ") {
-                Some(i) => format!("{head}{}", &tail[i..]),
-                None => head.to_string(),
-            },
-            None => text,
+        let unknown = unknown_key::<T>(e.path()).map(|(key, keys)| (key.to_string(), keys));
+        let e = e.into_inner();
+        let text = match unknown {
+            // serde lists the keys it expected after an unknown one: one or two read well
+            // (expected `repo` or `path`); of a longer list, the key itself is what matters.
+            Some((key, keys)) if e.classify() == Category::Data && keys.len() > 2 => {
+                match e.line() {
+                    0 => format!("unknown field `{key}`"),
+                    line => format!("unknown field `{key}` at line {line} column {}", e.column()),
+                }
+            }
+            _ => e.to_string(),
         };
         match path.as_str() {
             "" | "." => invalid(&text),
@@ -538,5 +617,72 @@ impl Source {
             code_hash,
             quiet: false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error line for `input` as a request of type `T`, without the README's pointer.
+    fn refused<T: Request + std::fmt::Debug>(input: &str) -> String {
+        let e = parse_request::<T>(input).unwrap_err().to_string();
+        let pointer =
+            "; see the README's \"Concourse resource\" section for the source and params keys";
+        e.strip_suffix(pointer).unwrap_or(&e).to_string()
+    }
+
+    #[test]
+    fn the_keys_each_part_takes_come_from_its_type() {
+        assert_eq!(keys_of::<Version>(), ["commit"]);
+        assert_eq!(keys_of::<InParams>(), ["skip_download", "require"]);
+        assert_eq!(keys_of::<InRequest>(), ["source", "version", "params"]);
+        assert!(
+            keys_of::<Source>().contains(&"region_name"),
+            "aliases count"
+        );
+        assert!(keys_of::<()>().is_empty());
+    }
+
+    /// An unknown key is named with where it is; serde's list of the keys expected is kept
+    /// only where it is one or two long.
+    #[test]
+    fn an_unknown_key_is_named_by_where_it_is() {
+        let source = r#"{"source": {"bucket": "b", "bucket_name": "x"}}"#;
+        assert_eq!(
+            refused::<CheckRequest>(source),
+            "invalid payload: `source.bucket_name`: unknown field `bucket_name` at line 1 column 40"
+        );
+        let top = r#"{"source": {"bucket": "b"}, "bogus": 1}"#;
+        assert_eq!(
+            refused::<InRequest>(top),
+            "invalid payload: `bogus`: unknown field `bogus` at line 1 column 35"
+        );
+        assert_eq!(
+            refused::<OutRequest>(top),
+            "invalid payload: `bogus`: unknown field `bogus`, expected `source` or `params` at line 1 column 35"
+        );
+        let version = r#"{"source": {"bucket": "b"}, "version": {"ref": "x"}}"#;
+        assert_eq!(
+            refused::<InRequest>(version),
+            "invalid payload: `version.ref`: unknown field `ref`, expected `commit` at line 1 column 45"
+        );
+        let params = r#"{"source": {"bucket": "b"}, "params": {"repo": "r", "dir": "x"}}"#;
+        assert_eq!(
+            refused::<OutRequest>(params),
+            "invalid payload: `params.dir`: unknown field `dir`, expected `repo` or `path` at line 1 column 57"
+        );
+        // A known key (an alias) given twice is not an unknown one.
+        let twice = r#"{"source": {"bucket": "b", "region_name": "x", "region": "y"}}"#;
+        assert_eq!(
+            refused::<CheckRequest>(twice),
+            "invalid payload: `source`: duplicate field `region` at line 1 column 55"
+        );
+        // serde's words decide nothing: a key that reads like its message stays whole.
+        let wordy = r#"{"source": {"bucket": "b", "x, expected one of y": 1}}"#;
+        assert_eq!(
+            refused::<CheckRequest>(wordy),
+            "invalid payload: `source.x, expected one of y`: unknown field `x, expected one of y` at line 1 column 49"
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 use std::ops::ControlFlow;
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
@@ -51,7 +52,7 @@ impl S3Store {
                     names.timeout()
                 )))
             }
-            SdkError::DispatchFailure(_) if root_cause(err).contains("no credentials") => {
+            SdkError::DispatchFailure(_) if credentials_not_loaded(err) => {
                 return ControlFlow::Break(Error::Config(format!(
                     "no AWS credentials found while {what}: {}, or run where an instance or task role is available",
                     names.credentials()
@@ -67,7 +68,7 @@ impl S3Store {
             ),
             SdkError::ConstructionFailure(_) => {
                 let text = one_line(&DisplayErrorContext(err).to_string());
-                if text.to_ascii_lowercase().contains("credential") {
+                if credentials_errors(err).next().is_some() {
                     return ControlFlow::Break(Error::Config(format!(
                         "no usable AWS credentials while {what} ({text}): {}, or run where a role is available",
                         names.credentials()
@@ -118,7 +119,9 @@ impl S3Store {
             )),
             "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken"
             | "InvalidToken" | "InvalidClientTokenId" => return credentials(),
-            // Some stores (Garage) answer a bad key or signature with a plain AccessDenied.
+            // Some stores (Garage) answer a bad key or signature with a plain AccessDenied,
+            // which has no structured form that says so: only the store's own message does.
+            // It decides nothing but which of two Denied lines (same exit code) is shown.
             _ if status == 403 && is_credential_message(&msg) => return credentials(),
             _ if code == "AccessDenied" || status == 403 => return denied(format!(
                 "access denied to bucket {bucket:?} at {endpoint} while {what} ({code} {msg}): grant the credentials s3:ListBucket, s3:GetObject and s3:PutObject on it"
@@ -217,6 +220,23 @@ pub(super) fn check_endpoint(ep: &str) -> Result<()> {
     }
 }
 
+/// Every credentials provider's error in `err`'s source chain, outermost first. The SDK keeps
+/// the provider's [`CredentialsError`] as a source: a request whose identity could not be
+/// resolved is a dispatch failure whose `ConnectorError` holds it, and an assumed role's
+/// provider holds its own STS request's error, which may hold another.
+fn credentials_errors<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a CredentialsError> {
+    std::iter::successors(Some(err), |e| e.source())
+        .filter_map(|e| e.downcast_ref::<CredentialsError>())
+}
+
+/// Whether a provider behind `err` found no credentials at all (the default chain, every one
+/// of its providers empty): a setting to fix, not a failure to retry.
+fn credentials_not_loaded(err: &(dyn std::error::Error + 'static)) -> bool {
+    credentials_errors(err).any(|c| matches!(c, CredentialsError::CredentialsNotLoaded(_)))
+}
+
 /// The innermost error's message, e.g. "Connection refused (os error 111)".
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = err;
@@ -245,7 +265,13 @@ fn one_line(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use aws_sdk_s3::error::ConnectorError;
+    use aws_sdk_s3::operation::get_object::GetObjectError;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
     use super::*;
+    use crate::store::{StoreConfig, Tuning};
 
     /// An endpoint's user-info never reaches an error; the rest of the URL does.
     #[test]
@@ -260,6 +286,173 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!e.contains("pa55"), "{e}");
+    }
+
+    /// A store at an endpoint nothing answers (no request is sent: only errors are made).
+    async fn store() -> S3Store {
+        let cfg = StoreConfig {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("id".into()),
+            secret_access_key: Some("secret".into()),
+            ..StoreConfig::default()
+        };
+        S3Store::open("b", &cfg, &Tuning::default()).await.unwrap()
+    }
+
+    /// The store's answer: an error `code` (and `message`) with an HTTP `status`.
+    fn answer(status: u16, code: &str, message: &str) -> SdkError<GetObjectError, HttpResponse> {
+        let meta = ErrorMetadata::builder().code(code).message(message).build();
+        let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+        SdkError::service_error(GetObjectError::generic(meta), raw)
+    }
+
+    /// A request that never reached the store, for `source`.
+    fn undelivered(source: ConnectorError) -> SdkError<GetObjectError, HttpResponse> {
+        SdkError::dispatch_failure(source)
+    }
+
+    /// What an error becomes: its exit code, whether it is retried, and its line.
+    fn outcome(e: Error) -> (i32, bool, String) {
+        (e.exit_code(), e.retryable(), e.to_string())
+    }
+
+    /// The store's error codes and statuses decide: a missing bucket and refused credentials
+    /// are the settings' to cure (exit 4), throttling and 5xx are retried, any other refusal
+    /// is refused again (exit 1, not retried).
+    #[tokio::test]
+    async fn a_stores_answer_is_judged_by_its_code_and_status() {
+        let s = store().await;
+        let (code, retried, line) = outcome(s.fail("reading k", answer(404, "NoSuchBucket", "")));
+        assert_eq!((code, retried), (4, false));
+        assert!(
+            line.starts_with("bucket \"b\" does not exist at http://127.0.0.1:9"),
+            "{line}"
+        );
+        for (status, code) in [(403, "SignatureDoesNotMatch"), (403, "InvalidAccessKeyId")] {
+            let (exit, retried, line) = outcome(s.fail("reading k", answer(status, code, "")));
+            assert_eq!((exit, retried), (4, false), "{code}");
+            assert!(
+                line.contains("rejected the credentials while reading k"),
+                "{line}"
+            );
+        }
+        let (exit, _, line) = outcome(s.fail("reading k", answer(403, "AccessDenied", "")));
+        assert_eq!(exit, 4);
+        assert!(line.starts_with("access denied to bucket \"b\""), "{line}");
+        let slow = s.fail(
+            "reading k",
+            answer(503, "SlowDown", "Reduce your request rate"),
+        );
+        assert!(matches!(slow, Error::Throttled { .. }), "{slow:?}");
+        assert_eq!(outcome(slow).0, 1);
+        let (exit, retried, _) = outcome(s.fail("reading k", answer(500, "InternalError", "")));
+        assert_eq!((exit, retried), (1, true));
+        let (exit, retried, line) =
+            outcome(s.fail("reading k", answer(400, "InvalidArgument", "no")));
+        assert_eq!((exit, retried), (1, false));
+        assert_eq!(
+            line,
+            "reading k failed at http://127.0.0.1:9: HTTP 400 InvalidArgument no"
+        );
+    }
+
+    /// No credentials anywhere is a configuration error (exit 2), found by the credentials
+    /// provider's error in the SDK's source chain, however deep (an assumed role's STS request
+    /// wraps its own); a connection that fails is a failure that may pass.
+    #[tokio::test]
+    async fn a_request_that_never_left_is_judged_by_its_errors_kind() {
+        let s = store().await;
+        let none = || {
+            CredentialsError::not_loaded("no credentials found in chain. Attempted: environment")
+        };
+        let e = s.fail(
+            "listing",
+            undelivered(ConnectorError::other(none().into(), None)),
+        );
+        let (exit, retried, line) = outcome(e);
+        assert_eq!((exit, retried), (2, false));
+        assert!(
+            line.starts_with("no AWS credentials found while listing: "),
+            "{line}"
+        );
+        // Behind an assumed role: the role's provider failed because STS's request had none.
+        let sts: SdkError<GetObjectError, HttpResponse> =
+            undelivered(ConnectorError::other(none().into(), None));
+        let role = CredentialsError::provider_error(sts);
+        let e = s.fail(
+            "listing",
+            undelivered(ConnectorError::other(role.into(), None)),
+        );
+        assert_eq!(outcome(e).0, 2);
+        // Refused connections, and a provider that failed otherwise, may pass.
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = s.fail("listing", undelivered(ConnectorError::io(refused.into())));
+        let (exit, retried, line) = outcome(e);
+        assert_eq!((exit, retried), (1, true));
+        assert!(
+            line.starts_with("cannot reach http://127.0.0.1:9 while listing ("),
+            "{line}"
+        );
+        let failed = CredentialsError::provider_error("IMDS answered 500");
+        let e = s.fail(
+            "listing",
+            undelivered(ConnectorError::other(failed.into(), None)),
+        );
+        let (exit, retried, line) = outcome(e);
+        assert_eq!((exit, retried), (1, true));
+        assert!(
+            line.starts_with("cannot reach http://127.0.0.1:9 while listing ("),
+            "{line}"
+        );
+    }
+
+    /// A request that could not be built for want of usable credentials is a configuration
+    /// error; one that could not be built otherwise is refused (exit 1, not retried).
+    #[tokio::test]
+    async fn a_request_that_could_not_be_built_is_judged_by_its_errors_kind() {
+        let s = store().await;
+        let bad = CredentialsError::invalid_configuration("profile loops");
+        let e = s.fail(
+            "listing",
+            SdkError::<GetObjectError, HttpResponse>::construction_failure(bad),
+        );
+        let (exit, retried, line) = outcome(e);
+        assert_eq!((exit, retried), (2, false));
+        assert!(
+            line.starts_with("no usable AWS credentials while listing ("),
+            "{line}"
+        );
+        let other =
+            SdkError::<GetObjectError, HttpResponse>::construction_failure("key was not set");
+        let (exit, retried, line) = outcome(s.fail("listing", other));
+        assert_eq!((exit, retried), (1, false));
+        assert!(line.starts_with("listing could not be sent: "), "{line}");
+    }
+
+    /// The words of an error decide nothing: a provider that found no credentials is one
+    /// whatever its message says, and a message that speaks of credentials is not one.
+    #[tokio::test]
+    async fn the_words_of_an_sdk_error_decide_nothing() {
+        let s = store().await;
+        let quiet = CredentialsError::not_loaded_no_source();
+        let e = s.fail(
+            "listing",
+            undelivered(ConnectorError::other(quiet.into(), None)),
+        );
+        assert_eq!(outcome(e).0, 2);
+        let says = std::io::Error::other("proxy said: no credentials for you");
+        let e = s.fail("listing", undelivered(ConnectorError::io(says.into())));
+        let (exit, retried, line) = outcome(e);
+        assert_eq!((exit, retried), (1, true));
+        assert!(
+            line.starts_with("cannot reach http://127.0.0.1:9 while listing ("),
+            "{line}"
+        );
+        let says = "the credential scope is malformed";
+        let e = SdkError::<GetObjectError, HttpResponse>::construction_failure(says);
+        let (exit, retried, _) = outcome(s.fail("listing", e));
+        assert_eq!((exit, retried), (1, false));
     }
 
     /// Only what may pass is retried: a 400 is refused again, a checksum mismatch (a body
