@@ -15,6 +15,8 @@ use crate::log;
 use crate::manifest::{FileEntry, Manifest, Pieces};
 use crate::store::ObjectInfo;
 
+mod first;
+
 impl Engine {
     /// The `upload` task: publish the package directory as the commit's asset set.
     pub async fn publish(&self, opts: &PublishOptions) -> Result<Report> {
@@ -167,145 +169,6 @@ impl Engine {
             (None, Some((repo, spec))) => Some(self.code_hash(repo, spec).await?),
             (h, _) => h,
         })
-    }
-
-    /// Whether this publish writes its objects before it reads the set: on a store taken to
-    /// enforce `If-None-Match: *` ([`crate::store::Store::expects_enforcement`]), for a set
-    /// of small files (each sent from memory, and, where a cache entry may be filled, the
-    /// whole set uploaded to it beside the artifacts), unless legacy sets count (a legacy
-    /// set's objects would then have to stop the publish before it writes).
-    fn writes_first(&self, opts: &PublishOptions, files: &[Asset], marked: bool) -> bool {
-        let may_fill =
-            opts.cache == CacheMode::ReadWrite && (marked || opts.compute_code_hash.is_some());
-        let total = crate::manifest::sum_sizes(files.iter().map(|a| a.size));
-        self.store.expects_enforcement()
-            && !opts.accept_legacy
-            && files.iter().all(|a| a.size <= IN_MEMORY)
-            && (!may_fill || total <= DIRECT_CACHE_MAX)
-    }
-
-    /// A publish that writes first ([`Engine::writes_first`]): every object goes out with
-    /// `If-None-Match: *`, beside the read of the set (and of the cache entry it may fill),
-    /// so a small set is complete after two round trips, its objects' and its manifest's.
-    /// The store refuses a write to a key that exists, so a set that completed meanwhile
-    /// keeps its objects: its readers still verify it. The read then decides as it does
-    /// before any write: a complete set is left as it is (objects we wrote under names it
-    /// does not have stay beside it, unread), and otherwise the keys refused (an interrupted
-    /// upload's, or a concurrent publisher's) are written over before the manifest.
-    async fn publish_first(
-        &self,
-        opts: &PublishOptions,
-        files: Vec<Asset>,
-        first: First<'_>,
-    ) -> Result<Report> {
-        let First {
-            commit,
-            marked,
-            artifacts,
-            started,
-        } = first;
-        let code_hash = self.publish_code_hash(opts, marked.clone()).await?;
-        let fill = code_hash
-            .as_deref()
-            .filter(|_| opts.cache == CacheMode::ReadWrite)
-            .map(|h| self.layout.cache(h));
-        if fill.is_none() {
-            cache_target(opts.cache, code_hash.as_deref(), None);
-        }
-        let (entries, origin, total) = self.prepare(&files, &opts.package_dir, artifacts).await?;
-        let count = files.len() as u64;
-        drop(files);
-        let stamp = Stamp {
-            commit: &commit,
-            code_hash: code_hash.as_deref(),
-            repair: false,
-        };
-        self.start_probe();
-        let (read, plan, wrote, cached) = tokio::join!(
-            self.read_state_listed(artifacts, opts.accept_legacy),
-            async {
-                match &code_hash {
-                    Some(h) if fill.is_some() => Some(self.cache_to_fill(h).await),
-                    _ => None,
-                }
-            },
-            self.write_new_files(artifacts, &origin, &entries, stamp),
-            async {
-                match &fill {
-                    Some(loc) => Some(self.write_new_files(loc, &origin, &entries, stamp).await),
-                    None => None,
-                }
-            }
-        );
-        drop(entries);
-        let (state, listing) = read?;
-        if !self.replaces(artifacts, state, &listing).await? {
-            return Ok(skipped(commit, marked, started));
-        }
-        let (written, refused) = wrote?;
-        let (mut fill, cached) = match (fill, plan.transpose()?, cached) {
-            (Some(loc), Some(Fill::Into(_)), Some(wrote)) => (Some(loc), wrote.map(Some)),
-            (_, Some(Fill::Leave(why)), _) => {
-                log::phase(why.to_string());
-                (None, Ok(None))
-            }
-            _ => (None, Ok(None)),
-        };
-        let cached = match unless_replaced(cached, stamp.code_hash)? {
-            Some(cached) => cached,
-            None => {
-                fill = None;
-                None
-            }
-        };
-        let (written, cached) = tokio::join!(
-            self.write_refused(artifacts, &origin, written, &refused, stamp),
-            async {
-                match (&fill, cached) {
-                    (Some(loc), Some((files, refused))) => Some(
-                        self.write_refused(loc, &origin, files, &refused, stamp)
-                            .await,
-                    ),
-                    _ => None,
-                }
-            }
-        );
-        let written = written?;
-        let cached = cached
-            .map(|r| unless_replaced(r, stamp.code_hash))
-            .transpose()?
-            .flatten()
-            .map(|files| (files, None));
-        let sets = Sets {
-            artifacts,
-            cache: fill.as_ref(),
-        };
-        self.complete_both(sets, &origin, stamp, written, cached)
-            .await?;
-        Ok(uploaded(commit, code_hash, count, total, started))
-    }
-
-    /// The files a first write placed (`written`), with those whose keys it found taken
-    /// (`refused`) written over them.
-    async fn write_refused(
-        &self,
-        to: &SetLocation,
-        origin: &Origin,
-        mut written: Vec<FileEntry>,
-        refused: &[FileEntry],
-        stamp: Stamp<'_>,
-    ) -> Result<Vec<FileEntry>> {
-        if !refused.is_empty() {
-            log::phase(format!(
-                "{} of {to} already had an object (an interrupted upload's, or a concurrent publisher's): writing over them",
-                log::count(refused.len() as u64, "file")
-            ));
-            written.extend(
-                self.write_files(to, origin, refused, stamp, "uploaded")
-                    .await?,
-            );
-        }
-        Ok(written)
     }
 
     /// Hashes the assets: their manifest entries, where their bytes come from, and how many.
