@@ -3,6 +3,7 @@
 //! `upload`, and how an SDK failure becomes a one-line error is in `errors`.
 
 mod client;
+mod copy;
 mod delete;
 mod errors;
 mod small;
