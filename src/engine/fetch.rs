@@ -11,7 +11,7 @@ use crate::beneath::{Dir, Tree};
 use crate::error::{Error, RefusedKind, Result};
 use crate::layout::{meta, SetLocation};
 use crate::log;
-use crate::manifest::FileEntry;
+use crate::manifest::{FileEntry, Manifest};
 use crate::store::ObjectInfo;
 
 impl Engine {
@@ -97,66 +97,64 @@ impl Engine {
         let dest = Dir::open_root(dest, Tree::Destination)
             .map_err(|e| Error::io("cannot open", dest, e))?;
         let tracker = crate::sink::Tracker::new();
-        let downloaded = async {
-            let (undamaged, gate) = tokio::sync::watch::channel(false);
-            let listed = async {
-                if let Some(m) = &manifest {
-                    if let Some(why) = self.damage(&artifacts, m).await? {
-                        return Err(refuse_damaged(&artifacts, &why));
-                    }
-                }
-                let _ = undamaged.send(true);
-                Ok(())
-            };
-            let downloads = self.download_files(&artifacts, files, dest, gate, tracker.token());
-            tokio::pin!(listed, downloads);
-            let mut listing_done = false;
-            loop {
-                tokio::select! {
-                    r = &mut listed, if !listing_done => {
-                        r?;
-                        listing_done = true;
-                    }
-                    r = &mut downloads => {
-                        if let Err(e) = r {
-                            // A missing or changed object: the listing says how the set is
-                            // damaged, when it is.
-                            if !listing_done {
-                                listed.await?;
-                            }
-                            return Err(e);
-                        }
-                        return Ok(());
-                    }
-                }
-            }
-        }
-        .await;
+        let downloaded = self
+            .download_gated(&artifacts, manifest.as_deref(), files, dest, &tracker)
+            .await;
         // The downloads are dropped by now, their tasks told to stop; the error goes back only
         // once every task has ended and every temporary file is gone, so that nothing of a
         // refused set appears after the caller has cleaned up (the resource's `get`).
         tracker.settled().await;
         downloaded?;
-        log::phase(match unverified {
-            0 => format!(
-                "verified {} against {source} (size and SHA-256)",
-                log::count(files.len() as u64, "file")
-            ),
-            n if n == files.len() => {
-                format!(
-                    "checked {} by size only: none has package-hash metadata",
-                    log::count(n as u64, "file")
-                )
-            }
-            n => format!(
-                "verified {}: size for all, SHA-256 for the {} with package-hash metadata",
-                log::count(files.len() as u64, "file"),
-                files.len() - n
-            ),
-        });
+        log::phase(verified_line(files.len(), unverified, source));
         report.moved = report.bytes;
         report.seconds = started.elapsed().as_secs_f64();
         Ok(Some(report))
+    }
+
+    /// The downloads of `files` beside the listing that judges the set's damage (a legacy
+    /// set, without `manifest`, has none to judge): no file is renamed into place before the
+    /// listing shows every object the manifest names; a download that fails first waits for
+    /// the listing, which says how the set is damaged when it is.
+    async fn download_gated(
+        &self,
+        artifacts: &SetLocation,
+        manifest: Option<&Manifest>,
+        files: &[FileEntry],
+        dest: Dir,
+        tracker: &crate::sink::Tracker,
+    ) -> Result<()> {
+        let (undamaged, gate) = tokio::sync::watch::channel(false);
+        let listed = async {
+            if let Some(m) = manifest {
+                if let Some(why) = self.damage(artifacts, m).await? {
+                    return Err(refuse_damaged(artifacts, &why));
+                }
+            }
+            let _ = undamaged.send(true);
+            Ok(())
+        };
+        let downloads = self.download_files(artifacts, files, dest, gate, tracker.token());
+        tokio::pin!(listed, downloads);
+        let mut listing_done = false;
+        loop {
+            tokio::select! {
+                r = &mut listed, if !listing_done => {
+                    r?;
+                    listing_done = true;
+                }
+                r = &mut downloads => {
+                    if let Err(e) = r {
+                        // A missing or changed object: the listing says how the set is
+                        // damaged, when it is.
+                        if !listing_done {
+                            listed.await?;
+                        }
+                        return Err(e);
+                    }
+                    return Ok(());
+                }
+            }
+        }
     }
 
     /// The entries of a legacy set: each object's path (refused when unsafe), its listed size,
@@ -240,4 +238,26 @@ pub fn refuse_untrusted(loc: &SetLocation, why: &str) -> Error {
     Error::refused(RefusedKind::Untrusted, format!(
         "refusing {loc}: {why}; with trusted keys set, only sets signed by one of them count: publish it again from a pipeline that holds a trusted signing key"
     ))
+}
+
+/// What a download verified, in one line: `count` files against `source`, `unverified` of
+/// them (without a SHA-256) by size only.
+fn verified_line(count: usize, unverified: usize, source: &str) -> String {
+    match unverified {
+        0 => format!(
+            "verified {} against {source} (size and SHA-256)",
+            log::count(count as u64, "file")
+        ),
+        n if n == count => {
+            format!(
+                "checked {} by size only: none has package-hash metadata",
+                log::count(n as u64, "file")
+            )
+        }
+        n => format!(
+            "verified {}: size for all, SHA-256 for the {} with package-hash metadata",
+            log::count(count as u64, "file"),
+            count - n
+        ),
+    }
 }

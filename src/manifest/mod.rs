@@ -217,6 +217,34 @@ impl Manifest {
 
     /// Every field's rule, the first broken one named (`files[3].size`, say).
     fn validate(&self) -> std::result::Result<(), String> {
+        self.validate_fields()?;
+        let mut seen = HashSet::with_capacity(self.files.len());
+        let mut total: u64 = 0;
+        for (i, f) in self.files.iter().enumerate() {
+            check_asset_path(&f.path)
+                .map_err(|why| format!("`files[{i}].path` {} is unsafe ({why})", clip(&f.path)))?;
+            if !seen.insert(f.path.as_str()) {
+                return Err(format!(
+                    "`files[{i}].path` {} is listed twice",
+                    clip(&f.path)
+                ));
+            }
+            if f.size > MAX_ASSET_SIZE {
+                return Err(format!(
+                    "`files[{i}].size` {} is over 5 TiB, the most S3 stores in one object",
+                    f.size
+                ));
+            }
+            total = total
+                .checked_add(f.size)
+                .ok_or_else(|| format!("`files`: the sizes add up past {} bytes", u64::MAX))?;
+            validate_file(i, f)?;
+        }
+        Ok(())
+    }
+
+    /// [`Manifest::validate`]'s checks of the fields beside the files.
+    fn validate_fields(&self) -> std::result::Result<(), String> {
         if !is_object_id(&self.commit) {
             return Err(format!(
                 "`commit` {} is not a full lowercase hex commit id",
@@ -265,66 +293,6 @@ impl Manifest {
                     return Err(format!(
                         "`{name}` {} is longer than {MAX_FIELD} bytes or not printable",
                         clip(value)
-                    ));
-                }
-            }
-        }
-        let mut seen = HashSet::with_capacity(self.files.len());
-        let mut total: u64 = 0;
-        for (i, f) in self.files.iter().enumerate() {
-            check_asset_path(&f.path)
-                .map_err(|why| format!("`files[{i}].path` {} is unsafe ({why})", clip(&f.path)))?;
-            if !seen.insert(f.path.as_str()) {
-                return Err(format!(
-                    "`files[{i}].path` {} is listed twice",
-                    clip(&f.path)
-                ));
-            }
-            if f.size > MAX_ASSET_SIZE {
-                return Err(format!(
-                    "`files[{i}].size` {} is over 5 TiB, the most S3 stores in one object",
-                    f.size
-                ));
-            }
-            total = total
-                .checked_add(f.size)
-                .ok_or_else(|| format!("`files`: the sizes add up past {} bytes", u64::MAX))?;
-            if !f.sha256.is_known() {
-                return Err(format!(
-                    "`files[{i}].sha256` of {} is not 64 lowercase hex digits",
-                    clip(&f.path)
-                ));
-            }
-            if let Some(p) = &f.pieces {
-                let count = f.size.div_ceil(p.size.max(1));
-                if !(PIECE_MIN..=PIECE_MAX).contains(&p.size) {
-                    return Err(format!(
-                        "`files[{i}].pieces.size` of {} is {}, not between {PIECE_MIN} and {PIECE_MAX} bytes",
-                        clip(&f.path),
-                        p.size
-                    ));
-                }
-                if f.size == 0 || count > PIECES_MAX as u64 || p.sha256.len() as u64 != count {
-                    return Err(format!(
-                        "`files[{i}].pieces.sha256` of {} holds {} digests, but {} bytes in pieces of {} make {count} (at most {PIECES_MAX})",
-                        clip(&f.path),
-                        p.sha256.len(),
-                        f.size,
-                        p.size
-                    ));
-                }
-                if let Some(j) = p.sha256.iter().position(|h| !is_sha256_hex(h)) {
-                    return Err(format!(
-                        "`files[{i}].pieces.sha256[{j}]` of {} is not 64 lowercase hex digits",
-                        clip(&f.path)
-                    ));
-                }
-            }
-            if let Some(etag) = &f.etag {
-                if etag.len() > MAX_FIELD || !etag.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-                    return Err(format!(
-                        "`files[{i}].etag` of {} is not a printable entity tag of at most {MAX_FIELD} bytes",
-                        clip(&f.path)
                     ));
                 }
             }
@@ -419,6 +387,50 @@ pub fn check_asset_path(path: &str) -> std::result::Result<(), &'static str> {
         }
         if seg.starts_with('.') {
             return Err("hidden segment");
+        }
+    }
+    Ok(())
+}
+
+/// [`Manifest::validate`]'s checks of one file's digests and entity tag (`i`: its index).
+fn validate_file(i: usize, f: &FileEntry) -> std::result::Result<(), String> {
+    if !f.sha256.is_known() {
+        return Err(format!(
+            "`files[{i}].sha256` of {} is not 64 lowercase hex digits",
+            clip(&f.path)
+        ));
+    }
+    if let Some(p) = &f.pieces {
+        let count = f.size.div_ceil(p.size.max(1));
+        if !(PIECE_MIN..=PIECE_MAX).contains(&p.size) {
+            return Err(format!(
+                    "`files[{i}].pieces.size` of {} is {}, not between {PIECE_MIN} and {PIECE_MAX} bytes",
+                    clip(&f.path),
+                    p.size
+                ));
+        }
+        if f.size == 0 || count > PIECES_MAX as u64 || p.sha256.len() as u64 != count {
+            return Err(format!(
+                    "`files[{i}].pieces.sha256` of {} holds {} digests, but {} bytes in pieces of {} make {count} (at most {PIECES_MAX})",
+                    clip(&f.path),
+                    p.sha256.len(),
+                    f.size,
+                    p.size
+                ));
+        }
+        if let Some(j) = p.sha256.iter().position(|h| !is_sha256_hex(h)) {
+            return Err(format!(
+                "`files[{i}].pieces.sha256[{j}]` of {} is not 64 lowercase hex digits",
+                clip(&f.path)
+            ));
+        }
+    }
+    if let Some(etag) = &f.etag {
+        if etag.len() > MAX_FIELD || !etag.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(format!(
+                    "`files[{i}].etag` of {} is not a printable entity tag of at most {MAX_FIELD} bytes",
+                    clip(&f.path)
+                ));
         }
     }
     Ok(())
