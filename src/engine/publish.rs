@@ -22,16 +22,8 @@ impl Engine {
     pub async fn publish(&self, opts: &PublishOptions) -> Result<Report> {
         let started = Instant::now();
         let dir = &opts.package_dir;
-        if assets::is_found(dir) {
-            log::phase(format!(
-                "{} exists: the assets were found or restored, nothing to upload",
-                dir.join(assets::FOUND_MARKER).display()
-            ));
-            let commit = match &opts.commit {
-                Some(c) => c.clone(),
-                None => assets::read_commit(dir).unwrap_or_default(),
-            };
-            return Ok(skipped(commit, None, started));
+        if let Some(report) = found_already(opts, started) {
+            return Ok(report);
         }
         let commit = match &opts.commit {
             Some(c) => c.clone(),
@@ -353,6 +345,24 @@ fn cache_target(
         }
         (None, _) => None,
     }
+}
+
+/// A publish with nothing to do: `.found` in the package directory (the assets were found
+/// or restored); `None` otherwise.
+fn found_already(opts: &PublishOptions, started: Instant) -> Option<Report> {
+    let dir = &opts.package_dir;
+    if !assets::is_found(dir) {
+        return None;
+    }
+    log::phase(format!(
+        "{} exists: the assets were found or restored, nothing to upload",
+        dir.join(assets::FOUND_MARKER).display()
+    ));
+    let commit = match &opts.commit {
+        Some(c) => c.clone(),
+        None => assets::read_commit(dir).unwrap_or_default(),
+    };
+    Some(skipped(commit, None, started))
 }
 
 /// The report of a publish that uploaded nothing.

@@ -149,14 +149,7 @@ pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
     } else {
         engine.set_state(&artifacts, settings.accept_legacy).await?
     };
-    let facts = match &state {
-        SetState::Complete(m) => Some(SetFacts {
-            created: m.created.clone(),
-            build: m.build.clone(),
-            signer: m.signer.clone(),
-        }),
-        _ => None,
-    };
+    let facts = SetFacts::of(&state);
     // A set a reader refuses (damaged, invalid or untrusted) is not complete: `.commit-hash`
     // only, so the build runs and its upload repairs the set, unless the set is required.
     let refused = |refusal: Error, why: &str| {
@@ -205,18 +198,38 @@ pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
             Err(e) => return Err(e),
         },
     };
-    if report.outcome == Outcome::Found {
-        if let Some(h) = &report.code_hash {
-            assets::write_marker(dest, assets::CODE_HASH_MARKER, h)?;
-        }
-        assets::write_marker(dest, assets::FOUND_MARKER, "")?;
-    }
+    write_found_markers(dest, &report)?;
     report.log_summary(engine.store().as_ref());
     let facts = facts.filter(|_| report.outcome == Outcome::Found);
     Ok(Response {
         metadata: metadata(&report, &set_url(&engine, &commit), facts.as_ref()),
         version: Version { commit },
     })
+}
+
+/// `.code-hash` (when known) and `.found` in `dest`, for a set found.
+fn write_found_markers(dest: &Path, report: &Report) -> Result<()> {
+    if report.outcome == Outcome::Found {
+        if let Some(h) = &report.code_hash {
+            assets::write_marker(dest, assets::CODE_HASH_MARKER, h)?;
+        }
+        assets::write_marker(dest, assets::FOUND_MARKER, "")?;
+    }
+    Ok(())
+}
+
+impl SetFacts {
+    /// What a complete set's manifest says of it, for the metadata; `None` for any other.
+    fn of(state: &SetState) -> Option<SetFacts> {
+        match state {
+            SetState::Complete(m) => Some(SetFacts {
+                created: m.created.clone(),
+                build: m.build.clone(),
+                signer: m.signer.clone(),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// `out`: a lookup (no `path`) or a publish (with `path`).

@@ -83,21 +83,7 @@ impl Engine {
             return Ok(skipped(commit, marked, started));
         }
         let (written, refused) = wrote?;
-        let (mut fill, cached) = match (fill, plan.transpose()?, cached) {
-            (Some(loc), Some(Fill::Into(_)), Some(wrote)) => (Some(loc), wrote.map(Some)),
-            (_, Some(Fill::Leave(why)), _) => {
-                log::phase(why.to_string());
-                (None, Ok(None))
-            }
-            _ => (None, Ok(None)),
-        };
-        let cached = match unless_replaced(cached, stamp.code_hash)? {
-            Some(cached) => cached,
-            None => {
-                fill = None;
-                None
-            }
-        };
+        let (fill, cached) = settle_fill(fill, plan.transpose()?, cached, stamp.code_hash)?;
         let (written, cached) = tokio::join!(
             self.write_refused(artifacts, &origin, written, &refused, stamp),
             async {
@@ -147,4 +133,30 @@ impl Engine {
         }
         Ok(written)
     }
+}
+
+/// What a first write returned: the files written, and those whose keys it found taken.
+type Written = (Vec<FileEntry>, Vec<FileEntry>);
+
+/// The cache entry a first write filled, once the read of it is in: kept where the plan is to
+/// fill it and a concurrent publisher did not replace it; `None` where the plan leaves it
+/// (saying why), with what we wrote there left unread.
+fn settle_fill(
+    fill: Option<SetLocation>,
+    plan: Option<Fill>,
+    cached: Option<Result<Written>>,
+    code_hash: Option<&str>,
+) -> Result<(Option<SetLocation>, Option<Written>)> {
+    let (fill, cached) = match (fill, plan, cached) {
+        (Some(loc), Some(Fill::Into(_)), Some(wrote)) => (Some(loc), wrote.map(Some)),
+        (_, Some(Fill::Leave(why)), _) => {
+            log::phase(why.to_string());
+            (None, Ok(None))
+        }
+        _ => (None, Ok(None)),
+    };
+    Ok(match unless_replaced(cached, code_hash)? {
+        Some(cached) => (fill, cached),
+        None => (None, None),
+    })
 }
