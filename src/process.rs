@@ -23,7 +23,7 @@ const ARENAS: i32 = 4;
 /// backtrace.
 pub fn on_panic(report: &'static str) {
     std::panic::set_hook(Box::new(move |info| {
-        log::error(crate::error::one_line(&format!(
+        log::error(one_line(&format!(
             "internal error ({info}): this is a bug in s3-asset-manager; please report it{report}"
         )));
     }));

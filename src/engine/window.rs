@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::log;
 use crate::store::Store;
 
-/// Transfers in flight when a loop starts: as many as `S3AM_CONCURRENCY`'s default, and as
+/// Transfers in flight when a loop starts (or `S3AM_CONCURRENCY`, if lower): as many as
 /// s5cmd's workers. Far from the store, every doubling on the way up costs a round trip: 2,000
 /// files of 64 KiB through a 400 ms-each-way proxy took 10.6 s to upload and 8.9 s to
 /// download starting at 64, 9.9 s and 8.2 s at 128, and 9.2 s and 7.5 s at 256 (s5cmd: 6.7 s

@@ -262,10 +262,11 @@ pub const SILENT_SHARE: u32 = 4;
 pub const SILENT_MAX: Duration = Duration::from_secs(30);
 
 /// The most idle connections kept open to the store. A transfer of many small files opens up
-/// to 256, and an idle one keeps its read buffer (up to [`READ_BUFFER`]): once a transfer
-/// ends, the rest close rather than hold them through the manifest write and check that
-/// follow a 50,000-file upload. 64 stay: the requests between transfers (a manifest, its
-/// listing, a cache entry's) and the start of the next transfer open none.
+/// to about 500 (as many as the memory budget lets fly), and an idle one keeps its read buffer
+/// (up to [`READ_BUFFER`]): once a transfer ends, the rest close rather than hold them
+/// through the manifest write and check that follow a 50,000-file upload. 64 stay: the
+/// requests between transfers (a manifest, its listing, a cache entry's) and the start of the
+/// next transfer open none.
 const IDLE_CONNECTIONS: usize = 64;
 
 /// The most each connection's HTTP/1 read buffer grows to. hyper grows it while reads fill
