@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::layout::{meta, SetLocation};
 use crate::log;
 use crate::manifest::{FileEntry, Manifest, MANIFEST_MAX};
-use crate::store::{Precondition, PutOptions};
+use crate::store::{Body, PutMode, PutOptions};
 
 /// How many times a set is rewritten while concurrent publishers overwrite it.
 const CONFLICT_ROUNDS: u32 = 8;
@@ -99,11 +99,12 @@ impl Engine {
         *self
             .conditional
             .get_or_init(|| async {
-                let (key, opts) = (self.layout.probe_key(), PutOptions::default());
-                let put = || {
-                    self.store
-                        .put_bytes_if(&key, Vec::new(), &opts, Precondition::Absent)
+                let key = self.layout.probe_key();
+                let opts = PutOptions {
+                    mode: PutMode::Create,
+                    ..PutOptions::default()
                 };
+                let put = || self.store.put(&key, Body::Bytes(Vec::new()), &opts);
                 let refused = match put().await {
                     Ok(None) => Ok(true),
                     Ok(Some(_)) => put().await.map(|r| r.is_none()),
@@ -274,16 +275,16 @@ impl Engine {
         if c.artifacts {
             c.m.completed_ms = Some(now_ms);
         }
-        let cond = match c.ours.as_deref() {
-            None => Some(Precondition::Absent),
+        let mode = match c.ours.as_deref() {
+            None => PutMode::Create,
             // A store that gave no entity tag cannot be asked to match it.
-            Some("") => None,
-            Some(etag) => Some(Precondition::Matches(etag)),
+            Some("") => PutMode::Overwrite,
+            Some(etag) => PutMode::Update(etag.to_string()),
         };
         // The index entry goes out with the manifest, a round trip saved: it only helps
         // discovery, and the resource's check lists an indexed set only once its manifest
         // exists. A set repaired in a later round gets a later entry, counted once.
-        let (written, indexed) = tokio::join!(self.write_manifest(loc, &c.m, cond), async {
+        let (written, indexed) = tokio::join!(self.write_manifest(loc, &c.m, mode), async {
             match c.artifacts {
                 true => self.write_index_entry(&c.m.commit, now_ms).await,
                 false => Ok(()),
@@ -319,7 +320,7 @@ impl Engine {
         // unconditional write always returns Some).
         c.took_over = true;
         let (digest, etag) = self
-            .write_manifest(loc, &c.m, None)
+            .write_manifest(loc, &c.m, PutMode::Overwrite)
             .await?
             .unwrap_or_default();
         c.ours = Some(etag);

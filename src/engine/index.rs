@@ -7,7 +7,7 @@ use super::{Engine, SetState};
 use crate::error::Result;
 use crate::log;
 use crate::manifest::Manifest;
-use crate::store::PutOptions;
+use crate::store::{Body, PutOptions};
 
 /// How many new sets' manifests the resource's `check` asks about at once.
 const LISTED_IN_FLIGHT: usize = 32;
@@ -16,7 +16,7 @@ impl Engine {
     pub(super) async fn write_index_entry(&self, commit: &str, completed_ms: u64) -> Result<()> {
         let key = self.layout.index_key(completed_ms, commit);
         self.store
-            .put_bytes(&key, Vec::new(), &PutOptions::default())
+            .put(&key, Body::Bytes(Vec::new()), &PutOptions::default())
             .await?;
         Ok(())
     }
@@ -46,7 +46,7 @@ impl Engine {
     /// Anyone who can write `index/` can write any key there, so an entry counts only when
     /// it names a full hex commit whose set's manifest maps to exactly that entry (its
     /// completion time and its commit). The rest are skipped, counted in one warning, and
-    /// bounded: past [`SKIPPED_MAX`] skipped entries, the check stops looking.
+    /// bounded: past `SKIPPED_MAX` skipped entries, the check stops looking.
     pub async fn versions(&self, since: Option<&str>) -> Result<Vec<String>> {
         let mut skipped = Skipped::default();
         let found = match since {

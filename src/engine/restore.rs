@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::layout::SetLocation;
 use crate::log;
 use crate::manifest::{FileEntry, Manifest};
-use crate::store::PutOptions;
+use crate::store::{Body, PutOptions};
 
 impl Engine {
     /// Copies a complete cache entry to the artifacts set server-side, manifest last. The
@@ -49,7 +49,7 @@ impl Engine {
             let key = cache.last_used_key();
             if let Err(e) = self
                 .store
-                .put_bytes(&key, Vec::new(), &PutOptions::default())
+                .put(&key, Body::Bytes(Vec::new()), &PutOptions::default())
                 .await
             {
                 log::warn(format!(

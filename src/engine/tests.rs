@@ -1,7 +1,7 @@
 //! Unit tests of the engine over a local store.
 
 use super::*;
-use crate::store::{local::LocalStore, PutOptions};
+use crate::store::{local::LocalStore, Body, PutOptions};
 
 /// Publishes `pkg` as the set of `commit`, caching off.
 async fn publish_uncached(engine: &Engine, pkg: std::path::PathBuf, commit: &str) {
@@ -30,14 +30,22 @@ async fn listing_known_keys_in_slices_misses_nothing() {
     let rels: Vec<String> = (0..2345).map(|i| format!("d{}/f{i:05}", i % 7)).collect();
     for r in &rels {
         store
-            .put_bytes(&loc.key(r), b"x".to_vec(), &PutOptions::default())
+            .put(
+                &loc.key(r),
+                Body::Bytes(b"x".to_vec()),
+                &PutOptions::default(),
+            )
             .await
             .unwrap();
     }
     // Another set beside it, whose keys sort after ours.
     let other = engine.layout().artifacts(&"b".repeat(40));
     store
-        .put_bytes(&other.key("f"), b"y".to_vec(), &PutOptions::default())
+        .put(
+            &other.key("f"),
+            Body::Bytes(b"y".to_vec()),
+            &PutOptions::default(),
+        )
         .await
         .unwrap();
     let mut want: Vec<String> = rels.iter().map(|r| loc.key(r)).collect();
@@ -71,14 +79,18 @@ async fn a_large_sets_damage_is_counted_page_by_page() {
     for i in (0..2345).rev() {
         let path = format!("d{}/f{i:05}", i % 7);
         let etag = store
-            .put_bytes(&loc.key(&path), b"xy".to_vec(), &PutOptions::default())
+            .put(
+                &loc.key(&path),
+                Body::Bytes(b"xy".to_vec()),
+                &PutOptions::default(),
+            )
             .await
             .unwrap();
         files.push(crate::manifest::FileEntry {
             path,
             size: 2,
             sha256: [0; 32].into(),
-            etag: Some(etag),
+            etag,
             pieces: None,
         });
     }
@@ -93,13 +105,13 @@ async fn a_large_sets_damage_is_counted_page_by_page() {
     for i in [5, 1500] {
         let key = loc.key(&format!("d{}/f{i:05}", i % 7));
         store
-            .put_bytes(&key, b"xyz".to_vec(), &PutOptions::default())
+            .put(&key, Body::Bytes(b"xyz".to_vec()), &PutOptions::default())
             .await
             .unwrap();
     }
     let key = loc.key(&format!("d{}/f{:05}", 2000 % 7, 2000));
     store
-        .put_bytes(&key, b"ab".to_vec(), &PutOptions::default())
+        .put(&key, Body::Bytes(b"ab".to_vec()), &PutOptions::default())
         .await
         .unwrap();
     let why = engine.damage(&loc, &m).await.unwrap().expect("damaged");
@@ -134,12 +146,20 @@ async fn a_prune_cut_off_part_way_leaves_every_set_complete_or_without_its_manif
             let loc = engine.layout().artifacts(&commit);
             store
                 .inner
-                .put_bytes(&loc.key("a.txt"), b"a".to_vec(), &PutOptions::default())
+                .put(
+                    &loc.key("a.txt"),
+                    Body::Bytes(b"a".to_vec()),
+                    &PutOptions::default(),
+                )
                 .await
                 .unwrap();
             store
                 .inner
-                .put_bytes(&loc.key("b.txt"), b"bb".to_vec(), &PutOptions::default())
+                .put(
+                    &loc.key("b.txt"),
+                    Body::Bytes(b"bb".to_vec()),
+                    &PutOptions::default(),
+                )
                 .await
                 .unwrap();
             let files = ["a.txt", "b.txt"].map(|p| crate::manifest::FileEntry {
@@ -152,7 +172,11 @@ async fn a_prune_cut_off_part_way_leaves_every_set_complete_or_without_its_manif
             let m = Manifest::new(&loc, &commit, None, files.to_vec());
             store
                 .inner
-                .put_bytes(&loc.manifest_key(), m.to_bytes(), &PutOptions::default())
+                .put(
+                    &loc.manifest_key(),
+                    Body::Bytes(m.to_bytes()),
+                    &PutOptions::default(),
+                )
                 .await
                 .unwrap();
             commits.push(commit);
@@ -331,7 +355,11 @@ async fn downloads_checked_before_the_listing_wait_for_it_and_vanish_without_it(
     for (i, rel) in ["a.bin", "sub/b.bin", "c.bin"].into_iter().enumerate() {
         let body = vec![i as u8; 1000 + i];
         store
-            .put_bytes(&loc.key(rel), body.clone(), &PutOptions::default())
+            .put(
+                &loc.key(rel),
+                Body::Bytes(body.clone()),
+                &PutOptions::default(),
+            )
             .await
             .unwrap();
         files.push(crate::manifest::FileEntry {

@@ -22,7 +22,7 @@ use crate::layout::{meta, SetLocation};
 use crate::log::{self, Progress};
 use crate::manifest::{FileEntry, Pieces, Sha256Hex};
 use crate::sink::{Kept, Ranged, Sink, Target, Token, INLINE_IO, WRITE_SLICE};
-use crate::store::{Precondition, PutOptions, Store, Tuning, PARTS_IN_FLIGHT};
+use crate::store::{Body, PutMode, PutOptions, Store, Tuning, PARTS_IN_FLIGHT};
 
 /// What every object written into a set is stamped with: the commit its assets were built
 /// from and the code hash, when caching is on. They travel together, so they cannot swap.
@@ -110,7 +110,7 @@ const STREAMING: u64 = 16 << 20;
 
 /// What any request in flight holds beyond its body: its connection's read buffer (capped at
 /// [`crate::store::s3::READ_BUFFER`]) and the client's state. A small file's upload holds only
-/// this: its body is read again as the request sends it ([`Store::put_small_file`]).
+/// this: its body is read again as the request sends it ([`Body::Small`]).
 /// Measured, not guessed, through a 400 ms-each-way proxy: 2,000 downloads of 64 KiB peaked
 /// at 42-43 MB RSS with 256 in flight (budget: 64 KiB + 64 KiB each), 39 MB at 170 (with
 /// 128 KiB counted a request); 2,000 uploads at 54 MB with 512 in flight, 35 MB at 256.
@@ -153,6 +153,7 @@ impl Engine {
             metadata: metadata(stamp, &sha, &self.publisher),
             sha256: Some(sha),
             part_crc64,
+            mode: PutMode::Overwrite,
         };
         let key = to.key(&f.path);
         let (path, part_crc64) = match origin {
@@ -187,8 +188,12 @@ impl Engine {
             Error::Corrupt(format!("{} was not hashed before its upload", f.path))
         })?;
         let opts = opts(sha, part_crc64.cloned().unwrap_or_default());
-        let etag = spawned(async move { store.put_file(&key, &path, size, &opts).await }).await?;
-        Ok(Some((etag, f.sha256)))
+        let etag = spawned(async move {
+            let body = Body::File { path: &path, size };
+            store.put(&key, body, &opts).await
+        })
+        .await?;
+        Ok(etag.map(|etag| (etag, f.sha256)))
     }
 
     /// [`Engine::write_one`] of a small local file (at most [`IN_MEMORY`] bytes), hashed as it
@@ -214,9 +219,11 @@ impl Engine {
                     metadata: with_package_hash(stamped, &sha),
                     sha256: Some(sha),
                     part_crc64: Vec::new(),
+                    mode: mode(new_only),
                 };
-                let cond = new_only.then_some(Precondition::Absent);
-                let etag = store.put_small_file(&key, &path, size, &opts, cond).await?;
+                let etag = store
+                    .put(&key, Body::Small { path: &path, size }, &opts)
+                    .await?;
                 Ok(etag.map(|etag| (etag, sha.into())))
             })
             .await;
@@ -229,14 +236,9 @@ impl Engine {
                 metadata: with_package_hash(stamped, &sha),
                 sha256: Some(sha),
                 part_crc64: Vec::new(),
+                mode: mode(new_only),
             };
-            let etag = if new_only {
-                store
-                    .put_bytes_if(&key, body, &opts, Precondition::Absent)
-                    .await?
-            } else {
-                Some(store.put_bytes(&key, body, &opts).await?)
-            };
+            let etag = store.put(&key, Body::Bytes(body), &opts).await?;
             Ok(etag.map(|etag| (etag, sha.into())))
         })
         .await
@@ -304,7 +306,7 @@ impl Engine {
         let jobs = files.iter().enumerate().map(|(i, f)| {
             let progress = progress.clone();
             let held = match origin {
-                // A small file is read again as its request sends it ([`Store::put_small_file`]).
+                // A small file is read again as its request sends it ([`Body::Small`]).
                 Origin::Files { .. } if f.size <= INLINE_IO as u64 => PER_REQUEST,
                 Origin::Files { .. } => self.memory_held(f.size),
                 Origin::Set { .. } => 0,
@@ -400,4 +402,13 @@ fn hash_small(path: &Path, size: u64) -> Result<[u8; 32]> {
         crate::store::check_unchanged(path, size, now)?;
         Ok(Sha256::digest(&buf[..]).into())
     })
+}
+
+/// A write of a file only a publisher that found its key free may make ([`PutMode::Create`]),
+/// or any write.
+fn mode(new_only: bool) -> PutMode {
+    match new_only {
+        true => PutMode::Create,
+        false => PutMode::Overwrite,
+    }
 }

@@ -302,7 +302,7 @@ pub fn run_check() -> std::process::ExitCode {
     main(|input| async move { check(parse_request(&input)?).await })
 }
 
-/// The `in` binary: the request on stdin, the destination directory as argv[1].
+/// The `in` binary: the request on stdin, the destination directory as `argv[1]`.
 pub fn run_in() -> std::process::ExitCode {
     main(|input| async move {
         let dest = dir_arg()?;
@@ -310,7 +310,7 @@ pub fn run_in() -> std::process::ExitCode {
     })
 }
 
-/// The `out` binary: the request on stdin, the build's directory as argv[1].
+/// The `out` binary: the request on stdin, the build's directory as `argv[1]`.
 pub fn run_out() -> std::process::ExitCode {
     main(|input| async move {
         let base = dir_arg()?;

@@ -18,7 +18,8 @@ use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{
-    bare_etag, ObjectHead, ObjectInfo, PendingUpload, Precondition, PutOptions, Reader, Store,
+    bare_etag, read_unchanged, Body, ObjectHead, ObjectInfo, PendingUpload, PutMode, PutOptions,
+    Reader, Store,
 };
 use crate::beneath::{Dir, Stat, Tree};
 use crate::error::{Error, Result};
@@ -233,15 +234,9 @@ impl LocalStore {
         Ok(f)
     }
 
-    /// [`Self::commit`] only when `cond` holds for the object at `key`; `None` (and `tmp`
+    /// [`Self::commit`] only when `opts.mode`'s condition holds for the object at `key`; `None` (and `tmp`
     /// removed) when it does not.
-    fn commit_if(
-        &self,
-        tmp: Tmp,
-        key: &str,
-        opts: &PutOptions,
-        cond: Precondition<'_>,
-    ) -> Result<Option<String>> {
+    fn commit_if(&self, tmp: Tmp, key: &str, opts: &PutOptions) -> Result<Option<String>> {
         let internal = self.dir.walk(INTERNAL, true)?.expect("created");
         let lock = internal
             .open_at("lock", libc::O_WRONLY | libc::O_CREAT)
@@ -250,9 +245,10 @@ impl LocalStore {
         lock.lock()
             .map_err(|e| internal.error("cannot lock", "lock", e))?;
         let current = self.stat_key(key)?.map(|s| etag_of(&s));
-        let holds = match cond {
-            Precondition::Absent => current.is_none(),
-            Precondition::Matches(want) => current == Some(bare_etag(want)),
+        let holds = match &opts.mode {
+            PutMode::Overwrite => true,
+            PutMode::Create => current.is_none(),
+            PutMode::Update(want) => current == Some(bare_etag(want)),
         };
         if !holds {
             return Ok(None);
@@ -369,46 +365,35 @@ impl Store for LocalStore {
         }
     }
 
-    async fn put_file(
-        &self,
-        key: &str,
-        path: &Path,
-        _size: u64,
-        opts: &PutOptions,
-    ) -> Result<String> {
+    async fn put(&self, key: &str, body: Body<'_>, opts: &PutOptions) -> Result<Option<String>> {
         split(key)?;
-        let from = path.to_path_buf();
-        let tmp = self
-            .tmp_with(move |out, _| {
-                std::fs::File::open(&from)
-                    .and_then(|mut f| std::io::copy(&mut f, out))
-                    .map(drop)
-                    .map_err(|e| Error::io("cannot copy", &from, e))
-            })
-            .await?;
-        self.commit(tmp, key, opts)
-    }
-
-    async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<String> {
-        split(key)?;
-        let tmp = self
-            .tmp_with(move |out, path| write_body(out, &body, path))
-            .await?;
-        self.commit(tmp, key, opts)
-    }
-
-    async fn put_bytes_if(
-        &self,
-        key: &str,
-        body: Vec<u8>,
-        opts: &PutOptions,
-        cond: Precondition<'_>,
-    ) -> Result<Option<String>> {
-        split(key)?;
-        let tmp = self
-            .tmp_with(move |out, path| write_body(out, &body, path))
-            .await?;
-        self.commit_if(tmp, key, opts, cond)
+        let tmp = match body {
+            Body::Bytes(bytes) => {
+                self.tmp_with(move |out, path| write_body(out, &bytes, path))
+                    .await?
+            }
+            Body::Small { path, size } => {
+                let (from, sha256) = (path.to_path_buf(), opts.sha256);
+                self.tmp_with(move |out, path| {
+                    write_body(out, &read_unchanged(&from, size, sha256)?, path)
+                })
+                .await?
+            }
+            Body::File { path, .. } | Body::Stream(path) => {
+                let from = path.to_path_buf();
+                self.tmp_with(move |out, _| {
+                    std::fs::File::open(&from)
+                        .and_then(|mut f| std::io::copy(&mut f, out))
+                        .map(drop)
+                        .map_err(|e| Error::io("cannot copy", &from, e))
+                })
+                .await?
+            }
+        };
+        match &opts.mode {
+            PutMode::Overwrite => self.commit(tmp, key, opts).map(Some),
+            _ => self.commit_if(tmp, key, opts),
+        }
     }
 
     async fn copy(

@@ -65,16 +65,59 @@ pub struct PutOptions {
     /// The CRC64/NVME of each part, in order, when the caller already read the file in the
     /// parts [`Store::checksum_parts`] gave; empty otherwise (the store computes them itself).
     pub part_crc64: Vec<u64>,
+    /// How the write treats an object already at its key.
+    pub mode: PutMode,
 }
 
-/// A precondition on a write, enforced by stores that support conditional writes (AWS,
-/// SeaweedFS, the local store) and ignored by others (Garage 2.5): correctness never rests on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Precondition<'a> {
+/// How a write treats an object already at its key (as `object_store`'s `PutMode`). The
+/// conditions are enforced by stores that support conditional writes (AWS, SeaweedFS, the
+/// local store) and ignored by others (Garage 2.5): correctness never rests on them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PutMode {
+    /// Write whatever is there.
+    #[default]
+    Overwrite,
     /// Write only if no object has the key (`If-None-Match: *`).
-    Absent,
+    Create,
     /// Write only if the object still carries this entity tag (`If-Match`).
-    Matches(&'a str),
+    Update(String),
+}
+
+impl PutMode {
+    /// Whether the write carries a condition.
+    pub fn conditional(&self) -> bool {
+        *self != PutMode::Overwrite
+    }
+}
+
+/// What a write sends.
+#[derive(Debug)]
+pub enum Body<'a> {
+    /// Bytes in memory, in one request.
+    Bytes(Vec<u8>),
+    /// A local file of `size` bytes, streamed, in parts when the store's multipart threshold
+    /// says so. Parts take no condition: only [`PutMode::Overwrite`].
+    File {
+        /// The file.
+        path: &'a Path,
+        /// Its size when it was hashed.
+        size: u64,
+    },
+    /// A small local file of `size` bytes, whose SHA-256 the caller took (in
+    /// [`PutOptions::sha256`]), in one request. A store may read the file again when the
+    /// request sends its body, so that no copy of it waits in memory for the store's answer:
+    /// on a distant store that wait is a whole round trip, and the bodies of hundreds of
+    /// files in flight would otherwise decide how many can be. The bytes sent are refused
+    /// unless they are still what was hashed.
+    Small {
+        /// The file.
+        path: &'a Path,
+        /// Its size when it was hashed.
+        size: u64,
+    },
+    /// A local file streamed in one request rather than held in memory: a large set's
+    /// manifest. A store that has no such stream reads the file whole.
+    Stream(&'a Path),
 }
 
 /// A streaming object body.
@@ -98,14 +141,14 @@ pub trait Store: Send + Sync {
         max_keys: usize,
     ) -> Result<Vec<ObjectInfo>>;
 
-    /// Whether this store is known to enforce [`Precondition`]s without asking it: `Some(true)`
+    /// Whether this store is known to enforce conditional writes ([`PutMode`]) without asking it: `Some(true)`
     /// for the local store; `None` when only a probe can tell (S3: AWS and SeaweedFS enforce
     /// them, Garage 2.5 ignores them).
     fn enforces_preconditions(&self) -> Option<bool> {
         None
     }
 
-    /// Whether the store is taken to enforce [`Precondition::Absent`] before any probe has
+    /// Whether the store is taken to enforce [`PutMode::Create`] before any probe has
     /// answered: the local store, AWS S3, and a store configured so
     /// ([`StoreConfig::conditional_writes_enforced`]). A publisher then writes a small set's
     /// objects with `If-None-Match: *` at once, instead of reading the set first; the probe
@@ -140,15 +183,11 @@ pub trait Store: Send + Sync {
         self.get(key, range).await
     }
 
-    /// Uploads a local file of `size` bytes, streaming it (multipart when large); returns
-    /// the new object's entity tag.
-    async fn put_file(
-        &self,
-        key: &str,
-        path: &Path,
-        size: u64,
-        opts: &PutOptions,
-    ) -> Result<String>;
+    /// Writes `body` to `key` as [`PutOptions::mode`] says; returns the new object's entity
+    /// tag, or `None` when the store refused a conditional write because its condition did
+    /// not hold (HTTP 412 or 409; for [`PutMode::Update`] also a missing object). A store that
+    /// ignores conditions writes anyway.
+    async fn put(&self, key: &str, body: Body<'_>, opts: &PutOptions) -> Result<Option<String>>;
 
     /// The part size when this store uploads a file of `size` bytes in parts, each with its
     /// own CRC64/NVME checksum: a caller that reads the file anyway (for its SHA-256) can
@@ -156,59 +195,6 @@ pub trait Store: Send + Sync {
     fn checksum_parts(&self, _size: u64) -> Option<u64> {
         None
     }
-
-    /// Uploads a small in-memory body; returns the entity tag.
-    async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<String>;
-
-    /// Uploads a small local file of `size` bytes whose SHA-256 the caller already took (in
-    /// `opts`), under `cond` when given (`Ok(None)` when the store refused it, as
-    /// [`Store::put_bytes_if`]). A store may read the file again when the request sends its
-    /// body, so that no copy of it waits in memory for the store's answer: on a distant store
-    /// that wait is a whole round trip, and the bodies of hundreds of files in flight would
-    /// otherwise decide how many can be. By default it reads the file whole first.
-    async fn put_small_file(
-        &self,
-        key: &str,
-        path: &Path,
-        size: u64,
-        opts: &PutOptions,
-        cond: Option<Precondition<'_>>,
-    ) -> Result<Option<String>> {
-        let body = read_unchanged(path, size, opts.sha256)?;
-        match cond {
-            None => self.put_bytes(key, body, opts).await.map(Some),
-            Some(cond) => self.put_bytes_if(key, body, opts, cond).await,
-        }
-    }
-
-    /// Writes the local file `path` (whose SHA-256 is `opts.sha256`) to `key` in one request,
-    /// under `cond` when given (as [`Store::put_bytes_if`]), streamed from the file rather
-    /// than held in memory: a large set's manifest. A store that has no such stream reads the
-    /// file whole.
-    async fn put_whole_file(
-        &self,
-        key: &str,
-        path: &Path,
-        opts: &PutOptions,
-        cond: Option<Precondition<'_>>,
-    ) -> Result<Option<String>> {
-        let body = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
-        match cond {
-            None => self.put_bytes(key, body, opts).await.map(Some),
-            Some(cond) => self.put_bytes_if(key, body, opts, cond).await,
-        }
-    }
-
-    /// Like [`Store::put_bytes`], but only when `cond` holds: `Ok(None)` when the store refused
-    /// the write because it did not (HTTP 412 or 409; for [`Precondition::Matches`] also a
-    /// missing object). A store that ignores the header writes anyway.
-    async fn put_bytes_if(
-        &self,
-        key: &str,
-        body: Vec<u8>,
-        opts: &PutOptions,
-        cond: Precondition<'_>,
-    ) -> Result<Option<String>>;
 
     /// Copies `src` to `dst` inside the bucket without downloading it, replacing the metadata;
     /// returns the copy's entity tag. With `if_match`, the copy fails with [`Error::Precondition`]

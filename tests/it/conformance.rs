@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use s3_asset_manager::store::{self, Bucket, Precondition, PutOptions, Store, StoreConfig, Tuning};
+use s3_asset_manager::store::{
+    self, Body, Bucket, PutMode, PutOptions, Store, StoreConfig, Tuning,
+};
 use tokio::io::AsyncReadExt;
 
 fn small_tuning() -> Tuning {
@@ -26,8 +28,7 @@ fn opts(k: &str, v: &str) -> PutOptions {
     metadata.insert(k.to_string(), v.to_string());
     PutOptions {
         metadata,
-        sha256: None,
-        part_crc64: Vec::new(),
+        ..PutOptions::default()
     }
 }
 
@@ -44,54 +45,89 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-/// Conditional writes: enforced by `file://` and SeaweedFS, ignored by Garage 2.5 (which
-/// writes anyway). `enforced` says which, so a Garage that starts enforcing them fails here
-/// and the notes in docs/stores.md get updated.
-async fn conditional_puts(s: &dyn Store, enforced: bool) {
-    // Fresh keys: the S3 suite runs twice on one bucket.
-    let key = &format!("cond/{}", common::unique_name("m"));
-    let missing_key = &format!("cond/{}", common::unique_name("missing"));
-    let put = |body: &'static [u8], cond| async move {
-        s.put_bytes_if(key, body.to_vec(), &PutOptions::default(), cond)
-            .await
-            .unwrap()
+/// The ways a write can send its body, each tried under every [`PutMode`].
+#[derive(Clone, Copy, Debug)]
+enum Sent {
+    Bytes,
+    Small,
+    Stream,
+    File,
+}
+
+/// Writes `body` to `key` in `mode`, sent as `how` (a file's bodies through a file in `dir`).
+async fn put_as(
+    s: &dyn Store,
+    how: Sent,
+    dir: &std::path::Path,
+    key: &str,
+    body: &[u8],
+    mode: PutMode,
+) -> Option<String> {
+    use sha2::Digest;
+    let path = dir.join(common::unique_name("body"));
+    std::fs::write(&path, body).unwrap();
+    let o = PutOptions {
+        sha256: Some(sha2::Sha256::digest(body).into()),
+        mode,
+        ..PutOptions::default()
     };
-    let first = put(b"first", Precondition::Absent).await;
-    let first = first.expect("If-None-Match on a missing key writes");
-    assert_eq!(read_all(s, key, None).await.unwrap(), b"first");
-    let again = put(b"second", Precondition::Absent).await;
-    let wrong = put(b"third", Precondition::Matches("0123456789abcdef")).await;
-    if enforced {
-        assert_eq!(again, None, "a second If-None-Match put must be refused");
-        assert_eq!(
-            wrong, None,
-            "If-Match with another entity tag must be refused"
-        );
-        assert_eq!(read_all(s, key, None).await.unwrap(), b"first");
-        let replaced = put(b"fourth", Precondition::Matches(&first)).await;
-        assert!(
-            replaced.is_some(),
-            "If-Match with the current entity tag writes"
-        );
-        assert_eq!(read_all(s, key, None).await.unwrap(), b"fourth");
-        // Matching a key that does not exist is refused too (AWS: 404, SeaweedFS: 412).
-        let missing = s
-            .put_bytes_if(
-                missing_key,
-                b"x".to_vec(),
-                &PutOptions::default(),
-                Precondition::Matches(&first),
-            )
-            .await
-            .unwrap();
-        assert_eq!(missing, None);
-        assert!(s.head(missing_key).await.unwrap().is_none());
-    } else {
-        assert!(
-            again.is_some() && wrong.is_some(),
-            "Garage ignores conditions"
-        );
-        assert_eq!(read_all(s, key, None).await.unwrap(), b"third");
+    let size = body.len() as u64;
+    let sent = match how {
+        Sent::Bytes => Body::Bytes(body.to_vec()),
+        Sent::Small => Body::Small { path: &path, size },
+        Sent::Stream => Body::Stream(&path),
+        Sent::File => Body::File { path: &path, size },
+    };
+    s.put(key, sent, &o)
+        .await
+        .unwrap_or_else(|e| panic!("{how:?} put of {key}: {e}"))
+}
+
+/// Conditional writes, under every mode and with every kind of body: enforced by `file://`
+/// and SeaweedFS, ignored by Garage 2.5 (which writes anyway). `enforced` says which, so a
+/// Garage that starts enforcing them fails here and the notes in docs/stores.md get updated.
+async fn conditional_puts(s: &dyn Store, enforced: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    for how in [Sent::Bytes, Sent::Small, Sent::Stream, Sent::File] {
+        // Fresh keys: the S3 suite runs twice on one bucket.
+        let key = &format!("cond/{}", common::unique_name("m"));
+        let missing_key = &format!("cond/{}", common::unique_name("missing"));
+        let put = |body: &'static [u8], mode| put_as(s, how, dir.path(), key, body, mode);
+        let first = put(b"first", PutMode::Create).await;
+        let first = first.expect("If-None-Match on a missing key writes");
+        assert_eq!(read_all(s, key, None).await.unwrap(), b"first", "{how:?}");
+        let again = put(b"second", PutMode::Create).await;
+        let wrong = put(b"third", PutMode::Update("0123456789abcdef".into())).await;
+        if enforced {
+            assert_eq!(
+                again, None,
+                "{how:?}: a second If-None-Match put must be refused"
+            );
+            assert_eq!(
+                wrong, None,
+                "{how:?}: If-Match with another entity tag must be refused"
+            );
+            assert_eq!(read_all(s, key, None).await.unwrap(), b"first", "{how:?}");
+            let replaced = put(b"fourth", PutMode::Update(first.clone())).await;
+            let replaced = replaced.expect("If-Match with the current entity tag writes");
+            assert_eq!(read_all(s, key, None).await.unwrap(), b"fourth", "{how:?}");
+            // Matching a key that does not exist is refused too (AWS: 404, SeaweedFS: 412).
+            let update = PutMode::Update(first.clone());
+            let missing = put_as(s, how, dir.path(), missing_key, b"x", update).await;
+            assert_eq!(missing, None, "{how:?}");
+            assert!(s.head(missing_key).await.unwrap().is_none(), "{how:?}");
+            let overwritten = put(b"fifth", PutMode::Overwrite).await;
+            assert_ne!(overwritten, Some(replaced), "{how:?}: a new entity tag");
+        } else {
+            assert!(
+                again.is_some() && wrong.is_some(),
+                "{how:?}: Garage ignores conditions"
+            );
+            assert_eq!(read_all(s, key, None).await.unwrap(), b"third", "{how:?}");
+            let overwritten = put(b"fifth", PutMode::Overwrite).await;
+            assert!(overwritten.is_some(), "{how:?}");
+        }
+        assert_eq!(read_all(s, key, None).await.unwrap(), b"fifth", "{how:?}");
     }
 }
 
@@ -113,9 +149,13 @@ async fn small_files(s: &dyn Store, enforced: bool) {
     let put = |key: &str, cond| {
         let (path, with_sha) = (path.clone(), with_sha.clone());
         let key = key.to_string();
-        async move { s.put_small_file(&key, &path, size, &with_sha, cond).await }
+        let o = PutOptions {
+            mode: cond,
+            ..with_sha
+        };
+        async move { s.put(&key, Body::Small { path: &path, size }, &o).await }
     };
-    let etag = put(key, None)
+    let etag = put(key, PutMode::Overwrite)
         .await
         .unwrap()
         .expect("an unconditional write");
@@ -127,7 +167,7 @@ async fn small_files(s: &dyn Store, enforced: bool) {
         head.metadata.get("commit-hash").map(String::as_str),
         Some("c9")
     );
-    let again = put(key, Some(Precondition::Absent)).await.unwrap();
+    let again = put(key, PutMode::Create).await.unwrap();
     assert_eq!(
         again.is_none(),
         enforced,
@@ -137,7 +177,10 @@ async fn small_files(s: &dyn Store, enforced: bool) {
     for rewritten in [pattern(70_000, 10), pattern(123, 10)] {
         std::fs::write(&path, &rewritten).unwrap();
         let other = &format!("small/{}", common::unique_name("changed"));
-        let refused = put(other, None).await.unwrap_err().to_string();
+        let refused = put(other, PutMode::Overwrite)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             refused.contains("changed while it was being uploaded"),
             "a rewritten file must not be stored, and the error says why: {refused}"
@@ -159,10 +202,10 @@ async fn conformance(s: Arc<dyn Store>, conditions_enforced: bool) {
     assert!(s.get_bytes("nope/x", 100).await.unwrap().is_none());
     assert!(s.list("nope/").await.unwrap().is_empty());
 
-    // put_bytes, head with metadata, get, ranges.
-    s.put_bytes(
+    // A put of bytes, head with metadata, get, ranges.
+    s.put(
         "a/b/one.txt",
-        b"hello world".to_vec(),
+        Body::Bytes(b"hello world".to_vec()),
         &opts("commit-hash", "c1"),
     )
     .await
@@ -191,17 +234,21 @@ async fn conformance(s: Arc<dyn Store>, conditions_enforced: bool) {
         b"world"
     );
     // Overwrite replaces content and metadata.
-    s.put_bytes("a/b/one.txt", b"bye".to_vec(), &opts("commit-hash", "c2"))
-        .await
-        .unwrap();
+    s.put(
+        "a/b/one.txt",
+        Body::Bytes(b"bye".to_vec()),
+        &opts("commit-hash", "c2"),
+    )
+    .await
+    .unwrap();
     let h = s.head("a/b/one.txt").await.unwrap().unwrap();
     assert_eq!((h.size, h.metadata["commit-hash"].as_str()), (3, "c2"));
 
     // Listing is by key prefix, not by directory, and sorted.
-    s.put_bytes("a/b2", b"x".to_vec(), &PutOptions::default())
+    s.put("a/b2", Body::Bytes(b"x".to_vec()), &PutOptions::default())
         .await
         .unwrap();
-    s.put_bytes("a/b/z", b"zz".to_vec(), &PutOptions::default())
+    s.put("a/b/z", Body::Bytes(b"zz".to_vec()), &PutOptions::default())
         .await
         .unwrap();
     let keys: Vec<String> = s
@@ -231,10 +278,12 @@ async fn conformance(s: Arc<dyn Store>, conditions_enforced: bool) {
             sha256: Some(sha),
             ..opts("package-hash", name)
         };
-        s.put_file(
+        s.put(
             &format!("f/{name}"),
-            &dir.path().join(name),
-            body.len() as u64,
+            Body::File {
+                path: &dir.path().join(name),
+                size: body.len() as u64,
+            },
             &o,
         )
         .await
@@ -260,10 +309,12 @@ async fn conformance(s: Arc<dyn Store>, conditions_enforced: bool) {
         assert_eq!(o.part_crc64.len(), 3);
         let path = dir.path().join("big");
         let size = big.len() as u64;
-        s.put_file("f/parts", &path, size, &o).await.unwrap();
+        s.put("f/parts", Body::File { path: &path, size }, &o)
+            .await
+            .unwrap();
         assert_eq!(read_all(s, "f/parts", None).await.unwrap(), big);
         o.part_crc64[1] ^= 1;
-        s.put_file("f/parts-wrong", &path, size, &o)
+        s.put("f/parts-wrong", Body::File { path: &path, size }, &o)
             .await
             .expect_err("a wrong part checksum is refused");
         assert!(s.head("f/parts-wrong").await.unwrap().is_none());
@@ -328,9 +379,14 @@ async fn conformance(s: Arc<dyn Store>, conditions_enforced: bool) {
         .is_err());
     // A rewritten source has a new tag, and a copy guarded by the old one is refused.
     let rewritten = s
-        .put_bytes("f/small", b"rewritten".to_vec(), &PutOptions::default())
+        .put(
+            "f/small",
+            Body::Bytes(b"rewritten".to_vec()),
+            &PutOptions::default(),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .expect("written");
     assert_ne!(rewritten, small_tag);
     assert_eq!(rewritten, listed("f/small").await);
     for (src, size, tag) in [
@@ -356,7 +412,7 @@ async fn conformance(s: Arc<dyn Store>, conditions_enforced: bool) {
 
     // Odd but legal key characters survive a round trip and a copy.
     let odd = "odd/sp ace+plus%pct&amp=é.zip";
-    s.put_bytes(odd, b"odd".to_vec(), &PutOptions::default())
+    s.put(odd, Body::Bytes(b"odd".to_vec()), &PutOptions::default())
         .await
         .unwrap();
     s.copy(odd, "odd/copy of é", 3, &PutOptions::default(), None)
@@ -393,12 +449,20 @@ async fn deletes(s: &dyn Store) {
     assert_eq!(left.len(), 1100 - 999, "the rest stay");
     assert!(left.iter().all(|o| !keys.contains(&o.key)));
     // A nested key's directories (on file://) go with it; a sibling stays.
-    s.put_bytes("del/x/y/z", b"z".to_vec(), &PutOptions::default())
-        .await
-        .unwrap();
-    s.put_bytes("del/x/w", b"w".to_vec(), &PutOptions::default())
-        .await
-        .unwrap();
+    s.put(
+        "del/x/y/z",
+        Body::Bytes(b"z".to_vec()),
+        &PutOptions::default(),
+    )
+    .await
+    .unwrap();
+    s.put(
+        "del/x/w",
+        Body::Bytes(b"w".to_vec()),
+        &PutOptions::default(),
+    )
+    .await
+    .unwrap();
     s.delete(&["del/x/y/z".to_string()]).await.unwrap();
     assert_eq!(
         s.list("del/")
@@ -411,9 +475,13 @@ async fn deletes(s: &dyn Store) {
     );
     // A key written again after its directory was emptied is stored (file:// removes
     // emptied directories, and a write makes them again).
-    s.put_bytes("del/x/y/z", b"z2".to_vec(), &PutOptions::default())
-        .await
-        .unwrap();
+    s.put(
+        "del/x/y/z",
+        Body::Bytes(b"z2".to_vec()),
+        &PutOptions::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(read_all(s, "del/x/y/z", None).await.unwrap(), b"z2");
     s.delete(&[]).await.unwrap();
     // Nothing pending in a store whose writes all finished; the list answers.
@@ -424,9 +492,13 @@ async fn futures_lite_for_each(s: &dyn Store, n: usize) {
     use futures::StreamExt;
     futures::stream::iter(0..n)
         .for_each_concurrent(32, |i| async move {
-            s.put_bytes(&format!("many/{i:05}"), vec![b'x'], &PutOptions::default())
-                .await
-                .unwrap();
+            s.put(
+                &format!("many/{i:05}"),
+                Body::Bytes(vec![b'x']),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
         })
         .await;
 }

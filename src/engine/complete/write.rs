@@ -1,8 +1,6 @@
 //! The manifest's write: its signature first, then its bytes (from a temporary file for a
 //! large set), under the condition the round asks.
 
-use std::collections::BTreeMap;
-
 use sha2::{Digest, Sha256};
 
 use super::Engine;
@@ -11,7 +9,7 @@ use crate::layout::SetLocation;
 use crate::log;
 use crate::manifest::Manifest;
 use crate::signing;
-use crate::store::{Precondition, PutOptions};
+use crate::store::{Body, PutMode, PutOptions};
 
 /// Sets of this many files or more write their manifest to a temporary file and send it from
 /// there (about 180 bytes a file: 8 MB for 50,000), instead of holding its bytes beside the
@@ -79,7 +77,7 @@ impl Drop for Spilled {
 }
 
 impl Engine {
-    /// Writes the manifest (under `cond` when given); the SHA-256 of its bytes and its entity
+    /// Writes the manifest as `mode` says; the SHA-256 of its bytes and its entity
     /// tag, or `None` when the store refused the conditional write. A large set's manifest
     /// ([`SPILL_FILES`] files or more, unsigned) goes through a temporary file; a smaller one
     /// goes to the store as its bytes are, not copied.
@@ -87,13 +85,13 @@ impl Engine {
         &self,
         loc: &SetLocation,
         m: &Manifest,
-        cond: Option<Precondition<'_>>,
+        mode: PutMode,
     ) -> Result<Option<([u8; 32], String)>> {
         let key = loc.manifest_key();
         let opts = |sha256| PutOptions {
-            metadata: BTreeMap::new(),
             sha256: Some(sha256),
-            part_crc64: Vec::new(),
+            mode: mode.clone(),
+            ..PutOptions::default()
         };
         // Where no temporary file can be made, the bytes are held instead: memory, not the
         // outcome, is what that costs.
@@ -105,7 +103,7 @@ impl Engine {
             Some(file) => {
                 let written = self
                     .store
-                    .put_whole_file(&key, &file.path, &opts(file.sha256), cond)
+                    .put(&key, Body::Stream(&file.path), &opts(file.sha256))
                     .await?;
                 (file.sha256, written, String::new())
             }
@@ -117,9 +115,9 @@ impl Engine {
                     Some(key) => {
                         let sig = key.sign(&body)?;
                         self.store
-                            .put_bytes(
+                            .put(
                                 &signing::signature_key(loc, &body),
-                                sig,
+                                Body::Bytes(sig),
                                 &PutOptions::default(),
                             )
                             .await?;
@@ -128,14 +126,10 @@ impl Engine {
                     None => String::new(),
                 };
                 let digest: [u8; 32] = Sha256::digest(&body).into();
-                let written = match cond {
-                    Some(cond) => {
-                        self.store
-                            .put_bytes_if(&key, body, &opts(digest), cond)
-                            .await?
-                    }
-                    None => Some(self.store.put_bytes(&key, body, &opts(digest)).await?),
-                };
+                let written = self
+                    .store
+                    .put(&key, Body::Bytes(body), &opts(digest))
+                    .await?;
                 (digest, written, signed)
             }
         };

@@ -11,7 +11,7 @@ use crate::manifest::Manifest;
 use crate::signing;
 use crate::signing::{SigningKey, TrustedKeys, Verdict};
 use crate::store::{local::LocalStore, ObjectHead, ObjectInfo, Reader, Store, Tuning};
-use crate::store::{PendingUpload, Precondition, PutOptions};
+use crate::store::{Body, PendingUpload, PutMode, PutOptions};
 
 /// A local bucket where an unsigned publisher races ours: its manifest of the same set
 /// (ours, with another `created`, unsigned) lands just before our manifest write (where
@@ -73,7 +73,7 @@ impl Racing {
             m.created = "2000-01-01T00:00:00Z".into();
             let opts = PutOptions::default();
             self.inner
-                .put_bytes(key, m.to_bytes(), &opts)
+                .put(key, Body::Bytes(m.to_bytes()), &opts)
                 .await
                 .unwrap();
         }
@@ -117,33 +117,22 @@ impl Store for Racing {
         }
         self.inner.get(key, range).await
     }
-    async fn put_file(
-        &self,
-        key: &str,
-        path: &Path,
-        size: u64,
-        opts: &PutOptions,
-    ) -> Result<String> {
-        self.inner.put_file(key, path, size, opts).await
-    }
-    async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<String> {
-        self.inner.put_bytes(key, body, opts).await
-    }
-    async fn put_bytes_if(
-        &self,
-        key: &str,
-        body: Vec<u8>,
-        opts: &PutOptions,
-        cond: Precondition<'_>,
-    ) -> Result<Option<String>> {
+    async fn put(&self, key: &str, body: Body<'_>, opts: &PutOptions) -> Result<Option<String>> {
+        let (Body::Bytes(bytes), true) = (&body, opts.mode.conditional()) else {
+            return self.inner.put(key, body, opts).await;
+        };
+        let ours = bytes.clone();
         if self.enforces {
-            self.race(key, &body).await;
-            return self.inner.put_bytes_if(key, body, opts, cond).await;
+            self.race(key, &ours).await;
+            return self.inner.put(key, body, opts).await;
         }
-        let ours = body.clone();
-        let etag = self.inner.put_bytes(key, body, opts).await?;
+        let anyway = PutOptions {
+            mode: PutMode::Overwrite,
+            ..opts.clone()
+        };
+        let etag = self.inner.put(key, body, &anyway).await?;
         self.race(key, &ours).await;
-        Ok(Some(etag))
+        Ok(etag)
     }
     async fn copy(
         &self,

@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// `o` with `mode`.
+fn with_mode(o: &PutOptions, mode: PutMode) -> PutOptions {
+    PutOptions { mode, ..o.clone() }
+}
+
 /// A FIFO at a key is refused at once, not read (which would wait for a writer forever);
 /// a directory is no object.
 #[tokio::test]
@@ -71,20 +76,24 @@ async fn a_link_at_a_keys_directory_is_refused() {
     );
     refused(
         store
-            .put_bytes("artifacts/c/new", b"x".to_vec(), &opts)
+            .put("artifacts/c/new", Body::Bytes(b"x".to_vec()), &opts)
             .await
             .unwrap_err(),
     );
-    let cond = Precondition::Absent;
+    let cond = PutMode::Create;
     let e = store
-        .put_bytes_if("artifacts/c/new", b"x".to_vec(), &opts, cond)
+        .put(
+            "artifacts/c/new",
+            Body::Bytes(b"x".to_vec()),
+            &with_mode(&opts, cond),
+        )
         .await;
     refused(e.unwrap_err());
     refused(store.get("artifacts/c/fn.zip", None).await.err().unwrap());
     refused(store.head("artifacts/c/fn.zip").await.unwrap_err());
     refused(store.list("artifacts/c/").await.unwrap_err());
     store
-        .put_bytes("artifacts/a/fn.zip", b"a".to_vec(), &opts)
+        .put("artifacts/a/fn.zip", Body::Bytes(b"a".to_vec()), &opts)
         .await
         .unwrap();
     let e = store
@@ -135,7 +144,7 @@ async fn links_at_the_internal_directories_are_refused() {
         }
         std::os::unix::fs::symlink(&outside, root.join(at)).unwrap();
         let e = store
-            .put_bytes("a/b", b"x".to_vec(), &opts)
+            .put("a/b", Body::Bytes(b"x".to_vec()), &opts)
             .await
             .unwrap_err();
         assert!(e.to_string().contains(needle), "{at}: {e}");
@@ -155,9 +164,9 @@ async fn links_at_the_internal_directories_are_refused() {
     let (_tmp, root, outside, store) = planted();
     std::fs::create_dir_all(root.join(".s3am")).unwrap();
     std::os::unix::fs::symlink(outside.join("fn.zip"), root.join(".s3am/lock")).unwrap();
-    let cond = Precondition::Absent;
+    let cond = PutMode::Create;
     let e = store
-        .put_bytes_if("a/b", b"x".to_vec(), &opts, cond)
+        .put("a/b", Body::Bytes(b"x".to_vec()), &with_mode(&opts, cond))
         .await
         .unwrap_err();
     assert!(
@@ -177,17 +186,17 @@ async fn the_root_may_be_a_link() {
     let store = LocalStore::open(&via).unwrap();
     let opts = PutOptions::default();
     let tag = store
-        .put_bytes("a/b/c", b"x".to_vec(), &opts)
+        .put("a/b/c", Body::Bytes(b"x".to_vec()), &opts)
         .await
         .unwrap();
-    let cond = Precondition::Matches(&tag);
+    let cond = PutMode::Update(tag.expect("written"));
     let e = store
-        .put_bytes_if("a/b/c", b"y".to_vec(), &opts, cond)
+        .put("a/b/c", Body::Bytes(b"y".to_vec()), &with_mode(&opts, cond))
         .await;
     assert!(e.unwrap().is_some());
-    let cond = Precondition::Absent;
+    let cond = PutMode::Create;
     let e = store
-        .put_bytes_if("a/b/c", b"z".to_vec(), &opts, cond)
+        .put("a/b/c", Body::Bytes(b"z".to_vec()), &with_mode(&opts, cond))
         .await;
     assert!(e.unwrap().is_none());
     assert_eq!(store.get_bytes("a/b/c", 10).await.unwrap().unwrap(), b"y");
@@ -257,7 +266,7 @@ async fn writes_racing_deletes_never_fail() {
     for n in 0..1500 {
         let key = format!("a/b/c/d/k{}", n % 4);
         store
-            .put_bytes(&key, b"x".to_vec(), &opts)
+            .put(&key, Body::Bytes(b"x".to_vec()), &opts)
             .await
             .unwrap_or_else(|e| panic!("write {n} beside deletes: {e}"));
     }

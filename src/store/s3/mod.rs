@@ -22,8 +22,8 @@ use aws_sdk_s3::Client;
 use base64::Engine as _;
 
 use super::{
-    bare_etag, transfer_part_size, ObjectHead, ObjectInfo, PendingUpload, Precondition, PutOptions,
-    Reader, Store, StoreConfig, Tuning,
+    bare_etag, transfer_part_size, Body, ObjectHead, ObjectInfo, PendingUpload, PutOptions, Reader,
+    Store, StoreConfig, Tuning,
 };
 use crate::error::{Error, Result};
 
@@ -288,73 +288,49 @@ impl Store for S3Store {
         self.get_with(client, key, range).await
     }
 
-    async fn put_file(
-        &self,
-        key: &str,
-        path: &Path,
-        size: u64,
-        opts: &PutOptions,
-    ) -> Result<String> {
-        if size < self.tuning.multipart_threshold {
-            let body = file_body(path, 256 * 1024).await?;
-            return self.put_object(key, body, opts).await;
+    async fn put(&self, key: &str, body: Body<'_>, opts: &PutOptions) -> Result<Option<String>> {
+        match body {
+            Body::Bytes(bytes) => self.put_object(key, ByteStream::from(bytes), opts).await,
+            Body::Stream(path) => {
+                let body = file_body(path, 64 * 1024).await?;
+                self.put_object(key, body, opts).await
+            }
+            Body::Small { path, size } => {
+                // Without the store's checksum, the body checks its bytes against the digest
+                // itself.
+                let verify = opts.sha256.filter(|_| !self.checksums);
+                let body = small::body(path.to_path_buf(), size, verify);
+                let sent = self.put_object(key, body, opts).await;
+                if sent.is_err() {
+                    // A file rewritten since it was hashed fails as a digest the store
+                    // refused, or as a body that stopped (which reads as a network failure):
+                    // say what happened.
+                    super::read_unchanged(path, size, opts.sha256)?;
+                }
+                sent
+            }
+            Body::File { path, size } if size < self.tuning.multipart_threshold => {
+                let body = file_body(path, 256 * 1024).await?;
+                self.put_object(key, body, opts).await
+            }
+            Body::File { .. } if opts.mode.conditional() => Err(Error::Internal(format!(
+                "a conditional write of {key} cannot go in parts"
+            ))),
+            Body::File { path, size } => {
+                let (upload_id, checksum) = self.start_upload(key, opts).await?;
+                let parts = self
+                    .upload_parts(key, path, size, opts, &upload_id, checksum)
+                    .await;
+                self.finish_multipart(key, &upload_id, parts, opts)
+                    .await
+                    .map(Some)
+            }
         }
-        let (upload_id, checksum) = self.start_upload(key, opts).await?;
-        let parts = self
-            .upload_parts(key, path, size, opts, &upload_id, checksum)
-            .await;
-        self.finish_multipart(key, &upload_id, parts, opts).await
     }
 
     fn checksum_parts(&self, size: u64) -> Option<u64> {
         (self.checksums && size >= self.tuning.multipart_threshold)
             .then(|| transfer_part_size(size, self.tuning.part_size))
-    }
-
-    async fn put_small_file(
-        &self,
-        key: &str,
-        path: &Path,
-        size: u64,
-        opts: &PutOptions,
-        cond: Option<Precondition<'_>>,
-    ) -> Result<Option<String>> {
-        // Without the store's checksum, the body checks its bytes against the digest itself.
-        let verify = opts.sha256.filter(|_| !self.checksums);
-        let body = small::body(path.to_path_buf(), size, verify);
-        let sent = self.put_object_if(key, body, opts, cond).await;
-        if sent.is_err() {
-            // A file rewritten since it was hashed fails as a digest the store refused, or as
-            // a body that stopped (which reads as a network failure): say what happened.
-            super::read_unchanged(path, size, opts.sha256)?;
-        }
-        sent
-    }
-
-    async fn put_whole_file(
-        &self,
-        key: &str,
-        path: &Path,
-        opts: &PutOptions,
-        cond: Option<Precondition<'_>>,
-    ) -> Result<Option<String>> {
-        let body = file_body(path, 64 * 1024).await?;
-        self.put_object_if(key, body, opts, cond).await
-    }
-
-    async fn put_bytes(&self, key: &str, body: Vec<u8>, opts: &PutOptions) -> Result<String> {
-        self.put_object(key, ByteStream::from(body), opts).await
-    }
-
-    async fn put_bytes_if(
-        &self,
-        key: &str,
-        body: Vec<u8>,
-        opts: &PutOptions,
-        cond: Precondition<'_>,
-    ) -> Result<Option<String>> {
-        self.put_object_if(key, ByteStream::from(body), opts, Some(cond))
-            .await
     }
 
     async fn copy(

@@ -15,7 +15,7 @@ use super::sse::WithSse;
 use super::S3Store;
 use crate::error::{Error, Result};
 use crate::log;
-use crate::store::{bare_etag, transfer_part_size, Precondition, PutOptions, PARTS_IN_FLIGHT};
+use crate::store::{bare_etag, transfer_part_size, PutMode, PutOptions, PARTS_IN_FLIGHT};
 
 /// How the parts of a multipart upload are checksummed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,30 +216,17 @@ impl S3Store {
         done
     }
 
+    /// A single PUT, conditional as `opts.mode` says: `Ok(None)` when the store refused it.
     pub(super) async fn put_object(
         &self,
         key: &str,
         body: ByteStream,
         opts: &PutOptions,
-    ) -> Result<String> {
-        Ok(self
-            .put_object_if(key, body, opts, None)
-            .await?
-            .unwrap_or_default())
-    }
-
-    /// A single PUT, conditional when `cond` is set: `Ok(None)` when the store refused it.
-    pub(super) async fn put_object_if(
-        &self,
-        key: &str,
-        body: ByteStream,
-        opts: &PutOptions,
-        cond: Option<Precondition<'_>>,
     ) -> Result<Option<String>> {
-        let (if_none_match, if_match) = match cond {
-            None => (None, None),
-            Some(Precondition::Absent) => (Some("*".to_string()), None),
-            Some(Precondition::Matches(e)) => (None, Some(format!("\"{}\"", bare_etag(e)))),
+        let (if_none_match, if_match) = match &opts.mode {
+            PutMode::Overwrite => (None, None),
+            PutMode::Create => (Some("*".to_string()), None),
+            PutMode::Update(e) => (None, Some(format!("\"{}\"", bare_etag(e)))),
         };
         let sent = self
             .client
@@ -263,9 +250,9 @@ impl S3Store {
             // 412 PreconditionFailed, or 409 ConditionalRequestConflict when a concurrent
             // conditional write is in progress; If-Match on a missing key is a 404 on AWS.
             Err(SdkError::ServiceError(se))
-                if cond.is_some()
+                if opts.mode.conditional()
                     && (matches!(se.raw().status().as_u16(), 409 | 412)
-                        || (matches!(cond, Some(Precondition::Matches(_)))
+                        || (matches!(opts.mode, PutMode::Update(_))
                             && se.raw().status().as_u16() == 404)) =>
             {
                 Ok(None)
