@@ -7,15 +7,15 @@ use crate::commit::parse_commit;
 use crate::error::{Error, Result};
 
 /// Written by `check`: the commit the assets belong to.
-pub const COMMIT_MARKER: &str = ".commit-hash";
+pub(crate) const COMMIT_MARKER: &str = ".commit-hash";
 /// Written by `check` when caching is on: the code hash.
-pub const CODE_HASH_MARKER: &str = ".code-hash";
+pub(crate) const CODE_HASH_MARKER: &str = ".code-hash";
 /// Written when the asset set is already complete: the pipeline skips the build.
-pub const FOUND_MARKER: &str = ".found";
+pub(crate) const FOUND_MARKER: &str = ".found";
 
 /// One file to publish.
 #[derive(Debug, Clone)]
-pub struct Asset {
+pub(crate) struct Asset {
     /// `/`-separated path relative to the package directory.
     pub rel: String,
     /// Where it is on disk.
@@ -28,7 +28,7 @@ pub struct Asset {
 ///
 /// Hidden files and directories (names starting with `.`) are skipped at every level.
 /// A symlink to a regular file counts as that file; symlinked directories are not entered.
-pub fn collect(dir: &Path) -> Result<Vec<Asset>> {
+pub(crate) fn collect(dir: &Path) -> Result<Vec<Asset>> {
     if !dir.is_dir() {
         return Err(Error::Input(format!(
             "package directory {} does not exist: run the build into it, or set PACKAGE_DIRECTORY (or --package-dir)",
@@ -91,7 +91,7 @@ pub fn collect(dir: &Path) -> Result<Vec<Asset>> {
 /// Writes a marker file, creating the package directory if needed. Never through a symlink
 /// planted at its name: the content goes to a new temporary file beside it, which is then
 /// renamed over the name (replacing a symlink, not what it points to).
-pub fn write_marker(dir: &Path, name: &str, content: &str) -> Result<()> {
+pub(crate) fn write_marker(dir: &Path, name: &str, content: &str) -> Result<()> {
     use std::io::Write;
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
@@ -118,7 +118,7 @@ pub fn write_marker(dir: &Path, name: &str, content: &str) -> Result<()> {
 /// Removes the `.found` and `.code-hash` an earlier `check` left in `dir` (a package directory
 /// used again, as on a workstation): they belong to the commit it checked, and would make
 /// `upload` skip this one, or fill that commit's cache entry with this one's build.
-pub fn clear_markers(dir: &Path) -> Result<()> {
+pub(crate) fn clear_markers(dir: &Path) -> Result<()> {
     for name in [FOUND_MARKER, CODE_HASH_MARKER] {
         let path = dir.join(name);
         match fs::remove_file(&path) {
@@ -132,12 +132,12 @@ pub fn clear_markers(dir: &Path) -> Result<()> {
 }
 
 /// Whether `.found` exists in `dir`.
-pub fn is_found(dir: &Path) -> bool {
+pub(crate) fn is_found(dir: &Path) -> bool {
     dir.join(FOUND_MARKER).exists()
 }
 
 /// Reads and validates `.commit-hash`.
-pub fn read_commit(dir: &Path) -> Result<String> {
+pub(crate) fn read_commit(dir: &Path) -> Result<String> {
     let path = dir.join(COMMIT_MARKER);
     let text = fs::read_to_string(&path).map_err(|e| {
         Error::Input(format!(
@@ -155,7 +155,7 @@ pub fn read_commit(dir: &Path) -> Result<String> {
 }
 
 /// Reads and validates `.code-hash`, if present.
-pub fn read_code_hash(dir: &Path) -> Result<Option<String>> {
+pub(crate) fn read_code_hash(dir: &Path) -> Result<Option<String>> {
     let path = dir.join(CODE_HASH_MARKER);
     match fs::read_to_string(&path) {
         Ok(text) => {

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 
 /// What a tree of directories is, for the line that refuses a link found inside it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tree {
+pub(crate) enum Tree {
     /// A `file://` bucket's directory.
     Bucket,
     /// The directory a download writes into.
@@ -60,43 +60,33 @@ impl Tree {
 
 /// What `fstatat` says of an entry, without following a link.
 #[derive(Clone, Copy)]
-pub struct Stat(libc::stat);
+pub(crate) struct Stat(libc::stat);
 
 impl Stat {
-    /// Whether the entry is a directory.
-    pub fn is_dir(&self) -> bool {
-        self.0.st_mode & libc::S_IFMT == libc::S_IFDIR
-    }
-
     /// Whether the entry is a regular file.
-    pub fn is_file(&self) -> bool {
+    pub(crate) fn is_file(&self) -> bool {
         self.0.st_mode & libc::S_IFMT == libc::S_IFREG
     }
 
     /// Whether the entry is a symbolic link.
-    pub fn is_link(&self) -> bool {
+    pub(crate) fn is_link(&self) -> bool {
         self.0.st_mode & libc::S_IFMT == libc::S_IFLNK
     }
 
     /// The size in bytes.
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.0.st_size as u64
-    }
-
-    /// Whether the size is 0.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The inode number.
     #[allow(clippy::unnecessary_cast)] // `stat`'s field types differ between platforms.
-    pub fn ino(&self) -> u64 {
+    pub(crate) fn ino(&self) -> u64 {
         self.0.st_ino as u64
     }
 
     /// The last modification: seconds and nanoseconds since the epoch.
     #[allow(clippy::unnecessary_cast)]
-    pub fn mtime(&self) -> (i64, i64) {
+    pub(crate) fn mtime(&self) -> (i64, i64) {
         (self.0.st_mtime as i64, self.0.st_mtime_nsec as i64)
     }
 }
@@ -104,7 +94,7 @@ impl Stat {
 /// A directory of a tree, opened beneath its root, with the path it was reached by (for
 /// messages only: nothing is ever opened by that path). Clones share one handle.
 #[derive(Clone, Debug)]
-pub struct Dir {
+pub(crate) struct Dir {
     fd: Arc<OwnedFd>,
     path: PathBuf,
     tree: Tree,
@@ -131,7 +121,7 @@ fn check(r: libc::c_int) -> io::Result<libc::c_int> {
 
 impl Dir {
     /// Opens `path` as the root of a tree. The root itself may be a link (it is the user's).
-    pub fn open_root(path: &Path, tree: Tree) -> io::Result<Dir> {
+    pub(crate) fn open_root(path: &Path, tree: Tree) -> io::Result<Dir> {
         let f = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
@@ -144,7 +134,7 @@ impl Dir {
     }
 
     /// The path this directory was reached by, for messages.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -154,7 +144,7 @@ impl Dir {
 
     /// Opens the entry `name` with `flags`, never following a link there (`O_NOFOLLOW` and
     /// `O_CLOEXEC` are always added); `O_CREAT` creates it with mode 0666 less the umask.
-    pub fn open_at(&self, name: &str, flags: libc::c_int) -> io::Result<File> {
+    pub(crate) fn open_at(&self, name: &str, flags: libc::c_int) -> io::Result<File> {
         let c = c_name(name)?;
         let flags = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC;
         let fd =
@@ -164,13 +154,13 @@ impl Dir {
 
     /// Creates the file `name`, which must not exist (a link there is not followed), for
     /// writing, and for reading too with `read`.
-    pub fn create_new(&self, name: &str, read: bool) -> io::Result<File> {
+    pub(crate) fn create_new(&self, name: &str, read: bool) -> io::Result<File> {
         let mode = if read { libc::O_RDWR } else { libc::O_WRONLY };
         self.open_at(name, mode | libc::O_CREAT | libc::O_EXCL)
     }
 
     /// What the entry `name` is, without following a link.
-    pub fn stat_at(&self, name: &str) -> io::Result<Stat> {
+    pub(crate) fn stat_at(&self, name: &str) -> io::Result<Stat> {
         let c = c_name(name)?;
         let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
         check(unsafe {
@@ -185,27 +175,27 @@ impl Dir {
     }
 
     /// Removes the file (or link) `name` itself.
-    pub fn unlink_at(&self, name: &str) -> io::Result<()> {
+    pub(crate) fn unlink_at(&self, name: &str) -> io::Result<()> {
         let c = c_name(name)?;
         check(unsafe { libc::unlinkat(self.raw(), c.as_ptr(), 0) }).map(drop)
     }
 
     /// Removes the empty directory `name`; a link there is not followed (and not removed).
-    pub fn rmdir_at(&self, name: &str) -> io::Result<()> {
+    pub(crate) fn rmdir_at(&self, name: &str) -> io::Result<()> {
         let c = c_name(name)?;
         check(unsafe { libc::unlinkat(self.raw(), c.as_ptr(), libc::AT_REMOVEDIR) }).map(drop)
     }
 
     /// Renames `from` in this directory to `to` in `dir`, replacing what is there (a link
     /// there is replaced, not followed).
-    pub fn rename_at(&self, from: &str, dir: &Dir, to: &str) -> io::Result<()> {
+    pub(crate) fn rename_at(&self, from: &str, dir: &Dir, to: &str) -> io::Result<()> {
         let (f, t) = (c_name(from)?, c_name(to)?);
         check(unsafe { libc::renameat(self.raw(), f.as_ptr(), dir.raw(), t.as_ptr()) }).map(drop)
     }
 
     /// The names in this directory (without `.` and `..`) that are regular files, with what
     /// they are.
-    pub fn files(&self) -> io::Result<Vec<(String, Stat)>> {
+    pub(crate) fn files(&self) -> io::Result<Vec<(String, Stat)>> {
         // A handle of its own (not a duplicate, which would share its read offset).
         let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
         let fd = check(unsafe { libc::openat(self.raw(), c".".as_ptr(), flags) })?;
@@ -240,7 +230,7 @@ impl Dir {
 
     /// The error for `e`, which an operation (`what`) on the entry `name` met: the refusal of
     /// a link when a link is there, otherwise `e` with the entry's path.
-    pub fn error(&self, what: &'static str, name: &str, e: io::Error) -> Error {
+    pub(crate) fn error(&self, what: &'static str, name: &str, e: io::Error) -> Error {
         if self.stat_at(name).is_ok_and(|s| s.is_link()) {
             return self.tree.link(&self.path.join(name));
         }
@@ -248,7 +238,7 @@ impl Dir {
     }
 
     /// Refuses a link at `name`: [`Dir::error`]'s line when one is there.
-    pub fn refuse_link(&self, name: &str) -> Result<()> {
+    pub(crate) fn refuse_link(&self, name: &str) -> Result<()> {
         match self.stat_at(name) {
             Ok(s) if s.is_link() => Err(self.tree.link(&self.path.join(name))),
             _ => Ok(()),
@@ -257,7 +247,7 @@ impl Dir {
 
     /// The subdirectory `name`, or `None` when there is none (nothing there, or something
     /// that is not a directory). A link there is refused.
-    pub fn open_dir(&self, name: &str) -> Result<Option<Dir>> {
+    pub(crate) fn open_dir(&self, name: &str) -> Result<Option<Dir>> {
         let flags = libc::O_RDONLY | libc::O_DIRECTORY;
         match self.open_at(name, flags) {
             Ok(f) => Ok(Some(self.child(name, f))),
@@ -274,7 +264,7 @@ impl Dir {
 
     /// The subdirectory `name`, created when missing. A link there is refused, and so is
     /// anything else that is not a directory.
-    pub fn create_dir(&self, name: &str) -> Result<Dir> {
+    pub(crate) fn create_dir(&self, name: &str) -> Result<Dir> {
         // A directory removed between its creation and its opening (a bucket's delete removes
         // the directories it empties) is created again.
         for _ in 0..4 {
@@ -303,7 +293,7 @@ impl Dir {
     /// The directory at `rel` ('/'-separated components, or empty for this one) beneath this
     /// one, each component created when `create` is set; `None` when one is missing (or not
     /// a directory) and `create` is not set. A link at any component is refused.
-    pub fn walk(&self, rel: &str, create: bool) -> Result<Option<Dir>> {
+    pub(crate) fn walk(&self, rel: &str, create: bool) -> Result<Option<Dir>> {
         let mut dir = self.clone();
         for name in rel.split('/').filter(|s| !s.is_empty()) {
             dir = match create {
@@ -331,17 +321,17 @@ impl Dir {
 /// [`Dirs::KEPT`] handles are kept; past that the cache starts again (a file being written
 /// keeps its own directory's handle).
 #[derive(Debug)]
-pub struct Dirs {
+pub(crate) struct Dirs {
     root: Dir,
     opened: Mutex<HashMap<String, Dir>>,
 }
 
 impl Dirs {
     /// Directory handles kept at most, well under any limit on open files.
-    pub const KEPT: usize = 256;
+    pub(crate) const KEPT: usize = 256;
 
     /// A cache of the directories beneath `root`.
-    pub fn new(root: Dir) -> Self {
+    pub(crate) fn new(root: Dir) -> Self {
         Dirs {
             root,
             opened: Mutex::default(),
@@ -350,7 +340,7 @@ impl Dirs {
 
     /// The directory `rel` ('/'-separated, or empty for the root), created when missing,
     /// from the nearest directory above it that is already open.
-    pub fn create(&self, rel: &str) -> Result<Dir> {
+    pub(crate) fn create(&self, rel: &str) -> Result<Dir> {
         if rel.is_empty() {
             return Ok(self.root.clone());
         }

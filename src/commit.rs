@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 ///
 /// A detached HEAD is fine; a missing path, a non-repository, a bare repository or a
 /// repository without commits is an input error.
-pub fn resolve_head(repo: &Path) -> Result<String> {
+pub(crate) fn resolve_head(repo: &Path) -> Result<String> {
     if !repo.exists() {
         return Err(Error::Input(format!(
             "repository {} does not exist: set the repository (GIT_REPO_PATH, --repo or params.repo) to the checkout's directory",
@@ -65,7 +65,7 @@ fn allow_partial_clones() {
 }
 
 /// Checks that `s` is a full hex object id (SHA-1 or SHA-256), lowercased.
-pub fn parse_commit(s: &str) -> Option<String> {
+pub(crate) fn parse_commit(s: &str) -> Option<String> {
     let s = s.trim();
     let ok = (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit());
     ok.then(|| s.to_ascii_lowercase())

@@ -3,28 +3,28 @@
 use crate::error::{clip, Error, Result};
 
 /// The user metadata keys every asset object carries (and the original tool's readers use).
-pub mod meta {
+pub(crate) mod meta {
     /// The commit the object was built from.
-    pub const COMMIT: &str = "commit-hash";
+    pub(crate) const COMMIT: &str = "commit-hash";
     /// Base64 SHA-256 of the content: Lambda's `CodeSha256` format.
-    pub const PACKAGE_HASH: &str = "package-hash";
+    pub(crate) const PACKAGE_HASH: &str = "package-hash";
     /// The code hash, when caching was on.
-    pub const CODE_HASH: &str = "code-hash";
+    pub(crate) const CODE_HASH: &str = "code-hash";
     /// The publisher (process) that wrote the object: racing publishers of one set tell
     /// their objects apart by it.
-    pub const PUBLISHER: &str = "publisher-id";
+    pub(crate) const PUBLISHER: &str = "publisher-id";
     /// Set on an object a publisher wrote again after its manifest, repairing a set a
     /// concurrent publisher overwrote: that publisher is still at work (the first writer of
     /// an object may have completed the set and left).
-    pub const REPAIR: &str = "publisher-repair";
+    pub(crate) const REPAIR: &str = "publisher-repair";
 }
 
 /// The manifest's name inside a set. It starts with `.`, so it never collides with an asset.
-pub const MANIFEST_NAME: &str = ".manifest.json";
+pub(crate) const MANIFEST_NAME: &str = ".manifest.json";
 
 /// The empty object a read-write restore writes into a cache entry: its time in a listing is
 /// when the entry was last used. It starts with `.`, so it never collides with an asset.
-pub const LAST_USED_NAME: &str = ".last-used";
+pub(crate) const LAST_USED_NAME: &str = ".last-used";
 
 /// The name of the conditional-write probe under `artifacts/` ([`Layout::probe_key`]).
 const PROBE_NAME: &str = ".conditional-write-probe";
@@ -139,7 +139,7 @@ impl Layout {
 /// `S3AM_PREFIX=artifacts/<40 hex>` writes such keys below what the bucket root's layout
 /// takes for a set; they are never listed, pruned or deleted as that set's. (A package
 /// directory would need those very directory names to hold such a path.)
-pub fn is_foreign_tree(rel: &str) -> bool {
+pub(crate) fn is_foreign_tree(rel: &str) -> bool {
     let segs: Vec<&str> = rel.split('/').collect();
     segs.windows(3).any(|w| match w[0] {
         "artifacts" => is_object_id(w[1]),
@@ -155,17 +155,17 @@ pub fn is_foreign_tree(rel: &str) -> bool {
 }
 
 /// Whether `s` is a full lowercase hex object id: 40 digits (SHA-1) or 64 (SHA-256).
-pub fn is_object_id(s: &str) -> bool {
+pub(crate) fn is_object_id(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && is_lower_hex(s)
 }
 
 /// Whether `s` is a code hash: 64 lowercase hex digits.
-pub fn is_code_hash(s: &str) -> bool {
+pub(crate) fn is_code_hash(s: &str) -> bool {
     is_sha256_hex(s)
 }
 
 /// Whether `s` is a SHA-256 in lowercase hex (64 digits), as manifests record them.
-pub fn is_sha256_hex(s: &str) -> bool {
+pub(crate) fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && is_lower_hex(s)
 }
 

@@ -4,23 +4,24 @@
 //! cache keyed by a hash of the source files, or publishes it; every front end (the task
 //! entrypoints, the command line and the Concourse resource) calls it.
 
-pub mod assets;
-pub mod beneath;
+#![warn(unreachable_pub, missing_docs)]
+
+pub(crate) mod assets;
+pub(crate) mod beneath;
 pub mod cli;
-pub mod codehash;
-pub mod commit;
-pub mod engine;
+pub(crate) mod codehash;
+pub(crate) mod commit;
+pub(crate) mod engine;
 pub mod error;
-pub mod layout;
-pub mod log;
-pub mod manifest;
+pub(crate) mod layout;
+pub(crate) mod log;
+pub(crate) mod manifest;
 pub mod process;
 pub mod resource;
-pub mod settings;
-pub mod signing;
-pub mod sink;
+pub(crate) mod settings;
+pub(crate) mod signing;
+pub(crate) mod sink;
 pub mod store;
 pub mod trace;
 
-pub use engine::{CacheMode, CodeHashSpec, Engine, Outcome, Report};
 pub use error::{Error, Result};

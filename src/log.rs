@@ -30,36 +30,36 @@ fn printable(msg: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Silences info lines (warnings and errors still print).
-pub fn set_quiet(q: bool) {
+pub(crate) fn set_quiet(q: bool) {
     QUIET.store(q, Ordering::Relaxed);
 }
 
 /// A phase line: what the tool is doing or has decided.
-pub fn phase(msg: impl AsRef<str>) {
+pub(crate) fn phase(msg: impl AsRef<str>) {
     if !QUIET.load(Ordering::Relaxed) {
         eprintln!("{} {}", paint("1;36", "==>"), printable(msg.as_ref()));
     }
 }
 
 /// A detail line, e.g. one transfer.
-pub fn detail(msg: impl AsRef<str>) {
+pub(crate) fn detail(msg: impl AsRef<str>) {
     if !QUIET.load(Ordering::Relaxed) {
         eprintln!("    {}", printable(msg.as_ref()));
     }
 }
 
 /// A warning: something the user should know about but that does not stop the run.
-pub fn warn(msg: impl AsRef<str>) {
+pub(crate) fn warn(msg: impl AsRef<str>) {
     eprintln!("{} {}", paint("1;33", "warning:"), printable(msg.as_ref()));
 }
 
 /// The one line printed for a fatal error.
-pub fn error(msg: impl AsRef<str>) {
+pub(crate) fn error(msg: impl AsRef<str>) {
     eprintln!("{} {}", paint("1;31", "error:"), printable(msg.as_ref()));
 }
 
 /// A count with its noun, singular for one: `1 file`, `2 files`.
-pub fn count(n: u64, noun: &str) -> String {
+pub(crate) fn count(n: u64, noun: &str) -> String {
     match n {
         1 => format!("1 {noun}"),
         _ => format!("{n} {noun}s"),
@@ -67,7 +67,7 @@ pub fn count(n: u64, noun: &str) -> String {
 }
 
 /// Bytes in decimal units, e.g. `12.3 MB`.
-pub fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     if n == u64::MAX {
         // What a saturating sum of sizes stops at: never shown as a number it is not.
         return "over 18.4 EB (the sizes overflow)".into();
@@ -90,17 +90,17 @@ pub fn bytes(n: u64) -> String {
 ///
 /// Only where it means something: below [`RATE_MIN_BYTES`] a transfer's time is its round
 /// trips, and "0.5 MB/s" for a few hundred bytes would read as slowness.
-pub fn rate(n: u64, d: Duration) -> Option<String> {
+pub(crate) fn rate(n: u64, d: Duration) -> Option<String> {
     let secs = d.as_secs_f64().max(1e-6);
     (n >= RATE_MIN_BYTES).then(|| format!("{:.1} MB/s", n as f64 / 1e6 / secs))
 }
 
 /// The fewest bytes a transfer moves for its rate to be shown: 1 MiB.
-pub const RATE_MIN_BYTES: u64 = 1 << 20;
+pub(crate) const RATE_MIN_BYTES: u64 = 1 << 20;
 
 /// Counts a transfer of many files and prints a progress line every few seconds.
 #[derive(Debug)]
-pub struct Progress {
+pub(crate) struct Progress {
     verb: &'static str,
     files: u64,
     bytes: u64,
@@ -111,7 +111,7 @@ pub struct Progress {
 
 impl Progress {
     /// Starts counting; the returned guard prints progress until it is dropped.
-    pub fn start(verb: &'static str, files: u64, bytes: u64) -> (Arc<Self>, ProgressGuard) {
+    pub(crate) fn start(verb: &'static str, files: u64, bytes: u64) -> (Arc<Self>, ProgressGuard) {
         let p = Arc::new(Progress {
             verb,
             files,
@@ -143,7 +143,7 @@ impl Progress {
     }
 
     /// Records one finished file and prints its transfer line.
-    pub fn file_done(&self, name: &str, size: u64, took: Duration) {
+    pub(crate) fn file_done(&self, name: &str, size: u64, took: Duration) {
         self.done_files.fetch_add(1, Ordering::Relaxed);
         self.done_bytes.fetch_add(size, Ordering::Relaxed);
         detail(format!(
@@ -158,7 +158,7 @@ impl Progress {
     }
 
     /// Files and bytes done so far.
-    pub fn done(&self) -> (u64, u64) {
+    pub(crate) fn done(&self) -> (u64, u64) {
         (
             self.done_files.load(Ordering::Relaxed),
             self.done_bytes.load(Ordering::Relaxed),
@@ -166,14 +166,14 @@ impl Progress {
     }
 
     /// Time since the start.
-    pub fn elapsed(&self) -> Duration {
+    pub(crate) fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
 }
 
 /// Stops the progress ticker when dropped.
 #[derive(Debug)]
-pub struct ProgressGuard(tokio::task::JoinHandle<()>);
+pub(crate) struct ProgressGuard(tokio::task::JoinHandle<()>);
 
 impl Drop for ProgressGuard {
     fn drop(&mut self) {

@@ -15,15 +15,15 @@ use crate::error::{Error, Result};
 use crate::layout::SetLocation;
 
 /// The SSHSIG namespace of every manifest signature.
-pub const NAMESPACE: &str = "s3-asset-manager";
+pub(crate) const NAMESPACE: &str = "s3-asset-manager";
 
 /// The largest signature object a reader takes (an Ed25519 SSHSIG is about 300 bytes): a
 /// larger one is refused without reading past this.
-pub const SIGNATURE_MAX: u64 = 16 << 10;
+pub(crate) const SIGNATURE_MAX: u64 = 16 << 10;
 
 /// The key of the signature of `manifest` (the exact bytes) in the set at `loc`:
 /// `<set>/.manifest.json.<sha256-hex>.sig`.
-pub fn signature_key(loc: &SetLocation, manifest: &[u8]) -> String {
+pub(crate) fn signature_key(loc: &SetLocation, manifest: &[u8]) -> String {
     format!(
         "{}.{}.sig",
         loc.manifest_key(),
@@ -32,7 +32,7 @@ pub fn signature_key(loc: &SetLocation, manifest: &[u8]) -> String {
 }
 
 /// Whether `key` is a signature object of the set at `loc`.
-pub fn is_signature_key(loc: &SetLocation, key: &str) -> bool {
+pub(crate) fn is_signature_key(loc: &SetLocation, key: &str) -> bool {
     key.strip_prefix(&loc.manifest_key())
         .and_then(|rest| rest.strip_prefix('.'))
         .and_then(|rest| rest.strip_suffix(".sig"))
@@ -42,7 +42,7 @@ pub fn is_signature_key(loc: &SetLocation, key: &str) -> bool {
 /// Whether a setting's value is a key's text rather than a path to a file holding it: a PEM
 /// block (`-----BEGIN ...`), a public key line (`ssh-ed25519 AAAA...`), or anything on more
 /// than one line. Concourse passes secrets as values (`S3AM_SIGNING_KEY: ((signing_key))`).
-pub fn is_key_text(value: &str) -> bool {
+pub(crate) fn is_key_text(value: &str) -> bool {
     let t = value.trim_start();
     t.starts_with("-----BEGIN")
         || t.starts_with("ssh-")

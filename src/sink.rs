@@ -22,13 +22,13 @@ use crate::error::{Error, Result};
 /// 0.81-0.87 s of system time, against 1.8-2.5 s when a whole range was hashed first and then
 /// written in 512 KiB slices. Large writes cost more in any case: `dd` wrote 1 GiB in 0.3 s
 /// of system time at 512 KiB and 0.7-1.0 s at 2 MiB.
-pub const WRITE_SLICE: usize = 256 * 1024;
+pub(crate) const WRITE_SLICE: usize = 256 * 1024;
 
 /// Files up to this size are handled on the async thread itself, with no trip to the blocking
 /// pool: an upload reads and hashes them there, and a download that arrived whole writes,
 /// checks and renames them there. That work takes about as long as the two thread switches of
 /// a trip cost.
-pub const INLINE_IO: usize = 128 * 1024;
+pub(crate) const INLINE_IO: usize = 128 * 1024;
 
 /// Waits for a download's files to settle: each one renamed into place or removed. Every
 /// [`Sink`], [`Ranged`] file and [`Kept`] file holds a [`Token`] of its tracker, and so does
@@ -36,19 +36,19 @@ pub const INLINE_IO: usize = 128 * 1024;
 /// write runs on the blocking pool, ends a moment later, and the download's error is
 /// returned only once it has. Nothing of a refused download is written after its caller
 /// cleans up.
-pub struct Tracker {
+pub(crate) struct Tracker {
     token: Token,
     ended: tokio::sync::mpsc::Receiver<()>,
 }
 
 /// Held by what may still create or hold a temporary file of a download; see [`Tracker`].
 #[derive(Clone, Debug)]
-pub struct Token {
+pub(crate) struct Token {
     _held: tokio::sync::mpsc::Sender<()>,
 }
 
 impl Tracker {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let (tx, ended) = tokio::sync::mpsc::channel(1);
         Tracker {
             token: Token { _held: tx },
@@ -56,13 +56,13 @@ impl Tracker {
         }
     }
 
-    pub fn token(&self) -> Token {
+    pub(crate) fn token(&self) -> Token {
         self.token.clone()
     }
 
     /// Waits until every token is dropped: each task that held one has ended, and each
     /// temporary file is renamed or removed (a file's token is dropped after its removal).
-    pub async fn settled(self) {
+    pub(crate) async fn settled(self) {
         let Tracker { token, mut ended } = self;
         drop(token);
         // Nothing is ever sent: `recv` returns `None` once every sender is dropped.
@@ -79,7 +79,7 @@ impl Default for Tracker {
 /// Where a downloaded file goes: its directory, opened beneath the destination, and its name
 /// there. Its temporary file is `.<name>.s3am-partial`, beside it.
 #[derive(Clone, Debug)]
-pub struct Target {
+pub(crate) struct Target {
     dir: Dir,
     name: String,
     tmp: String,
@@ -87,7 +87,7 @@ pub struct Target {
 
 impl Target {
     /// The file `name` in `dir`.
-    pub fn new(dir: Dir, name: &str) -> Self {
+    pub(crate) fn new(dir: Dir, name: &str) -> Self {
         Target {
             tmp: format!(".{name}.s3am-partial"),
             name: name.to_string(),
@@ -96,7 +96,7 @@ impl Target {
     }
 
     /// The file's path, for messages.
-    pub fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         self.dir.path().join(&self.name)
     }
 
@@ -126,7 +126,7 @@ impl Target {
 
 /// A download in progress. The file is created at the first chunk, so a download that fails
 /// before any byte arrives leaves nothing behind.
-pub struct Sink {
+pub(crate) struct Sink {
     target: Target,
     file: Option<File>,
     hasher: Sha256,
@@ -136,7 +136,7 @@ pub struct Sink {
 
 impl Sink {
     /// A download to `target`, held by `token`.
-    pub fn new(target: Target, token: Token) -> Self {
+    pub(crate) fn new(target: Target, token: Token) -> Self {
         Sink {
             target,
             file: None,
@@ -147,7 +147,7 @@ impl Sink {
     }
 
     /// Hashes and writes one chunk, on the blocking pool.
-    pub async fn write(mut self, chunk: Vec<u8>) -> Result<Self> {
+    pub(crate) async fn write(mut self, chunk: Vec<u8>) -> Result<Self> {
         blocking(move || {
             self.write_now(&chunk)?;
             Ok(self)
@@ -174,7 +174,7 @@ impl Sink {
     /// that arrived whole ([`INLINE_IO`]). Returns the checked file, for its owner to rename
     /// to its target ([`Kept::rename`]). On a mismatch the temporary file is removed and
     /// `mismatch(size, sha256)` is the error.
-    pub async fn finish(
+    pub(crate) async fn finish(
         mut self,
         last: Vec<u8>,
         size: u64,
@@ -204,7 +204,7 @@ impl Sink {
 /// into place by [`Kept::rename`], or removed when dropped (the download it belongs to failed).
 /// Its token is dropped after either (fields drop after [`Drop::drop`] has run).
 #[derive(Debug)]
-pub struct Kept {
+pub(crate) struct Kept {
     target: Target,
     renamed: bool,
     _token: Token,
@@ -221,7 +221,7 @@ impl Kept {
 
     /// Renames the file to its target, in the directory it was created in (a link at the
     /// target's name is replaced, not followed).
-    pub fn rename(mut self) -> Result<()> {
+    pub(crate) fn rename(mut self) -> Result<()> {
         self.renamed = true;
         let t = &self.target;
         t.dir.rename_at(&t.tmp, &t.dir, &t.name).map_err(|e| {
@@ -253,7 +253,7 @@ impl Drop for Sink {
 /// A thread on the blocking pool follows behind and hashes the file in order, reading back
 /// what the page cache already holds, as far as the ranges are complete. No range is held in
 /// memory, and the file is renamed into place only when its size and SHA-256 match.
-pub struct Ranged {
+pub(crate) struct Ranged {
     target: Target,
     file: Arc<File>,
     complete: Option<std::sync::mpsc::Sender<u64>>,
@@ -264,7 +264,7 @@ pub struct Ranged {
 
 impl Ranged {
     /// Creates the temporary file and starts the hasher.
-    pub fn create(target: Target, token: Token) -> Result<Self> {
+    pub(crate) fn create(target: Target, token: Token) -> Result<Self> {
         let file = Arc::new(target.create(true)?);
         let (complete, upto) = std::sync::mpsc::channel::<u64>();
         let reader = file.clone();
@@ -297,7 +297,7 @@ impl Ranged {
     }
 
     /// A handle that writes ranges of the file from a task of its own.
-    pub fn writer(&self) -> RangeWriter {
+    pub(crate) fn writer(&self) -> RangeWriter {
         RangeWriter {
             tmp: self.target.tmp_path(),
             file: self.file.clone(),
@@ -305,7 +305,7 @@ impl Ranged {
     }
 
     /// Every byte before `end` has been written: the hasher may read up to there.
-    pub fn complete_to(&self, end: u64) {
+    pub(crate) fn complete_to(&self, end: u64) {
         if let Some(tx) = &self.complete {
             let _ = tx.send(end);
         }
@@ -313,7 +313,7 @@ impl Ranged {
 
     /// A large download whose ranges are each checked by their writers (against the SHA-256
     /// of each piece in the manifest), so no hasher follows behind.
-    pub fn create_unhashed(target: Target, token: Token) -> Result<Self> {
+    pub(crate) fn create_unhashed(target: Target, token: Token) -> Result<Self> {
         let file = Arc::new(target.create(false)?);
         Ok(Ranged {
             target,
@@ -328,7 +328,7 @@ impl Ranged {
     /// Waits for the hasher, checks the size and (when given) the SHA-256, and
     /// returns the checked file; see [`Sink::finish`]. A file made by
     /// [`Ranged::create_unhashed`] has had every range checked: it is returned as it is.
-    pub async fn finish(
+    pub(crate) async fn finish(
         mut self,
         size: u64,
         sha256: Option<[u8; 32]>,
@@ -351,7 +351,7 @@ impl Ranged {
 /// Writes ranges of a [`Ranged`] file from a task of its own; the file is removed by its
 /// `Ranged`, or renamed through the [`Kept`] that `Ranged::finish` returns.
 #[derive(Clone)]
-pub struct RangeWriter {
+pub(crate) struct RangeWriter {
     tmp: PathBuf,
     file: Arc<File>,
 }
@@ -359,7 +359,7 @@ pub struct RangeWriter {
 impl RangeWriter {
     /// Writes bytes at `offset`. A page-cache write of one slice is short enough to make on
     /// the async thread that received them.
-    pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+    pub(crate) fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
         self.file
             .write_all_at(buf, offset)
             .map_err(|e| Error::io("cannot write", &self.tmp, e))

@@ -6,14 +6,14 @@ use crate::store::s3::{SILENT_MAX, SILENT_SHARE};
 use crate::store::{LARGEST_PART, LARGE_FILE, LARGE_FILE_PARTS};
 
 /// The help of `--concurrency`, written from the window's constants.
-pub fn concurrency() -> String {
+pub(super) fn concurrency() -> String {
     format!(
         "The most files transferred at once: the number in flight starts at {FIRST_IN_FLIGHT} (or this, if lower), doubles up to this while throughput grows, and halves (to no fewer than {FEWEST_IN_FLIGHT}) when the store throttles"
     )
 }
 
 /// The help of `--timeout`, written from the constants of a silent store's retry.
-pub fn timeout() -> String {
+pub(super) fn timeout() -> String {
     let share = match SILENT_SHARE {
         4 => "a quarter".to_string(),
         n => format!("1/{n}"),
@@ -25,7 +25,7 @@ pub fn timeout() -> String {
 }
 
 /// The help of `--part-size`, written from the part-size constants.
-pub fn part_size() -> String {
+pub(super) fn part_size() -> String {
     format!(
         "The smallest part of a multipart upload, and range of a large download; a file over {}M goes in about {LARGE_FILE_PARTS} parts, of at most {}M",
         LARGE_FILE >> 20,

@@ -58,7 +58,7 @@ impl Sources {
 }
 
 /// A size: bytes, or a number with a binary `K`, `M` or `G` suffix.
-pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> std::result::Result<u64, String> {
     const NOT: &str = "not a size: use bytes or a K, M or G suffix, e.g. 8M";
     let t = s.trim();
     let (num, mult) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
@@ -83,7 +83,7 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
 }
 
 /// A copy's part threshold: a size of at most 5 GiB, S3's limit for one copy.
-pub fn parse_copy_size(s: &str) -> std::result::Result<u64, String> {
+pub(crate) fn parse_copy_size(s: &str) -> std::result::Result<u64, String> {
     match parse_size(s)? {
         n if n > 5 << 30 => Err("at most 5G, S3's limit for one copy".into()),
         n => Ok(n),
@@ -92,14 +92,14 @@ pub fn parse_copy_size(s: &str) -> std::result::Result<u64, String> {
 
 /// A path whose variable, set but empty, means the default (`default`), as an unset one does:
 /// `GIT_REPO_PATH=` is `./repo`, `S3AM_SIGNING_KEY=` no key (an empty default).
-pub fn path_or(
+pub(crate) fn path_or(
     default: &'static str,
 ) -> impl Fn(&str) -> std::result::Result<PathBuf, String> + Clone + Send + Sync + 'static {
     move |s: &str| Ok(PathBuf::from(if s.is_empty() { default } else { s }))
 }
 
 /// A directory that must be named: `fetch --dest`.
-pub fn dest_dir(s: &str) -> std::result::Result<PathBuf, String> {
+pub(crate) fn dest_dir(s: &str) -> std::result::Result<PathBuf, String> {
     if s.is_empty() {
         return Err("empty: give the directory to write the set into".into());
     }
@@ -107,7 +107,7 @@ pub fn dest_dir(s: &str) -> std::result::Result<PathBuf, String> {
 }
 
 /// A boolean, as the tasks' variables are written.
-pub fn parse_bool(s: &str) -> std::result::Result<bool, String> {
+pub(crate) fn parse_bool(s: &str) -> std::result::Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "true" | "t" | "1" | "yes" | "y" | "on" => Ok(true),
         "false" | "f" | "0" | "no" | "n" | "off" | "" => Ok(false),
@@ -116,7 +116,7 @@ pub fn parse_bool(s: &str) -> std::result::Result<bool, String> {
 }
 
 /// A count of at least 1.
-pub fn parse_count(s: &str) -> std::result::Result<usize, String> {
+pub(crate) fn parse_count(s: &str) -> std::result::Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err("must be a whole number, at least 1".into()),
@@ -124,14 +124,14 @@ pub fn parse_count(s: &str) -> std::result::Result<usize, String> {
 }
 
 /// A count of 0 or more.
-pub fn parse_keep(s: &str) -> std::result::Result<usize, String> {
+pub(crate) fn parse_keep(s: &str) -> std::result::Result<usize, String> {
     s.trim()
         .parse::<usize>()
         .map_err(|_| "must be a whole number, 0 or more".into())
 }
 
 /// A duration: a whole number with `s`, `m`, `h` or `d`, e.g. `90s`, `30m`, `12h`, `7d`.
-pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
     const NOT: &str = "not a duration: use a whole number with s, m, h or d, e.g. 7d";
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).ok_or(NOT)?;
@@ -153,7 +153,7 @@ pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, Strin
 }
 
 /// A whole number of seconds.
-pub fn parse_seconds(s: &str) -> std::result::Result<u64, String> {
+pub(crate) fn parse_seconds(s: &str) -> std::result::Result<u64, String> {
     s.trim()
         .parse()
         .map_err(|_| "not a number of seconds: use a whole number, e.g. 120".into())

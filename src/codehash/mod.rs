@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{clip, Error, Result};
 
 /// The version tag that starts the hashed byte stream.
-pub const VERSION_TAG: &[u8] = b"s3-asset-manager code-hash v1\0";
+pub(crate) const VERSION_TAG: &[u8] = b"s3-asset-manager code-hash v1\0";
 
 /// A normalised, validated list of code-hash patterns.
 #[derive(Debug, Clone)]
@@ -183,7 +183,7 @@ fn check_brackets(raw: &str) -> std::result::Result<(), &'static str> {
 
 /// What kind of file a record describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A regular file without the owner's execute bit.
     Regular,
     /// A regular file with the owner's execute bit.
@@ -194,7 +194,7 @@ pub enum Kind {
 
 impl Kind {
     /// The one-letter tag used in the hashed stream and in `hash --list`.
-    pub fn tag(self) -> char {
+    pub(crate) fn tag(self) -> char {
         match self {
             Kind::Regular => 'f',
             Kind::Executable => 'x',
@@ -205,7 +205,7 @@ impl Kind {
 
 /// One matched file as it enters the hash.
 #[derive(Debug, Clone)]
-pub struct Record {
+pub(crate) struct Record {
     /// Regular, executable or symlink.
     pub kind: Kind,
     /// The `/`-separated path relative to the repository root, as raw bytes.
@@ -231,7 +231,7 @@ impl fmt::Display for Record {
 
 /// The result of hashing: the hex digest and the records that went into it.
 #[derive(Debug, Clone)]
-pub struct CodeHash {
+pub(crate) struct CodeHash {
     /// Lowercase hex SHA-256.
     pub hex: String,
     /// Every record, sorted by path bytes.
@@ -239,7 +239,7 @@ pub struct CodeHash {
 }
 
 /// Computes the code hash of the files under `repo` matched by `patterns`.
-pub fn compute(repo: &Path, patterns: &Patterns, salt: &str) -> Result<CodeHash> {
+pub(crate) fn compute(repo: &Path, patterns: &Patterns, salt: &str) -> Result<CodeHash> {
     if !repo.is_dir() {
         return Err(Error::Input(format!(
             "repository {} is not a directory: set the repository (GIT_REPO_PATH, --repo or params.repo) to the checkout's directory",
@@ -269,7 +269,7 @@ pub fn compute(repo: &Path, patterns: &Patterns, salt: &str) -> Result<CodeHash>
 }
 
 /// The digest over an already sorted record list (the spec's byte stream).
-pub fn digest(patterns: &[String], salt: &str, records: &[Record]) -> String {
+pub(crate) fn digest(patterns: &[String], salt: &str, records: &[Record]) -> String {
     let mut h = Sha256::new();
     h.update(VERSION_TAG);
     for p in patterns {
@@ -400,7 +400,7 @@ fn each_chunk_in(path: &Path, offset: u64, len: u64, mut f: impl FnMut(&[u8])) -
 }
 
 /// Streams a file through SHA-256 and returns its length and digest.
-pub fn sha256_file(path: &Path) -> Result<(u64, [u8; 32])> {
+pub(crate) fn sha256_file(path: &Path) -> Result<(u64, [u8; 32])> {
     let mut h = Sha256::new();
     let size = each_chunk(path, |chunk| h.update(chunk))?;
     Ok((size, h.finalize().into()))
@@ -408,7 +408,7 @@ pub fn sha256_file(path: &Path) -> Result<(u64, [u8; 32])> {
 
 /// Size and SHA-256 of a file, and the CRC64/NVME of each `part`-byte part of it, in one pass:
 /// the multipart upload that follows sends those part checksums without reading for them.
-pub fn sha256_and_part_crc64(path: &Path, part: u64) -> Result<(u64, [u8; 32], Vec<u64>)> {
+pub(crate) fn sha256_and_part_crc64(path: &Path, part: u64) -> Result<(u64, [u8; 32], Vec<u64>)> {
     let mut h = Sha256::new();
     let mut crcs = Vec::new();
     let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
@@ -434,14 +434,14 @@ pub fn sha256_and_part_crc64(path: &Path, part: u64) -> Result<(u64, [u8; 32], V
 }
 
 /// The CRC64/NVME of `len` bytes of `path` from `offset`.
-pub fn crc64_range(path: &Path, offset: u64, len: u64) -> Result<u64> {
+pub(crate) fn crc64_range(path: &Path, offset: u64, len: u64) -> Result<u64> {
     let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
     each_chunk_in(path, offset, len, |chunk| crc.update(chunk))?;
     Ok(crc.finalize())
 }
 
 /// The SHA-256 of `len` bytes of `path` from `offset`.
-pub fn sha256_range(path: &Path, offset: u64, len: u64) -> Result<[u8; 32]> {
+pub(crate) fn sha256_range(path: &Path, offset: u64, len: u64) -> Result<[u8; 32]> {
     let mut h = Sha256::new();
     each_chunk_in(path, offset, len, |chunk| h.update(chunk))?;
     Ok(h.finalize().into())

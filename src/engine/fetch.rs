@@ -196,7 +196,7 @@ impl Engine {
 }
 
 /// What a found set holds, as a report with nothing moved yet; `None` when it is missing.
-pub fn found_report(commit: &str, state: &SetState) -> Option<Report> {
+pub(crate) fn found_report(commit: &str, state: &SetState) -> Option<Report> {
     let mut r = Report::new(commit, Outcome::Found);
     match state {
         SetState::Complete(m) => {
@@ -218,7 +218,7 @@ pub fn found_report(commit: &str, state: &SetState) -> Option<Report> {
 
 /// The error for a set whose manifest is not its own (copied from another place) or breaks
 /// the format: a reader never takes it.
-pub fn refuse_invalid(loc: &SetLocation, why: &str) -> Error {
+pub(crate) fn refuse_invalid(loc: &SetLocation, why: &str) -> Error {
     Error::refused(
         RefusedKind::Invalid,
         format!("{why}: refusing {loc}; publish the set again"),
@@ -226,7 +226,7 @@ pub fn refuse_invalid(loc: &SetLocation, why: &str) -> Error {
 }
 
 /// The error for a set whose objects no longer match its manifest: found means fetchable.
-pub fn refuse_damaged(loc: &SetLocation, why: &str) -> Error {
+pub(crate) fn refuse_damaged(loc: &SetLocation, why: &str) -> Error {
     Error::refused(
         RefusedKind::Damaged,
         format!("{why}: refusing {loc}; publish the set again (the upload repairs it)"),
@@ -234,7 +234,7 @@ pub fn refuse_damaged(loc: &SetLocation, why: &str) -> Error {
 }
 
 /// The error for a set whose manifest no trusted key signed: a reader never takes it.
-pub fn refuse_untrusted(loc: &SetLocation, why: &str) -> Error {
+pub(crate) fn refuse_untrusted(loc: &SetLocation, why: &str) -> Error {
     Error::refused(RefusedKind::Untrusted, format!(
         "refusing {loc}: {why}; with trusted keys set, only sets signed by one of them count: publish it again from a pipeline that holds a trusted signing key"
     ))

@@ -184,7 +184,7 @@ impl Engine {
 /// The most index entries one `check` skips (entries that are not a complete set's: forged,
 /// malformed, or left by an interrupted or racing publish) before it stops looking: each may
 /// have cost a read of a manifest.
-pub const SKIPPED_MAX: usize = 1000;
+pub(super) const SKIPPED_MAX: usize = 1000;
 
 /// The index entries a `check` skipped, for its one warning.
 #[derive(Debug, Default)]

@@ -33,10 +33,10 @@ mod state;
 mod transfer;
 mod window;
 
-pub use catalog::{Catalog, CatalogOptions, IndexEntry, Kind, Listed, SetSummary};
-pub use fetch::{found_report, refuse_damaged, refuse_invalid, refuse_untrusted};
-pub use prune::{age, Deleted, Incomplete, Plan, PruneOptions, Removal, Why, INCOMPLETE_MAX_AGE};
-pub use window::{FLOOR as FEWEST_IN_FLIGHT, START as FIRST_IN_FLIGHT};
+pub(crate) use catalog::{CatalogOptions, Kind, Listed, SetSummary};
+pub(crate) use fetch::{found_report, refuse_damaged, refuse_invalid, refuse_untrusted};
+pub(crate) use prune::{age, Plan, PruneOptions, Why, INCOMPLETE_MAX_AGE};
+pub(crate) use window::{FLOOR as FEWEST_IN_FLIGHT, START as FIRST_IN_FLIGHT};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,7 +64,7 @@ fn release_freed_memory() {
 }
 
 /// This machine's clock in Unix milliseconds (0 before 1970).
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

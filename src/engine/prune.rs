@@ -48,7 +48,7 @@ pub struct PruneOptions {
 }
 
 /// The default of [`PruneOptions::incomplete_max_age`]: a day.
-pub const INCOMPLETE_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const INCOMPLETE_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// A set a prune removes, or keeps, and why.
 #[derive(Debug, Clone)]
@@ -102,7 +102,7 @@ pub struct Deleted {
 }
 
 /// A duration as a person reads it: `90s`, `30m`, `12h`, `7d`.
-pub fn age(d: Duration) -> String {
+pub(crate) fn age(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         s if s < 120 => format!("{s}s"),
@@ -445,7 +445,7 @@ fn least_recently_used(
 
 mod why;
 
-pub use why::{Incomplete, Why};
+pub(crate) use why::{Incomplete, Why};
 
 #[cfg(test)]
 mod tests;

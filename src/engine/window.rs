@@ -22,7 +22,7 @@ use crate::store::Store;
 /// and 8.5 s), and took no longer on loopback or at 40 ms each way, where 2 shared cores
 /// saturate the store. The memory budget still bounds what they hold, and a store that
 /// throttles halves it (S3 takes 3,500 PUTs a second per prefix).
-pub const START: usize = 256;
+pub(crate) const START: usize = 256;
 
 /// The most bytes that transfers in flight hold in memory at once (small files are read or
 /// received whole; large ones stream through small buffers).
@@ -30,7 +30,7 @@ pub(super) const MEMORY_BUDGET: u64 = 32 << 20;
 
 /// The fewest transfers in flight after throttling: a store that sheds a share of requests
 /// at random, whatever the load, must not stall a transfer to one at a time.
-pub const FLOOR: usize = 4;
+pub(crate) const FLOOR: usize = 4;
 
 /// Whether this process has said that the store throttles: once is enough, whichever
 /// transfer loop (uploads, copies, downloads) noticed first.

@@ -8,14 +8,14 @@ use crate::error::{clip, is_unprintable, Error};
 use crate::layout::{is_code_hash, is_object_id, is_sha256_hex, SetLocation};
 
 /// The manifest format this version writes.
-pub const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 1;
 
 /// The largest manifest a reader takes (64 MiB: about 300,000 files). The bucket is hostile
 /// input: a larger one is refused without reading past this.
-pub const MANIFEST_MAX: u64 = 64 << 20;
+pub(crate) const MANIFEST_MAX: u64 = 64 << 20;
 
 /// The largest asset a manifest may name: 5 TiB, the most S3 stores in one object.
-pub const MAX_ASSET_SIZE: u64 = 5 << 40;
+pub(crate) const MAX_ASSET_SIZE: u64 = 5 << 40;
 
 /// The longest short text field (`created`, `tool_version`, an entity tag) a manifest may hold.
 const MAX_FIELD: usize = 256;
@@ -101,13 +101,13 @@ pub struct FileEntry {
 }
 
 /// The fewest bytes a piece of a large file may have ([`Pieces::size`]).
-pub const PIECE_MIN: u64 = 1 << 20;
+pub(crate) const PIECE_MIN: u64 = 1 << 20;
 
 /// The most bytes a piece of a large file may have: S3's largest part.
-pub const PIECE_MAX: u64 = 5 << 30;
+pub(crate) const PIECE_MAX: u64 = 5 << 30;
 
 /// The most pieces a file may have: S3's most parts.
-pub const PIECES_MAX: usize = 10_000;
+pub(crate) const PIECES_MAX: usize = 10_000;
 
 /// A large file cut into pieces of `size` bytes (the last one holds the rest), each with its
 /// SHA-256: what a reader checks each downloaded range against.
@@ -357,7 +357,7 @@ impl Manifest {
 }
 
 /// Sizes added without overflow: a sum past `u64::MAX` stops there.
-pub fn sum_sizes(sizes: impl IntoIterator<Item = u64>) -> u64 {
+pub(crate) fn sum_sizes(sizes: impl IntoIterator<Item = u64>) -> u64 {
     sizes.into_iter().fold(0, u64::saturating_add)
 }
 
@@ -365,7 +365,7 @@ pub fn sum_sizes(sizes: impl IntoIterator<Item = u64>) -> u64 {
 /// segments, no leading `.` in any segment, not absolute, and nothing a log could not show as
 /// it is (control characters, bidirectional overrides, invisible formatting characters, line
 /// and paragraph separators).
-pub fn check_asset_path(path: &str) -> std::result::Result<(), &'static str> {
+pub(crate) fn check_asset_path(path: &str) -> std::result::Result<(), &'static str> {
     if path.is_empty() {
         return Err("empty path");
     }
@@ -440,7 +440,7 @@ mod pretty;
 mod sha;
 
 use pretty::ShallowPretty;
-pub use sha::Sha256Hex;
+pub(crate) use sha::Sha256Hex;
 
 #[cfg(test)]
 mod tests;

@@ -288,7 +288,7 @@ pub const READ_BUFFER: usize = 32 << 10;
 /// 1.13 s). A large download reads in ranges through the others: 256 MiB took 0.47 s and
 /// 0.46 s of CPU at 32 KiB, 0.54 s and 0.56 s at 16 KiB. 16 KiB leaves a response's head room
 /// to spare (S3's are a few KiB).
-pub const SMALL_READ_BUFFER: usize = 16 << 10;
+pub(super) const SMALL_READ_BUFFER: usize = 16 << 10;
 
 /// Builds the HTTP client: rustls, the system's roots plus `AWS_CA_BUNDLE`,
 /// `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` from the environment, and each connection's read
