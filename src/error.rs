@@ -17,7 +17,7 @@ pub mod exit {
 }
 
 /// An underlying error kept as the source of a store failure.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong. Decisions (retry, blame, exit code) are made on the
 /// variant; `Display` is the one line a user reads.
@@ -167,18 +167,18 @@ impl Error {
 
     /// Whether trying the same thing again may succeed: the one question every retry loop
     /// asks. Only transient failures and throttling; a refusal is never sent twice.
-    pub fn retryable(&self) -> bool {
+    pub(crate) fn retryable(&self) -> bool {
         matches!(self, Error::Transient { .. } | Error::Throttled { .. })
     }
 
     /// Whether a concurrent publisher explains this: it kept replacing objects, or changed
     /// one that a copy was conditioned on.
-    pub fn is_concurrent_write(&self) -> bool {
+    pub(crate) fn is_concurrent_write(&self) -> bool {
         matches!(self, Error::Conflict(_) | Error::Precondition(_))
     }
 
     /// A transient failure with its cause.
-    pub fn transient(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+    pub(crate) fn transient(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Error::Transient {
             message: message.into(),
             source: Some(source.into()),
@@ -186,7 +186,7 @@ impl Error {
     }
 
     /// A refusal by the store (or of a key it cannot hold), without a cause to keep.
-    pub fn rejected(message: impl Into<String>) -> Self {
+    pub(crate) fn rejected(message: impl Into<String>) -> Self {
         Error::Rejected {
             message: message.into(),
             source: None,
@@ -194,7 +194,7 @@ impl Error {
     }
 
     /// A set a reader refuses, and why.
-    pub fn refused(kind: RefusedKind, message: impl Into<String>) -> Self {
+    pub(crate) fn refused(kind: RefusedKind, message: impl Into<String>) -> Self {
         Error::Refused {
             kind,
             message: message.into(),
@@ -202,7 +202,7 @@ impl Error {
     }
 
     /// Access refused, without a cause to keep.
-    pub fn denied(message: impl Into<String>) -> Self {
+    pub(crate) fn denied(message: impl Into<String>) -> Self {
         Error::Denied {
             message: message.into(),
             source: None,
@@ -210,12 +210,12 @@ impl Error {
     }
 
     /// A background task that failed (panicked or was cancelled) while doing `what`.
-    pub fn task(what: &str, e: tokio::task::JoinError) -> Self {
+    pub(crate) fn task(what: &str, e: tokio::task::JoinError) -> Self {
         Error::Internal(format!("{what} failed: {e}"))
     }
 
     /// Wraps an I/O error with what was being done to which path.
-    pub fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             what,
             path: path.into(),
@@ -228,7 +228,7 @@ impl Error {
 /// change how the rest of a line reads without showing themselves (bidirectional embeddings,
 /// overrides and isolates, zero-width and invisible formatting characters, the byte order
 /// mark) or break it (line and paragraph separators).
-pub fn is_unprintable(c: char) -> bool {
+pub(crate) fn is_unprintable(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
@@ -242,7 +242,7 @@ pub fn is_unprintable(c: char) -> bool {
 }
 
 /// `text` with every [`is_unprintable`] character escaped (`\n`, `\u{202e}`).
-pub fn escape_unprintable(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn escape_unprintable(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(is_unprintable) {
         return std::borrow::Cow::Borrowed(text);
     }
@@ -261,7 +261,7 @@ pub fn escape_unprintable(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// Quotes a user-supplied value for an error message, cut to 60 characters so that a huge
 /// or hostile value still gives a one-line message, with nothing unprintable left raw.
-pub fn clip(value: &str) -> String {
+pub(crate) fn clip(value: &str) -> String {
     let mut chars = value.chars();
     let head: String = chars.by_ref().take(60).collect();
     let quoted = escape_unprintable(&format!("{head:?}")).into_owned();
@@ -274,17 +274,17 @@ pub fn clip(value: &str) -> String {
 
 /// The configuration error for a bad `value` of the setting `name` (a variable, a flag, a
 /// `source` field): `invalid value "x" for NAME: why`.
-pub fn invalid_value(name: &str, value: &str, why: &str) -> Error {
+pub(crate) fn invalid_value(name: &str, value: &str, why: &str) -> Error {
     Error::Config(format!("invalid value {} for {name}: {why}", clip(value)))
 }
 
 /// The longest error message the front ends print, in characters (after `error: `).
-pub const MAX_MESSAGE: usize = 360;
+pub(crate) const MAX_MESSAGE: usize = 360;
 
 /// Makes a message safe to print as the one error line: control characters (a newline in a
 /// path, say) are escaped, and a message longer than [`MAX_MESSAGE`] keeps its start (what
 /// failed) and its end (what to do), joined by `…`, so a huge value cannot flood the log.
-pub fn one_line(msg: &str) -> String {
+pub(crate) fn one_line(msg: &str) -> String {
     let s = escape_unprintable(msg);
     let n = s.chars().count();
     if n <= MAX_MESSAGE {
@@ -300,7 +300,7 @@ pub fn one_line(msg: &str) -> String {
 
 /// Shortens every span of `text` quoted by one of `delims` (as serde and clap quote the
 /// values they echo) to 60 characters, like [`clip`], keeping the words around it.
-pub fn clip_quoted(text: &str, delims: &[char]) -> String {
+pub(crate) fn clip_quoted(text: &str, delims: &[char]) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len().min(4096));
     let mut i = 0;

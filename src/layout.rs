@@ -34,13 +34,13 @@ const INDEX_EPOCH_END: u64 = 9_999_999_999_999;
 
 /// The key layout under an optional prefix.
 #[derive(Debug, Clone, Default)]
-pub struct Layout {
+pub(crate) struct Layout {
     prefix: String,
 }
 
 impl Layout {
     /// A layout under `prefix` (empty for the bucket root); slashes at either end are ignored.
-    pub fn new(prefix: &str) -> Result<Self> {
+    pub(crate) fn new(prefix: &str) -> Result<Self> {
         let trimmed = prefix.trim_matches('/');
         if trimmed.is_empty() {
             return Ok(Layout::default());
@@ -58,13 +58,8 @@ impl Layout {
         })
     }
 
-    /// The prefix with its trailing slash, or empty.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     /// The asset set for a commit: `[prefix/]artifacts/<commit>/`.
-    pub fn artifacts(&self, commit: &str) -> SetLocation {
+    pub(crate) fn artifacts(&self, commit: &str) -> SetLocation {
         SetLocation {
             root: format!("{}artifacts/{commit}/", self.prefix),
             id: commit.to_string(),
@@ -75,12 +70,12 @@ impl Layout {
     /// The empty object a publisher writes twice with `If-None-Match: *` to learn whether the
     /// store enforces conditional writes: `[prefix/]artifacts/.conditional-write-probe`. Its
     /// name starts with `.`, so it is never a commit's set.
-    pub fn probe_key(&self) -> String {
+    pub(crate) fn probe_key(&self) -> String {
         format!("{}artifacts/{PROBE_NAME}", self.prefix)
     }
 
     /// Where completed artifacts sets are indexed for the resource's `check`.
-    pub fn index_prefix(&self) -> String {
+    pub(crate) fn index_prefix(&self) -> String {
         format!("{}index/", self.prefix)
     }
 
@@ -89,7 +84,7 @@ impl Layout {
     /// Keys hold the time inverted, so a plain ascending listing yields the newest set first:
     /// finding the latest set, or every set newer than a known one, costs one listing request
     /// per 1,000 new sets however long the history is.
-    pub fn index_key(&self, completed_ms: u64, commit: &str) -> String {
+    pub(crate) fn index_key(&self, completed_ms: u64, commit: &str) -> String {
         let inverted = INDEX_EPOCH_END.saturating_sub(completed_ms);
         format!("{}{inverted:013}-{commit}", self.index_prefix())
     }
@@ -97,7 +92,7 @@ impl Layout {
     /// The commit named by an index key, if it is one: 13 digits, `-`, and a full lowercase
     /// hex object id (40 or 64 digits). Anyone who writes `index/` can write any key there,
     /// so nothing else is ever taken for a commit.
-    pub fn index_commit<'k>(&self, key: &'k str) -> Option<&'k str> {
+    pub(crate) fn index_commit<'k>(&self, key: &'k str) -> Option<&'k str> {
         let rest = key.strip_prefix(&self.index_prefix())?;
         let (time, commit) = rest.split_once('-')?;
         (time.len() == 13 && time.bytes().all(|b| b.is_ascii_digit()) && is_object_id(commit))
@@ -106,24 +101,24 @@ impl Layout {
 
     /// The commit an index key names and when its set was completed (Unix milliseconds),
     /// if the key is an index entry ([`Layout::index_commit`]).
-    pub fn index_entry<'k>(&self, key: &'k str) -> Option<(&'k str, u64)> {
+    pub(crate) fn index_entry<'k>(&self, key: &'k str) -> Option<(&'k str, u64)> {
         let commit = self.index_commit(key)?;
         let inverted: u64 = key[self.index_prefix().len()..][..13].parse().ok()?;
         Some((commit, INDEX_EPOCH_END.saturating_sub(inverted)))
     }
 
     /// Where artifacts sets are: `[prefix/]artifacts/`.
-    pub fn artifacts_prefix(&self) -> String {
+    pub(crate) fn artifacts_prefix(&self) -> String {
         format!("{}artifacts/", self.prefix)
     }
 
     /// Where cache entries are: `[prefix/]cache/`.
-    pub fn cache_prefix(&self) -> String {
+    pub(crate) fn cache_prefix(&self) -> String {
         format!("{}cache/", self.prefix)
     }
 
     /// The cache entry for a code hash: `[prefix/]cache/<code-hash>/`.
-    pub fn cache(&self, code_hash: &str) -> SetLocation {
+    pub(crate) fn cache(&self, code_hash: &str) -> SetLocation {
         SetLocation {
             root: format!("{}cache/{code_hash}/", self.prefix),
             id: code_hash.to_string(),
@@ -176,7 +171,7 @@ fn is_lower_hex(s: &str) -> bool {
 
 /// One asset set's place in the bucket (an artifacts set or a cache entry).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SetLocation {
+pub(crate) struct SetLocation {
     root: String,
     /// The commit (artifacts) or code hash (cache) the place is named by.
     id: String,
@@ -185,33 +180,33 @@ pub struct SetLocation {
 
 impl SetLocation {
     /// The key prefix, ending in `/`.
-    pub fn root(&self) -> &str {
+    pub(crate) fn root(&self) -> &str {
         &self.root
     }
 
     /// The commit of an artifacts set, or the code hash of a cache entry.
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.id
     }
 
     /// Whether this is a cache entry (which the original tool never wrote in this layout, so
     /// it has no legacy sets) rather than an artifacts set.
-    pub fn is_cache(&self) -> bool {
+    pub(crate) fn is_cache(&self) -> bool {
         self.cache
     }
 
     /// The key of an asset at relative path `rel`.
-    pub fn key(&self, rel: &str) -> String {
+    pub(crate) fn key(&self, rel: &str) -> String {
         format!("{}{rel}", self.root)
     }
 
     /// The key of the completion manifest.
-    pub fn manifest_key(&self) -> String {
+    pub(crate) fn manifest_key(&self) -> String {
         self.key(MANIFEST_NAME)
     }
 
     /// The key whose time says when a cache entry was last used ([`LAST_USED_NAME`]).
-    pub fn last_used_key(&self) -> String {
+    pub(crate) fn last_used_key(&self) -> String {
         self.key(LAST_USED_NAME)
     }
 }

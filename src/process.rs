@@ -11,7 +11,7 @@ use crate::log;
 /// Runtime worker threads at most, whatever the cores or `TOKIO_WORKER_THREADS` say:
 /// transfers wait on the network and hashing runs on the blocking pool, so a 32-core worker
 /// gains nothing from 32 of them, and each costs memory.
-pub const MOST_WORKERS: usize = 4;
+pub(crate) const MOST_WORKERS: usize = 4;
 
 /// glibc's malloc arenas at most. glibc gives each thread that allocates at once an arena
 /// of its own, up to 8 per core, and keeps each one's freed pages: a 50,000-file upload with
@@ -21,7 +21,7 @@ const ARENAS: i32 = 4;
 
 /// Sets the panic hook: a panic is one line that says it is a bug, then `report`, never a
 /// backtrace.
-pub fn on_panic(report: &'static str) {
+pub(crate) fn on_panic(report: &'static str) {
     std::panic::set_hook(Box::new(move |info| {
         log::error(one_line(&format!(
             "internal error ({info}): this is a bug in s3-asset-manager; please report it{report}"
@@ -31,7 +31,7 @@ pub fn on_panic(report: &'static str) {
 
 /// The async runtime: a worker thread per core, or as many as `TOKIO_WORKER_THREADS` says,
 /// and [`MOST_WORKERS`] at most; the allocator's arenas capped first.
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt sets a tunable of glibc's allocator before this process starts its
     // threads; it touches no memory.
@@ -49,7 +49,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// A front end, by what its failures exit with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Front {
+pub(crate) enum Front {
     /// The command line and the task entrypoints: the error's own exit code
     /// ([`Error::exit_code`]: configuration 2, input 3, store refused 4, any other 1), as the
     /// README documents them.
@@ -61,7 +61,7 @@ pub enum Front {
 
 impl Front {
     /// The exit code of a run of this front end that failed with `e`.
-    pub fn exit_code(self, e: &Error) -> i32 {
+    pub(crate) fn exit_code(self, e: &Error) -> i32 {
         match self {
             Front::Cli => e.exit_code(),
             Front::Resource => crate::error::exit::RUNTIME,
@@ -71,7 +71,7 @@ impl Front {
 
 /// Ends a failed run of `front`: the error as the one `error:` line on stderr ([`one_line`]),
 /// and the exit code to return from `main`.
-pub fn fail(front: Front, e: &Error) -> ExitCode {
+pub(crate) fn fail(front: Front, e: &Error) -> ExitCode {
     log::error(one_line(&e.to_string()));
     ExitCode::from(front.exit_code(e) as u8)
 }

@@ -10,7 +10,7 @@ use crate::store::{self, StoreConfig, Tuning};
 
 /// Everything an operation needs besides its own inputs, already validated.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Where the bucket is and how to reach it.
     pub store: StoreConfig,
     /// The key layout (the prefix inside the bucket).
@@ -32,14 +32,14 @@ pub struct Settings {
 
 impl Settings {
     /// Opens the store and builds the engine: the one place an engine is made.
-    pub async fn engine(&self) -> Result<Engine> {
+    pub(crate) async fn engine(&self) -> Result<Engine> {
         let store = store::open(&self.store, &self.tuning).await?;
         Ok(Engine::new(store, self.layout.clone(), self.tuning.clone())
             .with_keys(self.keys.clone()))
     }
 
     /// A lookup of the checkout at `repo`, writing markers into `markers` when given.
-    pub fn lookup(&self, repo: PathBuf, markers: Option<PathBuf>) -> LookupOptions {
+    pub(crate) fn lookup(&self, repo: PathBuf, markers: Option<PathBuf>) -> LookupOptions {
         LookupOptions {
             repo,
             markers,
@@ -51,7 +51,7 @@ impl Settings {
 
     /// A publish of `package_dir`: for `commit` (otherwise its `.commit-hash`), computing the
     /// code hash from `repo` when there is a definition and no `.code-hash`.
-    pub fn publish(
+    pub(crate) fn publish(
         &self,
         package_dir: PathBuf,
         commit: Option<String>,

@@ -65,7 +65,7 @@ const MAKE_ONE: &str = "make one with: ssh-keygen -t ed25519 -N '' -f KEYFILE";
 
 /// A publisher's private key. Its text never appears in any output: not in `Debug`, not in
 /// errors.
-pub struct SigningKey {
+pub(crate) struct SigningKey {
     key: PrivateKey,
 }
 
@@ -79,7 +79,7 @@ impl SigningKey {
     /// Reads an unencrypted OpenSSH Ed25519 private key file (as `ssh-keygen -t ed25519 -N ''`
     /// writes it); errors name the file as `what` does (the setting that gave the path: a
     /// path given where a key was meant may be the key, and is never printed).
-    pub fn from_file(path: &Path, what: &str) -> Result<Self> {
+    pub(crate) fn from_file(path: &Path, what: &str) -> Result<Self> {
         let text = std::fs::read(path).map_err(|e| {
             Error::Config(format!(
                 "cannot read the file {what} names ({}): give the path of an OpenSSH Ed25519 private key, or the key's text ({MAKE_ONE})",
@@ -91,7 +91,7 @@ impl SigningKey {
 
     /// Parses the key's text; `what` names where it came from in errors (e.g.
     /// `source.signing_key`).
-    pub fn parse(text: &[u8], what: &str) -> Result<Self> {
+    pub(crate) fn parse(text: &[u8], what: &str) -> Result<Self> {
         let text = String::from_utf8_lossy(text);
         let trimmed = text.trim();
         if trimmed.starts_with("ssh-") || trimmed.starts_with("ecdsa-") {
@@ -120,17 +120,17 @@ impl SigningKey {
     }
 
     /// The public key.
-    pub fn public_key(&self) -> PublicKey {
+    pub(crate) fn public_key(&self) -> PublicKey {
         self.key.public_key().clone()
     }
 
     /// The public key's SHA-256 fingerprint, as `ssh-keygen -l` prints it.
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         self.key.fingerprint(HashAlg::Sha256).to_string()
     }
 
     /// The armored SSH signature (`-----BEGIN SSH SIGNATURE-----`) over `message`.
-    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
+    pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
         let sig = self
             .key
             .sign(NAMESPACE, HashAlg::Sha512, message)
@@ -151,13 +151,13 @@ struct Trusted {
 
 /// The public keys whose signatures make a set trusted.
 #[derive(Debug, Clone)]
-pub struct TrustedKeys {
+pub(crate) struct TrustedKeys {
     keys: Vec<Trusted>,
 }
 
 /// Whether a manifest's signature makes its set trusted.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Signed by a trusted key, named by its fingerprint and comment.
     Trusted(String),
     /// Not trusted; says why, naming the signer when there is a signature.
@@ -167,7 +167,7 @@ pub enum Verdict {
 impl TrustedKeys {
     /// Reads a file of public key lines (`ssh-ed25519 AAAA... comment`; `#` comments and blank
     /// lines allowed); errors name the file and line.
-    pub fn from_file(path: &Path, what: &str) -> Result<Self> {
+    pub(crate) fn from_file(path: &Path, what: &str) -> Result<Self> {
         let what = format!("the file {what} names");
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::Config(format!(
@@ -185,7 +185,7 @@ impl TrustedKeys {
 
     /// Parses public key lines, each with the name errors give it (e.g.
     /// `source.trusted_keys[1]`); `what` names them all.
-    pub fn parse(lines: &[(String, &str)], what: &str) -> Result<Self> {
+    pub(crate) fn parse(lines: &[(String, &str)], what: &str) -> Result<Self> {
         let mut keys = Vec::new();
         for (name, line) in lines {
             let line = line.trim();
@@ -220,7 +220,7 @@ impl TrustedKeys {
 
     /// The keys a publisher holding `own` trusts: these and its own public key, so that it
     /// restores, keeps and counts as complete only sets signed by a trusted key or by itself.
-    pub fn including(trusted: Option<&TrustedKeys>, own: &SigningKey) -> TrustedKeys {
+    pub(crate) fn including(trusted: Option<&TrustedKeys>, own: &SigningKey) -> TrustedKeys {
         let mut keys = trusted.map(|t| t.keys.clone()).unwrap_or_default();
         let public = own.public_key();
         if !keys.iter().any(|t| t.key.key_data() == public.key_data()) {
@@ -232,18 +232,8 @@ impl TrustedKeys {
         TrustedKeys { keys }
     }
 
-    /// How many keys are trusted.
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// Always false: a key list is never empty.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     /// Checks `signature` (armored SSHSIG, or `None` when there is none) over `manifest`.
-    pub fn verify(&self, manifest: &[u8], signature: Option<&[u8]>) -> Verdict {
+    pub(crate) fn verify(&self, manifest: &[u8], signature: Option<&[u8]>) -> Verdict {
         let Some(signature) = signature else {
             return Verdict::Untrusted("it is unsigned".into());
         };
@@ -323,8 +313,8 @@ pub(crate) mod tests {
         assert!(
             matches!(own.verify(b"manifest", Some(&sig)), Verdict::Trusted(n) if n.contains("this publisher's"))
         );
-        assert_eq!(TrustedKeys::including(Some(&keys), &key).len(), 1);
-        assert_eq!(TrustedKeys::including(None, &key).len(), 1);
+        assert_eq!(TrustedKeys::including(Some(&keys), &key).keys.len(), 1);
+        assert_eq!(TrustedKeys::including(None, &key).keys.len(), 1);
         let big = vec![b'x'; SIGNATURE_MAX as usize + 1];
         assert!(
             matches!(keys.verify(b"manifest", Some(&big)), Verdict::Untrusted(w) if w.contains("over 16 KiB"))

@@ -15,7 +15,7 @@ use std::time::Instant;
 use crate::log;
 
 /// The variable that names the trace file.
-pub const VARIABLE: &str = "S3AM_TRACE";
+pub(crate) const VARIABLE: &str = "S3AM_TRACE";
 
 struct Span {
     operation: String,
@@ -61,13 +61,13 @@ fn tracer() -> Option<&'static Tracer> {
 }
 
 /// Whether `S3AM_TRACE` is set: the S3 client then traces its requests.
-pub fn enabled() -> bool {
+pub(crate) fn enabled() -> bool {
     tracer().is_some()
 }
 
 /// A request in flight, from [`begin`] to [`end`].
 #[derive(Debug, Clone)]
-pub struct Pending {
+pub(crate) struct Pending {
     operation: String,
     request: String,
     lane: usize,
@@ -81,7 +81,7 @@ fn now_us(t: &Tracer) -> u64 {
 }
 
 /// A request attempt goes out: its operation (`PutObject`), its request line and body size.
-pub fn begin(operation: &str, request: String, sent: Option<u64>) -> Option<Pending> {
+pub(crate) fn begin(operation: &str, request: String, sent: Option<u64>) -> Option<Pending> {
     let t = tracer()?;
     let mut s = t.state.lock().unwrap_or_else(|e| e.into_inner());
     let lane = match s.lanes.iter().position(|busy| !busy) {
@@ -106,7 +106,7 @@ pub fn begin(operation: &str, request: String, sent: Option<u64>) -> Option<Pend
 }
 
 /// The attempt `p` ended: with `status` when a response came, and the bytes it announced.
-pub fn end(p: Pending, status: Option<u16>, received: Option<u64>) {
+pub(crate) fn end(p: Pending, status: Option<u16>, received: Option<u64>) {
     let Some(t) = tracer() else { return };
     let mut s = t.state.lock().unwrap_or_else(|e| e.into_inner());
     let end_us = now_us(t);
@@ -131,7 +131,7 @@ pub fn end(p: Pending, status: Option<u16>, received: Option<u64>) {
 
 /// Writes the trace file, if `S3AM_TRACE` is set; a failure is a warning, never the run's
 /// outcome. `command` names the process in the trace.
-pub fn finish(command: &str) {
+pub(crate) fn finish(command: &str) {
     let Some(t) = tracer() else { return };
     let s = t.state.lock().unwrap_or_else(|e| e.into_inner());
     match write(&t.path, command, &s) {

@@ -3,7 +3,5 @@
 //! runs the same function; this binary serves `cargo install` and local use.
 
 fn main() -> std::process::ExitCode {
-    let code = s3_asset_manager::resource::run_check();
-    s3_asset_manager::trace::finish("resource check");
-    code
+    s3_asset_manager::resource::run_check()
 }

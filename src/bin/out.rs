@@ -1,9 +1,7 @@
-//! Concourse `out` (`put`): JSON on stdin, the build's directory as argv[1].
+//! Concourse `out` (`put`): JSON on stdin, the build's directory as `argv[1]`.
 //! The image links `/opt/resource/out` to the multi-call `s3-asset-manager` instead, which
 //! runs the same function; this binary serves `cargo install` and local use.
 
 fn main() -> std::process::ExitCode {
-    let code = s3_asset_manager::resource::run_out();
-    s3_asset_manager::trace::finish("resource out");
-    code
+    s3_asset_manager::resource::run_out()
 }

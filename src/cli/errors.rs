@@ -13,7 +13,7 @@ use crate::process::{self, Front};
 
 /// Parses the command line (and the variables behind it); on failure prints help, or one
 /// `error:` line (with the usage when no command was given), and returns the exit code.
-pub fn parse() -> std::result::Result<(Cli, Sources), ExitCode> {
+pub(crate) fn parse() -> std::result::Result<(Cli, Sources), ExitCode> {
     let command = Cli::command();
     let e = match command.clone().try_get_matches() {
         Ok(matches) => {

@@ -17,7 +17,7 @@ use crate::log;
 
 /// `list`.
 #[derive(Args, Debug)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Only sets of this kind: artifacts or cache.
     #[arg(long, value_name = "KIND")]
     kind: Option<String>,
@@ -43,7 +43,7 @@ pub struct ListArgs {
 /// `delete`.
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("which").required(true).args(["commit", "code_hash"])))]
-pub struct DeleteArgs {
+pub(crate) struct DeleteArgs {
     /// The commit whose artifacts set goes (all 40 or 64 hex digits).
     #[arg(long, value_name = "SHA")]
     commit: Option<String>,
@@ -56,7 +56,7 @@ pub struct DeleteArgs {
 
 /// `prune`.
 #[derive(Args, Debug)]
-pub struct PruneArgs {
+pub(crate) struct PruneArgs {
     /// Remove complete artifacts sets completed longer ago than this, by their manifest's
     /// time (90s, 30m, 12h, 7d).
     #[arg(
@@ -131,7 +131,7 @@ fn took(engine: &Engine, started: Instant) -> String {
 
 impl ListArgs {
     /// Lists the sets, filtered, to stdout.
-    pub async fn run(self, sources: &Sources) -> Result<()> {
+    pub(crate) async fn run(self, sources: &Sources) -> Result<()> {
         let kind = match &self.kind {
             Some(k) => Some(sources.value("kind", k, |k| match k.trim() {
                 "artifacts" => Ok(Kind::Artifacts),
@@ -262,7 +262,7 @@ fn table(sets: &[&SetSummary]) -> String {
 
 impl DeleteArgs {
     /// Deletes one set: manifest, signature and index entries first, then the objects.
-    pub async fn run(self, sources: &Sources) -> Result<()> {
+    pub(crate) async fn run(self, sources: &Sources) -> Result<()> {
         let id = |flag: &str, raw: &str, valid: fn(&str) -> bool, what: &str| {
             sources.value(flag, raw, |s| {
                 let s = s.trim().to_ascii_lowercase();
@@ -354,7 +354,7 @@ impl PruneArgs {
     }
 
     /// Plans the prune, prints the plan, and (unless a dry run) carries it out.
-    pub async fn run(self, sources: &Sources) -> Result<()> {
+    pub(crate) async fn run(self, sources: &Sources) -> Result<()> {
         let opts = self.options(sources)?;
         let settings = self
             .store

@@ -1,5 +1,5 @@
 //! The command line: its arguments (each flag also read from a variable), their values
-//! checked once into [`Settings`] with errors that name where a bad value came from, the
+//! checked once into `Settings` with errors that name where a bad value came from, the
 //! help texts written from the code's constants (`help`), and clap's own errors as one line
 //! (`errors`).
 
@@ -10,19 +10,46 @@ mod tasks;
 pub(crate) mod values;
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use errors::parse;
-pub use manage::{DeleteArgs, ListArgs, PruneArgs};
-pub use tasks::{CheckArgs, FetchArgs, HashArgs, UploadArgs};
-pub use values::Sources;
+pub(crate) use manage::{DeleteArgs, ListArgs, PruneArgs};
+pub(crate) use tasks::{CheckArgs, FetchArgs, HashArgs, UploadArgs};
+pub(crate) use values::Sources;
+
+/// The `s3-asset-manager` program: the Concourse resource when invoked as `check`, `in` or
+/// `out` (the links under /opt/resource), the command line otherwise. Parses the arguments
+/// into settings, runs the command they name, and turns its error into one line on stderr and
+/// an exit code.
+pub fn main() -> ExitCode {
+    if let Some(resource) = crate::resource::invoked_as() {
+        return resource();
+    }
+    process::on_panic(" with the command you ran");
+    let (cli, sources) = match errors::parse() {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
+    };
+    let runtime = match process::runtime() {
+        Ok(r) => r,
+        Err(e) => return process::fail(Front::Cli, &e),
+    };
+    let name = sources.command_name();
+    let result = runtime.block_on(cli.command.run(&sources));
+    crate::trace::finish(&name);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => process::fail(Front::Cli, &e),
+    }
+}
 
 use crate::codehash::Patterns;
 use crate::engine::{CacheMode, CodeHashSpec, Engine, Keys};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::log;
+use crate::process::{self, Front};
 use crate::settings::Settings;
 use crate::signing::{self, SigningKey, TrustedKeys};
 use crate::store::{self, Bucket, StoreConfig, Tuning};
@@ -37,12 +64,12 @@ use crate::store::{self, Bucket, StoreConfig, Tuning};
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// The commands.
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Find the commit's asset set, or restore it from the cache; write .commit-hash,
     /// .code-hash and .found into the package directory (the `check` task).
     Check(CheckArgs),
@@ -66,7 +93,7 @@ pub enum Command {
 
 impl Command {
     /// Runs the command, its settings read from `sources`: every command alike.
-    pub async fn run(self, sources: &Sources) -> Result<()> {
+    pub(crate) async fn run(self, sources: &Sources) -> Result<()> {
         match self {
             Command::Check(args) => args.run(sources).await,
             Command::Upload(args) => args.run(sources).await,
@@ -88,7 +115,7 @@ async fn engine(settings: &Settings) -> Result<Engine> {
 
 /// The checkout.
 #[derive(Args, Debug)]
-pub struct RepoArgs {
+pub(crate) struct RepoArgs {
     /// The git checkout.
     #[arg(
         long = "repo",
@@ -102,7 +129,7 @@ pub struct RepoArgs {
 
 /// The package directory and how a set is taken.
 #[derive(Args, Debug)]
-pub struct PackageArgs {
+pub(crate) struct PackageArgs {
     /// The package directory: assets to publish, and the marker files.
     #[arg(
         long,
@@ -126,7 +153,7 @@ pub struct PackageArgs {
 
 /// Sets without a manifest.
 #[derive(Args, Debug)]
-pub struct LegacyArgs {
+pub(crate) struct LegacyArgs {
     /// Count sets without a manifest (written by the original tool) as found, and fetch them
     /// verified against each object's package-hash metadata.
     #[arg(long, env = "S3AM_ACCEPT_LEGACY", value_parser = values::parse_bool)]
@@ -135,7 +162,7 @@ pub struct LegacyArgs {
 
 /// The code-hash definition.
 #[derive(Args, Debug)]
-pub struct FilterArgs {
+pub(crate) struct FilterArgs {
     /// Space-separated globs (relative to the repository) of the files the assets are built
     /// from; turns caching on.
     #[arg(long, env = "CODE_HASH_FIND_FILTER", value_name = "PATTERNS")]
@@ -154,7 +181,7 @@ pub struct FilterArgs {
 /// settings are built ([`StoreArgs::settings`]), where it is known which variable or flag
 /// gave them.
 #[derive(Args, Debug)]
-pub struct StoreArgs {
+pub(crate) struct StoreArgs {
     /// The bucket: a name, s3://bucket/prefix, or file:///abs/dir.
     #[arg(long, env = "PACKAGE_ASSETS_BUCKET", value_name = "BUCKET")]
     bucket: Option<String>,
@@ -254,7 +281,7 @@ pub struct StoreArgs {
 
 impl PackageArgs {
     /// The cache mode, checked.
-    pub fn cache(&self, sources: &Sources) -> Result<CacheMode> {
+    pub(crate) fn cache(&self, sources: &Sources) -> Result<CacheMode> {
         sources.value("cache", &self.cache, |s| {
             s.parse::<CacheMode>()
                 .map_err(|_| "not a cache mode: use read-write, read-only or off".into())
@@ -262,21 +289,21 @@ impl PackageArgs {
     }
 
     /// Whether legacy sets count.
-    pub fn accept_legacy(&self) -> bool {
+    pub(crate) fn accept_legacy(&self) -> bool {
         self.legacy.accept_legacy
     }
 }
 
 impl LegacyArgs {
     /// Whether legacy sets count.
-    pub fn accept_legacy(&self) -> bool {
+    pub(crate) fn accept_legacy(&self) -> bool {
         self.accept_legacy
     }
 }
 
 impl FilterArgs {
     /// The code-hash definition, or `None` without a filter.
-    pub fn spec(&self, sources: &Sources) -> Result<Option<CodeHashSpec>> {
+    pub(crate) fn spec(&self, sources: &Sources) -> Result<Option<CodeHashSpec>> {
         match self.filter.as_deref().map(str::trim) {
             None | Some("") => Ok(None),
             Some(f) => Ok(Some(CodeHashSpec {
@@ -291,7 +318,7 @@ impl StoreArgs {
     /// Checks every value into the settings a command runs with: the transfer knobs first,
     /// then `code_hash` (already checked by the caller, in its place in that order), then
     /// the bucket, the prefix and the keys.
-    pub fn settings(
+    pub(crate) fn settings(
         &self,
         sources: &Sources,
         cache: CacheMode,

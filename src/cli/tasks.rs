@@ -14,7 +14,7 @@ use crate::error::{clip, Error, RefusedKind, Result};
 
 /// `check`.
 #[derive(Args, Debug)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     #[command(flatten)]
     repo: RepoArgs,
     #[command(flatten)]
@@ -27,7 +27,7 @@ pub struct CheckArgs {
 
 /// `upload`.
 #[derive(Args, Debug)]
-pub struct UploadArgs {
+pub(crate) struct UploadArgs {
     #[command(flatten)]
     package: PackageArgs,
     #[command(flatten)]
@@ -36,7 +36,7 @@ pub struct UploadArgs {
 
 /// `hash`.
 #[derive(Args, Debug)]
-pub struct HashArgs {
+pub(crate) struct HashArgs {
     #[command(flatten)]
     repo: RepoArgs,
     #[command(flatten)]
@@ -48,7 +48,7 @@ pub struct HashArgs {
 
 /// `fetch`.
 #[derive(Args, Debug)]
-pub struct FetchArgs {
+pub(crate) struct FetchArgs {
     /// The commit whose set to fetch, all 40 or 64 hex digits (default: HEAD of --repo).
     #[arg(long)]
     commit: Option<String>,
@@ -65,7 +65,7 @@ pub struct FetchArgs {
 
 impl CheckArgs {
     /// Finds the commit's set, or restores it from the cache, and writes the markers.
-    pub async fn run(self, sources: &Sources) -> Result<()> {
+    pub(crate) async fn run(self, sources: &Sources) -> Result<()> {
         let Self {
             repo,
             package,
@@ -90,7 +90,7 @@ impl CheckArgs {
 
 impl UploadArgs {
     /// Publishes the package directory as the commit's set, unless `.found` says it was found.
-    pub async fn run(self, sources: &Sources) -> Result<()> {
+    pub(crate) async fn run(self, sources: &Sources) -> Result<()> {
         let Self { package, store } = self;
         let cache = package.cache(sources)?;
         let settings = store.settings(sources, cache, package.accept_legacy(), || Ok(None))?;
@@ -106,7 +106,7 @@ impl UploadArgs {
 
 impl HashArgs {
     /// Prints the code hash (with `--list`, every record before it) to stdout.
-    pub fn run(self, sources: &Sources) -> Result<()> {
+    pub(crate) fn run(self, sources: &Sources) -> Result<()> {
         let Self { repo, filter, list } = self;
         let Some(spec) = filter.spec(sources)? else {
             return Err(Error::Config(
@@ -126,7 +126,7 @@ impl HashArgs {
 
 impl FetchArgs {
     /// Downloads a complete set into `--dest`, verified.
-    pub async fn run(self, sources: &Sources) -> Result<()> {
+    pub(crate) async fn run(self, sources: &Sources) -> Result<()> {
         let Self {
             commit,
             repo,

@@ -7,20 +7,20 @@ use std::path::PathBuf;
 use crate::error::{invalid_value, Error, Result};
 
 /// Where each setting of the command that runs came from, as clap recorded it.
-pub struct Sources {
+pub(crate) struct Sources {
     pub(super) command: clap::Command,
     pub(super) matches: clap::ArgMatches,
 }
 
 impl Sources {
     /// The command that runs (`upload`), for the trace.
-    pub fn command_name(&self) -> String {
+    pub(crate) fn command_name(&self) -> String {
         self.command.get_name().to_string()
     }
 
     /// `S3AM_CACHE (--cache)` for a value from the environment, `--cache (S3AM_CACHE)` for
     /// one from a flag, `--cache` for a flag without a variable.
-    pub fn name(&self, id: &str) -> String {
+    pub(crate) fn name(&self, id: &str) -> String {
         let arg = self.command.get_arguments().find(|a| a.get_id() == id);
         let flag = match arg.and_then(|a| a.get_long()) {
             Some(long) => format!("--{long}"),
@@ -38,7 +38,7 @@ impl Sources {
     }
 
     /// A configuration error about setting `id`, naming where the setting came from.
-    pub fn blame(&self, id: &str, e: Error) -> Error {
+    pub(crate) fn blame(&self, id: &str, e: Error) -> Error {
         match e {
             Error::Config(msg) => Error::Config(format!("{}: {msg}", self.name(id))),
             other => other,
@@ -47,7 +47,7 @@ impl Sources {
 
     /// The value `raw` of setting `id`, parsed; an error names the value, where it came from
     /// and why it is not one.
-    pub fn value<T>(
+    pub(crate) fn value<T>(
         &self,
         id: &str,
         raw: &str,

@@ -21,19 +21,19 @@ pub(crate) const VERSION_TAG: &[u8] = b"s3-asset-manager code-hash v1\0";
 
 /// A normalised, validated list of code-hash patterns.
 #[derive(Debug, Clone)]
-pub struct Patterns {
+pub(crate) struct Patterns {
     list: Vec<String>,
     set: GlobSet,
 }
 
 impl Patterns {
     /// Parses a space-separated list, as in `CODE_HASH_FIND_FILTER`.
-    pub fn from_spaced(s: &str) -> Result<Self> {
+    pub(crate) fn from_spaced(s: &str) -> Result<Self> {
         Self::new(s.split_whitespace())
     }
 
     /// Parses one pattern per item, normalising each (see docs/code-hash-v1.md for the rules).
-    pub fn new<I, S>(items: I) -> Result<Self>
+    pub(crate) fn new<I, S>(items: I) -> Result<Self>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -74,7 +74,7 @@ impl Patterns {
     }
 
     /// The normalised patterns, sorted and deduplicated.
-    pub fn as_slice(&self) -> &[String] {
+    pub(crate) fn as_slice(&self) -> &[String] {
         &self.list
     }
 

@@ -26,7 +26,7 @@ const PAGE: usize = 1000;
 
 /// Which sets: commits' artifacts or cache entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// `artifacts/<commit>/`.
     Artifacts,
     /// `cache/<code-hash>/`.
@@ -35,7 +35,7 @@ pub enum Kind {
 
 impl Kind {
     /// The name `list` prints and its `--kind` takes.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Artifacts => "artifacts",
             Kind::Cache => "cache",
@@ -46,7 +46,7 @@ impl Kind {
 /// A set's state as `list` shows it. Without `verify`, only what a listing tells: unverified
 /// (a manifest is there, unread), incomplete or legacy. Only a verified set is complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listed {
+pub(crate) enum Listed {
     /// A manifest that counts: read, valid for its place, trusted where keys are set, and
     /// every object it names is there (`verify` only: what `check` would call found).
     Complete,
@@ -67,7 +67,7 @@ pub enum Listed {
 
 impl Listed {
     /// The name `list` prints and its `--state` takes.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Listed::Complete => "complete",
             Listed::Unverified => "unverified",
@@ -80,7 +80,7 @@ impl Listed {
     }
 
     /// Every state, for parsing and help.
-    pub const ALL: [Listed; 7] = [
+    pub(crate) const ALL: [Listed; 7] = [
         Listed::Complete,
         Listed::Unverified,
         Listed::Incomplete,
@@ -93,7 +93,7 @@ impl Listed {
 
 /// One set as listed.
 #[derive(Debug, Clone)]
-pub struct SetSummary {
+pub(crate) struct SetSummary {
     /// Artifacts or cache.
     pub kind: Kind,
     /// Where it is.
@@ -124,25 +124,25 @@ pub struct SetSummary {
 
 impl SetSummary {
     /// The commit or code hash.
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         self.loc.id()
     }
 
     /// The bytes of every object under it, as listed (the manifest and signatures too):
     /// what deleting it frees.
-    pub fn stored_bytes(&self) -> u64 {
+    pub(crate) fn stored_bytes(&self) -> u64 {
         sum_sizes(self.objects.iter().map(|o| o.size))
     }
 
     /// When it counts from for age: its manifest, or its newest object.
-    pub fn age_from_ms(&self) -> Option<u64> {
+    pub(crate) fn age_from_ms(&self) -> Option<u64> {
         self.created_ms.or(self.newest_ms)
     }
 }
 
 /// An index entry: its key, its commit and the completion time it names.
 #[derive(Debug, Clone)]
-pub struct IndexEntry {
+pub(crate) struct IndexEntry {
     /// The key.
     pub key: String,
     /// The commit.
@@ -153,7 +153,7 @@ pub struct IndexEntry {
 
 /// What a catalog reads.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct CatalogOptions {
+pub(crate) struct CatalogOptions {
     /// Read each manifest (and signature) and check it against the listing: damaged,
     /// untrusted and invalid sets, and signers, at one or two requests per set.
     pub verify: bool,
@@ -165,7 +165,7 @@ pub struct CatalogOptions {
 
 /// Every set in the bucket (under the prefix), newest first, and the index.
 #[derive(Debug, Clone, Default)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     /// The sets, newest first.
     pub sets: Vec<SetSummary>,
     /// The index entries (when asked for).
@@ -174,7 +174,7 @@ pub struct Catalog {
 
 impl Engine {
     /// Lists every set (and, when asked, the index).
-    pub async fn catalog(&self, opts: CatalogOptions) -> Result<Catalog> {
+    pub(crate) async fn catalog(&self, opts: CatalogOptions) -> Result<Catalog> {
         let (artifacts, cache, index) = tokio::join!(
             self.list_spread(self.layout.artifacts_prefix(), HEX),
             self.list_spread(self.layout.cache_prefix(), HEX),
@@ -216,7 +216,7 @@ impl Engine {
 
     /// One set's summary from a listing of its place (for `delete`), `None` when nothing is
     /// there.
-    pub async fn summary(
+    pub(crate) async fn summary(
         &self,
         loc: &SetLocation,
         opts: CatalogOptions,

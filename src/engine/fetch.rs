@@ -18,7 +18,7 @@ impl Engine {
     /// Downloads the commit's set into `dest`, verified: a complete set against its manifest;
     /// with `accept_legacy`, a legacy set (no manifest) against each object's `package-hash`.
     /// Returns `None` when there is no such set.
-    pub async fn fetch(
+    pub(crate) async fn fetch(
         &self,
         commit: &str,
         dest: &Path,
@@ -35,7 +35,7 @@ impl Engine {
     /// downloads start at once, and the set is listed beside them (found means fetchable). No
     /// file is renamed into place before that listing shows every object the manifest names,
     /// so a damaged set is refused with the line that says how, and leaves no file behind.
-    pub async fn download(
+    pub(crate) async fn download(
         &self,
         commit: &str,
         state: SetState,

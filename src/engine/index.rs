@@ -47,7 +47,7 @@ impl Engine {
     /// it names a full hex commit whose set's manifest maps to exactly that entry (its
     /// completion time and its commit). The rest are skipped, counted in one warning, and
     /// bounded: past `SKIPPED_MAX` skipped entries, the check stops looking.
-    pub async fn versions(&self, since: Option<&str>) -> Result<Vec<String>> {
+    pub(crate) async fn versions(&self, since: Option<&str>) -> Result<Vec<String>> {
         let mut skipped = Skipped::default();
         let found = match since {
             None => self

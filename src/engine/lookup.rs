@@ -21,7 +21,7 @@ fn mark(dir: Option<&Path>, name: &str, content: &str) -> Result<()> {
 
 impl Engine {
     /// The `check` task: resolve the commit, write the markers, find or restore the set.
-    pub async fn lookup(&self, opts: &LookupOptions) -> Result<Report> {
+    pub(crate) async fn lookup(&self, opts: &LookupOptions) -> Result<Report> {
         let started = Instant::now();
         let commit = commit::resolve_head(&opts.repo)?;
         if let Some(d) = opts.markers.as_deref() {

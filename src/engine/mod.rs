@@ -73,7 +73,7 @@ pub(crate) fn now_ms() -> u64 {
 
 /// How the cache may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CacheMode {
+pub(crate) enum CacheMode {
     /// Restore from and write to `cache/`.
     #[default]
     ReadWrite,
@@ -100,7 +100,7 @@ impl std::str::FromStr for CacheMode {
 
 /// The patterns and salt that define the code hash.
 #[derive(Debug, Clone)]
-pub struct CodeHashSpec {
+pub(crate) struct CodeHashSpec {
     /// Which files make up the assets.
     pub patterns: Patterns,
     /// An optional salt mixed into the hash.
@@ -109,7 +109,7 @@ pub struct CodeHashSpec {
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The set was already complete.
     Found,
     /// The set was restored from the cache by server-side copy.
@@ -124,7 +124,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// The outcome's name in logs and metadata.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Found => "found",
             Outcome::Restored => "restored",
@@ -137,7 +137,7 @@ impl Outcome {
 
 /// The result of an operation, for the summary line and resource metadata.
 #[derive(Debug, Clone)]
-pub struct Report {
+pub(crate) struct Report {
     /// The commit.
     pub commit: String,
     /// The code hash, when known.
@@ -157,7 +157,7 @@ pub struct Report {
 
 impl Report {
     /// A report with nothing transferred yet.
-    pub fn new(commit: &str, outcome: Outcome) -> Self {
+    pub(crate) fn new(commit: &str, outcome: Outcome) -> Self {
         Report {
             commit: commit.to_string(),
             code_hash: None,
@@ -171,7 +171,7 @@ impl Report {
 
     /// Prints the closing summary line: what happened and what follows from it, with a
     /// rate only where bytes moved.
-    pub fn log_summary(&self, store: &dyn Store) {
+    pub(crate) fn log_summary(&self, store: &dyn Store) {
         log::phase(format!(
             "summary: {} for commit {}: {}",
             self.outcome.as_str(),
@@ -180,7 +180,7 @@ impl Report {
         ));
     }
 
-    /// The summary after "summary: <outcome> for commit <commit>: ".
+    /// The summary after `summary: <outcome> for commit <commit>: `.
     fn summary(&self, requests: u64) -> String {
         let requests = (requests > 0).then(|| log::count(requests, "S3 request"));
         let set = format!(
@@ -218,7 +218,7 @@ impl Report {
 
 /// Whether a set is complete, as decided by its manifest.
 #[derive(Debug, Clone)]
-pub enum SetState {
+pub(crate) enum SetState {
     /// The manifest exists.
     Complete(Box<Manifest>),
     /// Objects but no manifest, counted as found because `accept_legacy` is on.
@@ -243,8 +243,6 @@ pub enum SetState {
     /// A manifest, but objects it names are gone, of another size, or rewritten (expiry, a
     /// manual delete): not found. A reader refuses it, `check` builds, a publish repairs it.
     Damaged {
-        /// The manifest.
-        manifest: Box<Manifest>,
         /// What is damaged: "2 of 14 objects missing: a.zip, b.zip".
         why: String,
     },
@@ -255,7 +253,7 @@ pub enum SetState {
 /// The keys of signed sets: the private key this publisher signs manifests with, and the
 /// public keys whose signatures a reader trusts (none: every complete set is trusted).
 #[derive(Debug, Clone, Default)]
-pub struct Keys {
+pub(crate) struct Keys {
     /// Signs every manifest written.
     pub signing: Option<Arc<SigningKey>>,
     /// Makes a set complete only when its manifest is signed by one of these.
@@ -264,7 +262,7 @@ pub struct Keys {
 
 /// Options for a lookup (the `check` task and the resource's `put` without `path`).
 #[derive(Debug, Clone)]
-pub struct LookupOptions {
+pub(crate) struct LookupOptions {
     /// The checkout.
     pub repo: PathBuf,
     /// Where the markers go; `None` writes none (the resource's `put`, whose `get` writes them).
@@ -279,7 +277,7 @@ pub struct LookupOptions {
 
 /// Options for a publish (the `upload` task and the resource's `put` with `path`).
 #[derive(Debug, Clone)]
-pub struct PublishOptions {
+pub(crate) struct PublishOptions {
     /// The package directory holding the assets and markers.
     pub package_dir: PathBuf,
     /// The commit; `None` reads `.commit-hash`.
@@ -297,7 +295,7 @@ pub struct PublishOptions {
 
 /// The engine: a store and a layout.
 #[derive(Clone)]
-pub struct Engine {
+pub(crate) struct Engine {
     store: Arc<dyn Store>,
     layout: Layout,
     tuning: Tuning,
@@ -315,7 +313,7 @@ pub struct Engine {
 
 impl Engine {
     /// An engine over `store` with keys laid out by `layout`.
-    pub fn new(store: Arc<dyn Store>, layout: Layout, tuning: Tuning) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, layout: Layout, tuning: Tuning) -> Self {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u32(std::process::id());
@@ -333,7 +331,7 @@ impl Engine {
     /// The same engine, signing and trusting with `keys`. A signing key implies trust in its
     /// own public key: such a publisher takes only sets signed by a trusted key or by itself,
     /// so it never signs what it has not verified.
-    pub fn with_keys(mut self, mut keys: Keys) -> Self {
+    pub(crate) fn with_keys(mut self, mut keys: Keys) -> Self {
         if let Some(own) = &keys.signing {
             keys.trusted = Some(Arc::new(TrustedKeys::including(
                 keys.trusted.as_deref(),
@@ -345,17 +343,17 @@ impl Engine {
     }
 
     /// The store.
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
     /// The layout.
-    pub fn layout(&self) -> &Layout {
+    pub(crate) fn layout(&self) -> &Layout {
         &self.layout
     }
 
     /// Computes the code hash on the blocking pool and logs it.
-    pub async fn code_hash(&self, repo: &Path, spec: &CodeHashSpec) -> Result<String> {
+    pub(crate) async fn code_hash(&self, repo: &Path, spec: &CodeHashSpec) -> Result<String> {
         let started = Instant::now();
         let (repo_buf, spec_c) = (repo.to_path_buf(), spec.clone());
         let h = tokio::task::spawn_blocking(move || {

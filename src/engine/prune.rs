@@ -31,7 +31,7 @@ const HEADS_IN_FLIGHT: usize = 32;
 
 /// What a prune removes; `None` and 0 prune nothing of their kind.
 #[derive(Debug, Clone)]
-pub struct PruneOptions {
+pub(crate) struct PruneOptions {
     /// Artifacts sets completed longer ago than this.
     pub max_age: Option<Duration>,
     /// The newest artifacts sets never pruned.
@@ -52,7 +52,7 @@ pub(crate) const INCOMPLETE_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// A set a prune removes, or keeps, and why.
 #[derive(Debug, Clone)]
-pub struct Removal {
+pub(crate) struct Removal {
     /// The set.
     pub set: SetSummary,
     /// Why it goes or stays.
@@ -70,7 +70,7 @@ enum Decision {
 
 /// What a prune will do.
 #[derive(Debug, Clone, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// The sets that go.
     pub remove: Vec<Removal>,
     /// The sets that stay.
@@ -83,14 +83,14 @@ pub struct Plan {
 
 impl Plan {
     /// The bytes the removed sets hold (their objects as listed).
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         sum_sizes(self.remove.iter().map(|r| r.set.stored_bytes()))
     }
 }
 
 /// What a removal deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Deleted {
+pub(crate) struct Deleted {
     /// Sets.
     pub sets: u64,
     /// Objects (manifests, signatures and index entries included).
@@ -125,7 +125,7 @@ impl Engine {
     /// takes a complete set's place in the `--keep-last` window or the cache's size and
     /// order, and is aged as an incomplete set is. Age and order come from the manifest's
     /// `completed_ms` (signed where keys are set), not from when the store says it was written.
-    pub async fn plan_prune(&self, opts: &PruneOptions, now_ms: u64) -> Result<Plan> {
+    pub(crate) async fn plan_prune(&self, opts: &PruneOptions, now_ms: u64) -> Result<Plan> {
         let catalog = CatalogOptions {
             verify: true,
             accept_legacy: opts.accept_legacy,
@@ -294,7 +294,7 @@ impl Engine {
     }
 
     /// Carries out `plan`: manifests first, then objects, then unfinished uploads.
-    pub async fn prune(&self, plan: &Plan) -> Result<Deleted> {
+    pub(crate) async fn prune(&self, plan: &Plan) -> Result<Deleted> {
         let sets: Vec<&SetSummary> = plan.remove.iter().map(|r| &r.set).collect();
         let index = plan.index.iter().map(|e| e.key.clone()).collect();
         let mut deleted = self.remove(&sets, index).await?;
@@ -309,7 +309,7 @@ impl Engine {
 
     /// Deletes the set at `loc` (manifest, signature and index entries first, then its
     /// objects); `None` when nothing is there.
-    pub async fn delete_set(&self, loc: &SetLocation) -> Result<Option<Deleted>> {
+    pub(crate) async fn delete_set(&self, loc: &SetLocation) -> Result<Option<Deleted>> {
         let opts = CatalogOptions::default();
         let (summary, index) = tokio::join!(self.summary(loc, opts), async {
             match loc.is_cache() {

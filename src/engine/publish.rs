@@ -22,7 +22,7 @@ use hashing::hash_assets;
 
 impl Engine {
     /// The `upload` task: publish the package directory as the commit's asset set.
-    pub async fn publish(&self, opts: &PublishOptions) -> Result<Report> {
+    pub(crate) async fn publish(&self, opts: &PublishOptions) -> Result<Report> {
         let started = Instant::now();
         let dir = &opts.package_dir;
         if let Some(report) = found_already(opts, started) {

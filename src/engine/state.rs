@@ -41,7 +41,11 @@ fn some(paths: &[&str]) -> String {
 impl Engine {
     /// Reads a set's manifest; a set without one is `Missing` (or `Legacy`, logged), which
     /// takes a listing after it.
-    pub async fn set_state(&self, loc: &SetLocation, accept_legacy: bool) -> Result<SetState> {
+    pub(crate) async fn set_state(
+        &self,
+        loc: &SetLocation,
+        accept_legacy: bool,
+    ) -> Result<SetState> {
         match self.read_manifest(loc).await? {
             Some(state) => Ok(state),
             None => {
@@ -281,7 +285,7 @@ impl Engine {
     /// A set's state as a reader takes it: read with its listing, and a complete set whose
     /// objects no longer match its manifest (expired, deleted, rewritten) is damaged, not
     /// found: found means fetchable.
-    pub async fn fetchable_state(
+    pub(crate) async fn fetchable_state(
         &self,
         loc: &SetLocation,
         accept_legacy: bool,
@@ -292,7 +296,7 @@ impl Engine {
                 None => SetState::Complete(m),
                 Some(why) => {
                     log::warn(format!("{why}: not counted as complete"));
-                    SetState::Damaged { manifest: m, why }
+                    SetState::Damaged { why }
                 }
             },
             other => other,

@@ -109,7 +109,7 @@ pub(super) async fn spawned<T: Send + 'static>(
 const STREAMING: u64 = 16 << 20;
 
 /// What any request in flight holds beyond its body: its connection's read buffer (capped at
-/// [`crate::store::s3::READ_BUFFER`]) and the client's state. A small file's upload holds only
+/// `READ_BUFFER` in `store/s3/client.rs`) and the client's state. A small file's upload holds only
 /// this: its body is read again as the request sends it ([`Body::Small`]).
 /// Measured, not guessed, through a 400 ms-each-way proxy: 2,000 downloads of 64 KiB peaked
 /// at 42-43 MB RSS with 256 in flight (budget: 64 KiB + 64 KiB each), 39 MB at 170 (with

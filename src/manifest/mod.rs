@@ -25,7 +25,7 @@ const MAX_PREFIX: usize = 1024;
 
 /// Why a manifest read from the bucket was not taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// A format this version does not know: a newer version wrote it, so the set is left
     /// alone and the user told to upgrade.
     NewerFormat(String),
@@ -49,7 +49,7 @@ impl From<Refused> for Error {
 
 /// A set's manifest: every asset with its size and SHA-256, and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     /// Manifest format version.
     pub format: u32,
     /// The commit the assets were built from.
@@ -82,7 +82,7 @@ pub struct Manifest {
 
 /// One asset in a manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileEntry {
+pub(crate) struct FileEntry {
     /// `/`-separated path relative to the set (and to the package directory).
     pub path: String,
     /// Size in bytes.
@@ -112,7 +112,7 @@ pub(crate) const PIECES_MAX: usize = 10_000;
 /// A large file cut into pieces of `size` bytes (the last one holds the rest), each with its
 /// SHA-256: what a reader checks each downloaded range against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pieces {
+pub(crate) struct Pieces {
     /// Bytes in every piece but the last.
     pub size: u64,
     /// The lowercase hex SHA-256 of each piece, in order.
@@ -121,7 +121,7 @@ pub struct Pieces {
 
 impl Pieces {
     /// The byte ranges (start, end) of the pieces of a file of `size` bytes.
-    pub fn ranges(size: u64, piece: u64) -> impl Iterator<Item = (u64, u64)> {
+    pub(crate) fn ranges(size: u64, piece: u64) -> impl Iterator<Item = (u64, u64)> {
         let piece = piece.max(1);
         (0..size.div_ceil(piece)).map(move |i| (i * piece, ((i + 1) * piece).min(size)))
     }
@@ -129,7 +129,7 @@ impl Pieces {
 
 /// The Concourse build identity from the `BUILD_*` variables.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BuildIdentity {
+pub(crate) struct BuildIdentity {
     /// `BUILD_TEAM_NAME`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
@@ -152,7 +152,7 @@ pub struct BuildIdentity {
 
 impl BuildIdentity {
     /// Reads the identity from the environment; `None` when no variable is set.
-    pub fn from_env() -> Option<Self> {
+    pub(crate) fn from_env() -> Option<Self> {
         let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let b = BuildIdentity {
             team: get("BUILD_TEAM_NAME"),
@@ -169,7 +169,7 @@ impl BuildIdentity {
 impl Manifest {
     /// A new manifest for the set at `loc`, stamped with this tool's version, the current
     /// time and the build.
-    pub fn new(
+    pub(crate) fn new(
         loc: &SetLocation,
         commit: &str,
         code_hash: Option<&str>,
@@ -192,7 +192,7 @@ impl Manifest {
 
     /// Parses and validates a manifest read from `key`: every field a reader relies on, each
     /// refused with a message that names it. What was read from the bucket is hostile input.
-    pub fn parse(bytes: &[u8], key: &str) -> std::result::Result<Self, Refused> {
+    pub(crate) fn parse(bytes: &[u8], key: &str) -> std::result::Result<Self, Refused> {
         let invalid = |what: String| Refused::Invalid(format!("manifest {key}: {what}"));
         if bytes.len() as u64 > MANIFEST_MAX {
             return Err(invalid(format!(
@@ -305,7 +305,7 @@ impl Manifest {
     /// `loc`'s. A manifest copied anywhere else (with its signature, which covers these names)
     /// is not that set's. One without a prefix (written by an earlier version) passes only
     /// when `require_prefix` is false: readers with trusted keys require it.
-    pub fn check_place(
+    pub(crate) fn check_place(
         &self,
         loc: &SetLocation,
         require_prefix: bool,
@@ -335,7 +335,7 @@ impl Manifest {
     /// Serialises the manifest as JSON, indented down to its list of files, one file to a
     /// line: as easy to read as fully indented JSON, and about 40 % smaller for a large set
     /// (50,000 files: 8 MB against 13 MB), which every reader downloads and parses.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         // About what a file's line takes, so the buffer is allocated once.
         let guess = 1024 + self.files.len() * 180;
         let mut v = Vec::with_capacity(guess);
@@ -344,14 +344,14 @@ impl Manifest {
     }
 
     /// Writes the bytes of [`Manifest::to_bytes`] to `w`, without holding them.
-    pub fn write_json(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
+    pub(crate) fn write_json(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
         let mut ser = serde_json::Serializer::with_formatter(&mut w, ShallowPretty::default());
         self.serialize(&mut ser).map_err(std::io::Error::other)?;
         w.write_all(b"\n")
     }
 
     /// The sum of all asset sizes (which [`Manifest::parse`] checked cannot overflow).
-    pub fn total_bytes(&self) -> u64 {
+    pub(crate) fn total_bytes(&self) -> u64 {
         sum_sizes(self.files.iter().map(|f| f.size))
     }
 }

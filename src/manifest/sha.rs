@@ -7,7 +7,7 @@ use super::is_sha256_hex;
 /// A file's SHA-256 as a manifest holds it: 64 lowercase hex digits in the JSON, 32 bytes in
 /// memory (a set of 50,000 files keeps 3.6 MB less than as text).
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
-pub enum Sha256Hex {
+pub(crate) enum Sha256Hex {
     /// Not known: a legacy object without `package-hash` metadata, checked by size only.
     #[default]
     Unknown,
@@ -19,7 +19,7 @@ pub enum Sha256Hex {
 
 impl Sha256Hex {
     /// The digest, when known.
-    pub fn bytes(&self) -> Option<[u8; 32]> {
+    pub(crate) fn bytes(&self) -> Option<[u8; 32]> {
         match self {
             Sha256Hex::Known(d) => Some(*d),
             Sha256Hex::Unknown | Sha256Hex::Malformed => None,
@@ -27,12 +27,12 @@ impl Sha256Hex {
     }
 
     /// Whether the digest is known.
-    pub fn is_known(&self) -> bool {
+    pub(crate) fn is_known(&self) -> bool {
         matches!(self, Sha256Hex::Known(_))
     }
 
     /// The digest from its text: `Malformed` unless 64 lowercase hex digits.
-    pub fn parse(s: &str) -> Self {
+    pub(crate) fn parse(s: &str) -> Self {
         let mut d = [0u8; 32];
         if is_sha256_hex(s) && hex::decode_to_slice(s, &mut d).is_ok() {
             Sha256Hex::Known(d)

@@ -110,7 +110,7 @@ fn inside(base: &Path, rel: &str, what: &str) -> Result<PathBuf> {
 }
 
 /// `check`: complete asset sets in order of completion.
-pub async fn check(req: CheckRequest) -> Result<Vec<Version>> {
+pub(crate) async fn check(req: CheckRequest) -> Result<Vec<Version>> {
     let since = match &req.version {
         Some(v) => Some(valid_commit(v)?),
         None => None,
@@ -132,7 +132,7 @@ pub async fn check(req: CheckRequest) -> Result<Vec<Version>> {
 }
 
 /// `in`: download and verify a complete set into `dest`, with the markers.
-pub async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
+pub(crate) async fn fetch(req: InRequest, dest: &Path) -> Result<Response> {
     let commit = valid_commit(&req.version)?;
     let params = req.params.clone().unwrap_or_default();
     let settings = req.source.settings()?;
@@ -233,7 +233,7 @@ impl SetFacts {
 }
 
 /// `out`: a lookup (no `path`) or a publish (with `path`).
-pub async fn put(req: OutRequest, base: &Path) -> Result<Response> {
+pub(crate) async fn put(req: OutRequest, base: &Path) -> Result<Response> {
     let repo = inside(base, &req.params.repo, "repo")?;
     let path = match &req.params.path {
         Some(p) => Some(inside(base, p, "path")?),
@@ -258,7 +258,7 @@ pub async fn put(req: OutRequest, base: &Path) -> Result<Response> {
 }
 
 /// Reads all of stdin, bounded so a runaway producer cannot exhaust memory.
-pub fn read_stdin() -> Result<String> {
+pub(crate) fn read_stdin() -> Result<String> {
     use std::io::Read;
     const LIMIT: u64 = 16 << 20;
     let mut s = String::new();
@@ -276,8 +276,8 @@ pub fn read_stdin() -> Result<String> {
 
 /// Runs a resource operation on a fresh runtime, with the process-level conventions shared
 /// by the three binaries: the response on stdout only on success, one error line and exit 1
-/// ([`Front::Resource`]) otherwise.
-pub fn main<F, Fut, T>(op: F) -> std::process::ExitCode
+/// ([`Front::Resource`]) otherwise. `name` names the process in the trace ([`crate::trace`]).
+pub(crate) fn main<F, Fut, T>(name: &str, op: F) -> std::process::ExitCode
 where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -285,6 +285,7 @@ where
 {
     process::on_panic("");
     let result = read_stdin().and_then(|input| process::runtime()?.block_on(op(input)));
+    crate::trace::finish(name);
     match result.and_then(|v| {
         serde_json::to_string(&v)
             .map_err(|e| Error::Internal(format!("cannot encode the response: {e}")))
@@ -299,12 +300,14 @@ where
 
 /// The `check` binary: the request on stdin, the versions on stdout.
 pub fn run_check() -> std::process::ExitCode {
-    main(|input| async move { check(parse_request(&input)?).await })
+    main("resource check", |input| async move {
+        check(parse_request(&input)?).await
+    })
 }
 
 /// The `in` binary: the request on stdin, the destination directory as `argv[1]`.
 pub fn run_in() -> std::process::ExitCode {
-    main(|input| async move {
+    main("resource in", |input| async move {
         let dest = dir_arg()?;
         fetch(parse_request(&input)?, &dest).await
     })
@@ -312,15 +315,15 @@ pub fn run_in() -> std::process::ExitCode {
 
 /// The `out` binary: the request on stdin, the build's directory as `argv[1]`.
 pub fn run_out() -> std::process::ExitCode {
-    main(|input| async move {
+    main("resource out", |input| async move {
         let base = dir_arg()?;
         put(parse_request(&input)?, &base).await
     })
 }
 
 /// The resource operation a multi-call binary was invoked as (`/opt/resource/check` is a
-/// link to `s3-asset-manager`), from the file name of argv[0].
-pub fn invoked_as() -> Option<fn() -> std::process::ExitCode> {
+/// link to `s3-asset-manager`), from the file name of `argv[0]`.
+pub(crate) fn invoked_as() -> Option<fn() -> std::process::ExitCode> {
     let argv0 = std::env::args_os().next()?;
     match Path::new(&argv0).file_name()?.to_str()? {
         "check" => Some(run_check),
@@ -331,7 +334,7 @@ pub fn invoked_as() -> Option<fn() -> std::process::ExitCode> {
 }
 
 /// The directory argument of `in` and `out`.
-pub fn dir_arg() -> Result<PathBuf> {
+pub(crate) fn dir_arg() -> Result<PathBuf> {
     std::env::args_os()
         .nth(1)
         .map(PathBuf::from)

@@ -9,11 +9,10 @@ mod commands;
 mod request;
 mod values;
 
-pub use commands::{
-    check, dir_arg, fetch, invoked_as, main, put, read_stdin, run_check, run_in, run_out,
-};
-pub use request::{parse_request, Request};
-pub use values::{PatternList, Secret, Text};
+pub(crate) use commands::invoked_as;
+pub use commands::{run_check, run_in, run_out};
+pub(crate) use request::parse_request;
+pub(crate) use values::{PatternList, Secret, Text};
 
 use std::sync::Arc;
 
@@ -37,94 +36,95 @@ use crate::store::{self, Bucket, StoreConfig, Tuning};
 #[serde(deny_unknown_fields)]
 pub struct Source {
     /// The bucket name, `s3://name/prefix`, or `file:///abs/dir`.
-    pub bucket: String,
+    pub(crate) bucket: String,
     /// A key prefix inside the bucket.
     #[serde(default)]
-    pub prefix: Option<String>,
+    pub(crate) prefix: Option<String>,
     /// The region.
     #[serde(default, alias = "region_name")]
-    pub region: Option<String>,
+    pub(crate) region: Option<String>,
     /// A custom endpoint: a URL, or a bare host (`minio.example.com:9000`), taken as https
     /// unless `disable_ssl`.
     #[serde(default)]
-    pub endpoint: Option<String>,
+    pub(crate) endpoint: Option<String>,
     /// s3-resource's: a bare `endpoint` host is reached over plain http.
     #[serde(default)]
-    pub disable_ssl: bool,
+    pub(crate) disable_ssl: bool,
     /// s3-resource's: the worker's own credentials (instance or task role) when no keys are
     /// given. Always so here: the AWS SDK's default chain is used without keys.
     #[serde(default)]
-    pub enable_aws_creds_provider: Option<bool>,
+    #[allow(dead_code)] // Taken so that s3-resource's sources parse; nothing to do with it.
+    pub(crate) enable_aws_creds_provider: Option<bool>,
     /// s3-resource's: refused when true (certificates are always verified; trust a private
     /// CA with `ca_bundle`).
     #[serde(default)]
-    pub skip_ssl_verification: bool,
+    pub(crate) skip_ssl_verification: bool,
     /// Path-style addressing (MinIO, Garage, Ceph).
     #[serde(default, alias = "use_path_style")]
-    pub path_style: bool,
+    pub(crate) path_style: bool,
     /// Explicit access key id; otherwise the default credential chain.
     #[serde(default)]
-    pub access_key_id: Option<String>,
+    pub(crate) access_key_id: Option<String>,
     /// Explicit secret access key.
     #[serde(default)]
-    pub secret_access_key: Option<Secret>,
+    pub(crate) secret_access_key: Option<Secret>,
     /// Explicit session token.
     #[serde(default)]
-    pub session_token: Option<Secret>,
+    pub(crate) session_token: Option<Secret>,
     /// A role to assume.
     #[serde(default, alias = "aws_role_arn")]
-    pub role: Option<String>,
+    pub(crate) role: Option<String>,
     /// `AES256` or `aws:kms`.
     #[serde(default, alias = "server_side_encryption")]
-    pub sse: Option<String>,
+    pub(crate) sse: Option<String>,
     /// The KMS key for `aws:kms`.
     #[serde(default)]
-    pub sse_kms_key_id: Option<String>,
+    pub(crate) sse_kms_key_id: Option<String>,
     /// Skip the SDK's default checksums (stores that reject them).
     #[serde(default, alias = "skip_s3_checksums")]
-    pub skip_checksums: bool,
+    pub(crate) skip_checksums: bool,
     /// The store refuses a PUT with `If-None-Match: *` to a key that exists.
     #[serde(default)]
-    pub conditional_writes_enforced: bool,
+    pub(crate) conditional_writes_enforced: bool,
     /// Extra CA certificates (PEM text) to trust, for an endpoint with a private CA.
     #[serde(default)]
-    pub ca_bundle: Option<String>,
+    pub(crate) ca_bundle: Option<String>,
     /// The code-hash patterns: a space-separated string or a list. Unset: caching off.
     #[serde(default)]
-    pub code_hash_filter: Option<PatternList>,
+    pub(crate) code_hash_filter: Option<PatternList>,
     /// A salt mixed into the code hash.
     #[serde(default)]
-    pub code_hash_salt: Option<String>,
+    pub(crate) code_hash_salt: Option<String>,
     /// `read-write` (default), `read-only` or `off`.
     #[serde(default)]
-    pub cache: Option<String>,
+    pub(crate) cache: Option<String>,
     /// Count sets without a manifest as found.
     #[serde(default)]
-    pub accept_legacy: bool,
+    pub(crate) accept_legacy: bool,
     /// An OpenSSH Ed25519 private key (its text) that signs every manifest written.
     #[serde(default)]
-    pub signing_key: Option<Secret>,
+    pub(crate) signing_key: Option<Secret>,
     /// Public key lines (`ssh-ed25519 AAAA... comment`): only sets signed by one count.
     #[serde(default)]
-    pub trusted_keys: Option<Vec<String>>,
+    pub(crate) trusted_keys: Option<Vec<String>>,
     /// The most files transferred at once (`S3AM_CONCURRENCY`).
     #[serde(default)]
-    pub concurrency: Option<Text>,
+    pub(crate) concurrency: Option<Text>,
     /// Files at least this large upload multipart (`S3AM_MULTIPART_THRESHOLD`).
     #[serde(default)]
-    pub multipart_threshold: Option<Text>,
+    pub(crate) multipart_threshold: Option<Text>,
     /// The smallest part of a multipart upload (`S3AM_PART_SIZE`).
     #[serde(default)]
-    pub part_size: Option<Text>,
+    pub(crate) part_size: Option<Text>,
     /// Objects larger than this are copied in parts (`S3AM_COPY_MULTIPART_THRESHOLD`).
     #[serde(default)]
-    pub copy_multipart_threshold: Option<Text>,
+    pub(crate) copy_multipart_threshold: Option<Text>,
     /// Part size for multipart copies (`S3AM_COPY_PART_SIZE`).
     #[serde(default)]
-    pub copy_part_size: Option<Text>,
+    pub(crate) copy_part_size: Option<Text>,
     /// The longest one request may take, in seconds (`S3AM_TIMEOUT`).
     #[serde(default)]
-    pub timeout: Option<Text>,
+    pub(crate) timeout: Option<Text>,
 }
 
 /// A version: one complete asset set.
@@ -132,13 +132,13 @@ pub struct Source {
 #[serde(deny_unknown_fields)]
 pub struct Version {
     /// The commit, full hex.
-    pub commit: String,
+    pub(crate) commit: String,
 }
 
 /// The `check` request.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CheckRequest {
+pub(crate) struct CheckRequest {
     /// The source.
     pub source: Source,
     /// The last version seen, if any.
@@ -152,16 +152,16 @@ pub struct CheckRequest {
 pub struct InParams {
     /// Write the markers only; download nothing.
     #[serde(default)]
-    pub skip_download: bool,
+    pub(crate) skip_download: bool,
     /// Fail when the set is not complete (instead of writing `.commit-hash` only).
     #[serde(default)]
-    pub require: bool,
+    pub(crate) require: bool,
 }
 
 /// The `in` request.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct InRequest {
+pub(crate) struct InRequest {
     /// The source.
     pub source: Source,
     /// The version to fetch.
@@ -176,16 +176,16 @@ pub struct InRequest {
 #[serde(deny_unknown_fields)]
 pub struct OutParams {
     /// The git checkout, relative to the put's directory.
-    pub repo: String,
+    pub(crate) repo: String,
     /// The package directory to publish; without it the put is a lookup.
     #[serde(default)]
-    pub path: Option<String>,
+    pub(crate) path: Option<String>,
 }
 
 /// The `out` request.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OutRequest {
+pub(crate) struct OutRequest {
     /// The source.
     pub source: Source,
     /// The params.
@@ -194,7 +194,7 @@ pub struct OutRequest {
 
 /// One metadata entry shown in the Concourse UI.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct MetadataField {
+pub(crate) struct MetadataField {
     /// The name.
     pub name: String,
     /// The value.
@@ -203,7 +203,7 @@ pub struct MetadataField {
 
 /// The `in` and `out` response.
 #[derive(Debug, Clone, Serialize)]
-pub struct Response {
+pub(crate) struct Response {
     /// The version fetched or produced.
     pub version: Version,
     /// What the UI shows.
@@ -212,7 +212,7 @@ pub struct Response {
 
 impl Source {
     /// The cache mode.
-    pub fn cache_mode(&self) -> Result<CacheMode> {
+    pub(crate) fn cache_mode(&self) -> Result<CacheMode> {
         match self.cache.as_deref() {
             None => Ok(CacheMode::ReadWrite),
             Some(m) => m.parse(),
@@ -220,7 +220,7 @@ impl Source {
     }
 
     /// The code-hash definition, or `None` when caching is off.
-    pub fn code_hash_spec(&self) -> Result<Option<CodeHashSpec>> {
+    pub(crate) fn code_hash_spec(&self) -> Result<Option<CodeHashSpec>> {
         if self.cache_mode()? == CacheMode::Off {
             return Ok(None);
         }
@@ -236,7 +236,7 @@ impl Source {
     }
 
     /// The signing and trusted keys, each malformed one named by its field.
-    pub fn keys(&self) -> Result<Keys> {
+    pub(crate) fn keys(&self) -> Result<Keys> {
         let signing = match &self.signing_key {
             Some(text) => Some(Arc::new(SigningKey::parse(
                 text.0.as_bytes(),
@@ -259,7 +259,7 @@ impl Source {
     }
 
     /// The transfer settings, each as its task variable takes it; errors name the key.
-    fn tuning(&self) -> Result<Tuning> {
+    pub fn tuning(&self) -> Result<Tuning> {
         use crate::cli::values;
         let d = Tuning::default();
         fn get<T>(
@@ -323,7 +323,7 @@ impl Source {
     }
 
     /// Checks every field once into the settings the resource runs with.
-    pub fn settings(&self) -> Result<Settings> {
+    pub(crate) fn settings(&self) -> Result<Settings> {
         let cache = self.cache_mode()?;
         let keys = self.keys()?;
         let code_hash = self.code_hash_spec()?;
@@ -385,7 +385,7 @@ impl Source {
 
 #[cfg(test)]
 mod tests {
-    use super::request::keys_of;
+    use super::request::{keys_of, Request};
     use super::*;
 
     /// The error line for `input` as a request of type `T`, without the README's pointer.

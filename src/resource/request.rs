@@ -4,7 +4,7 @@ use super::*;
 
 /// A request the binaries read on stdin. The keys each of its objects takes are known (from
 /// the types), so an error about a key none of them takes is recognised by where it is.
-pub trait Request: serde::de::DeserializeOwned {
+pub(crate) trait Request: serde::de::DeserializeOwned {
     /// Its `params` (`()` for `check`, which takes none).
     type Params: serde::de::DeserializeOwned;
 }
@@ -77,7 +77,7 @@ pub(super) fn unknown_key<T: Request>(
 }
 
 /// Parses a request, turning serde's message into one actionable line.
-pub fn parse_request<T: Request>(input: &str) -> Result<T> {
+pub(crate) fn parse_request<T: Request>(input: &str) -> Result<T> {
     let invalid = |why: &str| {
         Error::Config(format!(
             "invalid payload: {}; see the README's \"Concourse resource\" section for the source and params keys",

@@ -6,7 +6,7 @@ use super::*;
 /// A secret string: never printed by `Debug`, nor by a deserialisation error (a number given
 /// for a secret key is still the key: the error names the field and the type, not the value).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
+pub(crate) struct Secret(pub String);
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -35,7 +35,7 @@ impl std::fmt::Debug for Secret {
 
 /// One pattern string (space-separated) or a list of patterns.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PatternList {
+pub(crate) enum PatternList {
     /// `"src/** package.json"`
     Spaced(String),
     /// `["src/**", "package.json"]`
@@ -72,7 +72,7 @@ impl<'de> Deserialize<'de> for PatternList {
 
 /// A setting written as a string or a number (`"16M"`, `256`), as its task variable's text.
 #[derive(Debug, Clone)]
-pub struct Text(pub String);
+pub(crate) struct Text(pub String);
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

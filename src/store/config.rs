@@ -13,7 +13,7 @@ pub enum Bucket {
 
 impl Bucket {
     /// Parses `name`, `s3://name[/prefix]` or `file:///abs/path`, returning any prefix in the URL.
-    pub fn parse(s: &str) -> Result<(Bucket, String)> {
+    pub(crate) fn parse(s: &str) -> Result<(Bucket, String)> {
         let s = s.trim();
         if s.is_empty() {
             return Err(Error::Config(
@@ -93,7 +93,7 @@ pub enum Names {
 
 impl Names {
     /// Where the bucket is set.
-    pub fn bucket(self) -> &'static str {
+    pub(crate) fn bucket(self) -> &'static str {
         match self {
             Names::Variables => "PACKAGE_ASSETS_BUCKET",
             Names::Source => "source.bucket",
@@ -101,7 +101,7 @@ impl Names {
     }
 
     /// Where credentials are set.
-    pub fn credentials(self) -> &'static str {
+    pub(crate) fn credentials(self) -> &'static str {
         match self {
             Names::Variables => "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or AWS_WEB_IDENTITY_TOKEN_FILE",
             Names::Source => "set source.access_key_id and source.secret_access_key",
@@ -109,7 +109,7 @@ impl Names {
     }
 
     /// Where the key id, secret and token are checked.
-    pub fn key_id(self) -> &'static str {
+    pub(crate) fn key_id(self) -> &'static str {
         match self {
             Names::Variables => {
                 "check AWS_ACCESS_KEY_ID / the secret key / the session token or profile"
@@ -121,7 +121,7 @@ impl Names {
     }
 
     /// Where the endpoint is set.
-    pub fn endpoint(self) -> &'static str {
+    pub(crate) fn endpoint(self) -> &'static str {
         match self {
             Names::Variables => "AWS_ENDPOINT_URL / --endpoint",
             Names::Source => "source.endpoint",
@@ -129,7 +129,7 @@ impl Names {
     }
 
     /// Where the request timeout is set.
-    pub fn timeout(self) -> &'static str {
+    pub(crate) fn timeout(self) -> &'static str {
         match self {
             Names::Variables => "S3AM_TIMEOUT",
             Names::Source => "source.timeout",
@@ -196,11 +196,11 @@ impl Default for Tuning {
 /// `S3AM_CONCURRENCY` is lower. A connection to S3 carries about 100 MB/s, and each 8 MiB part
 /// also waits a round trip: 16 at once keep about 730 MB/s moving across a 100 ms round trip
 /// and 1.2 GB/s across 30 ms, where 8 kept half that (410 MB/s through a 40 ms-each-way proxy).
-pub const PARTS_IN_FLIGHT: usize = 16;
+pub(crate) const PARTS_IN_FLIGHT: usize = 16;
 
 /// The part size for `size` bytes: `preferred`, raised so that no upload needs more than
 /// S3's 10,000 parts.
-pub fn part_size_for(size: u64, preferred: u64) -> u64 {
+pub(crate) fn part_size_for(size: u64, preferred: u64) -> u64 {
     preferred.max(size.div_ceil(10_000)).max(1)
 }
 
@@ -210,23 +210,23 @@ pub fn part_size_for(size: u64, preferred: u64) -> u64 {
 /// takes; and never over S3's 10,000 parts. Every part waits a round trip, so fewer, larger
 /// parts move a large file faster across a distance (1 GiB through a 40 ms-each-way proxy:
 /// download 2.49 s in 16 MiB ranges against 2.69 s in 8 MiB ones, upload 4.39 s against 4.54 s).
-pub fn transfer_part_size(size: u64, preferred: u64) -> u64 {
+pub(crate) fn transfer_part_size(size: u64, preferred: u64) -> u64 {
     let large = size.div_ceil(LARGE_FILE_PARTS).min(LARGEST_PART);
     part_size_for(size, preferred.max(large))
 }
 
 /// A file over this many bytes goes in larger parts than `S3AM_PART_SIZE`.
-pub const LARGE_FILE: u64 = 512 * MIB;
+pub(crate) const LARGE_FILE: u64 = 512 * MIB;
 
 /// About how many parts a file over [`LARGE_FILE`] goes in.
-pub const LARGE_FILE_PARTS: u64 = LARGE_FILE / (8 * MIB);
+pub(crate) const LARGE_FILE_PARTS: u64 = LARGE_FILE / (8 * MIB);
 
 /// The largest part [`transfer_part_size`] chooses, up to S3's 10,000 parts.
-pub const LARGEST_PART: u64 = 64 * MIB;
+pub(crate) const LARGEST_PART: u64 = 64 * MIB;
 
 /// A server-side encryption setting: `AES256` or `aws:kms` (an empty one means none), or
 /// why it is not one. Every front end checks it here.
-pub fn parse_sse(s: &str) -> std::result::Result<Option<String>, &'static str> {
+pub(crate) fn parse_sse(s: &str) -> std::result::Result<Option<String>, &'static str> {
     match s {
         "" => Ok(None),
         "AES256" | "aws:kms" => Ok(Some(s.to_string())),

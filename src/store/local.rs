@@ -30,7 +30,7 @@ const INTERNAL: &str = ".s3am";
 
 /// A bucket kept in a local directory.
 #[derive(Debug)]
-pub struct LocalStore {
+pub(crate) struct LocalStore {
     root: PathBuf,
     /// The root, opened once: every path below it is resolved from here, never through a
     /// link planted in the bucket.
@@ -75,12 +75,13 @@ fn split(key: &str) -> Result<(&str, &str)> {
 
 impl LocalStore {
     /// Opens the directory `root`, which must exist.
-    pub fn open(root: &Path) -> Result<Self> {
+    #[cfg(test)]
+    pub(crate) fn open(root: &Path) -> Result<Self> {
         Self::open_named(root, super::Names::default())
     }
 
-    /// [`LocalStore::open`], an error naming the setting in `names`' words.
-    pub fn open_named(root: &Path, names: super::Names) -> Result<Self> {
+    /// Opens the directory `root`, which must exist, with an error naming the setting in `names`' words.
+    pub(crate) fn open_named(root: &Path, names: super::Names) -> Result<Self> {
         if !root.is_dir() {
             return Err(Error::denied(format!(
                 "bucket directory {} does not exist: create it (mkdir -p {}) or fix {}",

@@ -13,10 +13,11 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use crate::error::{clip, Error, Result};
 
 mod config;
-pub mod local;
-pub mod s3;
+pub(crate) mod local;
+pub(crate) mod s3;
 
-pub use config::*;
+pub(crate) use config::*;
+pub use config::{Bucket, StoreConfig, Tuning};
 
 /// A listed object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +86,7 @@ pub enum PutMode {
 
 impl PutMode {
     /// Whether the write carries a condition.
-    pub fn conditional(&self) -> bool {
+    pub(crate) fn conditional(&self) -> bool {
         *self != PutMode::Overwrite
     }
 }
@@ -238,12 +239,12 @@ pub trait Store: Send + Sync {
 }
 
 /// An entity tag without its quotes.
-pub fn bare_etag(e: &str) -> String {
+pub(crate) fn bare_etag(e: &str) -> String {
     e.trim().trim_matches('"').to_string()
 }
 
 /// One mebibyte.
-pub const MIB: u64 = 1024 * 1024;
+pub(crate) const MIB: u64 = 1024 * 1024;
 
 /// Opens the configured store.
 pub async fn open(cfg: &StoreConfig, tuning: &Tuning) -> Result<Arc<dyn Store>> {
@@ -258,7 +259,7 @@ pub async fn open(cfg: &StoreConfig, tuning: &Tuning) -> Result<Arc<dyn Store>> 
 
 /// Reads a small file whole, refusing one whose size is no longer the `size` it was listed
 /// with: the build must have finished writing it.
-pub fn read_exactly(path: &Path, size: u64) -> Result<Vec<u8>> {
+pub(crate) fn read_exactly(path: &Path, size: u64) -> Result<Vec<u8>> {
     let body = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
     check_unchanged(path, size, body.len() as u64)?;
     Ok(body)
@@ -266,7 +267,7 @@ pub fn read_exactly(path: &Path, size: u64) -> Result<Vec<u8>> {
 
 /// Reads a small file whole, refusing one that is no longer what was listed (its `size`) and
 /// hashed (`sha256`, when given).
-pub fn read_unchanged(path: &Path, size: u64, sha256: Option<[u8; 32]>) -> Result<Vec<u8>> {
+pub(crate) fn read_unchanged(path: &Path, size: u64, sha256: Option<[u8; 32]>) -> Result<Vec<u8>> {
     let body = read_exactly(path, size)?;
     if sha256.is_some_and(|want| <[u8; 32]>::from(Sha256::digest(&body)) != want) {
         return Err(changed(path));
@@ -275,7 +276,7 @@ pub fn read_unchanged(path: &Path, size: u64, sha256: Option<[u8; 32]>) -> Resul
 }
 
 /// The error for a file whose content is no longer what was hashed.
-pub fn changed(path: &Path) -> Error {
+pub(crate) fn changed(path: &Path) -> Error {
     Error::Input(format!(
         "{} changed while it was being uploaded: the build must finish writing its assets before the upload",
         path.display()
@@ -283,7 +284,7 @@ pub fn changed(path: &Path) -> Error {
 }
 
 /// The error for a file read at another size than it was listed with.
-pub fn check_unchanged(path: &Path, size: u64, read: u64) -> Result<()> {
+pub(crate) fn check_unchanged(path: &Path, size: u64, read: u64) -> Result<()> {
     if read == size {
         return Ok(());
     }

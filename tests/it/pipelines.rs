@@ -1069,7 +1069,7 @@ fn the_documented_settings_are_the_ones_the_code_takes() {
     }
     let tuning = |v: Value| {
         let s: Source = serde_json::from_value(v).unwrap();
-        format!("{:?}", s.settings().unwrap().tuning)
+        format!("{:?}", s.tuning().unwrap())
     };
     assert_eq!(
         tuning(serde_json::json!({"bucket": "assets"})),

@@ -6,7 +6,7 @@ use super::*;
 /// Why a prune removes a set or keeps it, with what the decision was made on; `Display` is
 /// the plan's line for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Why {
+pub(crate) enum Why {
     /// Goes: not complete, last written `age` ago, longer than `--incomplete-max-age`.
     IncompleteOld {
         /// What the set is.
@@ -92,7 +92,7 @@ pub enum Why {
 
 /// What a set that is not complete is, as a plan names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Incomplete {
+pub(crate) enum Incomplete {
     /// No manifest: an interrupted upload, or one under way.
     NoManifest,
     /// A manifest that does not count: damaged, untrusted or invalid, and why.

@@ -8,7 +8,7 @@ impl Engine {
     /// missing, has another size, or was rewritten after the manifest (its entity tag differs).
     /// The listing is checked page by page as it arrives, not kept: 50,000 keys would hold
     /// megabytes.
-    pub async fn damage(&self, loc: &SetLocation, m: &Manifest) -> Result<Option<String>> {
+    pub(crate) async fn damage(&self, loc: &SetLocation, m: &Manifest) -> Result<Option<String>> {
         let index = PathIndex::new(&m.files);
         let mut seen = vec![Seen::Missing; m.files.len()];
         self.list_known_each(loc, index.sorted_paths(), |page| {

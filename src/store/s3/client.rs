@@ -256,10 +256,10 @@ fn silent_after(timeout: Duration) -> Duration {
 }
 
 /// A silent store is retried after this share of `S3AM_TIMEOUT` (a quarter)...
-pub const SILENT_SHARE: u32 = 4;
+pub(crate) const SILENT_SHARE: u32 = 4;
 
 /// ...and after no more than this.
-pub const SILENT_MAX: Duration = Duration::from_secs(30);
+pub(crate) const SILENT_MAX: Duration = Duration::from_secs(30);
 
 /// The most idle connections kept open to the store. A transfer of many small files opens up
 /// to about 500 (as many as the memory budget lets fly), and an idle one keeps its read buffer
@@ -277,7 +277,7 @@ const IDLE_CONNECTIONS: usize = 64;
 /// reads 32 KiB from the socket at a time, which measured no slower (256 MiB on loopback:
 /// 0.44-0.54 s against 0.51-0.63 s uncapped). A response's head must fit in it: S3's are a
 /// few KiB (an object's user metadata is at most 2 KiB).
-pub const READ_BUFFER: usize = 32 << 10;
+pub(crate) const READ_BUFFER: usize = 32 << 10;
 
 /// The read buffer of the connections that download small objects whole, checked against
 /// their manifest ([`for_small_downloads`]). hyper's read buffers held 30.75 MB of the heap

@@ -7,7 +7,7 @@ mod copy;
 mod delete;
 mod errors;
 mod small;
-pub use client::{READ_BUFFER, SILENT_MAX, SILENT_SHARE};
+pub(crate) use client::{SILENT_MAX, SILENT_SHARE};
 mod sse;
 mod upload;
 
@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 
 /// Attempts per request (the first try and its retries) on throttling, 5xx, resets and
 /// timeouts, with exponential backoff and jitter.
-pub const MAX_ATTEMPTS: u32 = 8;
+pub(crate) const MAX_ATTEMPTS: u32 = 8;
 
 /// The largest multipart threshold under which whole downloads go through
 /// [`client::SMALL_READ_BUFFER`]'s connections: the default one, 16 MiB (a larger file reads
@@ -38,7 +38,7 @@ const SMALL_WHOLE: u64 = 16 << 20;
 
 /// An S3 bucket.
 #[derive(Debug, Clone)]
-pub struct S3Store {
+pub(crate) struct S3Store {
     client: Client,
     /// `client` without the SDK's check of a response's checksum, for the downloads the
     /// engine checks itself ([`Store::get_checked`]); the same connections.
@@ -63,7 +63,7 @@ pub struct S3Store {
 
 impl S3Store {
     /// Opens `bucket` with the given settings; nothing is sent until the first request.
-    pub async fn open(bucket: &str, cfg: &StoreConfig, tuning: &Tuning) -> Result<Self> {
+    pub(crate) async fn open(bucket: &str, cfg: &StoreConfig, tuning: &Tuning) -> Result<Self> {
         // Read once, for both HTTP clients.
         let ca_bundle = client::ca_bundle(cfg)?;
         let sdk = client::sdk_config(cfg, tuning, ca_bundle.clone()).await?;
