@@ -129,6 +129,37 @@ async fn a_large_sets_damage_is_counted_page_by_page() {
 /// Racing publishers, on a local store that lets a test write between a publisher's steps.
 mod racing;
 
+/// `n` complete sets of two small files each in `store`; their commits.
+async fn old_sets(store: &LocalStore, layout: &Layout, n: u32) -> Vec<String> {
+    let mut commits = Vec::new();
+    for i in 0..n {
+        let commit = format!("{i:040x}");
+        let loc = layout.artifacts(&commit);
+        for (p, body) in [("a.txt", &b"a"[..]), ("b.txt", b"bb")] {
+            let body = Body::Bytes(body.to_vec());
+            store
+                .put(&loc.key(p), body, &PutOptions::default())
+                .await
+                .unwrap();
+        }
+        let files = ["a.txt", "b.txt"].map(|p| crate::manifest::FileEntry {
+            path: p.into(),
+            size: if p == "a.txt" { 1 } else { 2 },
+            sha256: [0; 32].into(),
+            etag: None,
+            pieces: None,
+        });
+        let m = Manifest::new(&loc, &commit, None, files.to_vec());
+        let body = Body::Bytes(m.to_bytes());
+        store
+            .put(&loc.manifest_key(), body, &PutOptions::default())
+            .await
+            .unwrap();
+        commits.push(commit);
+    }
+    commits
+}
+
 /// A prune cut off part-way (the store refuses every delete after the first `allowed`)
 /// leaves each set complete (manifest and every object) or without its manifest: never a
 /// manifest whose objects are gone. 1,200 small sets, so the manifests alone take two
@@ -140,47 +171,7 @@ async fn a_prune_cut_off_part_way_leaves_every_set_complete_or_without_its_manif
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Racing::new(dir.path(), allowed));
         let engine = Engine::new(store.clone(), Layout::new("").unwrap(), Tuning::default());
-        let mut commits = Vec::new();
-        for i in 0..1200u32 {
-            let commit = format!("{i:040x}");
-            let loc = engine.layout().artifacts(&commit);
-            store
-                .inner
-                .put(
-                    &loc.key("a.txt"),
-                    Body::Bytes(b"a".to_vec()),
-                    &PutOptions::default(),
-                )
-                .await
-                .unwrap();
-            store
-                .inner
-                .put(
-                    &loc.key("b.txt"),
-                    Body::Bytes(b"bb".to_vec()),
-                    &PutOptions::default(),
-                )
-                .await
-                .unwrap();
-            let files = ["a.txt", "b.txt"].map(|p| crate::manifest::FileEntry {
-                path: p.into(),
-                size: if p == "a.txt" { 1 } else { 2 },
-                sha256: [0; 32].into(),
-                etag: None,
-                pieces: None,
-            });
-            let m = Manifest::new(&loc, &commit, None, files.to_vec());
-            store
-                .inner
-                .put(
-                    &loc.manifest_key(),
-                    Body::Bytes(m.to_bytes()),
-                    &PutOptions::default(),
-                )
-                .await
-                .unwrap();
-            commits.push(commit);
-        }
+        let commits = old_sets(&store.inner, engine.layout(), 1200).await;
         let opts = crate::engine::PruneOptions {
             max_age: Some(std::time::Duration::from_secs(1)),
             keep_last: 0,

@@ -128,7 +128,7 @@ fn a_manifest_names_its_place() {
         .contains("names no key prefix"));
 }
 
-/// Each broken field is refused with one line that names it, and never printed raw.
+/// Pieces of `size` bytes with `n` digests.
 fn pieces(size: u64, n: usize) -> Pieces {
     Pieces {
         size,
@@ -136,12 +136,32 @@ fn pieces(size: u64, n: usize) -> Pieces {
     }
 }
 
+/// A change that breaks a manifest.
+type Breaker = Box<dyn Fn(&mut Manifest)>;
+
+/// A good manifest of two files, "a" and "b".
+fn good() -> Manifest {
+    let loc = Layout::new("").unwrap().artifacts(SHA1);
+    Manifest::new(&loc, SHA1, None, vec![entry("a", 1), entry("b", 2)])
+}
+
+/// Each case, applied to a good manifest, is refused with one line that holds its text and
+/// no raw character.
+fn refused(cases: Vec<(&str, Breaker)>) {
+    for (want, break_it) in cases {
+        let mut m = good();
+        break_it(&mut m);
+        let e = Manifest::parse(&m.to_bytes(), "k").unwrap_err().to_string();
+        assert!(e.contains(want), "want {want:?} in {e:?}");
+        assert!(!e.chars().any(is_unprintable), "raw character in {e:?}");
+        assert!(e.len() < 400, "{e}");
+    }
+}
+
+/// Each broken field is refused with one line that names it, and never printed raw.
 #[test]
 fn every_field_is_validated() {
-    let loc = Layout::new("").unwrap().artifacts(SHA1);
-    let good = Manifest::new(&loc, SHA1, None, vec![entry("a", 1), entry("b", 2)]);
-    type Breaker = Box<dyn Fn(&mut Manifest)>;
-    let cases: Vec<(&str, Breaker)> = vec![
+    refused(vec![
         (
             "`files[1].path` \"a\" is listed twice",
             Box::new(|m| m.files[1].path = "a".into()),
@@ -192,6 +212,17 @@ fn every_field_is_validated() {
             Box::new(|m| m.prefix = Some("a\u{202e}/".into())),
         ),
         ("`created`", Box::new(|m| m.created = "x".repeat(300))),
+    ]);
+    let huge = vec![b' '; MANIFEST_MAX as usize + 1];
+    let e = Manifest::parse(&huge, "k").unwrap_err().to_string();
+    assert!(e.contains("over 64 MiB"), "{e}");
+}
+
+/// Pieces that do not add up to their file, or are out of bounds, are refused by name; pieces
+/// that add up are taken.
+#[test]
+fn pieces_are_validated() {
+    refused(vec![
         (
             "`files[1].pieces.size` of \"b\" is 1024, not between",
             Box::new(|m| m.files[1].pieces = Some(pieces(1024, 3))),
@@ -230,23 +261,11 @@ fn every_field_is_validated() {
                 m.files[1].pieces = Some(p);
             }),
         ),
-    ];
-    for (want, break_it) in cases {
-        let mut m = good.clone();
-        break_it(&mut m);
-        let e = Manifest::parse(&m.to_bytes(), "k").unwrap_err().to_string();
-        assert!(e.contains(want), "want {want:?} in {e:?}");
-        assert!(!e.chars().any(is_unprintable), "raw character in {e:?}");
-        assert!(e.len() < 400, "{e}");
-    }
-    // Pieces that add up: taken.
-    let mut m = good.clone();
+    ]);
+    let mut m = good();
     m.files[1].size = (2 << 20) + 1;
     m.files[1].pieces = Some(pieces(1 << 20, 3));
     Manifest::parse(&m.to_bytes(), "k").unwrap();
-    let huge = vec![b' '; MANIFEST_MAX as usize + 1];
-    let e = Manifest::parse(&huge, "k").unwrap_err().to_string();
-    assert!(e.contains("over 64 MiB"), "{e}");
 }
 
 #[test]
