@@ -177,6 +177,32 @@ impl Error {
         matches!(self, Error::Conflict(_) | Error::Precondition(_))
     }
 
+    /// This error with `advice` (what to do) after its message, where the message is the
+    /// store's failure: a refusal, throttling, a timeout or a failure that may pass.
+    pub(crate) fn advise(self, advice: &str) -> Self {
+        let add = |message: String| format!("{message}; {advice}");
+        match self {
+            Error::Denied { message, source } => Error::Denied {
+                message: add(message),
+                source,
+            },
+            Error::Transient { message, source } => Error::Transient {
+                message: add(message),
+                source,
+            },
+            Error::Throttled { message, source } => Error::Throttled {
+                message: add(message),
+                source,
+            },
+            Error::Rejected { message, source } => Error::Rejected {
+                message: add(message),
+                source,
+            },
+            Error::Timeout(message) => Error::Timeout(add(message)),
+            e => e,
+        }
+    }
+
     /// A transient failure with its cause.
     pub(crate) fn transient(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Error::Transient {

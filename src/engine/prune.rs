@@ -297,7 +297,7 @@ impl Engine {
     pub(crate) async fn prune(&self, plan: &Plan) -> Result<Deleted> {
         let sets: Vec<&SetSummary> = plan.remove.iter().map(|r| &r.set).collect();
         let index = plan.index.iter().map(|e| e.key.clone()).collect();
-        let mut deleted = self.remove(&sets, index).await?;
+        let mut deleted = self.remove(&sets, index, Removing::Prune).await?;
         futures::stream::iter(&plan.uploads)
             .map(|u| self.store.abort_upload(u))
             .buffer_unordered(ABORTS_IN_FLIGHT)
@@ -325,12 +325,20 @@ impl Engine {
             .filter(|o| self.layout.index_commit(&o.key) == Some(loc.id()))
             .map(|o| o.key)
             .collect();
-        self.remove(&[&summary], index).await.map(Some)
+        self.remove(&[&summary], index, Removing::Delete)
+            .await
+            .map(Some)
     }
 
     /// Deletes `sets` and the index entries `index`: every manifest, signature and index
-    /// entry first, and only once all of them are gone, the objects.
-    async fn remove(&self, sets: &[&SetSummary], index: Vec<String>) -> Result<Deleted> {
+    /// entry first, and only once all of them are gone, the objects. A failure says what a
+    /// second run of `by` does with what is left.
+    async fn remove(
+        &self,
+        sets: &[&SetSummary],
+        index: Vec<String>,
+        by: Removing,
+    ) -> Result<Deleted> {
         let first_wave = |s: &SetSummary, key: &str| {
             key == s.loc.manifest_key() || signing::is_signature_key(&s.loc, key)
         };
@@ -351,9 +359,14 @@ impl Engine {
                 log::count(n, "manifest")
             ));
         }
-        self.delete_keys(&manifests).await?;
+        let again = "no set lost an object; run it again";
+        self.delete_keys(&manifests)
+            .await
+            .map_err(|e| e.advise(again))?;
         // What goes is on stdout already (the plan, or `delete`'s last line).
-        self.delete_keys(&objects).await?;
+        self.delete_keys(&objects)
+            .await
+            .map_err(|e| e.advise(by.objects_failed()))?;
         Ok(Deleted {
             sets: sets.len() as u64,
             objects: (manifests.len() + objects.len()) as u64,
@@ -370,6 +383,23 @@ impl Engine {
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())
+    }
+}
+
+/// What removes sets: a prune, or `delete`.
+#[derive(Clone, Copy)]
+enum Removing {
+    Prune,
+    Delete,
+}
+
+impl Removing {
+    /// What to do when the objects of sets whose manifests went could not all be deleted.
+    fn objects_failed(self) -> &'static str {
+        match self {
+            Removing::Prune => "the sets' manifests went first, so no reader counts what is left; a prune removes it once it is older than --incomplete-max-age, or `delete` at once",
+            Removing::Delete => "its manifest went first, so no reader counts what is left; run `delete` again to remove it",
+        }
     }
 }
 

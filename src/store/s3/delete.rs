@@ -60,7 +60,7 @@ impl S3Store {
             None => Ok(()),
             Some(first) => Err(Error::Transient {
                 message: format!(
-                    "{} of {} objects could not be deleted from {}, e.g. {first}: run it again (what is left is deleted then)",
+                    "{} of {} objects could not be deleted from {}, e.g. {first}",
                     refused.len(),
                     keys.len(),
                     self.url()
