@@ -179,28 +179,16 @@ impl Error {
 
     /// This error with `advice` (what to do) after its message, where the message is the
     /// store's failure: a refusal, throttling, a timeout or a failure that may pass.
-    pub(crate) fn advise(self, advice: &str) -> Self {
-        let add = |message: String| format!("{message}; {advice}");
-        match self {
-            Error::Denied { message, source } => Error::Denied {
-                message: add(message),
-                source,
-            },
-            Error::Transient { message, source } => Error::Transient {
-                message: add(message),
-                source,
-            },
-            Error::Throttled { message, source } => Error::Throttled {
-                message: add(message),
-                source,
-            },
-            Error::Rejected { message, source } => Error::Rejected {
-                message: add(message),
-                source,
-            },
-            Error::Timeout(message) => Error::Timeout(add(message)),
-            e => e,
+    pub(crate) fn advise(mut self, advice: &str) -> Self {
+        match &mut self {
+            Error::Denied { message, .. }
+            | Error::Throttled { message, .. }
+            | Error::Transient { message, .. }
+            | Error::Rejected { message, .. }
+            | Error::Timeout(message) => *message = format!("{message}; {advice}"),
+            _ => {}
         }
+        self
     }
 
     /// A transient failure with its cause.
