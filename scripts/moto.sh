@@ -1,10 +1,15 @@
 # moto's server (a stand-in for AWS's control plane: STS AssumeRole and
-# AssumeRoleWithWebIdentity, S3 with server-side encryption headers) for tests/it/aws.rs.
+# AssumeRoleWithWebIdentity, IAM, S3 with server-side encryption headers) for tests/it/aws.rs.
 # Source this file, then:
-#   moto_install  install moto[server] $MOTO_VERSION once into a virtual environment in the
-#                 cache (about 2 minutes the first time)
-#   moto_start    start it on 127.0.0.1 on a free port; export S3AM_TEST_MOTO_ENDPOINT
-#   moto_stop     stop it
+#   moto_install     install moto[server] $MOTO_VERSION once into a virtual environment in the
+#                    cache (about 2 minutes the first time)
+#   moto_start       start one that checks no signature on 127.0.0.1 on a free port; export
+#                    S3AM_TEST_MOTO_ENDPOINT
+#   moto_start_auth  start a second one that checks every request as IAM would (SigV4 signatures
+#                    against the keys it issued, session tokens, policies): export
+#                    S3AM_TEST_MOTO_AUTH_ENDPOINT, and the key of an IAM user allowed everything
+#                    in S3AM_TEST_MOTO_AUTH_ACCESS_KEY and S3AM_TEST_MOTO_AUTH_SECRET_KEY
+#   moto_stop        stop both
 # The cache lives in $S3AM_CACHE_DIR (default ~/.cache/s3-asset-manager).
 
 . "$(dirname "${BASH_SOURCE[0]}")/serve.sh"
@@ -30,24 +35,68 @@ moto_install() {
   touch "$MOTO_ROOT/.installed"
 }
 
-moto_start() {
-  MOTO_LOG=$(mktemp "${TMPDIR:-/tmp}/s3am-moto.XXXXXX")
-  local port
+# moto_serve NAME [VAR=VALUE...]: starts a moto server named NAME (for messages) with the
+# environment VAR=VALUE... on 127.0.0.1 on a free port and waits for its answer; sets
+# moto_url, moto_pid and moto_log.
+moto_serve() {
+  local name=$1 port
+  shift
+  moto_log=$(mktemp "${TMPDIR:-/tmp}/s3am-$name.XXXXXX")
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-  "$MOTO_ROOT/bin/moto_server" -H 127.0.0.1 -p "$port" </dev/null >"$MOTO_LOG" 2>&1 &
-  MOTO_PID=$!
-  export S3AM_TEST_MOTO_ENDPOINT="http://127.0.0.1:$port"
+  env "$@" "$MOTO_ROOT/bin/moto_server" -H 127.0.0.1 -p "$port" </dev/null >"$moto_log" 2>&1 &
+  moto_pid=$!
+  moto_url="http://127.0.0.1:$port"
+  server_wait "$name" "$moto_pid" "$moto_log" 30 "no answer" \
+    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/moto-api/data.json", timeout=1)' "$moto_url" 2>/dev/null || return 1
+  echo "$name: running at $moto_url" >&2
+}
+
+moto_start() {
+  moto_serve moto || return 1
+  MOTO_PID=$moto_pid MOTO_LOG=$moto_log
+  export S3AM_TEST_MOTO_ENDPOINT=$moto_url
   export MOTO_PID MOTO_LOG
-  server_wait moto "$MOTO_PID" "$MOTO_LOG" 30 "no answer" \
-    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/moto-api/data.json", timeout=1)' "$S3AM_TEST_MOTO_ENDPOINT" 2>/dev/null || return 1
-  echo "moto: running at $S3AM_TEST_MOTO_ENDPOINT" >&2
+}
+
+moto_start_auth() {
+  # IAM-like access control is on after the first INITIAL_NO_AUTH_ACTION_COUNT actions: the
+  # three that make the user whose key signs the tests' IAM setup. Nothing else may reach the
+  # server before them, and the fourth, signed with a made-up key, must be refused.
+  moto_serve moto-auth INITIAL_NO_AUTH_ACTION_COUNT=3 || return 1
+  MOTO_AUTH_PID=$moto_pid MOTO_AUTH_LOG=$moto_log
+  export MOTO_AUTH_PID MOTO_AUTH_LOG
+  local key
+  key=$("$MOTO_ROOT/bin/python" - "$moto_url" <<'PY'
+import json, sys
+import boto3, botocore.exceptions
+iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="AKIAS3AMBOOTSTRAP000", aws_secret_access_key="bootstrap")
+iam.create_user(UserName="s3am-admin")
+iam.put_user_policy(UserName="s3am-admin", PolicyName="everything", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+key = iam.create_access_key(UserName="s3am-admin")["AccessKey"]
+try:
+    iam.list_users()
+    sys.exit("the server answered a request signed with a key it never issued: it checks no signature")
+except botocore.exceptions.ClientError:
+    pass
+print(key["AccessKeyId"], key["SecretAccessKey"])
+PY
+  ) || { echo "moto-auth: setting up its IAM user failed; its log:" >&2; tail -20 "$MOTO_AUTH_LOG" >&2; return 1; }
+  export S3AM_TEST_MOTO_AUTH_ENDPOINT=$moto_url
+  export S3AM_TEST_MOTO_AUTH_ACCESS_KEY=${key% *} S3AM_TEST_MOTO_AUTH_SECRET_KEY=${key#* }
 }
 
 moto_stop() {
-  if [ -n "${MOTO_PID:-}" ]; then
-    kill "$MOTO_PID" 2>/dev/null || true
-    wait "$MOTO_PID" 2>/dev/null || true
-  fi
-  [ -n "${MOTO_LOG:-}" ] && rm -f "$MOTO_LOG"
-  MOTO_PID=""
+  local pid log
+  for pid in "${MOTO_PID:-}" "${MOTO_AUTH_PID:-}"; do
+    if [ -n "$pid" ]; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
+  for log in "${MOTO_LOG:-}" "${MOTO_AUTH_LOG:-}"; do
+    [ -n "$log" ] && rm -f "$log"
+  done
+  MOTO_PID="" MOTO_AUTH_PID=""
 }

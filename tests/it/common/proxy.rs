@@ -86,6 +86,9 @@ pub struct Stats {
     pub gets_corrupted: AtomicU64,
     /// The start line and headers of every request, for tests that check how it was signed.
     pub heads: Mutex<Vec<String>>,
+    /// The body of every answer to a `POST /` (the Query API: STS), for tests that check
+    /// which credentials STS handed out.
+    pub query_answers: Mutex<Vec<String>>,
     /// Requests received and not yet answered, and the most at once.
     pub in_flight: AtomicU64,
     pub peak_in_flight: AtomicU64,
@@ -539,7 +542,15 @@ fn serve(
                 stats.resets_injected.fetch_add(1, Ordering::Relaxed);
                 return abort(&client, to_server);
             }
-            copy_body(from_server, &mut to_client, &resp, None)?;
+            if req.start.starts_with("POST / ") {
+                let mut body = Vec::new();
+                copy_body(from_server, &mut body, &resp, None)?;
+                to_client.write_all(&body)?;
+                let body = String::from_utf8_lossy(&body).into_owned();
+                stats.query_answers.lock().unwrap().push(body);
+            } else {
+                copy_body(from_server, &mut to_client, &resp, None)?;
+            }
         } else if reset {
             stats.resets_injected.fetch_add(1, Ordering::Relaxed);
             return abort(&client, to_server);
