@@ -120,6 +120,14 @@ impl Names {
         }
     }
 
+    /// Where the role to assume is set.
+    pub(crate) fn role(self) -> &'static str {
+        match self {
+            Names::Variables => "AWS_ROLE / --role",
+            Names::Source => "source.role",
+        }
+    }
+
     /// Where the endpoint is set.
     pub(crate) fn endpoint(self) -> &'static str {
         match self {

@@ -399,7 +399,13 @@ fn a_role_the_user_may_not_assume_is_refused() {
         env.insert(k.into(), v.into());
     }
     let t = Task::new(env, &[("src/main.py", "print(1)\n")]);
-    t.run(&["check"]).fails(1, &s.endpoint);
+    let r = t.run(&["check"]);
+    r.fails(
+        4,
+        "STS refused to let the credentials assume the role (AWS_ROLE / --role)",
+    );
+    // moto's refusal has no code the SDK reads (AWS's says AccessDenied): its status, then.
+    assert!(r.stderr.contains("(HTTP 403)"), "{}", r.stderr);
 }
 
 /// What a regression in signing would send, refused by moto: the role session's key id with

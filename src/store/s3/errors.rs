@@ -7,7 +7,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use super::S3Store;
-use crate::error::{Error, Result};
+use crate::error::{clip, escape_unprintable, Error, Result};
 
 impl S3Store {
     /// Turns an SDK error into a typed error whose line says what failed, why, and what to
@@ -51,6 +51,13 @@ impl S3Store {
                     self.tuning.timeout.as_secs(),
                     names.timeout()
                 )))
+            }
+            SdkError::DispatchFailure(_) if sts_refusal(err).is_some() => {
+                let why = sts_refusal(err).unwrap_or_default();
+                return ControlFlow::Break(Error::denied(format!(
+                    "STS refused to let the credentials assume the role ({}) while {what} ({why}): check the role's ARN, that its trust policy names these credentials, and that their policy allows sts:AssumeRole on it",
+                    names.role()
+                )));
             }
             SdkError::DispatchFailure(_) if credentials_not_loaded(err) => {
                 return ControlFlow::Break(Error::Config(format!(
@@ -215,7 +222,7 @@ pub(super) fn check_endpoint(ep: &str) -> Result<()> {
         Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) => Ok(()),
         _ => Err(Error::Config(format!(
             "invalid endpoint {}: use an http:// or https:// URL such as https://s3.example.com:9000",
-            crate::error::clip(&shown_endpoint(ep))
+            clip(&shown_endpoint(ep))
         ))),
     }
 }
@@ -235,6 +242,44 @@ fn credentials_errors<'a>(
 /// of its providers empty): a setting to fix, not a failure to retry.
 fn credentials_not_loaded(err: &(dyn std::error::Error + 'static)) -> bool {
     credentials_errors(err).any(|c| matches!(c, CredentialsError::CredentialsNotLoaded(_)))
+}
+
+/// STS's refusal (its code and message, or its HTTP status), when a role's credentials could not be had because
+/// STS refused them (AssumeRole, or AssumeRoleWithWebIdentity, answered 4xx): the provider
+/// keeps STS's error in `err`'s source chain. Throttling is not a refusal.
+fn sts_refusal(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+    use aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityError;
+    fn refused<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> Option<String> {
+        let SdkError::ServiceError(se) = e else {
+            return None;
+        };
+        let status = se.raw().status().as_u16();
+        let code = se.err().code().unwrap_or("");
+        let throttled = status == 429 || code.contains("Throttl") || code == "RequestLimitExceeded";
+        if !(400..500).contains(&status) || throttled {
+            return None;
+        }
+        let shown =
+            |t: &str| escape_unprintable(&t.chars().take(200).collect::<String>()).into_owned();
+        let why = match (code, se.err().message().unwrap_or("")) {
+            ("", _) => format!("HTTP {status}"),
+            (code, "") => shown(code),
+            (code, msg) => format!("{}: {}", shown(code), shown(msg)),
+        };
+        Some(why)
+    }
+    std::iter::successors(Some(err), |e| e.source()).find_map(|e| {
+        if let Some(e) = e.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>() {
+            refused(e)
+        } else if let Some(e) =
+            e.downcast_ref::<SdkError<AssumeRoleWithWebIdentityError, HttpResponse>>()
+        {
+            refused(e)
+        } else {
+            None
+        }
+    })
 }
 
 /// The innermost error's message, e.g. "Connection refused (os error 111)".
@@ -405,6 +450,40 @@ mod tests {
             line.starts_with("cannot reach http://127.0.0.1:9 while listing ("),
             "{line}"
         );
+    }
+
+    /// A role STS refused to hand out is the credentials' refusal (exit 4, not retried) that
+    /// names the role's setting and STS's code, not a store out of reach; STS throttling, or
+    /// failing, may pass.
+    #[tokio::test]
+    async fn a_role_sts_refused_is_the_credentials_refusal() {
+        use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+        let s = store().await;
+        let sts = |status: u16, code: &str| {
+            let meta = ErrorMetadata::builder()
+                .code(code)
+                .message(
+                    "User: arn:aws:iam::1:user/ci is not authorized to perform: sts:AssumeRole",
+                )
+                .build();
+            let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+            let e = SdkError::service_error(AssumeRoleError::generic(meta), raw);
+            let role = CredentialsError::provider_error(e);
+            s.fail(
+                "listing",
+                undelivered(ConnectorError::other(role.into(), None)),
+            )
+        };
+        let (exit, retried, line) = outcome(sts(403, "AccessDenied"));
+        assert_eq!((exit, retried), (4, false));
+        assert!(
+            line.starts_with("STS refused to let the credentials assume the role (AWS_ROLE / --role) while listing (AccessDenied: User: arn:aws:iam::1:user/ci is not authorized to perform: sts:AssumeRole): check the role's ARN"),
+            "{line}"
+        );
+        for (status, code) in [(400, "Throttling"), (503, "ServiceUnavailable")] {
+            let (exit, retried, line) = outcome(sts(status, code));
+            assert_eq!((exit, retried), (1, true), "{code}: {line}");
+        }
     }
 
     /// A request that could not be built for want of usable credentials is a configuration
