@@ -302,7 +302,7 @@ impl Engine {
         // Server-side copies move no bytes through this process, and the store handles many at
         // once more cheaply than a few at a time (Garage: 2,000 copies took 3.8 s at 16 in
         // flight, 2.5 s at 256); they start with the whole window too.
-        let mut window = Window::new(max, throttles);
+        let mut window = Window::new(max, throttles, self.store.round_trip());
         let jobs = files.iter().enumerate().map(|(i, f)| {
             let progress = progress.clone();
             let held = match origin {

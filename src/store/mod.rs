@@ -170,6 +170,13 @@ pub trait Store: Send + Sync {
         0
     }
 
+    /// The fastest answer so far, from sending a request to its response's head: about the
+    /// store's round trip, once a connection is open (S3 only; `None` elsewhere, or before
+    /// the first answer).
+    fn round_trip(&self) -> Option<Duration> {
+        None
+    }
+
     /// Size and metadata of an object, or `None` if it does not exist.
     async fn head(&self, key: &str) -> Result<Option<ObjectHead>>;
 

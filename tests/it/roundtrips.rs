@@ -368,22 +368,18 @@ fn the_concurrency_set_caps_the_files_in_flight() {
     assert_eq!(most_at_once(&gets), 3, "downloads at once: {gets:?}");
 }
 
-/// The window starts at 256 files in flight, and where it has more to send and each round
-/// goes faster, it grows past them by itself: nothing has to be set for a distant store.
-#[test]
-fn the_window_starts_at_256_files_and_grows_past_them() {
+/// The number of uploads in flight before the store's first answer, and the most at once, of
+/// 700 small files uploaded through a proxy that holds each request for `latency`.
+fn first_window(name: &str, latency: Duration) -> (usize, usize) {
     let g = S3Server::get();
-    // A store a second away: all of a window's requests go out before the first answer, so
-    // the window's start shows, where one that started at 64 and doubled would reach 128 at
-    // most (64, then 128); and the next round shows its growth.
     let p = Proxy::start(
         g.addr(),
         Faults {
-            latency: Duration::from_secs(1),
+            latency,
             ..Faults::default()
         },
     );
-    let bucket = g.new_bucket("rt-start");
+    let bucket = g.new_bucket(name);
     let mut env = g.env(&bucket);
     env.insert("AWS_ENDPOINT_URL".into(), p.url());
     let mut t = Task::new(env, &[("src/main.py", "print(1)\n")]);
@@ -400,14 +396,35 @@ fn the_window_starts_at_256_files_and_grows_past_them() {
         .iter()
         .filter(|(start, _)| *start < first_answer)
         .count();
-    assert!(
-        first > 128 && first <= 256,
-        "{first} uploads before the first answer: the first window is 256"
-    );
     let most = most_at_once(&puts);
+    eprintln!("{name}: {first} uploads before the first answer, {most} at once at most");
+    (first, most)
+}
+
+/// Far from the store, the window starts with as many uploads as the store's round trip holds
+/// at 1,000 requests a second (the fastest answer so far, the read of the set's, tells it),
+/// up to the memory budget: a store a second away gets about 500 small uploads at once from
+/// the start, where a window that started at 256 and doubled after a round trip would send
+/// 256 before the first answer. Nothing has to be set for a distant store.
+#[test]
+fn far_from_the_store_the_window_starts_with_what_its_round_trip_holds() {
+    // All of a window's requests go out before the first answer, a second later.
+    let (first, most) = first_window("rt-far", Duration::from_secs(1));
     assert!(
-        most > 256,
-        "{most} uploads at once at most: the window did not grow past its start"
+        first > 400,
+        "{first} uploads before the first answer: a store a second away starts the window past 256, at the memory budget"
+    );
+    assert!(most <= 1024, "{most} uploads at once, past the limit");
+}
+
+/// Near the store, the window starts at 256 uploads: more would only queue at a store that
+/// answers within a quarter of a second.
+#[test]
+fn near_the_store_the_window_starts_at_256() {
+    let (first, _) = first_window("rt-near", Duration::from_millis(100));
+    assert!(
+        first <= 256,
+        "{first} uploads before the first answer: a store 100 ms away starts at 256"
     );
 }
 

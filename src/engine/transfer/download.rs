@@ -24,7 +24,8 @@ impl Engine {
     ) -> Result<()> {
         let total = crate::manifest::sum_sizes(files.iter().map(|f| f.size));
         let (progress, _guard) = Progress::start("downloaded", files.len() as u64, total);
-        let mut window = Window::new(self.tuning.concurrency, self.store.throttled());
+        let rt = self.store.round_trip();
+        let mut window = Window::new(self.tuning.concurrency, self.store.throttled(), rt);
         let fetcher = Fetcher {
             store: self.store.clone(),
             tuning: self.tuning.clone(),

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -27,11 +27,39 @@ use super::MAX_ATTEMPTS;
 use crate::error::{Error, Result};
 use crate::store::{StoreConfig, Tuning};
 
-/// Counts every request attempt the client sends (retries included), for the logs and tests.
+/// What [`CountRequests`] counts of every request attempt, shared with the store.
 #[derive(Debug)]
-struct CountRequests {
-    sent: Arc<AtomicU64>,
-    throttled: Arc<AtomicU64>,
+pub(super) struct Counts {
+    /// Attempts sent, retries included.
+    pub(super) sent: AtomicU64,
+    /// Answers that said the store is throttling (503, 429).
+    pub(super) throttled: AtomicU64,
+    /// The fastest answer so far, from a request's sending to its response's head, in
+    /// microseconds (`u64::MAX` until the first).
+    pub(super) fastest_us: AtomicU64,
+}
+
+impl Counts {
+    pub(super) fn new() -> Self {
+        Counts {
+            sent: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+            fastest_us: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+/// Counts every request attempt the client sends (retries included), the throttled answers
+/// and the fastest answer, for the logs, the transfer loops and tests.
+#[derive(Debug)]
+struct CountRequests(Arc<Counts>);
+
+/// When the attempt in flight was sent, kept in the operation's config bag between hooks.
+#[derive(Debug, Clone)]
+struct SentAt(Instant);
+
+impl aws_smithy_types::config_bag::Storable for SentAt {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
 }
 
 impl Intercept for CountRequests {
@@ -43,9 +71,10 @@ impl Intercept for CountRequests {
         &self,
         _context: &BeforeTransmitInterceptorContextRef<'_>,
         _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> std::result::Result<(), BoxError> {
-        self.sent.fetch_add(1, Ordering::Relaxed);
+        self.0.sent.fetch_add(1, Ordering::Relaxed);
+        cfg.interceptor_state().store_put(SentAt(Instant::now()));
         Ok(())
     }
 
@@ -53,12 +82,16 @@ impl Intercept for CountRequests {
         &self,
         context: &BeforeDeserializationInterceptorContextRef<'_>,
         _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> std::result::Result<(), BoxError> {
         // Every attempt's response passes here, retried ones included: the transfer loops see
         // throttling as it happens, not only once retries run out.
         if matches!(context.response().status().as_u16(), 503 | 429) {
-            self.throttled.fetch_add(1, Ordering::Relaxed);
+            self.0.throttled.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(SentAt(at)) = cfg.load::<SentAt>() {
+            let us = at.elapsed().as_micros().min(u64::MAX as u128 - 1) as u64;
+            self.0.fastest_us.fetch_min(us, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -144,18 +177,10 @@ pub(super) async fn sdk_config(
 }
 
 /// The S3 client on `sdk`, counting its attempts into `sent` and `throttled`.
-pub(super) fn s3_client(
-    sdk: &SdkConfig,
-    cfg: &StoreConfig,
-    sent: &Arc<AtomicU64>,
-    throttled: &Arc<AtomicU64>,
-) -> Client {
+pub(super) fn s3_client(sdk: &SdkConfig, cfg: &StoreConfig, counts: &Arc<Counts>) -> Client {
     let mut s3 = aws_sdk_s3::config::Builder::from(sdk)
         .force_path_style(cfg.path_style)
-        .interceptor(CountRequests {
-            sent: sent.clone(),
-            throttled: throttled.clone(),
-        })
+        .interceptor(CountRequests(counts.clone()))
         // The default retry quota runs dry after ~100 retries in a run, which a large
         // transfer through a flaky store reaches; every request still stops at MAX_ATTEMPTS.
         .retry_partition(
@@ -437,8 +462,8 @@ mod tests {
             .retry_config(RetryConfig::disabled())
             .http_client(recorder.clone())
             .build();
-        let counter = Arc::new(AtomicU64::new(0));
-        let client = s3_client(&sdk, &StoreConfig::default(), &counter, &counter);
+        let counts = Arc::new(Counts::new());
+        let client = s3_client(&sdk, &StoreConfig::default(), &counts);
         for c in [&client, &without_response_checks(&client)] {
             c.get_object().bucket("b").key("k").send().await.unwrap();
         }
@@ -465,9 +490,14 @@ mod tests {
         );
         assert_eq!(*own.0.lock().unwrap(), [None]);
         assert_eq!(
-            counter.load(Ordering::Relaxed),
+            counts.sent.load(Ordering::Relaxed),
             3,
             "all count their requests"
+        );
+        let fastest = counts.fastest_us.load(Ordering::Relaxed);
+        assert!(
+            fastest < 10_000_000,
+            "the fastest answer is timed: {fastest} µs"
         );
     }
 }

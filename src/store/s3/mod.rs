@@ -13,8 +13,9 @@ mod upload;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
@@ -53,8 +54,7 @@ pub(crate) struct S3Store {
     checksums: bool,
     sse: sse::Sse,
     tuning: Tuning,
-    requests: Arc<AtomicU64>,
-    throttled: Arc<AtomicU64>,
+    counts: Arc<client::Counts>,
     /// Whether the store took a full-object CRC64/NVME multipart upload (until it refuses one).
     crc64_multipart: Arc<AtomicBool>,
     /// Whether the store is taken to enforce `If-None-Match: *`: AWS S3, or configured so.
@@ -72,9 +72,8 @@ impl S3Store {
             .endpoint_url()
             .map(errors::shown_endpoint)
             .unwrap_or_else(|| "AWS S3".to_string());
-        let requests = Arc::new(AtomicU64::new(0));
-        let throttled = Arc::new(AtomicU64::new(0));
-        let s3 = client::s3_client(&sdk, cfg, &requests, &throttled);
+        let counts = Arc::new(client::Counts::new());
+        let s3 = client::s3_client(&sdk, cfg, &counts);
         let small = client::for_small_downloads(
             &s3,
             client::http_client(ca_bundle, client::SMALL_READ_BUFFER),
@@ -92,8 +91,7 @@ impl S3Store {
                 cfg.sse_kms_key_id.clone(),
             ),
             tuning: tuning.clone(),
-            requests,
-            throttled,
+            counts,
             crc64_multipart: Arc::new(AtomicBool::new(true)),
             expects_enforcement: aws || cfg.conditional_writes_enforced,
         })
@@ -242,11 +240,18 @@ impl Store for S3Store {
     }
 
     fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
+        self.counts.sent.load(Ordering::Relaxed)
     }
 
     fn throttled(&self) -> u64 {
-        self.throttled.load(Ordering::Relaxed)
+        self.counts.throttled.load(Ordering::Relaxed)
+    }
+
+    fn round_trip(&self) -> Option<Duration> {
+        match self.counts.fastest_us.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            us => Some(Duration::from_micros(us)),
+        }
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectHead>> {
