@@ -109,10 +109,7 @@ TOML
 }
 
 garage_stop() {
-  if [ -n "${GARAGE_PID:-}" ]; then
-    kill "$GARAGE_PID" 2>/dev/null || true
-    wait "$GARAGE_PID" 2>/dev/null || true
-  fi
+  server_stop "${GARAGE_PID:-}"
   [ -n "${GARAGE_DIR:-}" ] && rm -rf "$GARAGE_DIR"
   GARAGE_PID=""
 }

@@ -88,13 +88,8 @@ PY
 }
 
 moto_stop() {
-  local pid log
-  for pid in "${MOTO_PID:-}" "${MOTO_AUTH_PID:-}"; do
-    if [ -n "$pid" ]; then
-      kill "$pid" 2>/dev/null || true
-      wait "$pid" 2>/dev/null || true
-    fi
-  done
+  local log
+  server_stop "${MOTO_PID:-}" "${MOTO_AUTH_PID:-}"
   for log in "${MOTO_LOG:-}" "${MOTO_AUTH_LOG:-}"; do
     [ -n "$log" ] && rm -f "$log"
   done

@@ -119,16 +119,7 @@ seaweedfs_start() {
 }
 
 seaweedfs_stop() {
-  if [ -n "${SEAWEEDFS_PID:-}" ]; then
-    kill "$SEAWEEDFS_PID" 2>/dev/null || true
-    local i
-    for i in $(seq 1 50); do
-      kill -0 "$SEAWEEDFS_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$SEAWEEDFS_PID" 2>/dev/null || true
-    wait "$SEAWEEDFS_PID" 2>/dev/null || true
-  fi
+  server_stop "${SEAWEEDFS_PID:-}"
   [ -n "${SEAWEEDFS_DIR:-}" ] && rm -rf "$SEAWEEDFS_DIR"
   local port
   for port in ${SEAWEEDFS_PORTS:-}; do

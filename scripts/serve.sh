@@ -15,3 +15,19 @@ server_wait() {
   done
   echo "$name: $what after $secs s; its log:" >&2; tail -50 "$log" >&2; return 1
 }
+
+# server_stop PID...: stops each process PID (empty ones are skipped): TERM, up to 5 s for it
+# to exit, then KILL.
+server_stop() {
+  local pid i
+  for pid in "$@"; do
+    [ -n "$pid" ] || continue
+    kill "$pid" 2>/dev/null || true
+    for i in $(seq 1 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+}
