@@ -80,7 +80,8 @@ impl LocalStore {
         Self::open_named(root, super::Names::default())
     }
 
-    /// Opens the directory `root`, which must exist, with an error naming the setting in `names`' words.
+    /// Opens the directory `root`, which must exist, with an error naming the setting in `names`'
+    /// words.
     pub(crate) fn open_named(root: &Path, names: super::Names) -> Result<Self> {
         if !root.is_dir() {
             return Err(Error::denied(format!(
@@ -235,8 +236,8 @@ impl LocalStore {
         Ok(f)
     }
 
-    /// [`Self::commit`] only when `opts.mode`'s condition holds for the object at `key`; `None` (and `tmp`
-    /// removed) when it does not.
+    /// [`Self::commit`] only when `opts.mode`'s condition holds for the object at `key`; `None`
+    /// (and `tmp` removed) when it does not.
     fn commit_if(&self, tmp: Tmp, key: &str, opts: &PutOptions) -> Result<Option<String>> {
         let internal = self.dir.walk(INTERNAL, true)?.expect("created");
         let lock = internal

@@ -142,9 +142,9 @@ pub trait Store: Send + Sync {
         max_keys: usize,
     ) -> Result<Vec<ObjectInfo>>;
 
-    /// Whether this store is known to enforce conditional writes ([`PutMode`]) without asking it: `Some(true)`
-    /// for the local store; `None` when only a probe can tell (S3: AWS and SeaweedFS enforce
-    /// them, Garage 2.5 ignores them).
+    /// Whether this store is known to enforce conditional writes ([`PutMode`]) without asking it:
+    /// `Some(true)` for the local store; `None` when only a probe can tell (S3: AWS and SeaweedFS
+    /// enforce them, Garage 2.5 ignores them).
     fn enforces_preconditions(&self) -> Option<bool> {
         None
     }

@@ -1352,9 +1352,9 @@ fn sizes_too_large_to_add_are_shown_as_such() {
     assert!(r.stdout.contains("the sizes overflow"), "{}", r.stdout);
 }
 
-/// A prune the store refuses part-way, key by key as S3 does (DeleteObjects answered 200
-/// with an `AccessDenied` for each key), fails with one line that says what a second run does
-/// with what is left, and leaves each set complete (its manifest and every object it names) or without its
+/// A prune the store refuses part-way, key by key as S3 does (DeleteObjects answered 200 with an
+/// `AccessDenied` for each key), fails with one line that says what a second run does with what is
+/// left, and leaves each set complete (its manifest and every object it names) or without its
 /// manifest: never a manifest whose objects are gone. Run again, it finishes.
 #[test]
 fn a_prune_the_store_refuses_part_way_leaves_no_set_half_deleted() {

@@ -244,9 +244,9 @@ fn credentials_not_loaded(err: &(dyn std::error::Error + 'static)) -> bool {
     credentials_errors(err).any(|c| matches!(c, CredentialsError::CredentialsNotLoaded(_)))
 }
 
-/// STS's refusal (its code and message, or its HTTP status), when a role's credentials could not be had because
-/// STS refused them (AssumeRole, or AssumeRoleWithWebIdentity, answered 4xx): the provider
-/// keeps STS's error in `err`'s source chain. Throttling is not a refusal.
+/// STS's refusal (its code and message, or its HTTP status), when a role's credentials could not be
+/// had because STS refused them (AssumeRole, or AssumeRoleWithWebIdentity, answered 4xx): the
+/// provider keeps STS's error in `err`'s source chain. Throttling is not a refusal.
 fn sts_refusal(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     use aws_sdk_sts::operation::assume_role::AssumeRoleError;
     use aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityError;
