@@ -45,6 +45,14 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// Writes `body` to `key` from memory with `o`; the new entity tag, or `None` where a
+/// condition in `o` did not hold.
+async fn put_bytes(s: &dyn Store, key: &str, body: &[u8], o: &PutOptions) -> Option<String> {
+    s.put(key, Body::Bytes(body.to_vec()), o)
+        .await
+        .unwrap_or_else(|e| panic!("put of {key}: {e}"))
+}
+
 /// The ways a write can send its body, each tried under every [`PutMode`].
 #[derive(Clone, Copy, Debug)]
 enum Sent {
@@ -203,13 +211,7 @@ async fn conformance(s: Arc<dyn Store>, conditions_enforced: bool) {
     assert!(s.list("nope/").await.unwrap().is_empty());
 
     // A put of bytes, head with metadata, get, ranges.
-    s.put(
-        "a/b/one.txt",
-        Body::Bytes(b"hello world".to_vec()),
-        &opts("commit-hash", "c1"),
-    )
-    .await
-    .unwrap();
+    put_bytes(s, "a/b/one.txt", b"hello world", &opts("commit-hash", "c1")).await;
     let h = s.head("a/b/one.txt").await.unwrap().unwrap();
     assert_eq!(h.size, 11);
     // A bounded read stops one byte past its limit, so a caller sees "too large".
@@ -234,23 +236,13 @@ async fn conformance(s: Arc<dyn Store>, conditions_enforced: bool) {
         b"world"
     );
     // Overwrite replaces content and metadata.
-    s.put(
-        "a/b/one.txt",
-        Body::Bytes(b"bye".to_vec()),
-        &opts("commit-hash", "c2"),
-    )
-    .await
-    .unwrap();
+    put_bytes(s, "a/b/one.txt", b"bye", &opts("commit-hash", "c2")).await;
     let h = s.head("a/b/one.txt").await.unwrap().unwrap();
     assert_eq!((h.size, h.metadata["commit-hash"].as_str()), (3, "c2"));
 
     // Listing is by key prefix, not by directory, and sorted.
-    s.put("a/b2", Body::Bytes(b"x".to_vec()), &PutOptions::default())
-        .await
-        .unwrap();
-    s.put("a/b/z", Body::Bytes(b"zz".to_vec()), &PutOptions::default())
-        .await
-        .unwrap();
+    put_bytes(s, "a/b2", b"x", &PutOptions::default()).await;
+    put_bytes(s, "a/b/z", b"zz", &PutOptions::default()).await;
     let keys: Vec<String> = s
         .list("a/b")
         .await
@@ -412,9 +404,7 @@ async fn conformance(s: Arc<dyn Store>, conditions_enforced: bool) {
 
     // Odd but legal key characters survive a round trip and a copy.
     let odd = "odd/sp ace+plus%pct&amp=é.zip";
-    s.put(odd, Body::Bytes(b"odd".to_vec()), &PutOptions::default())
-        .await
-        .unwrap();
+    put_bytes(s, odd, b"odd", &PutOptions::default()).await;
     s.copy(odd, "odd/copy of é", 3, &PutOptions::default(), None)
         .await
         .unwrap();
@@ -449,20 +439,8 @@ async fn deletes(s: &dyn Store) {
     assert_eq!(left.len(), 1100 - 999, "the rest stay");
     assert!(left.iter().all(|o| !keys.contains(&o.key)));
     // A nested key's directories (on file://) go with it; a sibling stays.
-    s.put(
-        "del/x/y/z",
-        Body::Bytes(b"z".to_vec()),
-        &PutOptions::default(),
-    )
-    .await
-    .unwrap();
-    s.put(
-        "del/x/w",
-        Body::Bytes(b"w".to_vec()),
-        &PutOptions::default(),
-    )
-    .await
-    .unwrap();
+    put_bytes(s, "del/x/y/z", b"z", &PutOptions::default()).await;
+    put_bytes(s, "del/x/w", b"w", &PutOptions::default()).await;
     s.delete(&["del/x/y/z".to_string()]).await.unwrap();
     assert_eq!(
         s.list("del/")
@@ -475,13 +453,7 @@ async fn deletes(s: &dyn Store) {
     );
     // A key written again after its directory was emptied is stored (file:// removes
     // emptied directories, and a write makes them again).
-    s.put(
-        "del/x/y/z",
-        Body::Bytes(b"z2".to_vec()),
-        &PutOptions::default(),
-    )
-    .await
-    .unwrap();
+    put_bytes(s, "del/x/y/z", b"z2", &PutOptions::default()).await;
     assert_eq!(read_all(s, "del/x/y/z", None).await.unwrap(), b"z2");
     s.delete(&[]).await.unwrap();
     // Nothing pending in a store whose writes all finished; the list answers.
