@@ -55,10 +55,13 @@ impl Engine {
         }
         // The artifacts' state and, to fill the cache, the code hash and the cache entry's
         // state, at once: a publish almost always finds both missing, so listing them costs
-        // nothing extra and saves round trips.
-        let (state, plan) = tokio::join!(
+        // nothing extra and saves round trips. The assets are hashed meanwhile: far from the
+        // store, a large file's hashing takes no time of its own (a set found complete after
+        // all leaves its hashes unused).
+        let (state, plan, prepared) = tokio::join!(
             self.read_state_listed(&artifacts, opts.accept_legacy),
-            self.plan_cache(opts, marked.clone())
+            self.plan_cache(opts, marked.clone()),
+            self.prepare(&files, dir)
         );
         let (state, listing) = state?;
         if !self.replaces(&artifacts, state, &listing).await? {
@@ -66,7 +69,8 @@ impl Engine {
         }
         let (code_hash, plan) = plan?;
         let cache = cache_target(opts.cache, code_hash.as_deref(), plan);
-        let (entries, origin, total) = self.prepare(&files, dir, &artifacts).await?;
+        let (entries, origin, total) = prepared?;
+        self.say_uploading(files.len(), total, &artifacts);
         // What each file needs from here on is in its entry and the origin.
         let count = files.len() as u64;
         drop(files);
@@ -166,12 +170,12 @@ impl Engine {
         })
     }
 
-    /// Hashes the assets: their manifest entries, where their bytes come from, and how many.
+    /// Hashes the assets: their manifest entries, where their bytes come from, and how many
+    /// bytes in all.
     async fn prepare(
         &self,
         files: &[Asset],
         dir: &std::path::Path,
-        artifacts: &SetLocation,
     ) -> Result<(Vec<FileEntry>, Origin, u64)> {
         let parts: Vec<Option<u64>> = files
             .iter()
@@ -187,12 +191,6 @@ impl Engine {
             .collect();
         let hashed = hash_assets(files, parts, pieces).await?;
         let total = crate::manifest::sum_sizes(hashed.iter().map(|h| h.size));
-        log::phase(format!(
-            "uploading {}, {} to {}{artifacts}",
-            log::count(files.len() as u64, "file"),
-            log::bytes(total),
-            self.store.url().trim_end_matches('/').to_string() + "/"
-        ));
         let entries: Vec<FileEntry> = files
             .iter()
             .zip(&hashed)
@@ -215,6 +213,16 @@ impl Engine {
             part_crc64,
         };
         Ok((entries, origin, total))
+    }
+
+    /// Says what the upload of `files` files of `total` bytes to `artifacts` is.
+    fn say_uploading(&self, files: usize, total: u64, artifacts: &SetLocation) {
+        log::phase(format!(
+            "uploading {}, {} to {}{artifacts}",
+            log::count(files as u64, "file"),
+            log::bytes(total),
+            self.store.url().trim_end_matches('/').to_string() + "/"
+        ));
     }
 
     /// Writes the manifests of the artifacts set (`written`) and, when it was filled, the

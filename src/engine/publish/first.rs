@@ -52,7 +52,8 @@ impl Engine {
         if fill.is_none() {
             cache_target(opts.cache, code_hash.as_deref(), None);
         }
-        let (entries, origin, total) = self.prepare(&files, &opts.package_dir, artifacts).await?;
+        let (entries, origin, total) = self.prepare(&files, &opts.package_dir).await?;
+        self.say_uploading(files.len(), total, artifacts);
         let count = files.len() as u64;
         drop(files);
         let stamp = Stamp {
