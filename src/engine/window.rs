@@ -1,8 +1,9 @@
 //! How many transfers are in flight: a window that hides the store's round trip without
-//! tuning. It starts at [`START`] (or the limit set, if lower); where a higher limit is set, it
-//! doubles each time a window's worth of transfers completes faster than the last (as TCP's
-//! slow start does) and goes back to the fastest window once throughput stops improving. It
-//! halves when the store throttles (503 SlowDown), much as TCP's congestion control does.
+//! tuning. It starts at [`START`], or, for a store farther away, at what its round trip holds
+//! at [`FAR_RATE`] (or the limit set, if lower); where a higher limit is set, it doubles each
+//! time a window's worth of transfers completes faster than the last (as TCP's slow start
+//! does) and goes back to the fastest window once throughput stops improving. It halves when
+//! the store throttles (503 SlowDown), much as TCP's congestion control does.
 //! Bytes held in memory by the transfers in flight stay within a fixed budget.
 
 use std::future::Future;
