@@ -155,6 +155,12 @@ impl Sink {
         .await
     }
 
+    /// Hashes and writes one slice on this thread: a small file's ([`INLINE_IO`]), whose
+    /// page-cache writes take less than a trip to the blocking pool.
+    pub(crate) fn write_inline(&mut self, chunk: &[u8]) -> Result<()> {
+        self.write_now(chunk)
+    }
+
     fn write_now(&mut self, chunk: &[u8]) -> Result<()> {
         let file = match &mut self.file {
             Some(f) => f,
@@ -171,7 +177,7 @@ impl Sink {
 
     /// Writes the `last` chunk (which may be empty), checks the size and (when `sha256` is
     /// given) the SHA-256: in one trip to the blocking pool, or on this thread for a small file
-    /// that arrived whole ([`INLINE_IO`]). Returns the checked file, for its owner to rename
+    /// ([`INLINE_IO`]). Returns the checked file, for its owner to rename
     /// to its target ([`Kept::rename`]). On a mismatch the temporary file is removed and
     /// `mismatch(size, sha256)` is the error.
     pub(crate) async fn finish(
@@ -181,7 +187,7 @@ impl Sink {
         sha256: Option<[u8; 32]>,
         mismatch: impl FnOnce(u64, &str) -> Error + Send + 'static,
     ) -> Result<Kept> {
-        let whole_and_small = self.file.is_none() && last.len() <= INLINE_IO;
+        let small = self.size + last.len() as u64 <= INLINE_IO as u64;
         let finish = move || {
             if !last.is_empty() || self.file.is_none() {
                 self.write_now(&last)?; // creates the file, even an empty one
@@ -193,7 +199,7 @@ impl Sink {
             drop(self.file.take());
             Ok(Kept::new(self.target.clone(), self.token.clone()))
         };
-        if whole_and_small {
+        if small {
             return finish();
         }
         blocking(finish).await

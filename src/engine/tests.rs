@@ -458,3 +458,86 @@ async fn a_refused_download_returns_once_every_task_of_it_has_ended() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// A small file streams into its temporary file a slice at a time: one of several slices, or
+/// of exactly one, lands whole; an object longer than its entry says is refused as soon as
+/// it has sent more, and one shorter at the end; neither leaves a file behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_download_lands_whole_or_not_at_all() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path()).unwrap());
+    let engine = Engine::new(store.clone(), Layout::new("").unwrap(), Tuning::default());
+    let loc = engine.layout().artifacts(&"d".repeat(40));
+    let entry = |rel: &str, body: &[u8]| crate::manifest::FileEntry {
+        path: rel.into(),
+        size: body.len() as u64,
+        sha256: <[u8; 32]>::from(Sha256::digest(body)).into(),
+        etag: None,
+        pieces: None,
+    };
+    let fetch = |files: Vec<crate::manifest::FileEntry>, name: &str| {
+        let dest = dir.path().join(name);
+        std::fs::create_dir_all(&dest).unwrap();
+        let root =
+            crate::beneath::Dir::open_root(&dest, crate::beneath::Tree::Destination).unwrap();
+        let (_gate, rx) = tokio::sync::watch::channel(true);
+        let engine = engine.clone();
+        let loc = loc.clone();
+        async move {
+            let got = engine
+                .download_files(&loc, &files, root, rx, crate::sink::Tracker::new().token())
+                .await;
+            let left: Vec<String> = walkdir::WalkDir::new(&dest)
+                .into_iter()
+                .flatten()
+                .filter(|e| e.file_type().is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            (got, left)
+        }
+    };
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "slices.bin",
+            (0..40_000u32).map(|i| (i % 251) as u8).collect(),
+        ),
+        ("one-slice.bin", vec![7u8; 16 << 10]),
+        ("empty.bin", Vec::new()),
+    ];
+    for (rel, body) in &bodies {
+        let opts = PutOptions::default();
+        store
+            .put(&loc.key(rel), Body::Bytes(body.clone()), &opts)
+            .await
+            .unwrap();
+    }
+    let files = bodies.iter().map(|(rel, body)| entry(rel, body)).collect();
+    let (got, mut left) = fetch(files, "whole").await;
+    got.unwrap();
+    left.sort();
+    assert_eq!(left, ["empty.bin", "one-slice.bin", "slices.bin"]);
+    for (rel, body) in &bodies {
+        assert_eq!(
+            &std::fs::read(dir.path().join("whole").join(rel)).unwrap(),
+            body
+        );
+    }
+    // The entries of the first two, cut short: their objects send more than they say.
+    let (longer, shorter) = (&bodies[0].1, &bodies[1].1);
+    let (got, left) = fetch(vec![entry("slices.bin", &longer[..20_000])], "longer").await;
+    let err = got.unwrap_err().to_string();
+    assert!(err.contains("sent more than the 20000 bytes"), "{err}");
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let (got, left) = fetch(vec![entry("one-slice.bin", &shorter[..100])], "one more").await;
+    let err = got.unwrap_err().to_string();
+    assert!(err.contains("sent more than the 100 bytes"), "{err}");
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // An entry longer than its object: the download ends short and is refused.
+    let mut more = longer.clone();
+    more.push(1);
+    let (got, left) = fetch(vec![entry("slices.bin", &more)], "shorter").await;
+    let err = got.unwrap_err().to_string();
+    assert!(err.contains("does not match its manifest"), "{err}");
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

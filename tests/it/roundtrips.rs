@@ -390,7 +390,9 @@ fn first_window(name: &str, latency: Duration) -> (usize, usize) {
     let up = traced(&mut t, "upload");
     t.run(&["upload"]).ok();
     let puts = asset_spans(&up, "PutObject");
-    assert_eq!(puts.len(), 700);
+    // Each attempt is a span: on a loaded machine a few of 700 connections opened at once may
+    // be retried, which adds attempts after the first answer, not before it.
+    assert!(puts.len() >= 700, "{} uploads traced of 700", puts.len());
     let first_answer = puts.iter().map(|(_, end)| *end).min().unwrap();
     let first = puts
         .iter()

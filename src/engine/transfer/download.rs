@@ -37,8 +37,14 @@ impl Engine {
         let jobs = files.iter().map(|f| {
             let (fetcher, progress) = (fetcher.clone(), progress.clone());
             let (key, f) = (from.key(&f.path), f.clone());
+            // A small file streams to its temporary file as it arrives: it holds its
+            // request's buffers, not its body.
+            let held = match f.size <= INLINE_IO as u64 {
+                true => PER_REQUEST,
+                false => self.memory_held(f.size),
+            };
             (
-                self.memory_held(f.size),
+                held,
                 spawned(async move {
                     let t = Instant::now();
                     fetcher.download_verified(&key, &f).await?;
@@ -197,13 +203,17 @@ impl Fetcher {
         self.place(kept)
     }
 
-    /// A small object (most of them), read whole: it fits in one chunk, which goes to the
-    /// sink with `finish`, one trip to the blocking pool to create, write, check and rename
-    /// the file.
+    /// An object below the multipart threshold, in one request. One of at most
+    /// [`INLINE_IO`] bytes (most of them) streams into its temporary file on this thread,
+    /// [`SMALL_SLICE`] at a time; a larger one goes to the sink in chunks, each a trip to the
+    /// blocking pool.
     async fn download_whole(&self, key: &str, f: &FileEntry, target: Target) -> Result<()> {
         let mut sink = Sink::new(target, self.token.clone());
         let checked = f.sha256.bytes().is_some();
         let mut body = open_body(self.store.as_ref(), key, None, checked).await?;
+        if f.size <= INLINE_IO as u64 {
+            return self.download_small(body, key, f, sink).await;
+        }
         let chunk = f
             .size
             .saturating_add(1)
@@ -225,6 +235,63 @@ impl Fetcher {
             .await?;
         self.place(kept)
     }
+}
+
+impl Fetcher {
+    /// [`Fetcher::download_whole`] of a small object: each [`SMALL_SLICE`] that arrives is
+    /// hashed and written on this thread, so a thousand of them in flight, all receiving at
+    /// once from a distant store, hold a slice each rather than their whole bodies. One
+    /// that sends more than its manifest's size is refused once it has.
+    async fn download_small(
+        &self,
+        mut body: crate::store::Reader,
+        key: &str,
+        f: &FileEntry,
+        mut sink: Sink,
+    ) -> Result<()> {
+        let mut buf = vec![0u8; SMALL_SLICE];
+        let mut got = 0u64;
+        loop {
+            let n = fill(&mut body, &mut buf)
+                .await
+                .map_err(|e| cut_off(key, e))?;
+            if n == 0 {
+                break;
+            }
+            got += n as u64;
+            if got > f.size {
+                return Err(Error::Corrupt(format!(
+                    "{key} sent more than the {} bytes its manifest gives: the object was changed after publishing; refusing it",
+                    f.size
+                )));
+            }
+            sink.write_inline(&buf[..n])?;
+            if n < buf.len() {
+                break;
+            }
+        }
+        let kept = sink
+            .finish(Vec::new(), f.size, f.sha256.bytes(), mismatch(key, f))
+            .await?;
+        self.place(kept)
+    }
+}
+
+/// What a small download reads and writes at a time: its connection's read buffer
+/// ([`crate::store`]'s small downloads read through 16 KiB), so each write takes what one read
+/// of the socket brought in.
+const SMALL_SLICE: usize = 16 << 10;
+
+/// Reads into `buf` until it is full or the body ends; how many bytes it read.
+async fn fill(body: &mut crate::store::Reader, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match body.read(&mut buf[n..]).await? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
 }
 
 /// The body of `key` (or of a range of it) that a manifest names: with `checked` (the manifest
