@@ -25,8 +25,8 @@ use crate::error::{Error, Result};
 pub(crate) const WRITE_SLICE: usize = 256 * 1024;
 
 /// Files up to this size are handled on the async thread itself, with no trip to the blocking
-/// pool: an upload reads and hashes them there, and a download that arrived whole writes,
-/// checks and renames them there. That work takes about as long as the two thread switches of
+/// pool: an upload reads and hashes them there, and a download writes them there as they
+/// arrive, then checks them. That work takes about as long as the two thread switches of
 /// a trip cost.
 pub(crate) const INLINE_IO: usize = 128 * 1024;
 

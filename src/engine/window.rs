@@ -33,8 +33,9 @@ pub(crate) const START: usize = 256;
 /// per prefix.
 pub(crate) const FAR_RATE: f64 = 1000.0;
 
-/// The most bytes that transfers in flight hold in memory at once (small files are read or
-/// received whole; large ones stream through small buffers).
+/// The most bytes that transfers in flight hold in memory at once (files of up to 128 KiB
+/// stream through their requests' buffers, larger small files are read or received whole,
+/// and large ones stream through buffers of their own).
 pub(super) const MEMORY_BUDGET: u64 = 32 << 20;
 
 /// The fewest transfers in flight after throttling: a store that sheds a share of requests
