@@ -371,6 +371,13 @@ fn the_concurrency_set_caps_the_files_in_flight() {
 /// The number of uploads in flight before the store's first answer, and the most at once, of
 /// 700 small files uploaded through a proxy that holds each request for `latency`.
 fn first_window(name: &str, latency: Duration) -> (usize, usize) {
+    let (up, _) = first_windows(name, latency, b"x");
+    up
+}
+
+/// [`first_window`] of 700 files of `body`, and of their download (`fetch`): the number of
+/// downloads sent before the first answer.
+fn first_windows(name: &str, latency: Duration, body: &[u8]) -> ((usize, usize), usize) {
     let g = S3Server::get();
     let p = Proxy::start(
         g.addr(),
@@ -385,7 +392,7 @@ fn first_window(name: &str, latency: Duration) -> (usize, usize) {
     let mut t = Task::new(env, &[("src/main.py", "print(1)\n")]);
     t.run(&["check"]).ok();
     for i in 0..700 {
-        t.build(&[(&format!("d{}/f{i:03}.txt", i % 3), b"x".as_slice())]);
+        t.build(&[(&format!("d{}/f{i:03}.txt", i % 3), body)]);
     }
     let up = traced(&mut t, "upload");
     t.run(&["upload"]).ok();
@@ -400,7 +407,18 @@ fn first_window(name: &str, latency: Duration) -> (usize, usize) {
         .count();
     let most = most_at_once(&puts);
     eprintln!("{name}: {first} uploads before the first answer, {most} at once at most");
-    (first, most)
+    let down = traced(&mut t, "fetch");
+    let out = t.root.join("out");
+    t.run(&["fetch", "--dest", out.to_str().unwrap()]).ok();
+    let gets = asset_spans(&down, "GetObject");
+    assert!(gets.len() >= 700, "{} downloads traced of 700", gets.len());
+    let first_answer = gets.iter().map(|(_, end)| *end).min().unwrap();
+    let first_down = gets
+        .iter()
+        .filter(|(start, _)| *start < first_answer)
+        .count();
+    eprintln!("{name}: {first_down} downloads before the first answer");
+    ((first, most), first_down)
 }
 
 /// Far from the store, the window starts with as many uploads as the store's round trip holds
@@ -417,6 +435,61 @@ fn far_from_the_store_the_window_starts_with_what_its_round_trip_holds() {
         "{first} uploads before the first answer: a store a second away starts the window past 256, at the memory budget"
     );
     assert!(most <= 1024, "{most} uploads at once, past the limit");
+}
+
+/// Small downloads far from the store start with as many as the round trip holds, up to the
+/// memory budget, as uploads do: each streams into its file as it arrives, so it counts its
+/// request's buffers (64 KiB) against the budget, not its body too. Counted at 64 KiB + 64 KiB,
+/// as when files were received whole, 700 files of 64 KiB would send 256 before the first
+/// answer.
+#[test]
+fn far_from_the_store_small_downloads_start_with_what_its_round_trip_holds() {
+    let body: Vec<u8> = (0..64u32 << 10).map(|i| (i % 253) as u8).collect();
+    let (_, first) = first_windows("rt-far-get", Duration::from_secs(1), &body);
+    assert!(
+        first > 400,
+        "{first} downloads of 64 KiB before the first answer: a store a second away starts past 256, at the memory budget"
+    );
+}
+
+/// A cache restore's server-side copies move no bytes through the tool, but each holds its
+/// request's state (about 48 KB): far from the store, where the window would start at the
+/// limit, the memory budget keeps them within it. 700 copies through a proxy a second away
+/// start about 680 at once, not all 700 (before, copies counted nothing, and a restore of
+/// 2,000 files peaked at 69 MB RSS with 1,024 in flight).
+#[test]
+fn a_restore_far_from_the_store_keeps_its_copies_within_the_memory_budget() {
+    let g = S3Server::get();
+    let p = Proxy::start(
+        g.addr(),
+        Faults {
+            latency: Duration::from_secs(1),
+            ..Faults::default()
+        },
+    );
+    let bucket = g.new_bucket("rt-far-copy");
+    let mut env = g.env(&bucket);
+    env.insert("AWS_ENDPOINT_URL".into(), p.url());
+    env.insert("CODE_HASH_FIND_FILTER".into(), "src".into());
+    let mut t = Task::new(env, &[("src/main.py", "print(1)\n")]);
+    t.run(&["check"]).ok();
+    for i in 0..700 {
+        t.build(&[(&format!("d{}/f{i:03}.txt", i % 3), b"x".as_slice())]);
+    }
+    t.run(&["upload"]).ok();
+    t.repo.write("README", "docs\n");
+    t.repo.commit("docs only");
+    t.reset_packages();
+    let restore = traced(&mut t, "restore");
+    t.run(&["check"]).ok();
+    assert!(t.found(), "the set was not restored");
+    let copies = asset_spans(&restore, "CopyObject");
+    assert!(copies.len() >= 700, "{} copies traced of 700", copies.len());
+    let most = most_at_once(&copies);
+    assert!(
+        (600..700).contains(&most),
+        "{most} copies at once: the budget (32 MiB at 48 KiB a copy) should hold about 680"
+    );
 }
 
 /// Near the store, the window starts at 256 uploads: more would only queue at a store that
