@@ -111,6 +111,11 @@ pub enum Error {
     #[error("{0}")]
     Internal(String),
 
+    /// A held write ([`crate::store::Hold`]) its caller withdrew: nothing was written. The
+    /// caller decided so, and never shows it.
+    #[error("{0}")]
+    Withdrawn(String),
+
     /// A local file operation failed.
     #[error("{what} {}: {source}", path.display())]
     Io {
@@ -161,6 +166,7 @@ impl Error {
             | Error::Corrupt(_)
             | Error::Conflict(_)
             | Error::Internal(_)
+            | Error::Withdrawn(_)
             | Error::Io { .. } => exit::RUNTIME,
         }
     }

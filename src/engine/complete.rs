@@ -386,6 +386,7 @@ impl Engine {
             commit: &c.m.commit,
             code_hash: c.m.code_hash.as_deref(),
             repair: true,
+            hold: None,
         };
         let redone = self
             .write_files(c.loc, c.origin, bad, stamp, "rewrote")

@@ -17,6 +17,7 @@ use crate::store::ObjectInfo;
 
 mod first;
 mod hashing;
+mod held;
 
 use hashing::hash_assets;
 
@@ -53,6 +54,15 @@ impl Engine {
             };
             return self.publish_first(opts, files, first).await;
         }
+        if self.holds_large_files(opts, &files) {
+            let held = First {
+                commit,
+                marked,
+                artifacts: &artifacts,
+                started,
+            };
+            return self.publish_held(opts, files, held).await;
+        }
         // The artifacts' state and, to fill the cache, the code hash and the cache entry's
         // state, at once: a publish almost always finds both missing, so listing them costs
         // nothing extra and saves round trips. The assets are hashed meanwhile: far from the
@@ -79,6 +89,7 @@ impl Engine {
             commit: &commit,
             code_hash: code_hash.as_deref(),
             repair: false,
+            hold: None,
         };
         self.start_probe();
         let sets = Sets {
@@ -151,11 +162,20 @@ impl Engine {
     /// may be written, whether its entry needs filling.
     async fn plan_cache(&self, opts: &PublishOptions, marked: Option<String>) -> Result<CachePlan> {
         let code_hash = self.publish_code_hash(opts, marked).await?;
-        let fill = match &code_hash {
+        let fill = self.fill_plan(opts, code_hash.as_deref()).await?;
+        Ok((code_hash, fill))
+    }
+
+    /// Where the cache may be written, whether the entry of `code_hash` needs filling.
+    async fn fill_plan(
+        &self,
+        opts: &PublishOptions,
+        code_hash: Option<&str>,
+    ) -> Result<Option<Fill>> {
+        Ok(match code_hash {
             Some(h) if opts.cache == CacheMode::ReadWrite => Some(self.cache_to_fill(h).await?),
             _ => None,
-        };
-        Ok((code_hash, fill))
+        })
     }
 
     /// The code hash a publish stamps: the marker's, or computed when the publish may.

@@ -22,7 +22,7 @@ use crate::layout::{meta, SetLocation};
 use crate::log::{self, Progress};
 use crate::manifest::{FileEntry, Pieces, Sha256Hex};
 use crate::sink::{Kept, Ranged, Sink, Target, Token, INLINE_IO, WRITE_SLICE};
-use crate::store::{Body, PutMode, PutOptions, Store, Tuning, PARTS_IN_FLIGHT};
+use crate::store::{Body, Hold, PutMode, PutOptions, Store, Tuning, PARTS_IN_FLIGHT};
 
 /// What every object written into a set is stamped with: the commit its assets were built
 /// from and the code hash, when caching is on. They travel together, so they cannot swap.
@@ -35,6 +35,9 @@ pub(super) struct Stamp<'a> {
     /// Whether the objects are written again in a repair, after our manifest: their
     /// publisher is still at work, and racing publishers may wait for it.
     pub repair: bool,
+    /// Holds the objects back from appearing until the publish has read the set
+    /// ([`crate::store::Hold`]); `None`: they appear as they are written.
+    pub hold: Option<&'a Hold>,
 }
 
 impl<'a> Stamp<'a> {
@@ -45,6 +48,7 @@ impl<'a> Stamp<'a> {
             commit: artifacts.id(),
             code_hash: Some(cache.id()),
             repair: false,
+            hold: None,
         }
     }
 }
@@ -163,6 +167,7 @@ impl Engine {
             sha256: Some(sha),
             part_crc64,
             mode: PutMode::Overwrite,
+            hold: stamp.hold.cloned(),
         };
         let key = to.key(&f.path);
         let (path, part_crc64) = match origin {
@@ -199,7 +204,7 @@ impl Engine {
         let opts = opts(sha, part_crc64.cloned().unwrap_or_default());
         let etag = spawned(async move {
             let body = Body::File { path: &path, size };
-            store.put(&key, body, &opts).await
+            unless_withdrawn(store.put(&key, body, &opts).await)
         })
         .await?;
         Ok(etag.map(|etag| (etag, f.sha256)))
@@ -222,6 +227,7 @@ impl Engine {
             // in memory for the store's answer, so the files in flight that hide a distant
             // store's round trip cost their requests, not their bodies.
             let stamped = stamped(stamp, &self.publisher);
+            let hold = stamp.hold.cloned();
             return spawned(async move {
                 let sha = hash_small(&path, size)?;
                 let opts = PutOptions {
@@ -229,16 +235,17 @@ impl Engine {
                     sha256: Some(sha),
                     part_crc64: Vec::new(),
                     mode: mode(new_only),
+                    hold,
                 };
-                let etag = store
-                    .put(&key, Body::Small { path: &path, size }, &opts)
-                    .await?;
+                let body = Body::Small { path: &path, size };
+                let etag = unless_withdrawn(store.put(&key, body, &opts).await)?;
                 Ok(etag.map(|etag| (etag, sha.into())))
             })
             .await;
         }
         // Read once, hashed and sent from memory: no second pass over the file.
         let stamped = stamped(stamp, &self.publisher);
+        let hold = stamp.hold.cloned();
         spawned(async move {
             let (body, sha) = read_small(&path, size).await?;
             let opts = PutOptions {
@@ -246,8 +253,9 @@ impl Engine {
                 sha256: Some(sha),
                 part_crc64: Vec::new(),
                 mode: mode(new_only),
+                hold,
             };
-            let etag = store.put(&key, Body::Bytes(body), &opts).await?;
+            let etag = unless_withdrawn(store.put(&key, Body::Bytes(body), &opts).await)?;
             Ok(etag.map(|etag| (etag, sha.into())))
         })
         .await
@@ -365,6 +373,10 @@ impl Engine {
         }
         let took = progress.elapsed();
         let total = total - crate::manifest::sum_sizes(refused.iter().map(|f| f.size));
+        if written.is_empty() && !refused.is_empty() {
+            // Nothing written: all refused (their keys were taken) or withdrawn.
+            return Ok((written, refused));
+        }
         log::phase(format!(
             "{verb} {}, {} to {to} in {:.2} s{}",
             log::count(written.len() as u64, "file"),
@@ -413,6 +425,16 @@ fn hash_small(path: &Path, size: u64) -> Result<[u8; 32]> {
         crate::store::check_unchanged(path, size, now)?;
         Ok(Sha256::digest(&buf[..]).into())
     })
+}
+
+/// A write's entity tag, or `None` (not written, as a refused one) when its caller withdrew it
+/// ([`crate::store::Hold`]): every held write then runs to its end, and a multipart upload is
+/// aborted rather than cancelled by the first withdrawal's error.
+fn unless_withdrawn(put: Result<Option<String>>) -> Result<Option<String>> {
+    match put {
+        Err(Error::Withdrawn(_)) => Ok(None),
+        other => other,
+    }
 }
 
 /// A write of a file only a publisher that found its key free may make ([`PutMode::Create`]),

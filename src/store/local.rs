@@ -392,6 +392,10 @@ impl Store for LocalStore {
                 .await?
             }
         };
+        if let Some(hold) = &opts.hold {
+            // Withdrawn, the temporary file goes with `tmp`.
+            hold.released(key).await?;
+        }
         match &opts.mode {
             PutMode::Overwrite => self.commit(tmp, key, opts).map(Some),
             _ => self.commit_if(tmp, key, opts),

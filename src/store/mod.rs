@@ -68,6 +68,48 @@ pub struct PutOptions {
     pub part_crc64: Vec<u64>,
     /// How the write treats an object already at its key.
     pub mode: PutMode,
+    /// Holds the object back from appearing until its caller decides (`None`: no hold).
+    pub hold: Option<Hold>,
+}
+
+/// A write whose object may not appear until its caller decides ([`PutOptions::hold`]): a
+/// publish starts a large file's upload before its read of the set has said whether to
+/// write at all. The parts of a multipart upload go meanwhile (nothing is visible before it
+/// completes), and the upload completes once the hold is released; a write in one request
+/// waits before it sends. Withdrawn, the write leaves nothing: the multipart upload is
+/// aborted, and a local store's temporary file removed.
+#[derive(Debug, Clone)]
+pub struct Hold(tokio::sync::watch::Receiver<Option<bool>>);
+
+/// Decides a [`Hold`]: [`Decide::release`] lets its writes appear; dropped undecided, it
+/// withdraws them.
+#[derive(Debug)]
+pub struct Decide(tokio::sync::watch::Sender<Option<bool>>);
+
+impl Hold {
+    /// A hold, and what decides it.
+    pub fn new() -> (Decide, Hold) {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        (Decide(tx), Hold(rx))
+    }
+
+    /// Waits for the decision: `Ok` once released, the error to return once withdrawn.
+    pub(crate) async fn released(&self, key: &str) -> Result<()> {
+        let mut rx = self.0.clone();
+        match rx.wait_for(Option::is_some).await.map(|d| *d) {
+            Ok(Some(true)) => Ok(()),
+            _ => Err(Error::Withdrawn(format!(
+                "the write of {key} was withdrawn before it was visible"
+            ))),
+        }
+    }
+}
+
+impl Decide {
+    /// Lets the held writes appear (`true`), or withdraws them (`false`).
+    pub fn decide(self, release: bool) {
+        let _ = self.0.send(Some(release));
+    }
 }
 
 /// How a write treats an object already at its key (as `object_store`'s `PutMode`). The

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use s3_asset_manager::store::{
-    self, Body, Bucket, PutMode, PutOptions, Store, StoreConfig, Tuning,
+    self, Body, Bucket, Hold, PutMode, PutOptions, Store, StoreConfig, Tuning,
 };
 use tokio::io::AsyncReadExt;
 
@@ -200,10 +200,95 @@ async fn small_files(s: &dyn Store, enforced: bool) {
     }
 }
 
+/// A held write ([`Hold`]) appears only once its hold is released, and a withdrawn one leaves
+/// nothing: neither the object nor an unfinished upload. A file in parts (past the 6 MiB
+/// threshold) uploads its parts while held, and one request's body waits to be sent.
+async fn held_puts(s: &dyn Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let big = pattern((7 << 20) + 5, 9);
+    let path = dir.path().join("big");
+    std::fs::write(&path, &big).unwrap();
+    for (release, body) in [
+        (true, "parts"),
+        (false, "parts"),
+        (true, "bytes"),
+        (false, "bytes"),
+    ] {
+        let key = format!("held/{body}-{release}");
+        let (decide, hold) = Hold::new();
+        let o = PutOptions {
+            hold: Some(hold),
+            ..PutOptions::default()
+        };
+        let put = async {
+            match body {
+                "parts" => {
+                    let b = Body::File {
+                        path: &path,
+                        size: big.len() as u64,
+                    };
+                    s.put(&key, b, &o).await
+                }
+                _ => s.put(&key, Body::Bytes(b"small".to_vec()), &o).await,
+            }
+        };
+        let decided = async {
+            // Long enough for a multipart upload's parts to be in: still nothing to see.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            assert!(
+                s.head(&key).await.unwrap().is_none(),
+                "{key} appeared while held"
+            );
+            decide.decide(release);
+        };
+        let (put, ()) = tokio::join!(put, decided);
+        match release {
+            true => {
+                put.unwrap_or_else(|e| panic!("{key}: {e}"));
+                let want = if body == "parts" {
+                    big.clone()
+                } else {
+                    b"small".to_vec()
+                };
+                assert!(read_all(s, &key, None).await.unwrap() == want, "{key}");
+            }
+            false => {
+                let e = put.expect_err("a withdrawn write");
+                assert!(e.to_string().contains("withdrawn"), "{key}: {e}");
+                assert!(s.head(&key).await.unwrap().is_none(), "{key} appeared");
+                let pending = s.pending_uploads(&key).await.unwrap();
+                assert!(pending.is_empty(), "{key}: left {pending:?}");
+            }
+        }
+    }
+    // Withdrawn by dropping what decides it, as a publish whose read failed does.
+    let (decide, hold) = Hold::new();
+    drop(decide);
+    let o = PutOptions {
+        hold: Some(hold),
+        ..PutOptions::default()
+    };
+    assert!(s
+        .put("held/dropped", Body::Bytes(b"x".to_vec()), &o)
+        .await
+        .is_err());
+    assert!(s.head("held/dropped").await.unwrap().is_none());
+    // The suite runs twice on one bucket: nothing may be there when it starts again.
+    let keys: Vec<String> = s
+        .list("held/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    s.delete(&keys).await.unwrap();
+}
+
 async fn conformance(s: Arc<dyn Store>, conditions_enforced: bool) {
     let s = s.as_ref();
     conditional_puts(s, conditions_enforced).await;
     small_files(s, conditions_enforced).await;
+    held_puts(s).await;
     // Missing objects.
     assert!(s.head("nope/x").await.unwrap().is_none());
     assert!(s.get("nope/x", None).await.unwrap().is_none());

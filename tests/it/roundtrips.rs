@@ -34,6 +34,17 @@ fn kind(e: &proxy::Exchange) -> String {
     if method == "POST" && target.contains("?delete") {
         return "DELETE objects".into();
     }
+    match (
+        method,
+        target.contains("uploadId="),
+        target.contains("?uploads"),
+    ) {
+        ("POST", false, true) => return "CREATE upload".into(),
+        ("PUT", true, _) if !e.copy => return "PUT part".into(),
+        ("POST", true, _) => return "COMPLETE upload".into(),
+        ("DELETE", true, _) => return "ABORT upload".into(),
+        _ => {}
+    }
     let what = if target.contains(".conditional-write-probe") {
         "probe"
     } else if target.contains(".last-used") {
@@ -206,6 +217,38 @@ fn a_larger_publish_copies_to_the_cache_server_side_after_the_artifacts() {
     let publish = trips(&p, &t, &["upload"]);
     let common = "1: GET manifest x2, LIST x2 | 2: PUT file, PUT probe | 3: COPY cache file, PUT probe | 4: PUT index, PUT manifest x2";
     assert_by_store(&g, &publish, common, " | 5: LIST x2");
+}
+
+/// A set with a file in parts starts that file's upload beside its read of the set: the
+/// multipart upload is created, and its parts sent, while the read is on its way, and it
+/// completes once the read has said to write the set (nothing is visible before). Through a
+/// proxy a second away, so that hashing the file takes less than the read's round trip.
+#[test]
+fn a_large_file_starts_uploading_beside_the_read_of_its_set() {
+    let g = S3Server::get();
+    let bucket = g.new_bucket("rt-held");
+    let p = Proxy::start(
+        g.addr(),
+        Faults {
+            latency: Duration::from_secs(1),
+            ..Faults::default()
+        },
+    );
+    let mut env = g.env(&bucket);
+    env.insert("AWS_ENDPOINT_URL".into(), p.url());
+    env.insert("S3AM_MULTIPART_THRESHOLD".into(), "6M".into());
+    env.insert("S3AM_PART_SIZE".into(), "5M".into());
+    let t = Task::new(env, &[("src/main.py", "print(1)\n")]);
+    t.run(&["check"]).ok();
+    let big: Vec<u8> = (0..9u32 << 20).map(|i| (i % 251) as u8).collect();
+    t.build(&[("big.bin", &big)]);
+    let publish = trips(&p, &t, &["upload"]);
+    // Before: "1: GET manifest, LIST | 2: CREATE upload | 3: PUT part x2 | 4: COMPLETE ...".
+    let common = "1: CREATE upload, GET manifest, LIST, PUT probe | 2: PUT part x2, PUT probe | 3: COMPLETE upload | 4: PUT index, PUT manifest";
+    assert_by_store(&g, &publish, common, " | 5: LIST");
+    t.reset_packages();
+    assert_eq!(trips(&p, &t, &["check"]), "1: GET manifest, LIST");
+    assert!(t.found());
 }
 
 #[test]

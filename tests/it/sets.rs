@@ -373,6 +373,63 @@ fn a_late_publisher_never_replaces_a_complete_sets_objects() {
     }
 }
 
+/// A late publisher of a large set (a file in parts) starts uploading it beside its read of
+/// the set; the read finds the set complete, and the upload is withdrawn before it completes:
+/// no object of the winner's is replaced, and no unfinished upload is left behind.
+#[test]
+fn a_late_publisher_of_a_large_set_withdraws_its_upload() {
+    let tmp = tempfile::tempdir().unwrap();
+    for b in Bucket::all(tmp.path(), "late-big") {
+        let store = b.name();
+        let mut env: Env = b.env();
+        env.insert("S3AM_MULTIPART_THRESHOLD".into(), "6M".into());
+        env.insert("S3AM_PART_SIZE".into(), "5M".into());
+        let t = Task::new(env, &[("src/main.py", "print(1)\n")]);
+        t.run(&["check"]).ok();
+        let bytes = |seed: u32| -> Vec<u8> {
+            (0..9u32 << 20)
+                .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
+                .collect()
+        };
+        let big = bytes(1);
+        t.build(&[("big.bin", &big), ("a.zip", b"a")]);
+        t.run(&["upload"]).ok();
+        let commit = t.repo.head();
+        // The late build: not byte-identical, and its check ran before the set completed.
+        t.reset_packages();
+        t.build(&[
+            (".commit-hash", commit.as_bytes()),
+            ("big.bin", &bytes(2)),
+            ("a.zip", b"A, built again"),
+        ]);
+        let r = t.run(&["upload"]);
+        r.ok();
+        assert!(
+            r.stderr.contains("is already complete"),
+            "{store}: {}",
+            r.stderr
+        );
+        let key = |name: &str| format!("artifacts/{commit}/{name}");
+        assert!(
+            b.get(&key("big.bin")).unwrap() == big,
+            "{store}: the late publisher replaced the complete set's large object"
+        );
+        assert_eq!(b.get(&key("a.zip")).as_deref(), Some(b"a".as_slice()));
+        let prefix = format!("artifacts/{commit}/");
+        assert_eq!(
+            b.pending(&prefix),
+            0,
+            "{store}: an unfinished upload was left"
+        );
+        let (r, dest) = fetch(&t);
+        r.ok();
+        assert!(
+            std::fs::read(dest.join("big.bin")).unwrap() == big,
+            "{store}"
+        );
+    }
+}
+
 /// Objects an interrupted upload left (no manifest) are written over: a publish that writes
 /// first finds their keys taken, reads the set, and writes them again before its manifest.
 #[test]

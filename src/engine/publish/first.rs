@@ -60,6 +60,7 @@ impl Engine {
             commit: &commit,
             code_hash: code_hash.as_deref(),
             repair: false,
+            hold: None,
         };
         self.start_probe();
         let (read, plan, wrote, cached) = tokio::join!(

@@ -294,6 +294,11 @@ impl Store for S3Store {
     }
 
     async fn put(&self, key: &str, body: Body<'_>, opts: &PutOptions) -> Result<Option<String>> {
+        let parts =
+            matches!(body, Body::File { size, .. } if size >= self.tuning.multipart_threshold);
+        if let (Some(hold), false) = (&opts.hold, parts) {
+            hold.released(key).await?;
+        }
         match body {
             Body::Bytes(bytes) => self.put_object(key, ByteStream::from(bytes), opts).await,
             Body::Stream(path) => {
@@ -323,9 +328,15 @@ impl Store for S3Store {
             ))),
             Body::File { path, size } => {
                 let (upload_id, checksum) = self.start_upload(key, opts).await?;
-                let parts = self
+                let mut parts = self
                     .upload_parts(key, path, size, opts, &upload_id, checksum)
                     .await;
+                if let (Some(hold), Ok(_)) = (&opts.hold, &parts) {
+                    // The parts are in; the object appears only once the hold is released.
+                    if let Err(e) = hold.released(key).await {
+                        parts = Err(e);
+                    }
+                }
                 self.finish_multipart(key, &upload_id, parts, opts)
                     .await
                     .map(Some)

@@ -96,6 +96,27 @@ impl Bucket {
         }))
     }
 
+    /// How many unfinished uploads of keys under `prefix` the store holds: multipart uploads
+    /// on the S3 server, temporary files on `file://` (whose names say no key: all of them).
+    pub fn pending(&self, prefix: &str) -> usize {
+        match &self.place {
+            Place::File(dir) => std::fs::read_dir(dir.join(".s3am/tmp"))
+                .map(|d| d.count())
+                .unwrap_or(0),
+            Place::S3(g, name) => super::rt().block_on(async {
+                let out = g
+                    .client()
+                    .list_multipart_uploads()
+                    .bucket(name)
+                    .prefix(prefix)
+                    .send()
+                    .await
+                    .unwrap();
+                out.uploads().len()
+            }),
+        }
+    }
+
     /// Writes `key` as an interrupted upload of this tool leaves its objects: with the
     /// `publisher-id` every object the tool writes carries (which `put`'s, like the original
     /// tool's, lack). On `file://` the metadata goes in the store's sidecar.
