@@ -81,8 +81,8 @@ pub struct PutOptions {
 #[derive(Debug, Clone)]
 pub struct Hold(tokio::sync::watch::Receiver<Option<bool>>);
 
-/// Decides a [`Hold`]: [`Decide::release`] lets its writes appear; dropped undecided, it
-/// withdraws them.
+/// Decides a [`Hold`]: [`Decide::decide`] with `true` lets its writes appear, with `false`
+/// withdraws them, and so does dropping it undecided.
 #[derive(Debug)]
 pub struct Decide(tokio::sync::watch::Sender<Option<bool>>);
 
