@@ -24,6 +24,17 @@ fn task(b: &Bucket) -> Task {
     t
 }
 
+/// A task on `b` that uploads files past 6 MiB in parts of 5 MiB, its environment, and its
+/// first `check` run.
+fn in_parts(b: &Bucket) -> (Env, Task) {
+    let mut env: Env = b.env();
+    env.insert("S3AM_MULTIPART_THRESHOLD".into(), "6M".into());
+    env.insert("S3AM_PART_SIZE".into(), "5M".into());
+    let t = Task::new(env.clone(), &[("src/main.py", "print(1)\n")]);
+    t.run(&["check"]).ok();
+    (env, t)
+}
+
 /// `fetch` into a fresh directory.
 fn fetch(t: &Task) -> (Run, PathBuf) {
     let dest = t.root.join(common::unique_name("dest"));
@@ -213,11 +224,7 @@ fn a_large_file_is_checked_piece_by_piece() {
     let tmp = tempfile::tempdir().unwrap();
     for b in Bucket::all(tmp.path(), "pieces") {
         let store = b.name();
-        let mut env: Env = b.env();
-        env.insert("S3AM_MULTIPART_THRESHOLD".into(), "6M".into());
-        env.insert("S3AM_PART_SIZE".into(), "5M".into());
-        let t = Task::new(env.clone(), &[("src/main.py", "print(1)\n")]);
-        t.run(&["check"]).ok();
+        let (env, t) = in_parts(&b);
         let big: Vec<u8> = (0..13u32 << 20)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
@@ -381,11 +388,7 @@ fn a_late_publisher_of_a_large_set_withdraws_its_upload() {
     let tmp = tempfile::tempdir().unwrap();
     for b in Bucket::all(tmp.path(), "late-big") {
         let store = b.name();
-        let mut env: Env = b.env();
-        env.insert("S3AM_MULTIPART_THRESHOLD".into(), "6M".into());
-        env.insert("S3AM_PART_SIZE".into(), "5M".into());
-        let t = Task::new(env, &[("src/main.py", "print(1)\n")]);
-        t.run(&["check"]).ok();
+        let (_, t) = in_parts(&b);
         let bytes = |seed: u32| -> Vec<u8> {
             (0..9u32 << 20)
                 .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
