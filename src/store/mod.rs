@@ -219,6 +219,12 @@ pub trait Store: Send + Sync {
         None
     }
 
+    /// Whether requests go over TLS (HTTPS): each connection then holds its TLS state and
+    /// buffers too, which the transfer loops count against their memory budget (S3 only).
+    fn tls(&self) -> bool {
+        false
+    }
+
     /// Size and metadata of an object, or `None` if it does not exist.
     async fn head(&self, key: &str) -> Result<Option<ObjectHead>>;
 

@@ -35,3 +35,32 @@ fn parses_buckets() {
         assert!(matches!(Bucket::parse(bad), Err(Error::Config(_))), "{bad}");
     }
 }
+
+/// An HTTPS endpoint, or AWS's own (none set), says so: the transfer loops count each small
+/// download's TLS state against their memory budget (80 MB peak over HTTPS when they did not).
+#[tokio::test]
+async fn a_store_over_https_says_so() {
+    let cases = [
+        (Some("https://s3.example.com"), true),
+        (Some("http://127.0.0.1:9000"), false),
+        (None, true),
+    ];
+    for (endpoint, tls) in cases {
+        let cfg = StoreConfig {
+            bucket: Some(Bucket::S3("assets".into())),
+            endpoint: endpoint.map(Into::into),
+            region: Some("eu-west-1".into()),
+            access_key_id: Some("AKIDEXAMPLE".into()),
+            secret_access_key: Some("secret".into()),
+            ..StoreConfig::default()
+        };
+        let s = open(&cfg, &Tuning::default()).await.unwrap();
+        assert_eq!(s.tls(), tls, "{endpoint:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let local = StoreConfig {
+        bucket: Some(Bucket::Local(dir.path().to_path_buf())),
+        ..StoreConfig::default()
+    };
+    assert!(!open(&local, &Tuning::default()).await.unwrap().tls());
+}

@@ -34,13 +34,18 @@ impl Engine {
             token,
             dirs: Arc::new(Dirs::new(dest)),
         };
+        let tls = if self.store.tls() {
+            PER_TLS_CONNECTION
+        } else {
+            0
+        };
         let jobs = files.iter().map(|f| {
             let (fetcher, progress) = (fetcher.clone(), progress.clone());
             let (key, f) = (from.key(&f.path), f.clone());
             // A small file streams to its temporary file as it arrives: it holds its
-            // request's buffers, not its body.
+            // request's buffers (and its connection's TLS state), not its body.
             let held = match f.size <= INLINE_IO as u64 {
-                true => PER_REQUEST,
+                true => PER_REQUEST + tls,
                 false => self.memory_held(f.size),
             };
             (

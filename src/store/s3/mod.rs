@@ -59,6 +59,8 @@ pub(crate) struct S3Store {
     crc64_multipart: Arc<AtomicBool>,
     /// Whether the store is taken to enforce `If-None-Match: *`: AWS S3, or configured so.
     expects_enforcement: bool,
+    /// Whether requests go over HTTPS ([`Store::tls`]).
+    tls: bool,
 }
 
 impl S3Store {
@@ -68,6 +70,10 @@ impl S3Store {
         let ca_bundle = client::ca_bundle(cfg)?;
         let sdk = client::sdk_config(cfg, tuning, ca_bundle.clone()).await?;
         let aws = is_aws(sdk.endpoint_url());
+        // AWS's own endpoints, without one set, are HTTPS.
+        let tls = sdk
+            .endpoint_url()
+            .is_none_or(|u| u.starts_with("https://"));
         let endpoint = sdk
             .endpoint_url()
             .map(errors::shown_endpoint)
@@ -94,6 +100,7 @@ impl S3Store {
             counts,
             crc64_multipart: Arc::new(AtomicBool::new(true)),
             expects_enforcement: aws || cfg.conditional_writes_enforced,
+            tls,
         })
     }
 
@@ -245,6 +252,10 @@ impl Store for S3Store {
 
     fn throttled(&self) -> u64 {
         self.counts.throttled.load(Ordering::Relaxed)
+    }
+
+    fn tls(&self) -> bool {
+        self.tls
     }
 
     fn round_trip(&self) -> Option<Duration> {
