@@ -71,9 +71,7 @@ impl S3Store {
         let sdk = client::sdk_config(cfg, tuning, ca_bundle.clone()).await?;
         let aws = is_aws(sdk.endpoint_url());
         // AWS's own endpoints, without one set, are HTTPS.
-        let tls = sdk
-            .endpoint_url()
-            .is_none_or(|u| u.starts_with("https://"));
+        let tls = sdk.endpoint_url().is_none_or(|u| u.starts_with("https://"));
         let endpoint = sdk
             .endpoint_url()
             .map(errors::shown_endpoint)
