@@ -45,24 +45,24 @@ impl Engine {
             )));
         }
         let artifacts = self.layout.artifacts(&commit);
-        if self.writes_first(opts, &files, marked.is_some()) {
-            let first = First {
-                commit,
-                marked,
-                artifacts: &artifacts,
-                started,
-            };
-            return self.publish_first(opts, files, first).await;
+        let start = Start {
+            commit,
+            marked,
+            artifacts: &artifacts,
+            started,
+        };
+        if self.writes_first(opts, &files, start.marked.is_some()) {
+            return self.publish_first(opts, files, start).await;
         }
         if self.holds_large_files(opts, &files) {
-            let held = First {
-                commit,
-                marked,
-                artifacts: &artifacts,
-                started,
-            };
-            return self.publish_held(opts, files, held).await;
+            return self.publish_held(opts, files, start).await;
         }
+        let Start {
+            commit,
+            marked,
+            started,
+            ..
+        } = start;
         // The artifacts' state and, to fill the cache, the code hash and the cache entry's
         // state, at once: a publish almost always finds both missing, so listing them costs
         // nothing extra and saves round trips. The assets are hashed meanwhile: far from the
@@ -329,9 +329,9 @@ struct Upload<'a> {
     total: u64,
 }
 
-/// A publish that writes first: its commit, the code hash its marker gave, its artifacts
-/// set, and when it started.
-struct First<'a> {
+/// What a publish starts with: its commit, the code hash its marker gave, its artifacts set,
+/// and when it started.
+struct Start<'a> {
     commit: String,
     marked: Option<String>,
     artifacts: &'a SetLocation,

@@ -36,14 +36,14 @@ impl Engine {
         &self,
         opts: &PublishOptions,
         files: Vec<Asset>,
-        first: First<'_>,
+        start: Start<'_>,
     ) -> Result<Report> {
-        let First {
+        let Start {
             commit,
             marked,
             artifacts,
             started,
-        } = first;
+        } = start;
         let code_hash = self.publish_code_hash(opts, marked.clone()).await?;
         let fill = code_hash
             .as_deref()

@@ -29,14 +29,14 @@ impl Engine {
         &self,
         opts: &PublishOptions,
         files: Vec<Asset>,
-        held: First<'_>,
+        start: Start<'_>,
     ) -> Result<Report> {
-        let First {
+        let Start {
             commit,
             marked,
             artifacts,
             started,
-        } = held;
+        } = start;
         // The objects are stamped with the code hash: it comes first (it is local work).
         let code_hash = self.publish_code_hash(opts, marked.clone()).await?;
         let (decide, hold) = Hold::new();
