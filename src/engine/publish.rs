@@ -54,61 +54,7 @@ impl Engine {
         if self.writes_first(opts, &files, start.marked.is_some()) {
             return self.publish_first(opts, files, start).await;
         }
-        if self.holds_large_files(opts, &files) {
-            return self.publish_held(opts, files, start).await;
-        }
-        let Start {
-            commit,
-            marked,
-            started,
-            ..
-        } = start;
-        // The artifacts' state and, to fill the cache, the code hash and the cache entry's
-        // state, at once: a publish almost always finds both missing, so listing them costs
-        // nothing extra and saves round trips. The assets are hashed meanwhile: far from the
-        // store, a large file's hashing takes no time of its own (a set found complete after
-        // all leaves its hashes unused).
-        let (state, plan, prepared) = tokio::join!(
-            self.read_state_listed(&artifacts, opts.accept_legacy),
-            self.plan_cache(opts, marked.clone()),
-            self.prepare(&files, dir)
-        );
-        let (state, listing) = state?;
-        if !self.replaces(&artifacts, state, &listing).await? {
-            return Ok(skipped(commit, marked, started));
-        }
-        let (code_hash, plan) = plan?;
-        let cache = cache_target(opts.cache, code_hash.as_deref(), plan);
-        let (entries, origin, total) = prepared?;
-        self.say_uploading(files.len(), total, &artifacts);
-        // What each file needs from here on is in its entry and the origin.
-        let count = files.len() as u64;
-        drop(files);
-        super::release_freed_memory();
-        let stamp = Stamp {
-            commit: &commit,
-            code_hash: code_hash.as_deref(),
-            repair: false,
-            hold: None,
-        };
-        self.start_probe();
-        let sets = Sets {
-            artifacts: &artifacts,
-            cache: cache.as_ref(),
-        };
-        let up = Upload {
-            sets,
-            origin: &origin,
-            entries: &entries,
-            stamp,
-            total,
-        };
-        let (written, cached) = self.upload_both(&up).await?;
-        // The entries written replace them.
-        drop(entries);
-        self.complete_both(sets, &origin, stamp, written, cached)
-            .await?;
-        Ok(uploaded(commit, code_hash, count, total, started))
+        self.publish_held(opts, files, start).await
     }
 
     /// Whether to publish over the set in `state`: not when it is complete (then indexed, in
@@ -156,14 +102,6 @@ impl Engine {
             SetState::Missing => {}
         }
         Ok(true)
-    }
-
-    /// The code hash (the marker's, or computed when the publish may) and, where the cache
-    /// may be written, whether its entry needs filling.
-    async fn plan_cache(&self, opts: &PublishOptions, marked: Option<String>) -> Result<CachePlan> {
-        let code_hash = self.publish_code_hash(opts, marked).await?;
-        let fill = self.fill_plan(opts, code_hash.as_deref()).await?;
-        Ok((code_hash, fill))
     }
 
     /// Where the cache may be written, whether the entry of `code_hash` needs filling.
@@ -272,61 +210,6 @@ impl Engine {
         completed?;
         unless_replaced(filled, stamp.code_hash).map(|_| ())
     }
-
-    /// Writes the assets into the artifacts set and, when it is to be filled, the cache
-    /// entry: the artifacts written, and the cache entry's files with where they came from
-    /// (`None`: the local files). A small set goes to the cache entry from the same local
-    /// files, beside the artifacts: sending its bytes twice costs less than the round trip a
-    /// server-side copy waits for. A larger one is copied server-side from the artifacts once
-    /// they are written.
-    async fn upload_both(&self, up: &Upload<'_>) -> Result<(Vec<FileEntry>, Option<Cached>)> {
-        let Upload {
-            sets,
-            origin,
-            entries,
-            stamp,
-            total,
-        } = *up;
-        let direct = sets.cache.filter(|_| total <= DIRECT_CACHE_MAX);
-        let (written, cached_direct) = tokio::join!(
-            self.write_files(sets.artifacts, origin, entries, stamp, "uploaded"),
-            async {
-                match direct {
-                    Some(loc) => Some(
-                        self.write_files(loc, origin, entries, stamp, "cached")
-                            .await,
-                    ),
-                    None => None,
-                }
-            }
-        );
-        let written = written?;
-        let copied = match (sets.cache, cached_direct) {
-            (Some(_), Some(files)) => Some(files.map(|f| (f, None))),
-            (Some(loc), None) => Some(
-                self.copy_to_cache(sets.artifacts, loc, &written)
-                    .await
-                    .map(|(f, from)| (f, Some(from))),
-            ),
-            _ => None,
-        };
-        let cached = copied
-            .map(|r| unless_replaced(r, stamp.code_hash))
-            .transpose()?
-            .flatten();
-        Ok((written, cached))
-    }
-}
-
-/// What a publish uploads, and where: the assets' entries, where their bytes come from, how
-/// many bytes, and what they are stamped with.
-#[derive(Clone, Copy)]
-struct Upload<'a> {
-    sets: Sets<'a>,
-    origin: &'a Origin,
-    entries: &'a [FileEntry],
-    stamp: Stamp<'a>,
-    total: u64,
 }
 
 /// What a publish starts with: its commit, the code hash its marker gave, its artifacts set,
@@ -344,9 +227,6 @@ struct Sets<'a> {
     artifacts: &'a SetLocation,
     cache: Option<&'a SetLocation>,
 }
-
-/// The code hash, and (where the cache may be written) whether its entry is filled.
-type CachePlan = (Option<String>, Option<Fill>);
 
 /// A cache entry's files, and where they came from when not from the local files.
 type Cached = (Vec<FileEntry>, Option<Origin>);

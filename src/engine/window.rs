@@ -14,7 +14,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::error::Result;
 use crate::log;
-use crate::store::Store;
+use crate::store::{Hold, Store};
 
 /// Transfers in flight when a loop starts (or `S3AM_CONCURRENCY`, if lower): as many as
 /// s5cmd's workers. Far from the store, every doubling on the way up costs a round trip: 2,000
@@ -67,6 +67,9 @@ pub(super) struct Window {
     /// The store's throttle count when last seen, and completions since the last decrease.
     throttles: u64,
     since_decrease: usize,
+    /// What the transfers wait for before they are answered, if anything (a publish's read
+    /// of its set): its round trip is known once that is decided ([`Window::learn`]).
+    held: Option<Hold>,
 }
 
 impl Window {
@@ -88,6 +91,27 @@ impl Window {
             best_rate: 0.0,
             throttles,
             since_decrease: usize::MAX,
+            held: None,
+        }
+    }
+
+    /// A window whose transfers are held (`hold`, a publish's writes while it reads its
+    /// set): it starts before the store's round trip is known, and learns it once the hold
+    /// is decided, not a round trip later when the first of them is answered.
+    pub(super) fn held_by(mut self, hold: Option<&Hold>) -> Self {
+        self.held = hold.cloned();
+        self
+    }
+
+    /// Widens a window that started before the store's round trip was known to where
+    /// [`Window::new`] would have started it: while it is still growing, as far as the
+    /// round trip holds at [`FAR_RATE`], up to the limit.
+    fn learn(&mut self, round_trip: Option<Duration>) {
+        let far = round_trip.map_or(0, |rt| (rt.as_secs_f64() * FAR_RATE) as usize);
+        let far = far.min(self.max);
+        if self.growing && far > self.limit {
+            self.limit = far;
+            self.best_limit = far;
         }
     }
 
@@ -191,28 +215,42 @@ where
 {
     let mut pending = jobs.into_iter().peekable();
     let mut running = FuturesUnordered::new();
-    let mut held = reserved.min(MEMORY_BUDGET / 2);
+    let mut holding = reserved.min(MEMORY_BUDGET / 2);
     let mut completed = 0u64;
+    let mut held = window.held.take().map(|h| Box::pin(h.decided()));
     loop {
         while running.len() < window.limit() {
             // One job always runs, however large; the others wait for room in the budget.
             let fits = match pending.peek() {
-                Some((cost, _)) => running.is_empty() || held + cost <= MEMORY_BUDGET,
+                Some((cost, _)) => running.is_empty() || holding + cost <= MEMORY_BUDGET,
                 None => false,
             };
             if !fits {
                 break;
             }
             if let Some((cost, job)) = pending.next() {
-                held += cost;
+                holding += cost;
                 running.push(async move { (cost, job.await) });
             }
         }
         window.in_flight(running.len());
-        let Some((cost, result)) = running.next().await else {
+        // Woken once the hold is decided, to start what the store's round trip holds.
+        let next = match held.as_mut() {
+            Some(decided) => tokio::select! {
+                next = running.next() => Some(next),
+                _ = decided => None,
+            },
+            None => Some(running.next().await),
+        };
+        let Some(next) = next else {
+            held = None;
+            window.learn(store.round_trip());
+            continue;
+        };
+        let Some((cost, result)) = next else {
             return Ok(());
         };
-        held -= cost;
+        holding -= cost;
         done(result?);
         completed += 1;
         if completed.is_multiple_of(TRIM_EVERY) {
@@ -236,6 +274,25 @@ mod tests {
         assert_eq!(Window::new(1024, 0, ms(800)).limit(), 800);
         assert_eq!(Window::new(1024, 0, ms(2000)).limit(), 1024);
         assert_eq!(Window::new(100, 0, ms(800)).limit(), 100);
+    }
+
+    /// A window started before the store was heard (a publish's held writes) widens to what
+    /// the round trip holds once it is known, while it is still growing; never narrows.
+    #[test]
+    fn a_held_window_widens_once_it_learns_the_round_trip() {
+        let ms = |ms| Some(Duration::from_millis(ms));
+        let mut w = Window::new(1024, 0, None);
+        w.learn(None);
+        w.learn(ms(80));
+        assert_eq!(w.limit(), START, "near: as it started");
+        w.learn(ms(800));
+        assert_eq!(w.limit(), 800);
+        w.learn(ms(2000));
+        assert_eq!(w.limit(), 1024, "up to the limit");
+        let mut w = Window::new(1024, 0, None);
+        w.growing = false;
+        w.learn(ms(800));
+        assert_eq!(w.limit(), START, "not past a window that stopped growing");
     }
 
     #[test]

@@ -75,9 +75,12 @@ pub struct PutOptions {
 /// A write whose object may not appear until its caller decides ([`PutOptions::hold`]): a
 /// publish starts a large file's upload before its read of the set has said whether to
 /// write at all. The parts of a multipart upload go meanwhile (nothing is visible before it
-/// completes), and the upload completes once the hold is released; a write in one request
-/// waits before it sends. Withdrawn, the write leaves nothing: the multipart upload is
-/// aborted, and a local store's temporary file removed.
+/// completes), and the upload completes once the hold is released. A small file's write in
+/// one request (S3) goes on the wire at once, its body kept back until the hold is released:
+/// its connection is open and its head sent by then; any other one-request write waits before
+/// it sends. Withdrawn, the write leaves nothing: the multipart upload is aborted, a body kept
+/// back is cut off (a request whose body stops short stores nothing), and a local store's
+/// temporary file removed.
 #[derive(Debug, Clone)]
 pub struct Hold(tokio::sync::watch::Receiver<Option<bool>>);
 
@@ -91,6 +94,28 @@ impl Hold {
     pub fn new() -> (Decide, Hold) {
         let (tx, rx) = tokio::sync::watch::channel(None);
         (Decide(tx), Hold(rx))
+    }
+
+    /// The decision so far: `None` while undecided, `Some(false)` once withdrawn (by its
+    /// decider, or by dropping it undecided).
+    pub(crate) fn decision(&self) -> Option<bool> {
+        match *self.0.borrow() {
+            Some(d) => Some(d),
+            None if self.0.has_changed().is_err() => Some(false),
+            None => None,
+        }
+    }
+
+    /// The decision, once made (`false`: withdrawn), as a future that owns what it waits on:
+    /// for a request's body, which waits for it on the wire.
+    pub(crate) fn decided(&self) -> impl std::future::Future<Output = bool> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            matches!(
+                rx.wait_for(Option::is_some).await.map(|d| *d),
+                Ok(Some(true))
+            )
+        }
     }
 
     /// Waits for the decision: `Ok` once released, the error to return once withdrawn.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use s3_asset_manager::store::{
     self, Body, Bucket, Hold, PutMode, PutOptions, Store, StoreConfig, Tuning,
 };
+use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 fn small_tuning() -> Tuning {
@@ -208,16 +209,32 @@ async fn held_puts(s: &dyn Store) {
     let big = pattern((7 << 20) + 5, 9);
     let path = dir.path().join("big");
     std::fs::write(&path, &big).unwrap();
+    let small = dir.path().join("small");
+    std::fs::write(&small, b"small").unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, b"").unwrap();
     for (release, body) in [
         (true, "parts"),
         (false, "parts"),
         (true, "bytes"),
         (false, "bytes"),
+        // A small file's write (S3: its request on the wire, its body kept back).
+        (true, "file"),
+        (false, "file"),
+        (true, "empty"),
+        (false, "empty"),
     ] {
         let key = format!("held/{body}-{release}");
         let (decide, hold) = Hold::new();
+        // A small file's write carries its digest, as a publish's does.
+        let sha256 = match body {
+            "file" => Some(Sha256::digest(b"small").into()),
+            "empty" => Some(Sha256::digest(b"").into()),
+            _ => None,
+        };
         let o = PutOptions {
             hold: Some(hold),
+            sha256,
             ..PutOptions::default()
         };
         let put = async {
@@ -226,6 +243,20 @@ async fn held_puts(s: &dyn Store) {
                     let b = Body::File {
                         path: &path,
                         size: big.len() as u64,
+                    };
+                    s.put(&key, b, &o).await
+                }
+                "file" => {
+                    let b = Body::Small {
+                        path: &small,
+                        size: 5,
+                    };
+                    s.put(&key, b, &o).await
+                }
+                "empty" => {
+                    let b = Body::Small {
+                        path: &empty,
+                        size: 0,
                     };
                     s.put(&key, b, &o).await
                 }
@@ -245,10 +276,10 @@ async fn held_puts(s: &dyn Store) {
         match release {
             true => {
                 put.unwrap_or_else(|e| panic!("{key}: {e}"));
-                let want = if body == "parts" {
-                    big.clone()
-                } else {
-                    b"small".to_vec()
+                let want = match body {
+                    "parts" => big.clone(),
+                    "empty" => Vec::new(),
+                    _ => b"small".to_vec(),
                 };
                 assert!(read_all(s, &key, None).await.unwrap() == want, "{key}");
             }
@@ -261,6 +292,33 @@ async fn held_puts(s: &dyn Store) {
             }
         }
     }
+    // A withdrawn write over an object leaves it as it was (a late publisher's write over a
+    // complete set's file): held on the wire a while, then withdrawn.
+    put_bytes(s, "held/kept", b"first", &PutOptions::default()).await;
+    std::fs::write(&small, b"later").unwrap();
+    let (decide, hold) = Hold::new();
+    let o = PutOptions {
+        hold: Some(hold),
+        sha256: Some(Sha256::digest(b"later").into()),
+        ..PutOptions::default()
+    };
+    let late = s.put(
+        "held/kept",
+        Body::Small {
+            path: &small,
+            size: 5,
+        },
+        &o,
+    );
+    let withdraw = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        decide.decide(false);
+    };
+    let (late, ()) = tokio::join!(late, withdraw);
+    assert!(late.is_err(), "a withdrawn write: {late:?}");
+    // The store has had time to act on the cut-off request.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(read_all(s, "held/kept", None).await.unwrap(), b"first");
     // Withdrawn by dropping what decides it, as a publish whose read failed does.
     let (decide, hold) = Hold::new();
     drop(decide);

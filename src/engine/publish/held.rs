@@ -1,30 +1,20 @@
-//! A publish whose large files start uploading beside its read of the set: their parts go
-//! while the read is on its way, and their multipart uploads complete only once the read has
-//! said to write the set. Far from the store, the read and the upload's start no longer wait
-//! for each other.
+//! A publish that writes beside its read of the set, held: every file's write starts at
+//! once, and its object appears only once the read has said to write the set. Far from the
+//! store, the read and the writes' start no longer wait for each other.
 
 use super::*;
 use crate::store::Hold;
 
 impl Engine {
-    /// Whether this publish holds its writes rather than waiting for its read of the set: a
-    /// set with a file in parts (whose parts may go before anything is visible) and too large
-    /// for its cache entry to be written beside it (it is copied server-side after).
-    pub(super) fn holds_large_files(&self, opts: &PublishOptions, files: &[Asset]) -> bool {
-        let total = crate::manifest::sum_sizes(files.iter().map(|a| a.size));
-        !opts.accept_legacy
-            && total > DIRECT_CACHE_MAX
-            && files
-                .iter()
-                .any(|a| a.size >= self.tuning.multipart_threshold)
-    }
-
-    /// A publish that holds its writes ([`Engine::holds_large_files`]): every file is written
-    /// under a [`Hold`] beside the read of the set. A large file's parts go at once, and its
-    /// upload completes once the read has said to write the set; a file sent in one request
-    /// waits for that before it sends. A set the read finds complete (or one this publisher
-    /// may not replace) withdraws them all: the uploads are aborted and nothing appears, so
-    /// the late-publisher safety holds as when the read came first.
+    /// A publish that holds its writes: every file is written under a [`Hold`] beside the
+    /// read of the set (and of the cache entry it may fill). A small file's request goes at
+    /// once, its body kept back until the read has said to write the set; a large file's
+    /// parts go at once, and its upload completes only then. A small set's cache entry is
+    /// written from the local files the same way, under a hold of its own that the read of
+    /// the entry decides; a larger one is copied server-side after the artifacts. A set the
+    /// read finds complete (or one this publisher may not replace) withdraws them all: bodies
+    /// kept back are cut off, uploads are aborted, and nothing appears, so the late-publisher
+    /// safety holds as when the read came first.
     pub(super) async fn publish_held(
         &self,
         opts: &PublishOptions,
@@ -39,7 +29,15 @@ impl Engine {
         } = start;
         // The objects are stamped with the code hash: it comes first (it is local work).
         let code_hash = self.publish_code_hash(opts, marked.clone()).await?;
+        // A small set's cache entry is written beside the artifacts, from the same files:
+        // sending its bytes twice costs less than the round trip a server-side copy waits for.
+        let total = crate::manifest::sum_sizes(files.iter().map(|a| a.size));
+        let direct = code_hash
+            .as_deref()
+            .filter(|_| opts.cache == CacheMode::ReadWrite && total <= DIRECT_CACHE_MAX)
+            .map(|h| self.layout.cache(h));
         let (decide, hold) = Hold::new();
+        let (decide_cache, cache_hold) = Hold::new();
         let stamp = Stamp {
             commit: &commit,
             code_hash: code_hash.as_deref(),
@@ -47,53 +45,75 @@ impl Engine {
             hold: Some(&hold),
         };
         let files = &files;
+        let direct_to = direct.as_ref();
         let read = async move {
             let (state, fill) = tokio::join!(
                 self.read_state_listed(artifacts, opts.accept_legacy),
                 self.fill_plan(opts, stamp.code_hash)
             );
-            // An error drops `decide`, which withdraws the writes.
+            // An error drops `decide` and `decide_cache`, which withdraws the writes.
             let (state, listing) = state?;
             let fill = fill?;
             let go = self.replaces(artifacts, state, &listing).await?;
+            let cache = match go {
+                true => cache_target(opts.cache, stamp.code_hash, fill),
+                false => None,
+            };
             if go {
-                let total = crate::manifest::sum_sizes(files.iter().map(|a| a.size));
                 self.say_uploading(files.len(), total, artifacts);
             }
+            // The cache entry's writes appear where the read found it to fill.
+            decide_cache.decide(cache.is_some() && cache.as_ref() == direct_to);
             decide.decide(go);
-            Ok::<_, Error>((go, fill))
+            Ok::<_, Error>((go, cache))
         };
         let write = async {
             let (entries, origin, total) = self.prepare(files, &opts.package_dir).await?;
             self.start_probe();
-            let written = self
-                .write_files(artifacts, &origin, &entries, stamp, "uploaded")
-                .await;
-            Ok::<_, Error>((written, origin, total))
+            let cache_stamp = Stamp {
+                hold: Some(&cache_hold),
+                ..stamp
+            };
+            let (written, cached) = tokio::join!(
+                self.write_files(artifacts, &origin, &entries, stamp, "uploaded"),
+                async {
+                    match direct_to {
+                        Some(loc) => Some(
+                            self.write_files(loc, &origin, &entries, cache_stamp, "cached")
+                                .await,
+                        ),
+                        None => None,
+                    }
+                }
+            );
+            Ok::<_, Error>((written, cached, origin, total))
         };
         let (decided, wrote) = tokio::join!(read, write);
-        let (go, fill) = decided?;
+        let (go, cache) = decided?;
         if !go {
             return Ok(skipped(commit, marked, started));
         }
-        let (written, origin, total) = wrote?;
+        let (written, cached_direct, origin, total) = wrote?;
         let written = written?;
         let count = files.len() as u64;
         super::super::release_freed_memory();
-        let cache = cache_target(opts.cache, code_hash.as_deref(), fill);
         let stamp = Stamp {
             hold: None,
             ..stamp
         };
-        let cached = match &cache {
-            Some(loc) => unless_replaced(
+        let copied = match (&cache, cached_direct) {
+            (Some(loc), _) if Some(loc) != direct_to => Some(
                 self.copy_to_cache(artifacts, loc, &written)
                     .await
                     .map(|(f, from)| (f, Some(from))),
-                stamp.code_hash,
-            )?,
-            None => None,
+            ),
+            (Some(_), Some(files)) => Some(files.map(|f| (f, None))),
+            _ => None,
         };
+        let cached = copied
+            .map(|r| unless_replaced(r, stamp.code_hash))
+            .transpose()?
+            .flatten();
         let sets = Sets {
             artifacts,
             cache: cache.as_ref(),

@@ -305,7 +305,10 @@ impl Store for S3Store {
     async fn put(&self, key: &str, body: Body<'_>, opts: &PutOptions) -> Result<Option<String>> {
         let parts =
             matches!(body, Body::File { size, .. } if size >= self.tuning.multipart_threshold);
-        if let (Some(hold), false) = (&opts.hold, parts) {
+        // A small file's body waits for the hold on the wire (an empty one would be whole
+        // with its head, so it waits here).
+        let on_the_wire = matches!(body, Body::Small { size, .. } if size > 0);
+        if let (Some(hold), false, false) = (&opts.hold, parts, on_the_wire) {
             hold.released(key).await?;
         }
         match body {
@@ -318,8 +321,15 @@ impl Store for S3Store {
                 // Without the store's checksum, the body checks its bytes against the digest
                 // itself.
                 let verify = opts.sha256.filter(|_| !self.checksums);
-                let body = small::body(path.to_path_buf(), size, verify);
-                let sent = self.put_object(key, body, opts).await;
+                let sent = match &opts.hold {
+                    Some(hold) if on_the_wire => {
+                        self.put_held(key, path, size, verify, hold, opts).await
+                    }
+                    _ => {
+                        let body = small::body(path.to_path_buf(), size, verify, None);
+                        self.put_object(key, body, opts).await
+                    }
+                };
                 if sent.is_err() {
                     // A file rewritten since it was hashed fails as a digest the store
                     // refused, or as a body that stopped (which reads as a network failure):
