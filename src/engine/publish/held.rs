@@ -44,7 +44,7 @@ impl Engine {
             repair: false,
             hold: Some(&hold),
         };
-        let files = &files;
+        let count = files.len();
         let direct_to = direct.as_ref();
         let read = async move {
             let (state, fill) = tokio::join!(
@@ -60,15 +60,19 @@ impl Engine {
                 false => None,
             };
             if go {
-                self.say_uploading(files.len(), total, artifacts);
+                self.say_uploading(count, total, artifacts);
             }
             // The cache entry's writes appear where the read found it to fill.
             decide_cache.decide(cache.is_some() && cache.as_ref() == direct_to);
             decide.decide(go);
             Ok::<_, Error>((go, cache))
         };
-        let write = async {
-            let (entries, origin, total) = self.prepare(files, &opts.package_dir).await?;
+        let write = async move {
+            let (entries, origin, total) = self.prepare(&files, &opts.package_dir).await?;
+            // What each file needs from here on is in its entry and the origin: a set of
+            // 50,000 files held its list through the upload, 5 MB more at the peak.
+            drop(files);
+            super::super::release_freed_memory();
             self.start_probe();
             let cache_stamp = Stamp {
                 hold: Some(&cache_hold),
@@ -95,7 +99,7 @@ impl Engine {
         }
         let (written, cached_direct, origin, total) = wrote?;
         let written = written?;
-        let count = files.len() as u64;
+        let count = count as u64;
         super::super::release_freed_memory();
         let stamp = Stamp {
             hold: None,
