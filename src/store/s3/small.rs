@@ -124,10 +124,8 @@ impl S3Store {
         let wire = self.put_object(key, held, opts);
         tokio::pin!(wire);
         tokio::select! {
-            sent = &mut wire => match sent {
-                Err(_) if hold.decision().is_none() => {}
-                sent => return sent,
-            },
+            // The decision first: a withdrawal is said as one, whatever the request did.
+            biased;
             released = hold.released(key) => {
                 return match released {
                     Ok(()) => wire.await,
@@ -135,6 +133,11 @@ impl S3Store {
                     Err(withdrawn) => Err(withdrawn),
                 };
             }
+            sent = &mut wire => match sent {
+                // Failed while held (or as it was withdrawn): as the hold says, below.
+                Err(_) if hold.decision() != Some(true) => {}
+                sent => return sent,
+            },
         }
         hold.released(key).await?;
         let unheld = body(path.to_path_buf(), size, verify, None);
