@@ -327,8 +327,7 @@ impl Engine {
         // once more cheaply than a few at a time (Garage: 2,000 copies took 3.8 s at 16 in
         // flight, 2.5 s at 256); they start with the whole window too, and hold only their
         // requests' state ([`COPY_REQUEST`]).
-        let round_trip = self.store.round_trip();
-        let mut window = Window::new(max, throttles, round_trip).held_by(stamp.hold, round_trip);
+        let mut window = Window::new(max, throttles, self.store.round_trip()).held_by(stamp.hold);
         let jobs = files.iter().enumerate().map(|(i, f)| {
             let progress = progress.clone();
             let held = match origin {

@@ -79,6 +79,8 @@ pub(super) struct Window {
     /// What the transfers wait for before they are answered, if anything (a publish's read
     /// of its set): its round trip is known once that is decided ([`Window::learn`]).
     held: Option<Hold>,
+    /// Whether the store's round trip was known when the window started.
+    heard: bool,
 }
 
 impl Window {
@@ -101,15 +103,16 @@ impl Window {
             throttles,
             since_decrease: usize::MAX,
             held: None,
+            heard: round_trip.is_some(),
         }
     }
 
     /// A window whose transfers are held (`hold`, a publish's writes while it reads its
     /// set): it starts before the store's round trip is known, and learns it once the hold
     /// is decided, not a round trip later when the first of them is answered.
-    pub(super) fn held_by(mut self, hold: Option<&Hold>, round_trip: Option<Duration>) -> Self {
+    pub(super) fn held_by(mut self, hold: Option<&Hold>) -> Self {
         self.held = hold.cloned();
-        if self.held.is_some() && round_trip.is_none() {
+        if self.held.is_some() && !self.heard {
             self.limit = HELD_START.min(self.max);
             self.best_limit = self.limit;
         }
@@ -296,23 +299,15 @@ mod tests {
     fn a_held_window_goes_where_the_round_trip_says_once_it_is_known() {
         let ms = |ms| Some(Duration::from_millis(ms));
         let (_decide, hold) = Hold::new();
-        let held = || Window::new(1024, 0, None).held_by(Some(&hold), None);
+        let held = || Window::new(1024, 0, None).held_by(Some(&hold));
         assert_eq!(held().limit(), HELD_START);
+        assert_eq!(Window::new(1024, 0, None).held_by(None).limit(), START);
         assert_eq!(
-            Window::new(1024, 0, None).held_by(None, None).limit(),
-            START
-        );
-        assert_eq!(
-            Window::new(1024, 0, ms(80))
-                .held_by(Some(&hold), ms(80))
-                .limit(),
+            Window::new(1024, 0, ms(80)).held_by(Some(&hold)).limit(),
             START,
             "a store already heard starts where its round trip says"
         );
-        assert_eq!(
-            Window::new(100, 0, None).held_by(Some(&hold), None).limit(),
-            100
-        );
+        assert_eq!(Window::new(100, 0, None).held_by(Some(&hold)).limit(), 100);
         let mut w = held();
         w.learn(None);
         assert_eq!(w.limit(), HELD_START, "nothing learnt");

@@ -120,10 +120,9 @@ impl Hold {
 
     /// Waits for the decision: `Ok` once released, the error to return once withdrawn.
     pub(crate) async fn released(&self, key: &str) -> Result<()> {
-        let mut rx = self.0.clone();
-        match rx.wait_for(Option::is_some).await.map(|d| *d) {
-            Ok(Some(true)) => Ok(()),
-            _ => Err(Error::Withdrawn(format!(
+        match self.decided().await {
+            true => Ok(()),
+            false => Err(Error::Withdrawn(format!(
                 "the write of {key} was withdrawn before it was visible"
             ))),
         }
