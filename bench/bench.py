@@ -94,7 +94,8 @@ S5_TUNED = "s5cmd (tuned)"
 S5_VERIFIED = "s5cmd + sha256sum -c (verified)"
 # The peers each workload compares against: the AWS CLI only where it is there.
 PEER_TOOLS = ["s5cmd"] + (["aws"] if AWS else [])
-# --trace DIR: this tool's uploads and downloads each write an S3AM_TRACE file there.
+# --trace DIR: this tool's uploads, downloads, restores and publishes each write an S3AM_TRACE
+# file there (the first repetition's).
 TRACE_DIR: Optional[Path] = None
 MIB = 1 << 20
 
@@ -522,7 +523,7 @@ def bench_publish(env, res, reps, src, names=None, extra=None):
             if caching:
                 (pkg / ".code-hash").write_text("%064x" % random.getrandbits(256))
             e = dict(env.ours, PACKAGE_ASSETS_BUCKET=b, PACKAGE_DIRECTORY=str(pkg), **(extra or {}))
-            res.add_run(names[caching], OURS, run([str(BIN), "upload", "-q"], e), rep=rep)
+            res.add_run(names[caching], OURS, run([str(BIN), "upload", "-q"], traced(e, names[caching], rep)), rep=rep)
 
 
 def bench_publish_seaweedfs(work, shape, store_cpus, res, reps, src):
@@ -666,7 +667,7 @@ def bench_restore(env, res, reps, dir_small):
                 subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True, env=g)
                 subprocess.run(["git", "-C", str(repo), "commit", "-qm", "n"], check=True, env=g)
                 shutil.rmtree(pk, ignore_errors=True)
-                r = run([str(BIN), "check", "-q", "--package-dir", str(pk)], e)
+                r = run([str(BIN), "check", "-q", "--package-dir", str(pk)], traced(e, name, rep))
                 assert (pk / ".found").exists(), "the restore did not happen"
             elif tool == "s5cmd":
                 r = env.s5(["cp", f"s3://{b}/cache/{code_hash}/*", f"s3://{b}/s5-{rep}/"])
@@ -1270,7 +1271,7 @@ def main():
     ap.add_argument("--wan-reps", type=int, default=5, help="repetitions in the profiles through the proxy (default 5)")
     ap.add_argument("--only", default="")
     ap.add_argument("--quick", action="store_true", help="smaller data: a 256 MiB file, a 3,000-file tree")
-    ap.add_argument("--trace", default="", help="a directory: this tool's uploads and downloads write S3AM_TRACE files there")
+    ap.add_argument("--trace", default="", help="a directory: this tool's uploads, downloads, restores and publishes write S3AM_TRACE files there")
     ap.add_argument("--label", default="", help="an A/B run: its sections go to '## PROFILE [LABEL]' and leave the profile's own as they were")
     ap.add_argument("--total-mbps", type=float, default=TOTAL_MBPS,
                     help=f"the proxy's cap per direction shared by all connections, MB/s (default {TOTAL_MBPS}; 0: none); another value labels the run")
@@ -1293,6 +1294,8 @@ def main():
         TRACE_DIR = Path(args.trace).resolve()
         TRACE_DIR.mkdir(parents=True, exist_ok=True)
     want = lambda n: not only or n in only  # noqa: E731
+    # The 50,000-file set runs on loopback, and through the proxy only where --only names it.
+    want_many = lambda shape: want("many") and (not shape or "many" in only)  # noqa: E731
     install_peers()
     build_rusage()
     check_s5cmd()  # the Go binary, or stop here
@@ -1376,7 +1379,7 @@ def main():
                     bench_codehash(env, res, reps, tree)
                 if not shape and want("scaling"):
                     scaling = bench_scaling(env, res, data)
-                if not shape and want("many"):
+                if want_many(shape):
                     bench_many(env, res, min(reps, 2), data)
             finally:
                 stats = front.stop() if front else None
@@ -1388,7 +1391,7 @@ def main():
                       "and min–max of those pairs. met: yes when the whole min–max spread (of the paired ratios, or of our own "
                       "times for a time target) clears the target, within noise when the median does and the spread does not, "
                       "no when the median misses")
-            if want("many") and not shape:
+            if want_many(shape):
                 method += f"; the {MANY:,}-file set runs {min(reps, 2)} repetitions"
             data_text = ("--quick data: a 256 MiB file, 2,000 files of 64 KiB, a 3,000-file tree" if args.quick
                          else "data: a 1 GiB file, 2,000 files of 64 KiB, a 30,000-file tree")

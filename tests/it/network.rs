@@ -102,11 +102,12 @@ impl Tinyproxy {
     }
 }
 
-/// A private CA, and stunnel serving TLS with a certificate it signed, in front of Garage.
-struct Tls {
+/// A private CA, and stunnel serving TLS with a certificate it signed, in front of Garage
+/// (or of the test proxy, in `roundtrips`).
+pub(crate) struct Tls {
     _server: Server,
     port: u16,
-    ca: PathBuf,
+    pub(crate) ca: PathBuf,
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -123,7 +124,9 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 impl Tls {
-    fn start(dir: &Path, upstream: &str) -> Tls {
+    /// Serves TLS on a port of its own, in front of `upstream` (`host:port`), with its
+    /// certificates in `dir`.
+    pub(crate) fn start(dir: &Path, upstream: &str) -> Tls {
         openssl(
             dir,
             &[
@@ -207,7 +210,7 @@ impl Tls {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
     }
 }

@@ -20,6 +20,8 @@ use std::time::Duration;
 use common::{S3Server, Store, Task};
 use proxy::{Faults, Proxy};
 
+use crate::network::Tls;
+
 /// What a request was, in a few words.
 fn kind(e: &proxy::Exchange) -> String {
     let mut words = e.request.split(' ');
@@ -444,16 +446,32 @@ fn the_concurrency_set_caps_the_files_in_flight() {
     assert_eq!(most_at_once(&gets), 3, "downloads at once: {gets:?}");
 }
 
+/// stunnel in front of `p`, with a private CA: `env` talks TLS to it, and trusts the CA
+/// through `AWS_CA_BUNDLE`. The pair stops stunnel and removes its certificates when dropped.
+fn over_tls(p: &Proxy, env: &mut BTreeMap<String, String>) -> (Tls, tempfile::TempDir) {
+    let certs = tempfile::tempdir().unwrap();
+    let tls = Tls::start(certs.path(), p.url().trim_start_matches("http://"));
+    env.insert("AWS_ENDPOINT_URL".into(), tls.url());
+    env.insert("AWS_CA_BUNDLE".into(), tls.ca.to_str().unwrap().into());
+    (tls, certs)
+}
+
 /// The number of uploads in flight before the store's first answer, and the most at once, of
 /// 700 small files uploaded through a proxy that holds each request for `latency`.
 fn first_window(name: &str, latency: Duration) -> (usize, usize) {
-    let (up, _) = first_windows(name, latency, b"x");
+    let (up, _) = first_windows(name, latency, b"x", false);
     up
 }
 
 /// [`first_window`] of 700 files of `body`, and of their download (`fetch`): the number of
-/// downloads sent before the first answer.
-fn first_windows(name: &str, latency: Duration, body: &[u8]) -> ((usize, usize), usize) {
+/// downloads sent before the first answer. With `https`, the tool talks TLS to stunnel in
+/// front of the proxy (a private CA, trusted through `AWS_CA_BUNDLE`).
+fn first_windows(
+    name: &str,
+    latency: Duration,
+    body: &[u8],
+    https: bool,
+) -> ((usize, usize), usize) {
     let g = S3Server::get();
     let p = Proxy::start(
         g.addr(),
@@ -465,6 +483,7 @@ fn first_windows(name: &str, latency: Duration, body: &[u8]) -> ((usize, usize),
     let bucket = g.new_bucket(name);
     let mut env = g.env(&bucket);
     env.insert("AWS_ENDPOINT_URL".into(), p.url());
+    let _tls = https.then(|| over_tls(&p, &mut env));
     let mut t = Task::new(env, &[("src/main.py", "print(1)\n")]);
     t.run(&["check"]).ok();
     for i in 0..700 {
@@ -518,10 +537,29 @@ fn far_from_the_store_the_window_starts_with_what_its_round_trip_holds() {
 #[test]
 fn far_from_the_store_small_downloads_start_with_what_its_round_trip_holds() {
     let body: Vec<u8> = (0..64u32 << 10).map(|i| (i % 253) as u8).collect();
-    let (_, first) = first_windows("rt-far-get", Duration::from_secs(1), &body);
+    let (_, first) = first_windows("rt-far-get", Duration::from_secs(1), &body, false);
     assert!(
         first > 400,
         "{first} downloads of 64 KiB before the first answer: a store a second away starts past 256, at the memory budget"
+    );
+}
+
+/// Over HTTPS each connection holds its TLS state too, and the memory budget counts it: a
+/// small upload 16 KiB more (80 KiB in all: about 400 of 700 start before the first answer,
+/// not 500), a small download 64 KiB more (128 KiB: about 250). Counted as over HTTP, the
+/// 2,000-file upload over HTTPS 40 ms away peaked at 63 MB RSS with 512 in flight.
+#[test]
+fn over_https_far_from_the_store_each_transfer_counts_its_connections_tls_state() {
+    let body: Vec<u8> = (0..64u32 << 10).map(|i| (i % 251) as u8).collect();
+    let ((up, most), down) = first_windows("rt-far-tls", Duration::from_secs(1), &body, true);
+    assert!(
+        (350..=420).contains(&up),
+        "{up} uploads of 64 KiB over HTTPS before the first answer: the budget (32 MiB at 80 KiB an upload) holds about 400"
+    );
+    assert!(most <= 512, "{most} uploads at once, past the held start");
+    assert!(
+        (200..=260).contains(&down),
+        "{down} downloads of 64 KiB over HTTPS before the first answer: the budget (32 MiB at 128 KiB a download) holds about 250"
     );
 }
 
@@ -532,6 +570,28 @@ fn far_from_the_store_small_downloads_start_with_what_its_round_trip_holds() {
 /// 2,000 files peaked at 69 MB RSS with 1,024 in flight).
 #[test]
 fn a_restore_far_from_the_store_keeps_its_copies_within_the_memory_budget() {
+    let most = restore_copies_at_once("rt-far-copy", false);
+    assert!(
+        (600..700).contains(&most),
+        "{most} copies at once: the budget (32 MiB at 48 KiB a copy) should hold about 680"
+    );
+}
+
+/// Over HTTPS each copy counts its connection's TLS state too (16 KiB): about 500 of 700
+/// copies at once (counted as over HTTP, a restore of 2,000 files 40 ms away peaked at 61 MB
+/// RSS with about 680 in flight).
+#[test]
+fn over_https_a_restore_counts_its_connections_tls_state() {
+    let most = restore_copies_at_once("rt-far-copy-tls", true);
+    assert!(
+        (450..550).contains(&most),
+        "{most} copies at once over HTTPS: the budget (32 MiB at 64 KiB a copy) should hold about 500"
+    );
+}
+
+/// The most of 700 server-side copies at once in a cache restore through a proxy a second
+/// away (with `https`, behind stunnel).
+fn restore_copies_at_once(name: &str, https: bool) -> usize {
     let g = S3Server::get();
     let p = Proxy::start(
         g.addr(),
@@ -540,9 +600,10 @@ fn a_restore_far_from_the_store_keeps_its_copies_within_the_memory_budget() {
             ..Faults::default()
         },
     );
-    let bucket = g.new_bucket("rt-far-copy");
+    let bucket = g.new_bucket(name);
     let mut env = g.env(&bucket);
     env.insert("AWS_ENDPOINT_URL".into(), p.url());
+    let _tls = https.then(|| over_tls(&p, &mut env));
     env.insert("CODE_HASH_FIND_FILTER".into(), "src".into());
     let mut t = Task::new(env, &[("src/main.py", "print(1)\n")]);
     t.run(&["check"]).ok();
@@ -558,11 +619,7 @@ fn a_restore_far_from_the_store_keeps_its_copies_within_the_memory_budget() {
     assert!(t.found(), "the set was not restored");
     let copies = asset_spans(&restore, "CopyObject");
     assert!(copies.len() >= 700, "{} copies traced of 700", copies.len());
-    let most = most_at_once(&copies);
-    assert!(
-        (600..700).contains(&most),
-        "{most} copies at once: the budget (32 MiB at 48 KiB a copy) should hold about 680"
-    );
+    most_at_once(&copies)
 }
 
 /// Near the store, the window holds 256 uploads: more would only queue at a store that
