@@ -9,6 +9,7 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
@@ -240,6 +241,17 @@ pub(crate) struct CodeHash {
 
 /// Computes the code hash of the files under `repo` matched by `patterns`.
 pub(crate) fn compute(repo: &Path, patterns: &Patterns, salt: &str) -> Result<CodeHash> {
+    compute_unless(repo, patterns, salt, &AtomicBool::new(false))
+}
+
+/// [`compute`], given up at the next file once `stop` is set (the caller no longer needs
+/// the hash): then an error that no one is meant to see.
+pub(crate) fn compute_unless(
+    repo: &Path,
+    patterns: &Patterns,
+    salt: &str,
+    stop: &AtomicBool,
+) -> Result<CodeHash> {
     if !repo.is_dir() {
         return Err(Error::Input(format!(
             "repository {} is not a directory: set the repository (GIT_REPO_PATH, --repo or params.repo) to the checkout's directory",
@@ -251,7 +263,7 @@ pub(crate) fn compute(repo: &Path, patterns: &Patterns, salt: &str) -> Result<Co
             "the code-hash salt contains a NUL byte: use printable text".into(),
         ));
     }
-    let found = collect(repo, patterns)?;
+    let found = collect(repo, patterns, stop)?;
     if found.is_empty() {
         return Err(Error::Input(format!(
             "the code-hash patterns \"{patterns}\" match no file in {}: fix the filter (CODE_HASH_FIND_FILTER, --filter or source.code_hash_filter); patterns are globs relative to the repository root",
@@ -260,7 +272,10 @@ pub(crate) fn compute(repo: &Path, patterns: &Patterns, salt: &str) -> Result<Co
     }
     let records = found
         .into_par_iter()
-        .map(|(rel, abs)| record(rel, &abs))
+        .map(|(rel, abs)| match stop.load(Ordering::Relaxed) {
+            true => Err(stopped()),
+            false => record(rel, &abs),
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(CodeHash {
         hex: digest(patterns.as_slice(), salt, &records),
@@ -288,8 +303,18 @@ pub(crate) fn digest(patterns: &[String], salt: &str, records: &[Record]) -> Str
     hex::encode(h.finalize())
 }
 
-/// Walks the repository and returns matched paths, sorted and deduplicated by raw bytes.
-fn collect(repo: &Path, patterns: &Patterns) -> Result<BTreeMap<Vec<u8>, PathBuf>> {
+/// What [`compute_unless`] returns once stopped.
+fn stopped() -> Error {
+    Error::Input("the code hash was stopped: it was not needed".into())
+}
+
+/// Walks the repository and returns matched paths, sorted and deduplicated by raw bytes;
+/// stops at the next entry once `stop` is set.
+fn collect(
+    repo: &Path,
+    patterns: &Patterns,
+    stop: &AtomicBool,
+) -> Result<BTreeMap<Vec<u8>, PathBuf>> {
     let mut found = BTreeMap::new();
     for root in patterns.walk_roots() {
         let Some(start) = real_dir_prefix(repo, &root) else {
@@ -301,6 +326,9 @@ fn collect(repo: &Path, patterns: &Patterns) -> Result<BTreeMap<Vec<u8>, PathBuf
             .into_iter()
             .filter_entry(|e| e.file_name() != ".git");
         for entry in walker {
+            if stop.load(Ordering::Relaxed) {
+                return Err(stopped());
+            }
             let entry = entry.map_err(|e| {
                 let path = e.path().unwrap_or(repo).to_path_buf();
                 let io = e

@@ -4,12 +4,13 @@
 use std::path::Path;
 use std::time::Instant;
 
-use super::{CacheMode, Engine, LookupOptions, Outcome, Report, SetState};
+use super::{CacheMode, CodeHashSpec, Engine, Hashed, LookupOptions, Outcome, Report, SetState};
 use crate::assets;
 use crate::commit;
 use crate::error::Result;
 use crate::layout::SetLocation;
 use crate::log;
+use crate::store::ObjectInfo;
 
 /// Writes a marker when there is a marker directory.
 fn mark(dir: Option<&Path>, name: &str, content: &str) -> Result<()> {
@@ -39,8 +40,29 @@ impl Engine {
             Ok(())
         };
         // The manifest and the listing at once: a set is found only when every object its
-        // manifest names is there with its size, and a set without a manifest is said.
-        match &self.fetchable_state(&artifacts, opts.accept_legacy).await? {
+        // manifest names is there with its size, and a set without a manifest is said. With
+        // caching on, the code hash is computed, and the cache entry read, beside them: a
+        // set not found then costs no round trip more to find in the cache. Found, the
+        // entry's read is dropped unused, and the hash stopped.
+        let cache_read = async {
+            match &opts.code_hash {
+                Some(spec) if opts.cache != CacheMode::Off => {
+                    Some(self.read_cache(opts, spec).await)
+                }
+                _ => None,
+            }
+        };
+        let read = self.fetchable_state(&artifacts, opts.accept_legacy);
+        tokio::pin!(cache_read, read);
+        let mut cached = None;
+        let state = tokio::select! {
+            state = &mut read => state,
+            entry = &mut cache_read => {
+                cached = Some(entry);
+                (&mut read).await
+            }
+        };
+        match &state? {
             SetState::Complete(m) => {
                 log::phase(format!(
                     "found {artifacts}: complete, {}, {} (created {})",
@@ -70,7 +92,12 @@ impl Engine {
             )),
             SetState::Missing => log::phase(format!("{artifacts} is not complete")),
         }
-        self.try_cache(opts, &mut report, &artifacts).await?;
+        let cached = match cached {
+            Some(entry) => entry,
+            None => cache_read.await,
+        };
+        self.try_cache(opts, cached, &mut report, &artifacts)
+            .await?;
         if report.outcome == Outcome::Restored {
             mark(opts.markers.as_deref(), assets::FOUND_MARKER, "")?;
         }
@@ -78,26 +105,44 @@ impl Engine {
         Ok(report)
     }
 
+    /// The code hash of `opts.repo` by `spec`, and its cache entry's state with its listing
+    /// (read at once), unlogged and unmarked: the lookup may find the set and need neither.
+    async fn read_cache(
+        &self,
+        opts: &LookupOptions,
+        spec: &CodeHashSpec,
+    ) -> Result<(Hashed, SetState, Vec<ObjectInfo>)> {
+        let hash = self.code_hash_unlogged(&opts.repo, spec).await?;
+        let cache = self.layout.cache(&hash.hex);
+        let (state, listing) = self.read_state_listed(&cache, false).await?;
+        Ok((hash, state, listing))
+    }
+
     /// Restores `artifacts` from a complete cache entry when caching is on and there is one
-    /// (reading the entry and its listing at once), and says so in `report`.
+    /// (`cached`: the code hash, and the entry read beside the set's read), and says so in
+    /// `report`.
     async fn try_cache(
         &self,
         opts: &LookupOptions,
+        cached: Option<Result<(Hashed, SetState, Vec<ObjectInfo>)>>,
         report: &mut Report,
         artifacts: &SetLocation,
     ) -> Result<()> {
-        let spec = match (&opts.code_hash, opts.cache) {
-            (Some(spec), CacheMode::ReadWrite | CacheMode::ReadOnly) => spec,
+        let (hash, state, listing) = match (cached, &opts.code_hash) {
+            (Some(read), Some(spec)) => {
+                let (hash, state, listing) = read?;
+                hash.log(spec);
+                (hash.hex, state, listing)
+            }
             _ => {
                 log::phase("caching is off: build needed");
                 return Ok(());
             }
         };
-        let hash = self.code_hash(&opts.repo, spec).await?;
         mark(opts.markers.as_deref(), assets::CODE_HASH_MARKER, &hash)?;
         report.code_hash = Some(hash.clone());
         let cache = self.layout.cache(&hash);
-        match self.read_state_listed(&cache, false).await? {
+        match (state, listing) {
             (SetState::Complete(m), listing) => match self.damage_in(&cache, &m, &listing) {
                 Some(problem) => log::warn(format!(
                     "{problem}; not restoring it: build needed (the upload rewrites the entry)"

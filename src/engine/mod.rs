@@ -39,6 +39,7 @@ pub(crate) use prune::{age, Plan, PruneOptions, Why, INCOMPLETE_MAX_AGE};
 pub(crate) use window::{FLOOR as FEWEST_IN_FLIGHT, START as FIRST_IN_FLIGHT};
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -354,21 +355,62 @@ impl Engine {
 
     /// Computes the code hash on the blocking pool and logs it.
     pub(crate) async fn code_hash(&self, repo: &Path, spec: &CodeHashSpec) -> Result<String> {
+        let h = self.code_hash_unlogged(repo, spec).await?;
+        h.log(spec);
+        Ok(h.hex)
+    }
+
+    /// Computes the code hash on the blocking pool, without a word: for a hash that may not
+    /// be needed. Dropped before it is done, it stops the computation at the next file, so
+    /// that the process does not wait for it to end.
+    pub(crate) async fn code_hash_unlogged(
+        &self,
+        repo: &Path,
+        spec: &CodeHashSpec,
+    ) -> Result<Hashed> {
+        /// Sets its flag when dropped: when the hash is done, or no longer wanted.
+        struct StopOnDrop(Arc<AtomicBool>);
+        impl Drop for StopOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
         let started = Instant::now();
-        let (repo_buf, spec_c) = (repo.to_path_buf(), spec.clone());
+        let stop = StopOnDrop(Arc::default());
+        let (repo_buf, spec_c, flag) = (repo.to_path_buf(), spec.clone(), stop.0.clone());
         let h = tokio::task::spawn_blocking(move || {
-            codehash::compute(&repo_buf, &spec_c.patterns, &spec_c.salt)
+            codehash::compute_unless(&repo_buf, &spec_c.patterns, &spec_c.salt, &flag)
         })
         .await
         .map_err(|e| Error::task("computing the code hash", e))??;
+        Ok(Hashed {
+            hex: h.hex,
+            files: h.records.len(),
+            took: started.elapsed(),
+        })
+    }
+}
+
+/// A code hash computed, and what its log line says of it.
+pub(crate) struct Hashed {
+    /// Lowercase hex SHA-256.
+    pub(crate) hex: String,
+    /// The files it covers.
+    files: usize,
+    /// How long it took.
+    took: std::time::Duration,
+}
+
+impl Hashed {
+    /// Logs the hash, over how many files of `spec`'s patterns, and how long it took.
+    pub(crate) fn log(&self, spec: &CodeHashSpec) {
         log::phase(format!(
             "code hash {} over {} matching \"{}\" ({:.2} s)",
-            h.hex,
-            log::count(h.records.len() as u64, "file"),
+            self.hex,
+            log::count(self.files as u64, "file"),
             spec.patterns,
-            started.elapsed().as_secs_f64()
+            self.took.as_secs_f64()
         ));
-        Ok(h.hex)
     }
 }
 

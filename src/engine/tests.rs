@@ -312,6 +312,76 @@ async fn a_restore_whose_entry_goes_while_it_copies_falls_back_to_the_build() {
     );
 }
 
+/// A set found needs no code hash: the hash computed beside its read (so that a set not
+/// found costs no round trip more to look for in the cache) is stopped once the set is
+/// found, and the process ends without waiting for it, however large the tree it hashes.
+#[test]
+fn a_found_set_stops_the_code_hash_computed_beside_its_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let store = Arc::new(LocalStore::open(&bucket).unwrap());
+    let engine = Engine::new(store, Layout::new("").unwrap(), Tuning::default());
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("src")).unwrap();
+    let out = std::process::Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(["commit", "-q", "--allow-empty", "-m", "one"])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // A tree whose hash takes a while (the hash covers the working tree, committed or not).
+    let body: Vec<u8> = (0..32u32 << 10).map(|i| (i % 251) as u8).collect();
+    for i in 0..2000 {
+        std::fs::write(repo.join(format!("src/f{i:04}.py")), &body).unwrap();
+    }
+    let spec = CodeHashSpec {
+        patterns: crate::codehash::Patterns::from_spaced("src").unwrap(),
+        salt: String::new(),
+    };
+    let pkg = dir.path().join("pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("fn.zip"), "zip").unwrap();
+    let commit = crate::commit::resolve_head(&repo).unwrap();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    runtime().block_on(publish_uncached(&engine, pkg, &commit));
+    let t = std::time::Instant::now();
+    crate::codehash::compute(&repo, &spec.patterns, &spec.salt).unwrap();
+    let hashing = t.elapsed();
+    let opts = LookupOptions {
+        repo: repo.clone(),
+        markers: None,
+        code_hash: Some(spec),
+        cache: CacheMode::ReadWrite,
+        accept_legacy: false,
+    };
+    // As the command line runs it: the runtime dropped once the lookup returns, which waits
+    // for whatever still runs on its blocking pool.
+    let t = std::time::Instant::now();
+    let rt = runtime();
+    let report = rt.block_on(engine.lookup(&opts)).unwrap();
+    drop(rt);
+    let found = t.elapsed();
+    assert_eq!(report.outcome, Outcome::Found);
+    assert!(
+        found * 4 < hashing,
+        "found in {found:?}, against {hashing:?} to hash the tree: the lookup waited for the hash"
+    );
+}
+
 /// The summary line counts in words ("1 file") and shows a rate only where it means
 /// something: not for a few bytes, whose time is round trips.
 #[test]
