@@ -97,6 +97,9 @@ PEER_TOOLS = ["s5cmd"] + (["aws"] if AWS else [])
 # --trace DIR: this tool's uploads, downloads, restores and publishes each write an S3AM_TRACE
 # file there (the first repetition's).
 TRACE_DIR: Optional[Path] = None
+# The profile running: trace files are named after it, so that one run's profiles keep each
+# their own.
+PROFILE_NAME = ""
 MIB = 1 << 20
 
 
@@ -411,7 +414,7 @@ def traced(env, workload, rep):
     first repetition only, so that writing the trace weighs on one run of the median's three."""
     if not TRACE_DIR or rep:
         return env
-    slug = re.sub(r"[^a-z0-9]+", "-", workload.lower()).strip("-")
+    slug = re.sub(r"[^a-z0-9]+", "-", f"{PROFILE_NAME} {workload}".lower()).strip("-")
     return dict(env, S3AM_TRACE=str(TRACE_DIR / f"{slug}-{rep}.json"))
 
 
@@ -1346,6 +1349,8 @@ def main():
     prune_rows = {}
     with tempfile.TemporaryDirectory(prefix="s3am-bench.") as w:
         for profile in profiles:
+            global PROFILE_NAME
+            PROFILE_NAME = profile
             log(f"==> profile {profile}")
             shape = PROFILES[profile]
             reps = args.wan_reps if shape else args.reps
