@@ -693,17 +693,20 @@ def bench_check(env, res, reps):
     commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     publish(env, b, src, commit)
     e = dict(env.ours, PACKAGE_ASSETS_BUCKET=b, GIT_REPO_PATH=str(repo))
-    name = "check when the set exists"
+    # The code hash covers the working tree: 3,000 files beside the commit, not committed.
+    make_files(repo / "src", 3000, 4096)
+    cached = dict(e, CODE_HASH_FIND_FILTER="src")
     for rep in range(max(reps, 5)):
-        for tool in [OURS] + (["aws s3api head-object"] if AWS else []):
+        for tool in [OURS, CHECK_CACHING] + (["aws s3api head-object"] if AWS else []):
             pk = env.work / "check-pk"
             shutil.rmtree(pk, ignore_errors=True)
-            if tool == OURS:
-                r = run([str(BIN), "check", "-q", "--package-dir", str(pk)], e)
+            if tool in (OURS, CHECK_CACHING):
+                r = run([str(BIN), "check", "-q", "--package-dir", str(pk)], e if tool == OURS else cached)
                 assert (pk / ".found").exists()
             else:
                 r = env.aws(["s3api", "head-object", "--bucket", b, "--key", f"artifacts/{commit}/.manifest.json"])
-            res.add_run(name, tool, r, rep=rep)
+            name = CHECK_CACHING if tool == CHECK_CACHING else CHECK
+            res.add_run(name, OURS if tool == CHECK_CACHING else tool, r, rep=rep)
 
 
 def bench_resource_check(env, res, reps):
@@ -828,12 +831,15 @@ UP_SMALL = "upload 2,000 files of 64 KiB"
 DOWN_SMALL = "download 2,000-file set"
 RESTORE = "cache restore of the 2,000-file set (server-side copy)"
 CHECK = "check when the set exists"
+# With caching on, a check computes the code hash, and reads the cache entry, beside its read
+# of the set: found, it drops both. Over a 3,000-file tree of 4 KiB files.
+CHECK_CACHING = "check when the set exists, caching on (3,000 source files)"
 PUB_OFF, PUB_ON = "publish 5 files of 64 KiB, caching off", "publish 5 files of 64 KiB, caching on"
 PUB_OFF_SW, PUB_ON_SW = PUB_OFF + ", SeaweedFS", PUB_ON + ", SeaweedFS"
 INDEX = "resource check, 10,000 sets, nothing new"
 MANY_UP, MANY_DOWN = f"upload {MANY:,} files of 1 KiB", f"download {MANY:,}-file set"
 # Whole-process latencies: shown in ms and, through the proxy, as round trips (wall / (2 x delay)).
-LATENCY = (CHECK, PUB_OFF, PUB_ON, PUB_OFF_SW, PUB_ON_SW, INDEX)
+LATENCY = (CHECK, CHECK_CACHING, PUB_OFF, PUB_ON, PUB_OFF_SW, PUB_ON_SW, INDEX)
 
 
 def set_big(label):
@@ -862,9 +868,16 @@ class Target(NamedTuple):
 
 
 def target(profile, w, rt):
-    """Issues 11's and 18's target for a workload in a profile, or None."""
+    """Issues 11's, 18's and 35's target for a workload in a profile, or None."""
     if profile == "far":
-        return None  # a diagnostic: no target was set this far away
+        # Issue 35: latency, not the 2 shared cores, decides this far away.
+        if w in (UP_BIG, UP_SMALL, DOWN_SMALL, RESTORE):
+            return Target("≤ 0.8", "ratio", 0.8)
+        for name, trips in [(PUB_OFF, 3), (PUB_ON, 4), (PUB_OFF_SW, 2), (PUB_ON_SW, 2)]:
+            if w == name:
+                limit = trips * rt + 0.05
+                return Target(f"≤ {trips} round trips + 50 ms = {limit * 1000:.0f} ms", "time", limit)
+        return None
     if w == DOWN_BIG:
         # Issue 18: verified, as fast as s5cmd's unverified download near the store, and well
         # ahead of it far away.
@@ -875,7 +888,7 @@ def target(profile, w, rt):
         return Target("≤ 0.8", "ratio", 0.8) if rt else Target("≤ 0.5", "ratio", 0.5)
     if w.startswith("code hash"):
         return Target("≤ 0.5", "ratio", 0.5)
-    if profile == "loopback" and w == CHECK:
+    if profile == "loopback" and w in (CHECK, CHECK_CACHING):
         return Target("≤ 50 ms", "time", 0.050)
     if profile == "loopback" and w == INDEX:
         return Target("≤ 100 ms, ≤ 3 requests", "time", 0.100)
@@ -883,7 +896,7 @@ def target(profile, w, rt):
         # Issue 18 (plain HTTP, 40 ms each way; remote-tls has no latency targets): a store that
         # enforces If-None-Match (SeaweedFS, said to with S3AM_CONDITIONAL_WRITES_ENFORCED) lets
         # a small set's publish write first: 2 round trips.
-        for name, trips, slack in [(CHECK, 1, 20), (PUB_OFF, 3, 50), (PUB_ON, 4, 50), (PUB_OFF_SW, 2, 50), (PUB_ON_SW, 2, 50)]:
+        for name, trips, slack in [(CHECK, 1, 20), (CHECK_CACHING, 1, 20), (PUB_OFF, 3, 50), (PUB_ON, 4, 50), (PUB_OFF_SW, 2, 50), (PUB_ON_SW, 2, 50)]:
             if w == name:
                 limit = trips * rt + slack / 1000
                 plural = "s" if trips > 1 else ""

@@ -210,6 +210,50 @@ fn a_small_publish_with_caching_on_writes_the_cache_beside_the_artifacts() {
     assert_by_store(&g, &restore, common, ", PUT probe | 4: LIST");
 }
 
+/// A set of more keys than a listing page: its manifest names them, so once its first page
+/// is in, the rest of its listing goes in slices at once (one round trip however many
+/// pages), not page after page: for a check that finds it, and for a restore, which reads
+/// the cache entry so before its copies.
+#[test]
+fn a_large_sets_listing_takes_one_round_trip_after_its_first_page() {
+    let Some((_g, p, mut t)) = rig("rt-pages", true) else {
+        return;
+    };
+    t.run(&["check"]).ok();
+    let names: Vec<String> = (0..2500)
+        .map(|i| format!("d{}/f{i:04}.txt", i % 5))
+        .collect();
+    let files: Vec<(&str, &[u8])> = names
+        .iter()
+        .map(|n| (n.as_str(), b"x".as_slice()))
+        .collect();
+    t.build(&files);
+    t.run(&["upload"]).ok();
+    // Found, caching off (with it on, the cache entry's read goes beside, and is dropped):
+    // 2,500 keys and the manifest, in slices of 900 after the first page. Before: "1: GET
+    // manifest, LIST | 2: LIST | 3: LIST".
+    t.reset_packages();
+    let filter = t.env.remove("CODE_HASH_FIND_FILTER").unwrap();
+    assert_eq!(
+        trips(&p, &t, &["check"]),
+        "1: GET manifest, LIST | 2: LIST x3"
+    );
+    assert!(t.found());
+    // Another commit of the same code: the set's listing (empty) and the cache entry's first
+    // page, then the entry's other slices, then the copies. Before: "1: GET manifest x2,
+    // LIST x2 | 2: LIST | 3: LIST | 4: COPY ...".
+    t.env.insert("CODE_HASH_FIND_FILTER".into(), filter);
+    t.repo.write("README", "docs\n");
+    t.repo.commit("docs only");
+    t.reset_packages();
+    let restore = trips(&p, &t, &["check"]);
+    assert!(t.found(), "the set was not restored");
+    assert!(
+        restore.starts_with("1: GET manifest x2, LIST x2 | 2: LIST x3 | 3: COPY file x"),
+        "{restore}"
+    );
+}
+
 #[test]
 fn a_larger_publish_copies_to_the_cache_server_side_after_the_artifacts() {
     let Some((g, p, t)) = rig("rt-big", true) else {
