@@ -233,6 +233,44 @@ async fn a_prune_cut_off_part_way_leaves_every_set_complete_or_without_its_manif
     }
 }
 
+/// `git args` in `repo`, as a test author.
+fn git(repo: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(repo)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+}
+
+/// A repository at `dir/repo` with one commit (of `src/main.py`), and the code-hash
+/// definition of its `src`.
+fn repo_with_a_commit(dir: &std::path::Path) -> (std::path::PathBuf, CodeHashSpec) {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(repo.join("src")).unwrap();
+    git(&repo, &["init", "-q"]);
+    std::fs::write(repo.join("src/main.py"), "print(1)\n").unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "one"]);
+    let spec = CodeHashSpec {
+        patterns: crate::codehash::Patterns::from_spaced("src").unwrap(),
+        salt: String::new(),
+    };
+    (repo, spec)
+}
+
+/// A package directory at `dir/pkg` of one file.
+fn one_file_package(dir: &std::path::Path) -> std::path::PathBuf {
+    let pkg = dir.join("pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("fn.zip"), "zip").unwrap();
+    pkg
+}
+
 /// A restore whose cache entry a prune removes while it copies falls back to the build: the
 /// lookup says missing (never an error), and the set is not found afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,31 +281,8 @@ async fn a_restore_whose_entry_goes_while_it_copies_falls_back_to_the_build() {
     std::fs::create_dir_all(&bucket).unwrap();
     let store = Arc::new(Racing::new(&bucket, usize::MAX));
     let engine = Engine::new(store.clone(), Layout::new("").unwrap(), Tuning::default());
-    let repo = dir.path().join("repo");
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(&repo)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}");
-    };
-    std::fs::create_dir_all(repo.join("src")).unwrap();
-    git(&["init", "-q"]);
-    std::fs::write(repo.join("src/main.py"), "print(1)\n").unwrap();
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "one"]);
-    let spec = CodeHashSpec {
-        patterns: crate::codehash::Patterns::from_spaced("src").unwrap(),
-        salt: String::new(),
-    };
-    let pkg = dir.path().join("pkg");
-    std::fs::create_dir_all(&pkg).unwrap();
-    std::fs::write(pkg.join("fn.zip"), "zip").unwrap();
+    let (repo, spec) = repo_with_a_commit(dir.path());
+    let pkg = one_file_package(dir.path());
     std::fs::write(
         pkg.join(".commit-hash"),
         crate::commit::resolve_head(&repo).unwrap(),
@@ -284,8 +299,8 @@ async fn a_restore_whose_entry_goes_while_it_copies_falls_back_to_the_build() {
     engine.publish(&publish).await.unwrap();
     // A commit of the same code: its set is missing, the cache entry is complete.
     std::fs::write(repo.join("README"), "docs\n").unwrap();
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "docs"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "docs"]);
     *store.vanish_on_copy.lock().unwrap() = true;
     let opts = LookupOptions {
         repo: repo.clone(),
@@ -322,33 +337,13 @@ fn a_found_set_stops_the_code_hash_computed_beside_its_read() {
     std::fs::create_dir_all(&bucket).unwrap();
     let store = Arc::new(LocalStore::open(&bucket).unwrap());
     let engine = Engine::new(store, Layout::new("").unwrap(), Tuning::default());
-    let repo = dir.path().join("repo");
-    std::fs::create_dir_all(repo.join("src")).unwrap();
-    let out = std::process::Command::new("git")
-        .args(["init", "-q"])
-        .current_dir(&repo)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let out = std::process::Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(["commit", "-q", "--allow-empty", "-m", "one"])
-        .current_dir(&repo)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let (repo, spec) = repo_with_a_commit(dir.path());
     // A tree whose hash takes a while (the hash covers the working tree, committed or not).
     let body: Vec<u8> = (0..32u32 << 10).map(|i| (i % 251) as u8).collect();
     for i in 0..2000 {
         std::fs::write(repo.join(format!("src/f{i:04}.py")), &body).unwrap();
     }
-    let spec = CodeHashSpec {
-        patterns: crate::codehash::Patterns::from_spaced("src").unwrap(),
-        salt: String::new(),
-    };
-    let pkg = dir.path().join("pkg");
-    std::fs::create_dir_all(&pkg).unwrap();
-    std::fs::write(pkg.join("fn.zip"), "zip").unwrap();
+    let pkg = one_file_package(dir.path());
     let commit = crate::commit::resolve_head(&repo).unwrap();
     let runtime = || {
         tokio::runtime::Builder::new_multi_thread()
