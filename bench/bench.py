@@ -718,7 +718,9 @@ def bench_resource_check(env, res, reps):
         (tree / "index" / f"{9_000_000_000_000 + i:013}-{i:040x}").write_bytes(b"")
     env.s5(["cp", f"{tree}/*", f"s3://{b}/"], direct=True)
     shutil.rmtree(tree)
-    src = env.work / "one-file"
+    src = env.work / "one-file"  # bench_check's, or made here where it did not run
+    if not (src / "fn.zip").exists():
+        write_random(src / "fn.zip", 1024)
     commit = fake_commit()
     publish(env, b, src, commit)
     link = env.work / "check"
