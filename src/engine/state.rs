@@ -11,7 +11,7 @@ use crate::store::ObjectInfo;
 
 mod damage;
 
-pub(super) use damage::{judge_tag, PathIndex, Seen, LIST_PAGE};
+pub(super) use damage::{judge_tag, PathIndex, Seen};
 
 /// Manifests up to this size are read by many at once; a larger one, one at a time
 /// ([`Engine::manifest_bytes`]). 256 KiB is a set of about 1,500 files.
@@ -57,25 +57,23 @@ impl Engine {
 
     /// A set's state and its listing, both read at once: for a set that is probably missing,
     /// or whose objects will be checked against its manifest ([`Engine::damage_in`]). The
-    /// manifest and the listing's first page go at once; a listing longer than that page goes
-    /// on, for a complete set in slices of the keys its manifest names, all at once (one round
-    /// trip more however many: [`Engine::list_known_each`]), for any other page after page.
+    /// manifest and the listing's first page go at once; a listing that goes on past that
+    /// page is read on, for a complete set in slices of the keys its manifest names, all at
+    /// once (one round trip more however many: [`Engine::list_known_each`]), for any other
+    /// page after page from the start.
     pub(super) async fn read_state_listed(
         &self,
         loc: &SetLocation,
         accept_legacy: bool,
     ) -> Result<(SetState, Vec<ObjectInfo>)> {
-        let (state, first) = tokio::join!(
-            self.read_manifest(loc),
-            self.store.list_page(loc.root(), None, LIST_PAGE)
-        );
+        let (state, first) =
+            tokio::join!(self.read_manifest(loc), self.store.list_first(loc.root()));
         let state = state?;
         let listing = async {
-            let first = first?;
-            if first.len() < LIST_PAGE {
-                return Ok(first);
+            let (mut all, more) = first?;
+            if !more {
+                return Ok(all);
             }
-            let mut all = first;
             match &state {
                 Some(SetState::Complete(m)) => {
                     let index = PathIndex::new(&m.files);
@@ -83,21 +81,10 @@ impl Engine {
                         .await?;
                     all.sort_unstable_by(|a, b| a.key.cmp(&b.key));
                     all.dedup_by(|a, b| a.key == b.key);
+                    Ok(all)
                 }
-                _ => loop {
-                    let after = all.last().map(|o| o.key.clone());
-                    let page = self
-                        .store
-                        .list_page(loc.root(), after.as_deref(), LIST_PAGE)
-                        .await?;
-                    let full = page.len() == LIST_PAGE;
-                    all.extend(page);
-                    if !full {
-                        break;
-                    }
-                },
+                _ => self.store.list(loc.root()).await,
             }
-            Ok::<_, Error>(all)
         };
         let listing = listing.await;
         Ok(match state {

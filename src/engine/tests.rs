@@ -63,6 +63,14 @@ async fn listing_known_keys_in_slices_misses_nothing() {
             .collect();
         assert_eq!(got, want, "{} keys known", known.len());
     }
+    // Without a manifest (a legacy set, counted here), a read of the set lists all of it page
+    // after page, past its first page.
+    let (state, listing) = engine.read_state_listed(&loc, true).await.unwrap();
+    assert_eq!(listing.len(), 2345);
+    match state {
+        SetState::Legacy { objects } => assert_eq!(objects.len(), 2345),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// A set of 2,345 objects checked against its manifest page by page, with the manifest's

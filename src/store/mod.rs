@@ -208,6 +208,14 @@ pub trait Store: Send + Sync {
         max_keys: usize,
     ) -> Result<Vec<ObjectInfo>>;
 
+    /// The first page of [`Store::list`] (up to 1,000 objects), and whether the listing goes
+    /// on past it: by default, whether the page is full.
+    async fn list_first(&self, prefix: &str) -> Result<(Vec<ObjectInfo>, bool)> {
+        let page = self.list_page(prefix, None, 1000).await?;
+        let more = page.len() == 1000;
+        Ok((page, more))
+    }
+
     /// Whether this store is known to enforce conditional writes ([`PutMode`]) without asking it:
     /// `Some(true)` for the local store; `None` when only a probe can tell (S3: AWS and SeaweedFS
     /// enforce them, Garage 2.5 ignores them).

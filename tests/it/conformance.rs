@@ -554,6 +554,14 @@ async fn conformance(s: Arc<dyn Store>, conditions_enforced: bool) {
     assert_eq!(read_all(s, "odd/copy of é", None).await.unwrap(), b"odd");
     assert_eq!(s.list("odd/").await.unwrap().len(), 2);
 
+    // A listing's first page, and whether it goes on past it.
+    let (first, more) = s.list_first("many/").await.unwrap();
+    assert_eq!((first.len(), more), (1000, true));
+    let keys = |l: &[store::ObjectInfo]| l.iter().map(|o| o.key.clone()).collect::<Vec<_>>();
+    assert_eq!(keys(&first), keys(&many[..1000]));
+    let (odd, more) = s.list_first("odd/").await.unwrap();
+    assert_eq!((odd.len(), more), (2, false));
+
     deletes(s).await;
 }
 

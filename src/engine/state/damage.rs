@@ -3,9 +3,6 @@
 
 use super::*;
 
-/// The most keys a listing request asks for (S3's most).
-pub(in crate::engine) const LIST_PAGE: usize = 1000;
-
 impl Engine {
     /// Why a complete set cannot be trusted, if it cannot: an object its manifest names is
     /// missing, has another size, or was rewritten after the manifest (its entity tag differs).
@@ -52,7 +49,7 @@ impl Engine {
         rels: impl Iterator<Item = &'a str>,
         on_page: impl FnMut(Vec<ObjectInfo>) + Send,
     ) -> Result<()> {
-        const PAGE: usize = LIST_PAGE;
+        const PAGE: usize = 1000;
         const SLICE: usize = 900;
         let on_page = std::sync::Mutex::new(on_page);
         let take = |page: Vec<ObjectInfo>| {

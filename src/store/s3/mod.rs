@@ -240,6 +240,21 @@ impl Store for S3Store {
         Ok(page.contents().iter().filter_map(info).collect())
     }
 
+    async fn list_first(&self, prefix: &str) -> Result<(Vec<ObjectInfo>, bool)> {
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .max_keys(1000)
+            .send()
+            .await
+            .map_err(|e| self.fail(&format!("listing {prefix}"), e))?;
+        // A store may answer fewer keys than asked and still go on: its word decides.
+        let more = page.is_truncated().unwrap_or(false);
+        Ok((page.contents().iter().filter_map(info).collect(), more))
+    }
+
     fn expects_enforcement(&self) -> bool {
         self.expects_enforcement
     }
