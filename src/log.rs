@@ -29,6 +29,56 @@ fn printable(msg: &str) -> std::borrow::Cow<'_, str> {
     crate::error::escape_unprintable(msg)
 }
 
+/// A line a future logged while it was held ([`held`]).
+enum Line {
+    Phase(String),
+    Detail(String),
+    Warn(String),
+}
+
+tokio::task_local! {
+    /// Where the lines of a held future go, instead of stderr.
+    static HELD: Arc<std::sync::Mutex<Vec<Line>>>;
+}
+
+/// The lines a held future logged, kept back for its caller.
+pub(crate) struct Held(Arc<std::sync::Mutex<Vec<Line>>>);
+
+impl Held {
+    /// Prints the lines kept back, in their order: the caller wants what the future did.
+    pub(crate) fn release(self) {
+        let lines = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        for line in lines {
+            match line {
+                Line::Phase(m) => phase(m),
+                Line::Detail(m) => detail(m),
+                Line::Warn(m) => warn(m),
+            }
+        }
+    }
+}
+
+/// `fut` with its phase, detail and warning lines kept back rather than printed (errors
+/// still print): for work that may turn out unwanted, such as a read made beside another
+/// that may make it moot. [`Held::release`] prints them; dropping the [`Held`] drops them.
+pub(crate) fn held<F: std::future::Future>(
+    fut: F,
+) -> (Held, impl std::future::Future<Output = F::Output>) {
+    let lines: Arc<std::sync::Mutex<Vec<Line>>> = Arc::default();
+    (Held(lines.clone()), HELD.scope(lines, fut))
+}
+
+/// Keeps `line` back when a held future is logging it; `false` when none is.
+fn kept(line: impl FnOnce() -> Line) -> bool {
+    match HELD.try_with(Arc::clone) {
+        Ok(lines) => {
+            lines.lock().unwrap_or_else(|p| p.into_inner()).push(line());
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// Silences info lines (warnings and errors still print).
 pub(crate) fn set_quiet(q: bool) {
     QUIET.store(q, Ordering::Relaxed);
@@ -36,6 +86,9 @@ pub(crate) fn set_quiet(q: bool) {
 
 /// A phase line: what the tool is doing or has decided.
 pub(crate) fn phase(msg: impl AsRef<str>) {
+    if kept(|| Line::Phase(msg.as_ref().to_string())) {
+        return;
+    }
     if !QUIET.load(Ordering::Relaxed) {
         eprintln!("{} {}", paint("1;36", "==>"), printable(msg.as_ref()));
     }
@@ -43,6 +96,9 @@ pub(crate) fn phase(msg: impl AsRef<str>) {
 
 /// A detail line, e.g. one transfer.
 pub(crate) fn detail(msg: impl AsRef<str>) {
+    if kept(|| Line::Detail(msg.as_ref().to_string())) {
+        return;
+    }
     if !QUIET.load(Ordering::Relaxed) {
         eprintln!("    {}", printable(msg.as_ref()));
     }
@@ -50,6 +106,9 @@ pub(crate) fn detail(msg: impl AsRef<str>) {
 
 /// A warning: something the user should know about but that does not stop the run.
 pub(crate) fn warn(msg: impl AsRef<str>) {
+    if kept(|| Line::Warn(msg.as_ref().to_string())) {
+        return;
+    }
     eprintln!("{} {}", paint("1;33", "warning:"), printable(msg.as_ref()));
 }
 

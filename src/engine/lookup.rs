@@ -12,6 +12,10 @@ use crate::layout::SetLocation;
 use crate::log;
 use crate::store::ObjectInfo;
 
+/// A cache entry read beside its set's read: the code hash that names it, its state and its
+/// listing.
+type CacheRead = (Hashed, SetState, Vec<ObjectInfo>);
+
 /// Writes a marker when there is a marker directory.
 fn mark(dir: Option<&Path>, name: &str, content: &str) -> Result<()> {
     match dir {
@@ -44,14 +48,15 @@ impl Engine {
         // caching on, the code hash is computed, and the cache entry read, beside them: a
         // set not found then costs no round trip more to find in the cache. Found, the
         // entry's read is dropped unused, and the hash stopped.
-        let cache_read = async {
+        // What the entry's read logs is kept back until the set's read has decided.
+        let (held, cache_read) = log::held(async {
             match &opts.code_hash {
                 Some(spec) if opts.cache != CacheMode::Off => {
                     Some(self.read_cache(opts, spec).await)
                 }
                 _ => None,
             }
-        };
+        });
         let read = self.fetchable_state(&artifacts, opts.accept_legacy);
         tokio::pin!(cache_read, read);
         let mut cached = None;
@@ -96,7 +101,7 @@ impl Engine {
             Some(entry) => entry,
             None => cache_read.await,
         };
-        self.try_cache(opts, cached, &mut report, &artifacts)
+        self.try_cache(opts, (cached, held), &mut report, &artifacts)
             .await?;
         if report.outcome == Outcome::Restored {
             mark(opts.markers.as_deref(), assets::FOUND_MARKER, "")?;
@@ -107,11 +112,7 @@ impl Engine {
 
     /// The code hash of `opts.repo` by `spec`, and its cache entry's state with its listing
     /// (read at once), unlogged and unmarked: the lookup may find the set and need neither.
-    async fn read_cache(
-        &self,
-        opts: &LookupOptions,
-        spec: &CodeHashSpec,
-    ) -> Result<(Hashed, SetState, Vec<ObjectInfo>)> {
+    async fn read_cache(&self, opts: &LookupOptions, spec: &CodeHashSpec) -> Result<CacheRead> {
         let hash = self.code_hash_unlogged(&opts.repo, spec).await?;
         let cache = self.layout.cache(&hash.hex);
         let (state, listing) = self.read_state_listed(&cache, false).await?;
@@ -119,19 +120,22 @@ impl Engine {
     }
 
     /// Restores `artifacts` from a complete cache entry when caching is on and there is one
-    /// (`cached`: the code hash, and the entry read beside the set's read), and says so in
-    /// `report`.
+    /// (`cached`: the code hash, and the entry read beside the set's read, with the lines
+    /// that read logged, kept back until now), and says so in `report`.
     async fn try_cache(
         &self,
         opts: &LookupOptions,
-        cached: Option<Result<(Hashed, SetState, Vec<ObjectInfo>)>>,
+        (cached, held): (Option<Result<CacheRead>>, log::Held),
         report: &mut Report,
         artifacts: &SetLocation,
     ) -> Result<()> {
         let (hash, state, listing) = match (cached, &opts.code_hash) {
             (Some(read), Some(spec)) => {
+                if let Ok((hash, ..)) = &read {
+                    hash.log(spec);
+                }
+                held.release();
                 let (hash, state, listing) = read?;
-                hash.log(spec);
                 (hash.hex, state, listing)
             }
             _ => {

@@ -254,6 +254,53 @@ fn a_large_sets_listing_takes_one_round_trip_after_its_first_page() {
     );
 }
 
+/// A check that finds its set says nothing of the cache entry it read beside it: what that
+/// read logs is kept back until the set's read has decided, and dropped when the set is
+/// found. Here the set (2,500 files) takes a round trip more to read than the entry (one
+/// stray object and no manifest), whose warning would otherwise come first.
+#[test]
+fn a_found_check_says_nothing_of_the_cache_entry_it_read_beside() {
+    let Some((g, p, mut t)) = rig("rt-quiet", true) else {
+        return;
+    };
+    t.run(&["check"]).ok();
+    let names: Vec<String> = (0..2500).map(|i| format!("f{i:04}.txt")).collect();
+    let files: Vec<(&str, &[u8])> = names
+        .iter()
+        .map(|n| (n.as_str(), b"x".as_slice()))
+        .collect();
+    t.build(&files);
+    t.run(&["upload"]).ok();
+    // Another salt, another code hash: its entry holds a stray object and no manifest.
+    t.env.insert("CODE_HASH_SALT".into(), "another".into());
+    let hash = t.run(&["hash"]).ok().stdout.trim().to_string();
+    assert_eq!(hash.len(), 64, "{hash}");
+    let bucket = t.env["PACKAGE_ASSETS_BUCKET"].clone();
+    g.put(&bucket, &format!("cache/{hash}/stray.bin"), b"stray");
+    t.reset_packages();
+    let found = trips(&p, &t, &["check"]);
+    assert!(
+        found.starts_with("1: GET manifest x2, LIST x2 | 2: LIST x3"),
+        "{found}"
+    );
+    assert!(t.found());
+    let r = t.run(&["check"]);
+    r.ok();
+    assert!(
+        !r.stderr.contains("stray") && !r.stderr.contains("no manifest"),
+        "a found check spoke of the cache entry it did not use:\n{}",
+        r.stderr
+    );
+    // Missing (another commit of the same code), the same entry's read is said.
+    t.repo.write("README", "docs\n");
+    t.repo.commit("docs only");
+    t.reset_packages();
+    let r = t.run(&["check"]);
+    r.ok();
+    assert!(!t.found());
+    assert!(r.stderr.contains("no manifest"), "{}", r.stderr);
+}
+
 #[test]
 fn a_larger_publish_copies_to_the_cache_server_side_after_the_artifacts() {
     let Some((g, p, t)) = rig("rt-big", true) else {
