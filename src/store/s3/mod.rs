@@ -166,6 +166,31 @@ fn unix_ms(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<u64> {
 }
 
 /// A listed object as the trait gives it.
+impl S3Store {
+    /// One listing request: up to `max_keys` objects under `prefix` after `start_after`, and
+    /// whether the listing goes on past them (the store's word: it may answer fewer keys than
+    /// asked and still go on).
+    async fn list_one(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max_keys: usize,
+    ) -> Result<(Vec<ObjectInfo>, bool)> {
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_start_after(start_after.map(str::to_string))
+            .max_keys(max_keys.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(|e| self.fail(&format!("listing {prefix}"), e))?;
+        let more = page.is_truncated().unwrap_or(false);
+        Ok((page.contents().iter().filter_map(info).collect(), more))
+    }
+}
+
 fn info(o: &aws_sdk_s3::types::Object) -> Option<ObjectInfo> {
     Some(ObjectInfo {
         key: o.key()?.to_string(),
@@ -227,32 +252,11 @@ impl Store for S3Store {
         start_after: Option<&str>,
         max_keys: usize,
     ) -> Result<Vec<ObjectInfo>> {
-        let page = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .set_start_after(start_after.map(str::to_string))
-            .max_keys(max_keys.clamp(1, 1000) as i32)
-            .send()
-            .await
-            .map_err(|e| self.fail(&format!("listing {prefix}"), e))?;
-        Ok(page.contents().iter().filter_map(info).collect())
+        Ok(self.list_one(prefix, start_after, max_keys).await?.0)
     }
 
     async fn list_first(&self, prefix: &str) -> Result<(Vec<ObjectInfo>, bool)> {
-        let page = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .max_keys(1000)
-            .send()
-            .await
-            .map_err(|e| self.fail(&format!("listing {prefix}"), e))?;
-        // A store may answer fewer keys than asked and still go on: its word decides.
-        let more = page.is_truncated().unwrap_or(false);
-        Ok((page.contents().iter().filter_map(info).collect(), more))
+        self.list_one(prefix, None, 1000).await
     }
 
     fn expects_enforcement(&self) -> bool {
