@@ -517,6 +517,9 @@ fn serve(
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
+        // Answered from here: the client may read the answer and send its next request
+        // before the body is through and this thread records it.
+        let answered = Instant::now();
         to_client.write_all(&resp.raw)?;
         let corrupt_get = method == "GET"
             && matches!(status, 200 | 206)
@@ -560,7 +563,7 @@ fn serve(
             request: req.start.clone(),
             copy: raw.contains("\r\nx-amz-copy-source:"),
             sent,
-            answered: Instant::now(),
+            answered,
         });
     }
 }
